@@ -1,0 +1,237 @@
+//! Settlement as pure logic: checks a signed receipt against a [`Ledger`] and applies its
+//! charge, with no `env` in sight. The contract's ledger is [`crate::ledger::Overlay`]
+//! (used by `settle`, and by `simulate_settle` without committing); unit tests use an
+//! in-memory one. Modelled on near/intents' `Engine` over `State`.
+//!
+//! Checks run in a fixed order, one error per step, and nothing is written until all of
+//! them pass, so a rejected receipt changes nothing.
+
+use market_protocol::{crypto::Crypto, receipt::MAX_LINES, ChannelId, SettleItem};
+use near_sdk::{AccountId, PublicKey};
+
+use crate::{
+    error::{Error, Result},
+    fees::Split,
+    state::{ActiveAuthorization, Channel, RunnerKey, RunnerPolicy, SettledLine},
+};
+
+/// What settlement needs to know about a model.
+#[derive(Clone, Debug)]
+pub struct ModelTerms {
+    pub runner_bps: u16,
+    pub versions: u32,
+    pub runner_policy: RunnerPolicy,
+}
+
+pub trait Ledger {
+    fn runner_key(&self, key: &PublicKey) -> Option<RunnerKey>;
+    /// `None` if the runner is unknown, `Some(true)` if it has left.
+    fn runner_left(&self, runner: &AccountId) -> Option<bool>;
+    fn user_key_owner(&self, key: &PublicKey) -> Option<AccountId>;
+    fn channel(&self, id: &ChannelId) -> Option<Channel>;
+    fn model_terms(&self, model_id: &str) -> Option<ModelTerms>;
+
+    fn put_channel(&mut self, id: ChannelId, channel: Channel);
+    fn credit_runner(&mut self, runner: &AccountId, amount: u128);
+    fn credit_holders(&mut self, model_id: &str, amount: u128);
+    fn credit_protocol(&mut self, amount: u128);
+}
+
+pub struct Context<'a> {
+    pub hub: &'a AccountId,
+    pub chain_id: &'a str,
+    pub now_ns: u64,
+    pub protocol_fee_bps: u16,
+}
+
+/// The result of one settled receipt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    pub charge: u128,
+    pub split: Split,
+}
+
+pub struct Engine<'a, L, C> {
+    ledger: &'a mut L,
+    crypto: &'a C,
+    ctx: Context<'a>,
+    charged: u128,
+    escrow_spent: u128,
+    paid: Split,
+}
+
+impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
+    pub fn new(ledger: &'a mut L, crypto: &'a C, ctx: Context<'a>) -> Self {
+        Self { ledger, crypto, ctx, charged: 0, escrow_spent: 0, paid: Split::default() }
+    }
+
+    pub fn ledger(&mut self) -> &mut L {
+        self.ledger
+    }
+
+    #[allow(clippy::too_many_lines)]
+    pub fn settle(&mut self, item: &SettleItem) -> Result<Settled> {
+        let signed = &item.receipt;
+        let receipt = &signed.receipt;
+        receipt.validate().map_err(Error::Malformed)?;
+
+        // 1. The runner's key: registered to this runner, not revoked, runner still here.
+        let key = self.ledger.runner_key(&signed.runner_key).ok_or_else(|| Error::UnknownRunnerKey(signed.runner_key.clone()))?;
+        if key.runner != receipt.runner {
+            return Err(Error::KeyNotOwned { key: signed.runner_key.clone(), owner: key.runner, claimed: receipt.runner.clone() });
+        }
+        if key.revoked {
+            return Err(Error::RevokedRunnerKey(signed.runner_key.clone()));
+        }
+        match self.ledger.runner_left(&receipt.runner) {
+            None => return Err(Error::UnknownRunner(receipt.runner.clone())),
+            Some(true) => return Err(Error::RunnerLeft(receipt.runner.clone())),
+            Some(false) => {}
+        }
+        // 2. The runner's signature.
+        if !signed.verify(self.crypto) {
+            return Err(Error::BadRunnerSignature);
+        }
+        // 3. The channel, and replay.
+        let channel_id = ChannelId { user: receipt.user.clone(), runner: receipt.runner.clone() };
+        let mut channel = self
+            .ledger
+            .channel(&channel_id)
+            .ok_or_else(|| Error::UnknownChannel { user: receipt.user.clone(), runner: receipt.runner.clone() })?;
+        if receipt.seq.0 <= channel.last_seq.0 {
+            return Err(Error::StaleSequence { seq: receipt.seq.0, last_seq: channel.last_seq.0 });
+        }
+        // 4. The user's authorization: remembered, or verified now.
+        let named: [u8; 32] = receipt.authorization.into();
+        let auth = match channel.authorization.as_ref().filter(|a| <[u8; 32]>::from(a.id) == named) {
+            Some(remembered) => remembered.clone(),
+            None => self.verify_authorization(item, &channel_id, named)?,
+        };
+        // Checked on every receipt: a revoked key or an expiry stops even a remembered one.
+        if self.ledger.user_key_owner(&auth.public_key).as_ref() != Some(&receipt.user) {
+            return Err(Error::RevokedUserKey { key: auth.public_key.clone(), user: receipt.user.clone() });
+        }
+        if self.ctx.now_ns >= auth.expires_at_ns.0 {
+            return Err(Error::Expired { expires_at_ns: auth.expires_at_ns.0, now_ns: self.ctx.now_ns });
+        }
+        // 5. Content: no content registry on this hub version, so any named item is unknown.
+        if let Some(content) = receipt.content.first() {
+            return Err(Error::UnknownContent(content.content_id.clone()));
+        }
+        // 6. Each model line: known version, covered, runner allowed, never decreasing.
+        let mut deltas = Vec::with_capacity(receipt.lines.len());
+        for line in &receipt.lines {
+            let terms = self.ledger.model_terms(&line.model_id).ok_or_else(|| Error::UnknownModel(line.model_id.clone()))?;
+            if line.version == 0 || line.version > terms.versions {
+                return Err(Error::UnknownVersion { model_id: line.model_id.clone(), version: line.version, versions: terms.versions });
+            }
+            if !auth.models.contains(&line.model_id) {
+                return Err(Error::ModelNotAuthorized(line.model_id.clone()));
+            }
+            if !terms.runner_policy.allows(&receipt.runner) {
+                return Err(Error::RunnerNotAllowed { model_id: line.model_id.clone(), runner: receipt.runner.clone() });
+            }
+            let before = channel.lines.iter().find(|l| l.model_id == line.model_id && l.version == line.version);
+            let (amount0, in0, out0) = before.map_or((0, 0, 0), |l| (l.amount.0, l.units_in.0, l.units_out.0));
+            let what = |field: &str| format!("{field} of `{}` v{}", line.model_id, line.version);
+            if line.amount.0 < amount0 {
+                return Err(Error::Decreased { what: what("amount"), settled: amount0, receipt: line.amount.0 });
+            }
+            if line.units_in.0 < in0 || line.units_out.0 < out0 {
+                return Err(Error::Decreased {
+                    what: what("units"),
+                    settled: u128::from(in0 + out0),
+                    receipt: u128::from(line.units_in.0 + line.units_out.0),
+                });
+            }
+            deltas.push((line.amount.0 - amount0, terms.runner_bps));
+        }
+        // A cumulative receipt carries every line the channel ever settled.
+        if let Some(dropped) = channel.lines.iter().find(|l| !receipt.lines.iter().any(|r| r.model_id == l.model_id && r.version == l.version)) {
+            return Err(Error::Decreased { what: format!("amount of `{}` v{} (line missing)", dropped.model_id, dropped.version), settled: dropped.amount.0, receipt: 0 });
+        }
+        if receipt.lines.len() > MAX_LINES {
+            return Err(Error::TooManyLines { lines: receipt.lines.len(), max: MAX_LINES });
+        }
+        // 7. Money: within the signed cap, and within what the user escrowed.
+        if receipt.amount.0 > auth.cap.0 {
+            return Err(Error::OverCap { amount: receipt.amount.0, cap: auth.cap.0 });
+        }
+        let charge = receipt.amount.0.checked_sub(channel.settled.0).ok_or_else(|| {
+            Error::InvariantViolated(format!("lines grew but the total {} fell below {}", receipt.amount.0, channel.settled.0))
+        })?;
+        let unspent_before = channel.unspent();
+        if charge > unspent_before {
+            return Err(Error::Underfunded { charge, unspent: unspent_before });
+        }
+
+        // All checks passed: apply.
+        let mut split = Split::default();
+        for (line, (delta, runner_bps)) in receipt.lines.iter().zip(deltas) {
+            let s = Split::of(delta, runner_bps, self.ctx.protocol_fee_bps);
+            self.ledger.credit_holders(&line.model_id, s.holders);
+            split = split.checked_add(s).ok_or_else(|| Error::InvariantViolated("split overflow".into()))?;
+        }
+        self.ledger.credit_runner(&receipt.runner, split.runner);
+        self.ledger.credit_protocol(split.protocol);
+        channel.settled = receipt.amount;
+        channel.last_seq = receipt.seq;
+        channel.lines = receipt
+            .lines
+            .iter()
+            .map(|l| SettledLine { model_id: l.model_id.clone(), version: l.version, units_in: l.units_in, units_out: l.units_out, amount: l.amount })
+            .collect();
+        channel.authorization = Some(auth);
+        let channel_unspent_after = channel.unspent();
+        self.ledger.put_channel(channel_id, channel);
+
+        self.charged = self.charged.checked_add(charge).ok_or_else(|| Error::InvariantViolated("charge overflow".into()))?;
+        self.escrow_spent = self.escrow_spent.checked_add(unspent_before - channel_unspent_after).ok_or_else(|| Error::InvariantViolated("escrow overflow".into()))?;
+        self.paid = self.paid.checked_add(split).ok_or_else(|| Error::InvariantViolated("paid overflow".into()))?;
+        Ok(Settled { charge, split })
+    }
+
+    fn verify_authorization(&self, item: &SettleItem, channel: &ChannelId, named: [u8; 32]) -> Result<ActiveAuthorization> {
+        let signed = item.authorization.as_ref().ok_or(Error::AuthorizationMissing(named))?;
+        let auth = &signed.authorization;
+        auth.validate().map_err(Error::Malformed)?;
+        if &auth.hub != self.ctx.hub {
+            return Err(Error::WrongHub { signed_for: auth.hub.clone(), this_hub: self.ctx.hub.clone() });
+        }
+        if auth.chain_id != self.ctx.chain_id {
+            return Err(Error::WrongChain { signed_for: auth.chain_id.clone(), this_chain: self.ctx.chain_id.to_owned() });
+        }
+        if auth.user != channel.user || auth.runner != channel.runner {
+            return Err(Error::WrongChannel {
+                authorized: (auth.user.clone(), auth.runner.clone()),
+                receipt: (channel.user.clone(), channel.runner.clone()),
+            });
+        }
+        if self.ledger.user_key_owner(&auth.public_key).as_ref() != Some(&auth.user) {
+            return Err(Error::UnknownUserKey { key: auth.public_key.clone(), user: auth.user.clone() });
+        }
+        let id = signed.verify(self.crypto).ok_or(Error::BadUserSignature)?;
+        if id != named {
+            return Err(Error::AuthorizationMismatch { named, attached: id });
+        }
+        Ok(ActiveAuthorization {
+            id: id.into(),
+            public_key: auth.public_key.clone(),
+            cap: auth.cap,
+            expires_at_ns: auth.expires_at_ns,
+            models: auth.models.clone(),
+        })
+    }
+
+    /// The batch's final check: every yocto taken from escrow went to exactly one payee.
+    pub fn finalize(self) -> Result<(u128, Split)> {
+        let paid = self.paid.total().ok_or_else(|| Error::InvariantViolated("paid overflow".into()))?;
+        if paid != self.charged || self.escrow_spent != self.charged {
+            return Err(Error::InvariantViolated(format!(
+                "charged {} yocto, took {} from escrow, paid out {paid}",
+                self.charged, self.escrow_spent
+            )));
+        }
+        Ok((self.charged, self.paid))
+    }
+}

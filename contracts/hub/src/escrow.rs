@@ -1,0 +1,161 @@
+//! Users: authorization keys, channel escrow, and withdrawal of unspent funds after a
+//! delay longer than the settlement window (so a runner's earned funds are still there).
+
+use market_protocol::{ed25519_key_bytes, ChannelId};
+use near_sdk::{
+    env,
+    json_types::{U128, U64},
+    near, AccountId, PublicKey,
+};
+
+use crate::{
+    error::Error,
+    events::Event,
+    payouts::Payout,
+    state::Channel,
+    storage::{cost_of, refund, CHANNEL_STORAGE_BYTES},
+    Hub, HubExt,
+};
+
+#[near(serializers = [json])]
+pub struct ChannelView {
+    pub user: AccountId,
+    pub runner: AccountId,
+    #[serde(flatten)]
+    pub channel: Channel,
+    /// deposited − settled: what receipts may still charge.
+    pub unspent: U128,
+}
+
+impl Hub {
+    fn caller_channel(&self, runner: &AccountId) -> (ChannelId, Channel) {
+        let id = ChannelId { user: env::predecessor_account_id(), runner: runner.clone() };
+        let channel = self
+            .channels
+            .get(&id)
+            .unwrap_or_else(|| Error::UnknownChannel { user: id.user.clone(), runner: id.runner.clone() }.panic());
+        (id, channel)
+    }
+}
+
+#[near]
+impl Hub {
+    /// Registers a key whose NEP-413 signatures authorize spending from the caller's
+    /// channels. Attach storage (surplus refunded).
+    #[payable]
+    pub fn register_user_key(&mut self, key: PublicKey) {
+        let user = env::predecessor_account_id();
+        if ed25519_key_bytes(&key).is_none() {
+            Error::NotEd25519(key).panic();
+        }
+        if self.user_keys.contains_key(&key) || self.runner_keys.contains_key(&key) {
+            Error::KeyTaken(key).panic();
+        }
+        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "registering a user key", |s| {
+            s.user_keys.insert(&key, &user);
+        });
+        refund(&user, surplus);
+        Event::UserKeyAdded { user, key }.emit();
+    }
+
+    /// Revokes a key: no authorization it signed pays anything from now on, including
+    /// ones the hub already verified. Refunds the key's storage.
+    pub fn revoke_user_key(&mut self, key: PublicKey) {
+        let user = env::predecessor_account_id();
+        match self.user_keys.get(&key) {
+            Some(owner) if owner == user => {}
+            _ => Error::UnknownUserKey { key, user }.panic(),
+        }
+        let ((), refund_due) = self.paying_storage(0, "revoking a user key", |s| {
+            s.user_keys.remove(&key);
+        });
+        refund(&user, refund_due);
+        Event::UserKeyRevoked { user, key }.emit();
+    }
+
+    /// Adds the attached deposit to the caller's channel with `runner`, creating the channel
+    /// on first use (which reserves its storage out of the deposit). Funding cancels a
+    /// pending withdrawal.
+    #[payable]
+    pub fn fund_channel(&mut self, runner: AccountId) {
+        self.assert_active();
+        let user = env::predecessor_account_id();
+        let mut amount = env::attached_deposit().as_yoctonear();
+        if !self.runners.get(&runner).is_some_and(|r| !r.left) {
+            Error::UnknownRunner(runner).panic();
+        }
+        let id = ChannelId { user: user.clone(), runner: runner.clone() };
+        let mut channel = if let Some(channel) = self.channels.get(&id) {
+            if amount == 0 {
+                Error::InvalidInput("attach the amount to add to the channel".into()).panic();
+            }
+            channel
+        } else {
+            let required = cost_of(CHANNEL_STORAGE_BYTES);
+            if amount <= required {
+                Error::InsufficientDeposit { attached: amount, required: required + 1, what: "opening a channel" }.panic();
+            }
+            amount -= required;
+            Channel {
+                deposited: U128(0),
+                settled: U128(0),
+                last_seq: U64(0),
+                lines: Vec::new(),
+                authorization: None,
+                withdrawal_requested_at_ns: None,
+            }
+        };
+        channel.deposited.0 = channel.deposited.0.checked_add(amount).unwrap_or_else(|| env::panic_str("deposit overflows u128"));
+        channel.withdrawal_requested_at_ns = None;
+        let deposited = channel.deposited;
+        self.channels.insert(&id, &channel);
+        Event::ChannelFunded { user, runner, amount: U128(amount), deposited }.emit();
+    }
+
+    /// Starts the withdrawal delay for the caller's unspent escrow with `runner`.
+    pub fn request_withdrawal(&mut self, runner: AccountId) {
+        let now_ns = env::block_timestamp();
+        let ready_at_ns = now_ns + self.config.withdrawal_delay_ns.0;
+        let (id, mut channel) = self.caller_channel(&runner);
+        channel.withdrawal_requested_at_ns = Some(U64(now_ns));
+        self.channels.insert(&id, &channel);
+        Event::WithdrawalRequested { user: id.user, runner: id.runner, ready_at_ns: U64(ready_at_ns) }.emit();
+    }
+
+    /// After the delay: pays out everything not yet charged. The channel stays (it
+    /// remembers the last settled sequence, so old receipts cannot be replayed into it).
+    pub fn finish_withdrawal(&mut self, runner: AccountId) {
+        self.assert_active();
+        let now_ns = env::block_timestamp();
+        let delay = self.config.withdrawal_delay_ns.0;
+        let (id, mut channel) = self.caller_channel(&runner);
+        let requested = channel
+            .withdrawal_requested_at_ns
+            .unwrap_or_else(|| Error::WithdrawalNotRequested { user: id.user.clone(), runner: id.runner.clone() }.panic());
+        let ready_at_ns = requested.0 + delay;
+        if now_ns < ready_at_ns {
+            Error::TooEarly { what: "withdrawal", ready_at_ns, now_ns }.panic();
+        }
+        let amount = channel.unspent();
+        channel.deposited = channel.settled;
+        channel.withdrawal_requested_at_ns = None;
+        self.channels.insert(&id, &channel);
+        Event::WithdrawalFinished { user: id.user.clone(), runner: id.runner.clone(), amount: U128(amount) }.emit();
+        let user = id.user.clone();
+        Payout::ChannelRefund { channel: id }.send(&user, amount);
+    }
+
+    pub fn channel(&self, user: AccountId, runner: AccountId) -> Option<ChannelView> {
+        let channel = self.channels.get(&ChannelId { user: user.clone(), runner: runner.clone() })?;
+        Some(ChannelView { unspent: U128(channel.unspent()), user, runner, channel })
+    }
+
+    pub fn channels(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ChannelView> {
+        self.channels
+            .iter()
+            .skip(from_index.unwrap_or(0) as usize)
+            .take(limit.unwrap_or(50).min(200) as usize)
+            .map(|(id, c)| ChannelView { user: id.user, runner: id.runner, unspent: U128(c.unspent()), channel: c })
+            .collect()
+    }
+}

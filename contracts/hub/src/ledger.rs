@@ -1,0 +1,132 @@
+//! The contract's [`Ledger`]: reads through to the hub's state, buffers every write, and
+//! applies them only on [`Writes::apply`]. `settle` applies; `simulate_settle` (a view)
+//! drops them, so both run the very same code.
+
+use market_protocol::ChannelId;
+use near_sdk::{AccountId, PublicKey};
+
+use crate::{
+    engine::{Ledger, ModelTerms},
+    state::{Channel, HubState, RunnerKey, Update},
+};
+
+pub struct Overlay<'a> {
+    state: &'a HubState,
+    writes: Writes,
+}
+
+#[derive(Default)]
+pub struct Writes {
+    channels: SortedMap<ChannelId, Channel>,
+    runners: SortedMap<AccountId, u128>,
+    holders: SortedMap<String, u128>,
+    protocol: u128,
+}
+
+/// A map as a sorted vector: binary search for lookups. std's `BTreeMap` would add some
+/// 15 KB of wasm per key type for the handful of entries a batch writes.
+pub struct SortedMap<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for SortedMap<K, V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<K: Ord, V: Default> SortedMap<K, V> {
+    fn get(&self, key: &K) -> Option<&V> {
+        self.0.binary_search_by(|(k, _)| k.cmp(key)).ok().map(|i| &self.0[i].1)
+    }
+
+    fn entry(&mut self, key: K) -> &mut V {
+        let i = match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (key, V::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+}
+
+impl<K, V> IntoIterator for SortedMap<K, V> {
+    type Item = (K, V);
+    type IntoIter = std::vec::IntoIter<(K, V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(state: &'a HubState) -> Self {
+        Self { state, writes: Writes::default() }
+    }
+
+    pub fn into_writes(self) -> Writes {
+        self.writes
+    }
+}
+
+fn add(to: &mut u128, amount: u128) {
+    // Credits are bounded by escrowed NEAR, far below u128::MAX; overflow is a bug.
+    *to = to.checked_add(amount).unwrap_or_else(|| near_sdk::env::panic_str("ledger credit overflows u128"));
+}
+
+impl Writes {
+    pub fn apply(self, state: &mut HubState) {
+        for (id, channel) in self.channels {
+            state.channels.insert(&id, &channel);
+        }
+        for (runner, amount) in self.runners {
+            state.runners.update(&runner, |r| add(&mut r.earnings.0, amount)).expect("the engine only credits registered runners");
+        }
+        for (model_id, amount) in self.holders {
+            state.models.update(&model_id, |m| add(&mut m.holders_accrued.0, amount)).expect("the engine only credits registered models");
+        }
+        add(&mut state.protocol_earnings, self.protocol);
+    }
+}
+
+impl Ledger for Overlay<'_> {
+    fn runner_key(&self, key: &PublicKey) -> Option<RunnerKey> {
+        self.state.runner_keys.get(key)
+    }
+
+    fn runner_left(&self, runner: &AccountId) -> Option<bool> {
+        self.state.runners.get(runner).map(|r| r.left)
+    }
+
+    fn user_key_owner(&self, key: &PublicKey) -> Option<AccountId> {
+        self.state.user_keys.get(key)
+    }
+
+    fn channel(&self, id: &ChannelId) -> Option<Channel> {
+        self.writes.channels.get(id).cloned().or_else(|| self.state.channels.get(id))
+    }
+
+    fn model_terms(&self, model_id: &str) -> Option<ModelTerms> {
+        self.state.models.get(&model_id.to_owned()).map(|m| ModelTerms {
+            runner_bps: m.runner_bps,
+            versions: m.versions,
+            runner_policy: m.runner_policy,
+        })
+    }
+
+    fn put_channel(&mut self, id: ChannelId, channel: Channel) {
+        *self.writes.channels.entry(id) = channel;
+    }
+
+    fn credit_runner(&mut self, runner: &AccountId, amount: u128) {
+        add(self.writes.runners.entry(runner.clone()), amount);
+    }
+
+    fn credit_holders(&mut self, model_id: &str, amount: u128) {
+        add(self.writes.holders.entry(model_id.to_owned()), amount);
+    }
+
+    fn credit_protocol(&mut self, amount: u128) {
+        add(&mut self.writes.protocol, amount);
+    }
+}

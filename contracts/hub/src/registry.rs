@@ -1,0 +1,222 @@
+//! Models and their versions: registered and owned by model developers.
+
+use market_protocol::{validate_model_id, Hash32};
+use near_sdk::{
+    env,
+    json_types::{U128, U64},
+    near, AccountId,
+};
+
+use crate::{
+    error::Error,
+    events::Event,
+    fees::MAX_RUNNER_BPS,
+    state::{Model, ModelVersion, RunnerPolicy},
+    storage::refund,
+    Hub, HubExt,
+};
+
+/// Longest allowlist a model may have; bounds what settlement reads per receipt.
+pub const MAX_ALLOWLIST: usize = 16;
+/// Longest `format`, `architecture` or `uri` of a version.
+pub const MAX_VERSION_TEXT: usize = 256;
+
+/// What a developer declares when adding a version.
+#[near(serializers = [json])]
+#[derive(Clone, Debug)]
+pub struct VersionInput {
+    pub weights_sha256: Hash32,
+    pub format: String,
+    pub architecture: String,
+    pub tokenizer_sha256: Hash32,
+    pub uri: String,
+    pub size_bytes: U64,
+}
+
+/// Fields of a model its owner may change; `None` keeps the current value.
+#[near(serializers = [json])]
+#[derive(Clone, Debug, Default)]
+pub struct ModelUpdate {
+    pub price_in_per_1k: Option<U128>,
+    pub price_out_per_1k: Option<U128>,
+    pub runner_bps: Option<u16>,
+    pub runner_policy: Option<RunnerPolicy>,
+    pub hidden: Option<bool>,
+}
+
+#[near(serializers = [json])]
+pub struct ModelView {
+    pub model_id: String,
+    #[serde(flatten)]
+    pub model: Model,
+    /// What the model's token holders get per charge: 10,000 − runner − protocol.
+    pub holders_bps: u16,
+}
+
+fn validate_policy(policy: &RunnerPolicy) -> Result<(), Error> {
+    if let RunnerPolicy::Allowlist(list) = policy {
+        if list.len() > MAX_ALLOWLIST {
+            return Err(Error::InvalidInput(format!("allowlist has {} runners, at most {MAX_ALLOWLIST}", list.len())));
+        }
+    }
+    Ok(())
+}
+
+impl Hub {
+    pub(crate) fn assert_active(&self) {
+        if self.paused {
+            Error::Paused.panic();
+        }
+    }
+
+    fn validate_runner_bps(&self, runner_bps: u16) {
+        let min = self.config.min_runner_bps;
+        if runner_bps < min || runner_bps > MAX_RUNNER_BPS {
+            Error::RunnerBpsOutOfRange { runner_bps, min, max: MAX_RUNNER_BPS }.panic();
+        }
+    }
+
+    /// The model, if the caller owns it.
+    fn owned_model(&self, model_id: &String) -> Model {
+        let caller = env::predecessor_account_id();
+        let model = self.models.get(model_id).unwrap_or_else(|| Error::UnknownModel(model_id.into()).panic());
+        if model.owner != caller {
+            Error::NotModelOwner { model_id: model_id.into(), caller }.panic();
+        }
+        model
+    }
+
+    fn holders_bps(&self, model: &Model) -> u16 {
+        // Cannot underflow: runner_bps <= MAX_RUNNER_BPS and protocol <= MAX_PROTOCOL_FEE_BPS.
+        crate::fees::BPS - model.runner_bps - self.config.protocol_fee_bps
+    }
+}
+
+#[near]
+impl Hub {
+    /// Registers a model owned by the caller. Attach storage (surplus refunded).
+    #[payable]
+    pub fn register_model(
+        &mut self,
+        model_id: String,
+        price_in_per_1k: U128,
+        price_out_per_1k: U128,
+        runner_bps: u16,
+        runner_policy: RunnerPolicy,
+    ) {
+        self.assert_active();
+        validate_model_id(&model_id).unwrap_or_else(|e| Error::InvalidInput(e).panic());
+        validate_policy(&runner_policy).unwrap_or_else(|e| e.panic());
+        self.validate_runner_bps(runner_bps);
+        if self.models.get(&model_id).is_some() {
+            Error::ModelExists(model_id).panic();
+        }
+        let owner = env::predecessor_account_id();
+        let model = Model {
+            owner: owner.clone(),
+            price_in_per_1k,
+            price_out_per_1k,
+            runner_bps,
+            runner_policy,
+            versions: 0,
+            hidden: false,
+            holders_accrued: U128(0),
+            registered_at_ns: U64(env::block_timestamp()),
+        };
+        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "registering a model", |s| {
+            s.models.insert(&model_id, &model);
+        });
+        refund(&owner, surplus);
+        Event::ModelRegistered { model_id, owner, price_in_per_1k, price_out_per_1k, runner_bps }.emit();
+    }
+
+    /// Adds a version (immutable once added); returns its number, from 1.
+    #[payable]
+    pub fn add_model_version(&mut self, model_id: String, version: VersionInput) -> u32 {
+        self.assert_active();
+        for (name, text) in [("format", &version.format), ("architecture", &version.architecture), ("uri", &version.uri)] {
+            if text.is_empty() || text.len() > MAX_VERSION_TEXT {
+                Error::InvalidInput(format!("{name} must be 1 to {MAX_VERSION_TEXT} bytes, not {}", text.len())).panic();
+            }
+        }
+        let mut model = self.owned_model(&model_id);
+        let number = model.versions + 1;
+        model.versions = number;
+        let stored = ModelVersion {
+            weights_sha256: version.weights_sha256,
+            format: version.format,
+            architecture: version.architecture,
+            tokenizer_sha256: version.tokenizer_sha256,
+            uri: version.uri,
+            size_bytes: version.size_bytes,
+            added_at_ns: U64(env::block_timestamp()),
+        };
+        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "adding a model version", |s| {
+            s.versions.insert(&(model_id.clone(), number), &stored);
+            s.models.insert(&model_id, &model);
+        });
+        refund(&env::predecessor_account_id(), surplus);
+        Event::ModelVersionAdded { model_id, version: number, weights_sha256: version.weights_sha256.to_string() }.emit();
+        number
+    }
+
+    /// Changes any of the model's terms; only the fields given change. Prices and the
+    /// runner's share apply to receipts settled from then on. Hidden models are left out
+    /// of `models` listings and runners stop serving them, but receipts for past use still
+    /// settle. Attach storage if the allowlist grows (surplus refunded).
+    #[payable]
+    pub fn update_model(&mut self, model_id: String, update: ModelUpdate) {
+        let mut model = self.owned_model(&model_id);
+        if let Some(runner_bps) = update.runner_bps {
+            self.validate_runner_bps(runner_bps);
+            model.runner_bps = runner_bps;
+        }
+        if let Some(policy) = &update.runner_policy {
+            validate_policy(policy).unwrap_or_else(|e| e.panic());
+            model.runner_policy = policy.clone();
+        }
+        model.price_in_per_1k = update.price_in_per_1k.unwrap_or(model.price_in_per_1k);
+        model.price_out_per_1k = update.price_out_per_1k.unwrap_or(model.price_out_per_1k);
+        model.hidden = update.hidden.unwrap_or(model.hidden);
+        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "a longer runner allowlist", |s| {
+            s.models.insert(&model_id, &model);
+        });
+        refund(&env::predecessor_account_id(), surplus);
+        Event::ModelUpdated {
+            model_id,
+            price_in_per_1k: model.price_in_per_1k,
+            price_out_per_1k: model.price_out_per_1k,
+            runner_bps: model.runner_bps,
+            runner_policy: model.runner_policy,
+            hidden: model.hidden,
+        }
+        .emit();
+    }
+
+    pub fn transfer_model(&mut self, model_id: String, new_owner: AccountId) {
+        let mut model = self.owned_model(&model_id);
+        let from = std::mem::replace(&mut model.owner, new_owner.clone());
+        self.models.insert(&model_id, &model);
+        Event::ModelTransferred { model_id, from, to: new_owner }.emit();
+    }
+
+    pub fn model(&self, model_id: String) -> Option<ModelView> {
+        let model = self.models.get(&model_id)?;
+        Some(ModelView { holders_bps: self.holders_bps(&model), model_id, model })
+    }
+
+    /// Visible models, in registration order.
+    pub fn models(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ModelView> {
+        self.models
+            .iter()
+            .filter(|(_, m)| !m.hidden)
+            .skip(from_index.unwrap_or(0) as usize)
+            .take(limit.unwrap_or(50).min(200) as usize)
+            .map(|(model_id, model)| ModelView { model_id, holders_bps: self.holders_bps(&model), model })
+            .collect()
+    }
+
+    pub fn model_version(&self, model_id: String, version: u32) -> Option<ModelVersion> {
+        self.versions.get(&(model_id, version))
+    }
+}

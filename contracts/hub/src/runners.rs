@@ -1,0 +1,195 @@
+//! Runners (compute providers): signing keys, bond, leaving.
+
+use market_protocol::ed25519_key_bytes;
+use near_sdk::{
+    env,
+    json_types::{U128, U64},
+    near, AccountId, PublicKey,
+};
+
+use crate::{
+    error::Error,
+    events::Event,
+    payouts::Payout,
+    state::{Runner, RunnerKey},
+    storage::refund,
+    Hub, HubExt,
+};
+
+/// Keys per registration call; bounds the call's work.
+pub const MAX_KEYS_PER_CALL: usize = 8;
+
+#[near(serializers = [json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum KeyInfo {
+    Runner { runner: AccountId, revoked: bool },
+    User { user: AccountId },
+}
+
+#[near(serializers = [json])]
+pub struct RunnerView {
+    pub runner: AccountId,
+    #[serde(flatten)]
+    pub state: Runner,
+}
+
+impl Hub {
+    fn check_new_key(&self, key: &PublicKey) {
+        if ed25519_key_bytes(key).is_none() {
+            Error::NotEd25519(key.clone()).panic();
+        }
+        if self.runner_keys.contains_key(key) || self.user_keys.contains_key(key) {
+            Error::KeyTaken(key.clone()).panic();
+        }
+    }
+
+    /// The caller's runner record, if it is registered and has not left.
+    fn active_runner(&self) -> (AccountId, Runner) {
+        let id = env::predecessor_account_id();
+        let runner = self.runners.get(&id).unwrap_or_else(|| Error::UnknownRunner(id.clone()).panic());
+        if runner.left {
+            Error::RunnerLeft(id).panic();
+        }
+        (id, runner)
+    }
+}
+
+#[near]
+impl Hub {
+    /// Registers the caller as a runner with its receipt-signing keys. The attached
+    /// deposit pays the storage; the rest is the bond, at least `min_runner_bond`.
+    #[payable]
+    pub fn register_runner(&mut self, keys: Vec<PublicKey>) {
+        self.assert_active();
+        let runner = env::predecessor_account_id();
+        if self.runners.get(&runner).is_some() {
+            Error::RunnerExists(runner).panic();
+        }
+        if keys.is_empty() || keys.len() > MAX_KEYS_PER_CALL {
+            Error::InvalidInput(format!("register 1 to {MAX_KEYS_PER_CALL} keys, not {}", keys.len())).panic();
+        }
+        for (i, key) in keys.iter().enumerate() {
+            self.check_new_key(key);
+            if keys[..i].contains(key) {
+                Error::InvalidInput(format!("key {} is listed twice", String::from(key))).panic();
+            }
+        }
+        let ((), bond) = self.paying_storage(env::attached_deposit().as_yoctonear(), "registering a runner", |s| {
+            // Measured at the record's largest size (a pending leave), so later changes
+            // never add unpaid bytes.
+            s.runners.insert(&runner, &Runner { bond: U128(0), earnings: U128(0), leave_requested_at_ns: Some(U64(0)), left: false });
+            for key in &keys {
+                s.runner_keys.insert(key, &RunnerKey { runner: runner.clone(), revoked: false });
+            }
+        });
+        let min = self.config.min_runner_bond.0;
+        if bond < min {
+            Error::BondTooSmall { bond, min }.panic();
+        }
+        self.runners.insert(&runner, &Runner { bond: U128(bond), earnings: U128(0), leave_requested_at_ns: None, left: false });
+        Event::RunnerRegistered { runner, bond: U128(bond), keys }.emit();
+    }
+
+    /// Adds a signing key. Attach storage (surplus refunded).
+    #[payable]
+    pub fn add_runner_key(&mut self, key: PublicKey) {
+        let (runner, _) = self.active_runner();
+        self.check_new_key(&key);
+        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "adding a runner key", |s| {
+            s.runner_keys.insert(&key, &RunnerKey { runner: runner.clone(), revoked: false });
+        });
+        refund(&runner, surplus);
+        Event::RunnerKeyAdded { runner, key }.emit();
+    }
+
+    /// Revokes a signing key for good: receipts it signed no longer settle, and it can
+    /// never be registered again.
+    pub fn revoke_runner_key(&mut self, key: PublicKey) {
+        let runner = env::predecessor_account_id();
+        let mut entry = self.runner_keys.get(&key).unwrap_or_else(|| Error::UnknownRunnerKey(key.clone()).panic());
+        if entry.runner != runner {
+            Error::KeyNotOwned { key: key.clone(), owner: entry.runner.clone(), claimed: runner }.panic();
+        }
+        entry.revoked = true;
+        self.runner_keys.insert(&key, &entry);
+        Event::RunnerKeyRevoked { runner, key }.emit();
+    }
+
+    /// Adds the attached deposit to the caller's bond.
+    #[payable]
+    pub fn add_bond(&mut self) {
+        let added = env::attached_deposit().as_yoctonear();
+        let (runner, mut state) = self.active_runner();
+        state.bond.0 = state.bond.0.checked_add(added).unwrap_or_else(|| env::panic_str("bond overflows u128"));
+        let bond = state.bond;
+        self.runners.insert(&runner, &state);
+        Event::RunnerBonded { runner, added: U128(added), bond }.emit();
+    }
+
+    /// Starts the exit delay; the runner may still settle receipts until it finishes.
+    pub fn request_leave(&mut self) {
+        let ready_at_ns = env::block_timestamp() + self.config.runner_exit_delay_ns.0;
+        let (runner, mut state) = self.active_runner();
+        state.leave_requested_at_ns = Some(U64(env::block_timestamp()));
+        self.runners.insert(&runner, &state);
+        Event::RunnerLeaveRequested { runner, ready_at_ns: U64(ready_at_ns) }.emit();
+    }
+
+    /// After the exit delay: returns the bond and stops settlement for this runner.
+    /// Earnings stay withdrawable with `withdraw_earnings`.
+    pub fn finish_leave(&mut self) {
+        let delay = self.config.runner_exit_delay_ns.0;
+        let now_ns = env::block_timestamp();
+        let (runner, mut state) = self.active_runner();
+        let requested = state.leave_requested_at_ns.unwrap_or_else(|| Error::LeaveNotRequested(runner.clone()).panic());
+        let ready_at_ns = requested.0 + delay;
+        if now_ns < ready_at_ns {
+            Error::TooEarly { what: "leaving", ready_at_ns, now_ns }.panic();
+        }
+        let bond = std::mem::replace(&mut state.bond, U128(0));
+        state.left = true;
+        self.runners.insert(&runner, &state);
+        Event::RunnerLeft { runner: runner.clone(), bond_returned: bond }.emit();
+        Payout::RunnerBond { runner: runner.clone() }.send(&runner, bond.0);
+    }
+
+    /// Pays the caller's settled earnings (all of them, or `amount`).
+    pub fn withdraw_earnings(&mut self, amount: Option<U128>) {
+        let runner = env::predecessor_account_id();
+        let mut state = self.runners.get(&runner).unwrap_or_else(|| Error::UnknownRunner(runner.clone()).panic());
+        let available = state.earnings.0;
+        let amount = amount.map_or(available, |a| a.0);
+        if amount == 0 {
+            Error::NothingToWithdraw.panic();
+        }
+        if amount > available {
+            Error::AmountTooLarge { requested: amount, available }.panic();
+        }
+        state.earnings.0 -= amount;
+        self.runners.insert(&runner, &state);
+        Event::EarningsWithdrawn { account: runner.clone(), amount: U128(amount) }.emit();
+        Payout::RunnerEarnings { runner: runner.clone() }.send(&runner, amount);
+    }
+
+    pub fn runner(&self, runner: AccountId) -> Option<Runner> {
+        self.runners.get(&runner)
+    }
+
+    pub fn runners(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<RunnerView> {
+        self.runners
+            .iter()
+            .skip(from_index.unwrap_or(0) as usize)
+            .take(limit.unwrap_or(50).min(200) as usize)
+            .map(|(runner, state)| RunnerView { runner, state })
+            .collect()
+    }
+
+    /// Who a key is registered to: a runner (and whether revoked) or a user.
+    pub fn key_info(&self, key: PublicKey) -> Option<KeyInfo> {
+        self.runner_keys
+            .get(&key)
+            .map(|k| KeyInfo::Runner { runner: k.runner, revoked: k.revoked })
+            .or_else(|| self.user_keys.get(&key).map(|user| KeyInfo::User { user }))
+    }
+}

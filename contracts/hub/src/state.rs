@@ -1,0 +1,218 @@
+//! The hub's persistent state. Versioned: see [`VersionedState`] for how to add a version.
+
+use market_protocol::Hash32;
+use near_sdk::{
+    json_types::{U128, U64},
+    near,
+    collections::{LookupMap, UnorderedMap},
+    AccountId, BorshStorageKey, PublicKey,
+};
+
+pub use market_protocol::ChannelId;
+
+#[near(serializers = [borsh])]
+#[derive(BorshStorageKey)]
+pub enum StorageKey {
+    Models,
+    ModelVersions,
+    Runners,
+    RunnerKeys,
+    UserKeys,
+    Channels,
+}
+
+/// Every state layout the contract has had.
+///
+/// To add a version: copy `HubState` to `HubStateV<n>` (the old layout, kept for reading),
+/// change `HubState`, add `V<n+1>(HubState)` here, make `migrate` turn each older variant
+/// into the latest, and add a test that deploys the old layout and migrates it.
+#[near(serializers = [borsh])]
+pub enum VersionedState {
+    V1(HubState),
+}
+
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub chain_id: String,
+    /// The protocol's share of every charge (basis points), at most `MAX_PROTOCOL_FEE_BPS`.
+    pub protocol_fee_bps: u16,
+    /// The least share a model may give runners (basis points).
+    pub min_runner_bps: u16,
+    pub min_runner_bond: U128,
+    /// A runner settles its receipts within this long of serving them.
+    pub settlement_window_ns: U64,
+    /// A user's withdrawal of unspent escrow waits this long; always longer than the
+    /// settlement window, so what a runner earned is still there when it settles.
+    pub withdrawal_delay_ns: U64,
+    /// A leaving runner's bond is held this long.
+    pub runner_exit_delay_ns: U64,
+}
+
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunnerPolicy {
+    /// Any registered runner may serve the model.
+    Open,
+    /// Only these runners may.
+    Allowlist(Vec<AccountId>),
+}
+
+impl RunnerPolicy {
+    pub fn allows(&self, runner: &AccountId) -> bool {
+        match self {
+            Self::Open => true,
+            Self::Allowlist(list) => list.contains(runner),
+        }
+    }
+}
+
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Model {
+    pub owner: AccountId,
+    /// Yocto per 1,000 input units, and per 1,000 output units: what runners quote. The
+    /// hub does not re-price receipts; the user's signed cap bounds every charge.
+    pub price_in_per_1k: U128,
+    pub price_out_per_1k: U128,
+    /// The runner's share of each charge (basis points); the protocol takes the hub's
+    /// `protocol_fee_bps`, the model's token holders the rest.
+    pub runner_bps: u16,
+    pub runner_policy: RunnerPolicy,
+    /// Versions are numbered 1..=versions and never change once added.
+    pub versions: u32,
+    pub hidden: bool,
+    /// Holders' share not yet paid to the model's token.
+    pub holders_accrued: U128,
+    pub registered_at_ns: U64,
+}
+
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelVersion {
+    /// sha256 of the weights, as the runner's engine defines it.
+    pub weights_sha256: Hash32,
+    /// `gguf`, `safetensors`, ...
+    pub format: String,
+    /// `llama`, `bert`, ...
+    pub architecture: String,
+    pub tokenizer_sha256: Hash32,
+    pub uri: String,
+    pub size_bytes: U64,
+    pub added_at_ns: U64,
+}
+
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Runner {
+    pub bond: U128,
+    pub earnings: U128,
+    pub leave_requested_at_ns: Option<U64>,
+    /// Set when the bond was returned: no receipt of this runner settles any more.
+    pub left: bool,
+}
+
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerKey {
+    pub runner: AccountId,
+    /// Revoked keys stay recorded, so they can never be registered again.
+    pub revoked: bool,
+}
+
+/// What a channel's cumulative receipts have settled for one model version.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettledLine {
+    pub model_id: String,
+    pub version: u32,
+    pub units_in: U64,
+    pub units_out: U64,
+    pub amount: U128,
+}
+
+/// The last authorization the hub verified for a channel: later receipts naming it skip
+/// the user-signature check.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveAuthorization {
+    pub id: Hash32,
+    pub public_key: PublicKey,
+    pub cap: U128,
+    pub expires_at_ns: U64,
+    pub models: Vec<String>,
+}
+
+/// Escrow of one user for one runner, and what its receipts settled.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Channel {
+    /// Everything the user put in, less what was withdrawn.
+    pub deposited: U128,
+    /// Everything charged by settled receipts: the cumulative amount of the last one.
+    pub settled: U128,
+    pub last_seq: U64,
+    pub lines: Vec<SettledLine>,
+    pub authorization: Option<ActiveAuthorization>,
+    pub withdrawal_requested_at_ns: Option<U64>,
+}
+
+impl Channel {
+    pub fn unspent(&self) -> u128 {
+        self.deposited.0 - self.settled.0
+    }
+}
+
+#[near(serializers = [borsh])]
+pub struct HubState {
+    pub owner: AccountId,
+    pub config: Config,
+    pub paused: bool,
+    pub protocol_earnings: u128,
+    pub models: UnorderedMap<String, Model>,
+    pub versions: LookupMap<(String, u32), ModelVersion>,
+    pub runners: UnorderedMap<AccountId, Runner>,
+    pub runner_keys: LookupMap<PublicKey, RunnerKey>,
+    /// A key authorizes spending for exactly one user.
+    pub user_keys: LookupMap<PublicKey, AccountId>,
+    pub channels: UnorderedMap<ChannelId, Channel>,
+}
+
+impl HubState {
+    pub fn new(owner: AccountId, config: Config) -> Self {
+        Self {
+            owner,
+            config,
+            paused: false,
+            protocol_earnings: 0,
+            models: UnorderedMap::new(StorageKey::Models),
+            versions: LookupMap::new(StorageKey::ModelVersions),
+            runners: UnorderedMap::new(StorageKey::Runners),
+            runner_keys: LookupMap::new(StorageKey::RunnerKeys),
+            user_keys: LookupMap::new(StorageKey::UserKeys),
+            channels: UnorderedMap::new(StorageKey::Channels),
+        }
+    }
+
+}
+
+/// Read-modify-write of one entry. The hub uses near-sdk's write-through collections:
+/// no cache to flush before measuring storage, and a far smaller wasm than `store`'s.
+pub trait Update<K, V> {
+    fn update<R>(&mut self, key: &K, change: impl FnOnce(&mut V) -> R) -> Option<R>;
+}
+
+macro_rules! impl_update {
+    ($map:ident) => {
+        impl<K: borsh::BorshSerialize + borsh::BorshDeserialize, V: borsh::BorshSerialize + borsh::BorshDeserialize> Update<K, V> for $map<K, V> {
+            fn update<R>(&mut self, key: &K, change: impl FnOnce(&mut V) -> R) -> Option<R> {
+                let mut value = self.get(key)?;
+                let result = change(&mut value);
+                self.insert(key, &value);
+                Some(result)
+            }
+        }
+    };
+}
+impl_update!(LookupMap);
+impl_update!(UnorderedMap);

@@ -1,0 +1,116 @@
+//! The settlement engine alone, over an in-memory ledger and native crypto: no VM.
+
+use std::collections::HashMap;
+
+use market_protocol::ChannelId;
+use near_sdk::PublicKey;
+
+use super::*;
+use crate::{
+    engine::{Context, Engine, Ledger, ModelTerms},
+    state::{Channel, RunnerKey},
+};
+
+#[derive(Default)]
+struct Memory {
+    runner_keys: HashMap<PublicKey, RunnerKey>,
+    user_keys: HashMap<PublicKey, AccountId>,
+    channels: HashMap<ChannelId, Channel>,
+    runner_earnings: u128,
+    holders: u128,
+    protocol: u128,
+}
+
+impl Ledger for Memory {
+    fn runner_key(&self, key: &PublicKey) -> Option<RunnerKey> {
+        self.runner_keys.get(key).cloned()
+    }
+    fn runner_left(&self, _: &AccountId) -> Option<bool> {
+        Some(false)
+    }
+    fn user_key_owner(&self, key: &PublicKey) -> Option<AccountId> {
+        self.user_keys.get(key).cloned()
+    }
+    fn channel(&self, id: &ChannelId) -> Option<Channel> {
+        self.channels.get(id).cloned()
+    }
+    fn model_terms(&self, model_id: &str) -> Option<ModelTerms> {
+        (model_id == MODEL).then(|| ModelTerms { runner_bps: 7_000, versions: 1, runner_policy: RunnerPolicy::Open })
+    }
+    fn put_channel(&mut self, id: ChannelId, channel: Channel) {
+        self.channels.insert(id, channel);
+    }
+    fn credit_runner(&mut self, _: &AccountId, amount: u128) {
+        self.runner_earnings += amount;
+    }
+    fn credit_holders(&mut self, _: &str, amount: u128) {
+        self.holders += amount;
+    }
+    fn credit_protocol(&mut self, amount: u128) {
+        self.protocol += amount;
+    }
+}
+
+/// A World only for its key pairs and receipt builders; the engine never touches the VM.
+fn setup() -> (World, Memory) {
+    let w = World::bare();
+    let mut m = Memory::default();
+    m.runner_keys.insert(w.runner_key.public_key(), RunnerKey { runner: acc("runner.near"), revoked: false });
+    m.user_keys.insert(w.user_key.public_key(), acc("alice.near"));
+    m.channels.insert(
+        ChannelId { user: acc("alice.near"), runner: acc("runner.near") },
+        Channel { deposited: U128(1_000_000), ..Channel::default() },
+    );
+    (w, m)
+}
+
+fn ctx(hub: &AccountId) -> Context<'_> {
+    Context { hub, chain_id: CHAIN, now_ns: START, protocol_fee_bps: 1_000 }
+}
+
+#[test]
+fn engine_settles_and_balances_without_a_vm() {
+    let (w, mut m) = setup();
+    let hub = acc("hub.near");
+    let auth = w.authorization(NEAR, START + HOUR);
+    let mut engine = Engine::new(&mut m, &NativeCrypto, ctx(&hub));
+    let first = engine.settle(&w.receipt(&auth, 1, 1_001)).unwrap();
+    let second = engine.settle(&w.receipt(&auth, 2, 3_000)).unwrap();
+    assert_eq!((first.charge, second.charge), (1_001, 1_999));
+    let (charged, paid) = engine.finalize().unwrap();
+    assert_eq!(charged, 3_000);
+    assert_eq!(paid.total(), Some(3_000));
+    assert_eq!(m.runner_earnings + m.holders + m.protocol, 3_000);
+}
+
+#[test]
+fn checks_run_in_a_fixed_order() {
+    // A receipt wrong in several ways reports the first failing check: runner key before
+    // signature, signature before channel, channel before the authorization.
+    let (w, mut m) = setup();
+    let hub = acc("hub.near");
+    let auth = w.authorization_with(|a| a.chain_id = "mainnet".into(), NEAR, START - 1);
+    let mut item = w.receipt_with(&auth, 1, 1, |r| r.user = acc("nobody.near"));
+    let mut engine = Engine::new(&mut m, &NativeCrypto, ctx(&hub));
+    assert_eq!(engine.settle(&item).unwrap_err().code(), "unknown_channel");
+    item.receipt.signature.0[0] ^= 1;
+    assert_eq!(engine.settle(&item).unwrap_err().code(), "bad_runner_signature");
+    item.receipt.runner_key = KeyPair::from_seed([50; 32]).public_key();
+    assert_eq!(engine.settle(&item).unwrap_err().code(), "unknown_runner_key");
+    let item = w.receipt(&auth, 1, 1);
+    assert_eq!(engine.settle(&item).unwrap_err().code(), "wrong_chain");
+    assert_eq!(engine.finalize().unwrap().0, 0);
+}
+
+#[test]
+fn rejected_receipts_leave_the_ledger_untouched() {
+    let (w, mut m) = setup();
+    let hub = acc("hub.near");
+    let auth = w.authorization(500, START + HOUR);
+    let before = m.channels.clone();
+    let mut engine = Engine::new(&mut m, &NativeCrypto, ctx(&hub));
+    assert_eq!(engine.settle(&w.receipt(&auth, 1, 501)).unwrap_err().code(), "over_cap");
+    engine.finalize().unwrap();
+    assert_eq!(m.channels, before);
+    assert_eq!(m.runner_earnings + m.holders + m.protocol, 0);
+}
