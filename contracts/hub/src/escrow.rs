@@ -21,7 +21,6 @@ use crate::{
 pub struct ChannelView {
     pub user: AccountId,
     pub runner: AccountId,
-    #[serde(flatten)]
     pub channel: Channel,
     /// deposited − settled: what receipts may still charge.
     pub unspent: U128,

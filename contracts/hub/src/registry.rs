@@ -47,7 +47,6 @@ pub struct ModelUpdate {
 #[near(serializers = [json])]
 pub struct ModelView {
     pub model_id: String,
-    #[serde(flatten)]
     pub model: Model,
     /// What the model's token holders get per charge: 10,000 − runner − protocol.
     pub holders_bps: u16,

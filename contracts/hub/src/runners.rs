@@ -20,17 +20,25 @@ use crate::{
 pub const MAX_KEYS_PER_CALL: usize = 8;
 
 #[near(serializers = [json])]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    Runner,
+    User,
+}
+
+/// Who a key belongs to. User keys are deleted when revoked; runner keys stay, revoked.
+#[near(serializers = [json])]
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "role", rename_all = "snake_case")]
-pub enum KeyInfo {
-    Runner { runner: AccountId, revoked: bool },
-    User { user: AccountId },
+pub struct KeyInfo {
+    pub owner: AccountId,
+    pub role: KeyRole,
+    pub revoked: bool,
 }
 
 #[near(serializers = [json])]
 pub struct RunnerView {
     pub runner: AccountId,
-    #[serde(flatten)]
     pub state: Runner,
 }
 
@@ -189,7 +197,7 @@ impl Hub {
     pub fn key_info(&self, key: PublicKey) -> Option<KeyInfo> {
         self.runner_keys
             .get(&key)
-            .map(|k| KeyInfo::Runner { runner: k.runner, revoked: k.revoked })
-            .or_else(|| self.user_keys.get(&key).map(|user| KeyInfo::User { user }))
+            .map(|k| KeyInfo { owner: k.runner, role: KeyRole::Runner, revoked: k.revoked })
+            .or_else(|| self.user_keys.get(&key).map(|owner| KeyInfo { owner, role: KeyRole::User, revoked: false }))
     }
 }

@@ -26,7 +26,7 @@ pub const MAX_RECEIPT_EVENTS: usize = 32;
 
 #[near(serializers = [json])]
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "status", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum SettleResult {
     Settled { charge: U128, runner_share: U128, holders_share: U128, protocol_share: U128 },
     Rejected { code: String, reason: String },
@@ -38,7 +38,6 @@ pub struct ReceiptOutcome {
     pub user: AccountId,
     pub runner: AccountId,
     pub seq: U64,
-    #[serde(flatten)]
     pub result: SettleResult,
 }
 

@@ -1,7 +1,12 @@
 //! Registries, runners, escrow, payouts and admin: each rule and its error message.
 
 use super::*;
-use crate::{admin::ConfigUpdate, payouts::Payout, runners::KeyInfo, storage::CHANNEL_STORAGE_BYTES};
+use crate::{
+    admin::ConfigUpdate,
+    payouts::Payout,
+    runners::{KeyInfo, KeyRole},
+    storage::CHANNEL_STORAGE_BYTES,
+};
 
 #[test]
 fn model_registry_life_cycle() {
@@ -83,8 +88,8 @@ fn runner_registration_bond_and_keys() {
     let mut w = World::new();
     let r = w.hub.runner(acc("runner.near")).unwrap();
     assert!(r.bond.0 > NEAR && r.bond.0 < 2 * NEAR, "bond is the deposit less storage: {}", r.bond.0);
-    assert_eq!(w.hub.key_info(w.runner_key.public_key()), Some(KeyInfo::Runner { runner: acc("runner.near"), revoked: false }));
-    assert_eq!(w.hub.key_info(w.user_key.public_key()), Some(KeyInfo::User { user: acc("alice.near") }));
+    assert_eq!(w.hub.key_info(w.runner_key.public_key()), Some(KeyInfo { owner: acc("runner.near"), role: KeyRole::Runner, revoked: false }));
+    assert_eq!(w.hub.key_info(w.user_key.public_key()), Some(KeyInfo { owner: acc("alice.near"), role: KeyRole::User, revoked: false }));
 
     let k = KeyPair::from_seed([30; 32]).public_key();
     // (A panicking call's partial writes are not reverted by the mock, as a chain would:
@@ -105,7 +110,7 @@ fn runner_registration_bond_and_keys() {
     assert!(msg.ends_with("belongs to runner.near, not other.near"), "{msg}");
     w.as_("runner.near", 0);
     w.hub.revoke_runner_key(k.clone());
-    assert_eq!(w.hub.key_info(k.clone()), Some(KeyInfo::Runner { runner: acc("runner.near"), revoked: true }));
+    assert_eq!(w.hub.key_info(k.clone()), Some(KeyInfo { owner: acc("runner.near"), role: KeyRole::Runner, revoked: true }));
     w.as_("runner.near", NEAR);
     let msg = panic_message(|| w.hub.add_runner_key(k.clone()));
     assert!(msg.contains("already registered"), "a revoked key never comes back: {msg}");
