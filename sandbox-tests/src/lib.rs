@@ -228,10 +228,17 @@ impl Market {
         }
     }
 
-    /// `settle` sent by the runner with `gas`.
+    /// `settle` sent by the runner with `gas` (its own receipts' signatures are not
+    /// re-checked: its transaction authenticates it).
     pub fn settle(&mut self, items: &[SettleItem], gas: u64) -> TxResult {
+        let runner = self.runner.clone();
+        self.settle_as(&runner, items, gas)
+    }
+
+    /// `settle` sent by `who`, say a relayer: every signature is checked.
+    pub fn settle_as(&mut self, who: &AccountId, items: &[SettleItem], gas: u64) -> TxResult {
         let args = borsh::to_vec(items).expect("borsh");
-        let (runner, hub) = (self.runner.clone(), self.hub.clone());
-        self.env.call_raw(&runner, &hub, "settle", args, 0, gas)
+        let hub = self.hub.clone();
+        self.env.call_raw(who, &hub, "settle", args, 0, gas)
     }
 }

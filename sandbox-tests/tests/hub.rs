@@ -32,13 +32,15 @@ fn life_cycle_on_the_compiled_wasm() {
     let mut forged = m.receipt(&auth1, 9, NEAR);
     forged.receipt.signature.0[3] ^= 1;
     let batch = [m.receipt(&auth0, 1, 1_000_000), forged, m.receipt(&auth1, 1, 2_000_000), m.receipt(&auth0, 2, 3_000_000)];
-    let result = m.settle(&batch, 300 * TGAS);
+    // Relayed, so every runner signature is checked.
+    let relayer = m.env.create_account("relayer.near", 10 * NEAR);
+    let result = m.settle_as(&relayer, &batch, 300 * TGAS);
     assert_eq!(outcome_codes(&result), ["1000000", "bad_runner_signature", "2000000", "2000000"]);
     let logs = result.logs();
     assert!(logs.iter().any(|l| l.contains(r#""event":"batch_settled""#)), "{logs:?}");
 
     // Replaying the same batch pays nothing.
-    let again = m.settle(&batch, 300 * TGAS);
+    let again = m.settle_as(&relayer, &batch, 300 * TGAS);
     assert_eq!(outcome_codes(&again), ["stale_sequence", "bad_runner_signature", "stale_sequence", "stale_sequence"]);
 
     // 5,000,000 yocto settled: runner 70 %, protocol 10 %, holders 20 %.

@@ -145,7 +145,7 @@ impl Hub {
             state_version: crate::STATE_VERSION,
             models: self.models.len(),
             runners: self.runners.len(),
-            channels: self.channels.len(),
+            channels: self.channel_list.len(),
         }
     }
 }

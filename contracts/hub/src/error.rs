@@ -51,7 +51,6 @@ pub enum Error {
     WrongChain { signed_for: String, this_chain: String },
     WrongChannel { authorized: (AccountId, AccountId), receipt: (AccountId, AccountId) },
     BadUserSignature,
-    RevokedUserKey { key: PublicKey, user: AccountId },
     Expired { expires_at_ns: u64, now_ns: u64 },
     ModelNotAuthorized(String),
     RunnerNotAllowed { model_id: String, runner: AccountId },
@@ -107,7 +106,6 @@ impl Error {
             Self::WrongChain { .. } => "wrong_chain",
             Self::WrongChannel { .. } => "wrong_channel",
             Self::BadUserSignature => "bad_user_signature",
-            Self::RevokedUserKey { .. } => "revoked_user_key",
             Self::Expired { .. } => "expired",
             Self::ModelNotAuthorized(_) => "model_not_authorized",
             Self::RunnerNotAllowed { .. } => "runner_not_allowed",
@@ -192,9 +190,6 @@ impl fmt::Display for Error {
                 authorized.0, authorized.1, receipt.0, receipt.1
             ),
             Self::BadUserSignature => write!(f, "the user's signature on the authorization does not verify"),
-            Self::RevokedUserKey { key: k, user } => {
-                write!(f, "authorization key {} is no longer registered to {user}", key(k))
-            }
             Self::Expired { expires_at_ns, now_ns } => {
                 write!(f, "authorization expired at {expires_at_ns} ns, it is {now_ns} ns")
             }

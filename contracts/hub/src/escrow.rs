@@ -17,6 +17,9 @@ use crate::{
     Hub, HubExt,
 };
 
+/// Channels per user; bounds what revoking a key rewrites.
+pub const MAX_CHANNELS_PER_USER: usize = 64;
+
 #[near(serializers = [json])]
 pub struct ChannelView {
     pub user: AccountId,
@@ -65,6 +68,17 @@ impl Hub {
             Some(owner) if owner == user => {}
             _ => Error::UnknownUserKey { key, user }.panic(),
         }
+        // Authorizations the key signed are remembered per channel; forget them, so
+        // settlement never has to look the key up again for a remembered one.
+        for runner in self.user_channels.get(&user).unwrap_or_default() {
+            let id = ChannelId { user: user.clone(), runner };
+            if let Some(mut channel) = self.channels.get(&id) {
+                if channel.authorization.as_ref().is_some_and(|a| a.public_key == key) {
+                    channel.authorization = None;
+                    self.channels.insert(&id, &channel);
+                }
+            }
+        }
         let ((), refund_due) = self.paying_storage(0, "revoking a user key", |s| {
             s.user_keys.remove(&key);
         });
@@ -90,11 +104,21 @@ impl Hub {
             }
             channel
         } else {
-            let required = cost_of(CHANNEL_STORAGE_BYTES);
-            if amount <= required {
-                Error::InsufficientDeposit { attached: amount, required: required + 1, what: "opening a channel" }.panic();
+            // The record is charged at its largest size, its listing entries as measured.
+            let mut runners = self.user_channels.get(&user).unwrap_or_default();
+            if runners.len() >= MAX_CHANNELS_PER_USER {
+                Error::InvalidInput(format!("{user} already has {MAX_CHANNELS_PER_USER} channels, the most a user may have")).panic();
             }
-            amount -= required;
+            runners.push(runner.clone());
+            let ((), left) = self.paying_storage(amount, "opening a channel", |s| {
+                s.channel_list.push(&id);
+                s.user_channels.insert(&user, &runners);
+            });
+            let required = cost_of(CHANNEL_STORAGE_BYTES);
+            if left <= required {
+                Error::InsufficientDeposit { attached: amount, required: amount - left + required + 1, what: "opening a channel" }.panic();
+            }
+            amount = left - required;
             Channel {
                 deposited: U128(0),
                 settled: U128(0),
@@ -150,11 +174,14 @@ impl Hub {
     }
 
     pub fn channels(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ChannelView> {
-        self.channels
-            .iter()
-            .skip(from_index.unwrap_or(0) as usize)
-            .take(limit.unwrap_or(50).min(200) as usize)
-            .map(|(id, c)| ChannelView { user: id.user, runner: id.runner, unspent: U128(c.unspent()), channel: c })
+        let from = u64::from(from_index.unwrap_or(0));
+        let to = (from + u64::from(limit.unwrap_or(50).min(200))).min(self.channel_list.len());
+        (from..to)
+            .filter_map(|i| {
+                let id = self.channel_list.get(i)?;
+                let c = self.channels.get(&id)?;
+                Some(ChannelView { user: id.user, runner: id.runner, unspent: U128(c.unspent()), channel: c })
+            })
             .collect()
     }
 }

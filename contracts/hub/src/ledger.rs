@@ -2,6 +2,8 @@
 //! applies them only on [`Writes::apply`]. `settle` applies; `simulate_settle` (a view)
 //! drops them, so both run the very same code.
 
+use std::cell::RefCell;
+
 use market_protocol::ChannelId;
 use near_sdk::{AccountId, PublicKey};
 
@@ -13,6 +15,11 @@ use crate::{
 pub struct Overlay<'a> {
     state: &'a HubState,
     writes: Writes,
+    // A batch usually comes from one runner for a few models: each is read from storage
+    // once per batch (a storage read costs about 0.3 Tgas).
+    runner_keys: RefCell<SortedMap<PublicKey, Option<RunnerKey>>>,
+    runners_left: RefCell<SortedMap<AccountId, Option<bool>>>,
+    models: RefCell<SortedMap<String, Option<ModelTerms>>>,
 }
 
 #[derive(Default)]
@@ -38,6 +45,20 @@ impl<K: Ord, V: Default> SortedMap<K, V> {
         self.0.binary_search_by(|(k, _)| k.cmp(key)).ok().map(|i| &self.0[i].1)
     }
 
+    fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &V
+    where
+        K: Clone,
+    {
+        let i = match self.0.binary_search_by(|(k, _)| k.cmp(key)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (key.clone(), make()));
+                i
+            }
+        };
+        &self.0[i].1
+    }
+
     fn entry(&mut self, key: K) -> &mut V {
         let i = match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(i) => i,
@@ -61,7 +82,13 @@ impl<K, V> IntoIterator for SortedMap<K, V> {
 
 impl<'a> Overlay<'a> {
     pub fn new(state: &'a HubState) -> Self {
-        Self { state, writes: Writes::default() }
+        Self {
+            state,
+            writes: Writes::default(),
+            runner_keys: RefCell::default(),
+            runners_left: RefCell::default(),
+            models: RefCell::default(),
+        }
     }
 
     pub fn into_writes(self) -> Writes {
@@ -91,11 +118,11 @@ impl Writes {
 
 impl Ledger for Overlay<'_> {
     fn runner_key(&self, key: &PublicKey) -> Option<RunnerKey> {
-        self.state.runner_keys.get(key)
+        self.runner_keys.borrow_mut().get_or_insert_with(key, || self.state.runner_keys.get(key)).clone()
     }
 
     fn runner_left(&self, runner: &AccountId) -> Option<bool> {
-        self.state.runners.get(runner).map(|r| r.left)
+        *self.runners_left.borrow_mut().get_or_insert_with(runner, || self.state.runners.get(runner).map(|r| r.left))
     }
 
     fn user_key_owner(&self, key: &PublicKey) -> Option<AccountId> {
@@ -107,11 +134,13 @@ impl Ledger for Overlay<'_> {
     }
 
     fn model_terms(&self, model_id: &str) -> Option<ModelTerms> {
-        self.state.models.get(&model_id.to_owned()).map(|m| ModelTerms {
-            runner_bps: m.runner_bps,
-            versions: m.versions,
-            runner_policy: m.runner_policy,
-        })
+        let id = model_id.to_owned();
+        self.models
+            .borrow_mut()
+            .get_or_insert_with(&id, || {
+                self.state.models.get(&id).map(|m| ModelTerms { runner_bps: m.runner_bps, versions: m.versions, runner_policy: m.runner_policy })
+            })
+            .clone()
     }
 
     fn put_channel(&mut self, id: ChannelId, channel: Channel) {

@@ -49,8 +49,10 @@ impl Hub {
             Error::InvalidInput(format!("a batch has at most {MAX_BATCH} receipts, not {}", items.len())).panic();
         }
         let hub = env::current_account_id();
+        let submitter = env::predecessor_account_id();
         let ctx = Context {
             hub: &hub,
+            submitter: &submitter,
             chain_id: &self.config.chain_id,
             now_ns: env::block_timestamp(),
             protocol_fee_bps: self.config.protocol_fee_bps,

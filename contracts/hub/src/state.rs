@@ -4,7 +4,7 @@ use market_protocol::Hash32;
 use near_sdk::{
     json_types::{U128, U64},
     near,
-    collections::{LookupMap, UnorderedMap},
+    collections::{LookupMap, UnorderedMap, Vector},
     AccountId, BorshStorageKey, PublicKey,
 };
 
@@ -19,6 +19,8 @@ pub enum StorageKey {
     RunnerKeys,
     UserKeys,
     Channels,
+    ChannelList,
+    UserChannels,
 }
 
 /// Every state layout the contract has had.
@@ -175,7 +177,13 @@ pub struct HubState {
     pub runner_keys: LookupMap<PublicKey, RunnerKey>,
     /// A key authorizes spending for exactly one user.
     pub user_keys: LookupMap<PublicKey, AccountId>,
-    pub channels: UnorderedMap<ChannelId, Channel>,
+    /// A plain map (one storage read per lookup, where an iterable map takes two), with
+    /// `channel_list` for listing: settlement reads and writes every channel it charges.
+    pub channels: LookupMap<ChannelId, Channel>,
+    pub channel_list: Vector<ChannelId>,
+    /// The runners each user has channels with, so revoking a key can forget every
+    /// authorization it signed, and settlement need not look the key up again.
+    pub user_channels: LookupMap<AccountId, Vec<AccountId>>,
 }
 
 impl HubState {
@@ -190,7 +198,9 @@ impl HubState {
             runners: UnorderedMap::new(StorageKey::Runners),
             runner_keys: LookupMap::new(StorageKey::RunnerKeys),
             user_keys: LookupMap::new(StorageKey::UserKeys),
-            channels: UnorderedMap::new(StorageKey::Channels),
+            channels: LookupMap::new(StorageKey::Channels),
+            channel_list: Vector::new(StorageKey::ChannelList),
+            user_channels: LookupMap::new(StorageKey::UserChannels),
         }
     }
 

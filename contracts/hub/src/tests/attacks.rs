@@ -71,9 +71,13 @@ fn revoked_user_key_pays_nothing_even_for_a_remembered_authorization() {
     charge(&w.settle_one(w.receipt(&auth, 1, NEAR / 100)));
     w.as_("alice.near", 0);
     w.hub.revoke_user_key(w.user_key.public_key());
+    // Revoking forgot the remembered authorization...
     let mut item = w.receipt(&auth, 2, NEAR / 50);
-    item.authorization = None; // the hub remembers it, but the key is gone
-    refused(&mut w, item, "revoked_user_key");
+    item.authorization = None;
+    refused(&mut w, item, "authorization_missing");
+    // ...and attaching it again fails on the key.
+    let item = w.receipt(&auth, 2, NEAR / 50);
+    refused(&mut w, item, "unknown_user_key");
 }
 
 #[test]
@@ -172,7 +176,7 @@ fn runner_outside_a_closed_models_allowlist_pays_nothing() {
 fn charge_beyond_the_escrow_pays_nothing() {
     let mut w = World::new();
     let auth = w.authorization(100 * NEAR, START + HOUR);
-    let item = w.receipt(&auth, 1, w.funded() + 1);
+    let item = w.receipt(&auth, 1, w.funded + 1);
     refused(&mut w, item, "underfunded");
 }
 
@@ -190,7 +194,7 @@ fn withdrawal_before_the_delay_is_refused() {
     w.now += 1;
     w.as_("alice.near", 0);
     w.hub.finish_withdrawal(acc("runner.near"));
-    assert_eq!(transfers(), w.funded());
+    assert_eq!(transfers(), w.funded);
 }
 
 #[test]
@@ -206,7 +210,7 @@ fn earned_funds_settle_while_a_withdrawal_waits() {
     w.now += HOUR;
     w.as_("alice.near", 0);
     w.hub.finish_withdrawal(acc("runner.near"));
-    assert_eq!(transfers(), w.funded() - NEAR / 100);
+    assert_eq!(transfers(), w.funded - NEAR / 100);
 }
 
 #[test]

@@ -65,7 +65,8 @@ fn setup() -> (World, Memory) {
 }
 
 fn ctx(hub: &AccountId) -> Context<'_> {
-    Context { hub, chain_id: CHAIN, now_ns: START, protocol_fee_bps: 1_000 }
+    // Submitted by the hub account itself, a relayer: every signature is checked.
+    Context { hub, submitter: hub, chain_id: CHAIN, now_ns: START, protocol_fee_bps: 1_000 }
 }
 
 #[test]

@@ -181,8 +181,8 @@ fn failed_payout_is_recredited() {
     assert_eq!(w.channel_unspent(), 0);
     let channel = market_protocol::ChannelId { user: acc("alice.near"), runner: acc("runner.near") };
     w.callback(PromiseResult::Failed);
-    w.hub.on_payout(Payout::ChannelRefund { channel }, acc("alice.near"), U128(w.funded() - 10_000), Err(near_sdk::PromiseError::Failed));
-    assert_eq!(w.channel_unspent(), w.funded() - 10_000);
+    w.hub.on_payout(Payout::ChannelRefund { channel }, acc("alice.near"), U128(w.funded - 10_000), Err(near_sdk::PromiseError::Failed));
+    assert_eq!(w.channel_unspent(), w.funded - 10_000);
 
     // A successful payout changes nothing.
     w.callback(PromiseResult::Successful(vec![]));
@@ -193,7 +193,9 @@ fn failed_payout_is_recredited() {
 #[test]
 fn escrow_funding_and_withdrawal() {
     let mut w = World::new();
-    assert_eq!(w.channel_unspent(), 10 * NEAR - w.hub.hub_info().channel_storage_cost.0);
+    // The channel's record is charged at its largest size, its listing as measured.
+    let storage = 10 * NEAR - w.channel_unspent();
+    assert!(storage > w.hub.hub_info().channel_storage_cost.0 && storage < 2 * w.hub.hub_info().channel_storage_cost.0, "{storage}");
     w.as_("alice.near", NEAR);
     w.hub.fund_channel(acc("runner.near"));
     let unspent = w.channel_unspent();

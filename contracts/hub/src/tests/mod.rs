@@ -56,6 +56,8 @@ pub struct World {
     pub runner_key: KeyPair,
     /// Transfers out of the hub seen so far (payouts and refunds), in yocto.
     pub paid_out: u128,
+    /// What Alice's first 10 NEAR left in escrow after paying for the channel's storage.
+    pub funded: u128,
 }
 
 impl World {
@@ -74,6 +76,7 @@ impl World {
         w.as_("alice.near", 10 * NEAR);
         w.hub.fund_channel(acc("runner.near"));
         w.take_transfers();
+        w.funded = w.channel_unspent();
         w
     }
 
@@ -88,6 +91,7 @@ impl World {
             user_key: KeyPair::from_seed([1; 32]),
             runner_key: KeyPair::from_seed([2; 32]),
             paid_out: 0,
+            funded: 0,
         }
     }
 
@@ -174,18 +178,18 @@ impl World {
         SettleItem { receipt: SignedReceipt::sign(r, &self.runner_key), authorization: Some(auth.clone()) }
     }
 
+    /// Settles as a relayer, so every signature is checked (see `settle_as`).
     pub fn settle(&mut self, items: Vec<SettleItem>) -> Vec<ReceiptOutcome> {
-        self.as_("runner.near", 0);
+        self.settle_as("relayer.near", items)
+    }
+
+    pub fn settle_as(&mut self, who: &str, items: Vec<SettleItem>) -> Vec<ReceiptOutcome> {
+        self.as_(who, 0);
         self.hub.settle(items)
     }
 
     pub fn settle_one(&mut self, item: SettleItem) -> SettleResult {
         self.settle(vec![item]).remove(0).result
-    }
-
-    /// What Alice's first 10 NEAR left in escrow after the channel's storage.
-    pub fn funded(&self) -> u128 {
-        10 * NEAR - self.hub.hub_info().channel_storage_cost.0
     }
 
     pub fn channel_unspent(&self) -> u128 {

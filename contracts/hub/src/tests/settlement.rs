@@ -11,7 +11,7 @@ fn cumulative_receipts_charge_the_difference() {
     // Receipts 2..4 never reach the chain; 5 carries their total.
     assert_eq!(charge(&w.settle_one(w.receipt(&auth, 5, 3_500))), 2_500);
     let c = w.hub.channel(acc("alice.near"), acc("runner.near")).unwrap();
-    assert_eq!((c.channel.settled.0, c.channel.last_seq.0, c.unspent.0), (3_500, 5, w.funded() - 3_500));
+    assert_eq!((c.channel.settled.0, c.channel.last_seq.0, c.unspent.0), (3_500, 5, w.funded - 3_500));
     assert_eq!(c.channel.lines[0].units_in.0, 500);
 }
 
@@ -177,4 +177,21 @@ fn paused_hub_settles_nothing() {
     w.as_("owner.near", 0);
     w.hub.unpause();
     assert_eq!(charge(&w.settle_one(item)), 1_000);
+}
+
+#[test]
+fn a_runner_submitting_its_own_receipts_is_not_checked_twice() {
+    // The runner's transaction already proves what its signature would: a receipt with a
+    // broken runner signature settles when the runner itself sends it, never when relayed.
+    let mut w = World::new();
+    let auth = w.authorization(NEAR, START + HOUR);
+    let mut item = w.receipt(&auth, 1, 1_000);
+    item.receipt.signature.0[0] ^= 1;
+    assert_eq!(rejected(&w.settle_as("relayer.near", vec![item.clone()]).remove(0).result), "bad_runner_signature");
+    assert_eq!(rejected(&w.settle_as("bob.near", vec![item.clone()]).remove(0).result), "bad_runner_signature");
+    assert_eq!(charge(&w.settle_as("runner.near", vec![item]).remove(0).result), 1_000);
+    // The user's signature is checked whoever submits.
+    let mut forged = w.authorization(2 * NEAR, START + HOUR);
+    forged.signature.0[0] ^= 1;
+    assert_eq!(rejected(&w.settle_as("runner.near", vec![w.receipt(&forged, 2, 2_000)]).remove(0).result), "bad_user_signature");
 }
