@@ -73,6 +73,7 @@ struct Receipt {
 pub struct Chain {
     config: Arc<RuntimeConfig>,
     chain_id: String,
+    root: AccountId,
     accounts: BTreeMap<AccountId, Account>,
     height: u64,
     timestamp_ns: u64,
@@ -98,6 +99,7 @@ impl Chain {
         let mut chain = Self {
             config: Arc::new(config),
             chain_id: chain_id.to_owned(),
+            root: root.clone(),
             accounts: BTreeMap::new(),
             height: 1,
             timestamp_ns: 1_700_000_000_000_000_000,
@@ -128,9 +130,48 @@ impl Chain {
         self.timestamp_ns
     }
 
-    /// A block hash clients may put in transactions (it is not checked).
+    /// The head's hash; clients put it in transactions (it is not checked).
     pub fn block_hash(&self) -> CryptoHash {
-        derive(&CryptoHash::default(), b"block", self.height)
+        self.block_hash_at(self.height)
+    }
+
+    pub fn block_hash_at(&self, height: u64) -> CryptoHash {
+        derive(&CryptoHash::default(), b"block", height)
+    }
+
+    /// The genesis account: it may create top-level accounts, as a sandbox's registrar.
+    pub fn root(&self) -> &AccountId {
+        &self.root
+    }
+
+    pub fn total_supply(&self) -> u128 {
+        self.accounts.values().map(|a| a.amount + a.locked).sum()
+    }
+
+    /// Creates or updates an account's balances, as `sandbox_patch_state` does.
+    pub fn patch_account(&mut self, id: &AccountId, amount: u128, locked: u128) {
+        let config = self.config.clone();
+        let a = self.accounts.entry(id.clone()).or_insert_with(|| Account::new(0, &config));
+        a.amount = amount;
+        a.locked = locked;
+    }
+
+    pub fn patch_code(&mut self, id: &AccountId, code: Vec<u8>) -> Result<(), String> {
+        let a = self.accounts.get_mut(id).ok_or_else(|| format!("account {id} does not exist"))?;
+        let old = a.code.as_ref().map_or(0, |c| c.code().len() as u64);
+        a.storage_usage = a.storage_usage - old + code.len() as u64;
+        a.code = Some(Arc::new(ContractCode::new(code, None)));
+        Ok(())
+    }
+
+    pub fn patch_key(&mut self, id: &AccountId, key: PublicKey, access_key: AccessKey) -> Result<(), String> {
+        let config = self.config.clone();
+        let a = self.accounts.get_mut(id).ok_or_else(|| format!("account {id} does not exist"))?;
+        if let Some(old) = a.keys.insert(key.clone(), access_key.clone()) {
+            a.storage_usage -= Account::key_bytes(&key, &old, &config);
+        }
+        a.storage_usage += Account::key_bytes(&key, &access_key, &config);
+        Ok(())
     }
 
     pub fn account(&self, id: &AccountId) -> Option<&Account> {

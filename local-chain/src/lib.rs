@@ -9,6 +9,7 @@ pub mod chain;
 mod external;
 mod ids;
 pub mod outcome;
+pub mod rpc;
 pub mod trie;
 
 pub use chain::{signer, Chain, GAS_PRICE};

@@ -242,3 +242,15 @@ impl Market {
         self.env.call_raw(who, &hub, "settle", args, 0, gas)
     }
 }
+
+/// Starts the local chain's JSON-RPC node on a free port, with root account `test.near`
+/// (what a sandbox calls its validator); returns its address and the root's secret key.
+pub async fn start_local_node() -> (std::net::SocketAddr, String) {
+    let root = acc("test.near");
+    let key = SecretKey::from_seed(KeyType::ED25519, "test.near");
+    let chain = Chain::new(CHAIN_ID, &root, &key.public_key(), 1_000_000_000 * NEAR);
+    let (addr, _server) = local_chain::rpc::serve(local_chain::rpc::Node::new(chain), std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("binds a local port");
+    (addr, key.to_string())
+}

@@ -65,7 +65,7 @@ fn main() {
 
     let auths: Vec<_> = (0..users).map(|i| m.authorization(i, 1_000 * NEAR)).collect();
     let mut seq = vec![0u64; users];
-    let mut batch = |m: &mut Market, n: usize, attach: bool, seq: &mut Vec<u64>| -> Vec<SettleItem> {
+    let batch = |m: &mut Market, n: usize, attach: bool, seq: &mut Vec<u64>| -> Vec<SettleItem> {
         (0..n)
             .map(|i| {
                 seq[i] += 1;
