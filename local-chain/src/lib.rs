@@ -9,6 +9,7 @@ pub mod chain;
 mod external;
 mod ids;
 pub mod outcome;
+pub mod persist;
 pub mod rpc;
 pub mod trie;
 

@@ -26,12 +26,26 @@ pub struct Node {
     chain: Mutex<Chain>,
     txs: Mutex<HashMap<CryptoHash, Value>>,
     genesis_hash: CryptoHash,
+    /// Where the chain is saved after every change, if anywhere.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Node {
     pub fn new(chain: Chain) -> Arc<Self> {
+        Self::persistent(chain, None)
+    }
+
+    /// A node that saves its chain to `data_dir` after every state change.
+    pub fn persistent(chain: Chain, data_dir: Option<std::path::PathBuf>) -> Arc<Self> {
         let genesis_hash = chain.block_hash_at(1);
-        Arc::new(Self { chain: Mutex::new(chain), txs: Mutex::new(HashMap::new()), genesis_hash })
+        Arc::new(Self { chain: Mutex::new(chain), txs: Mutex::new(HashMap::new()), genesis_hash, data_dir })
+    }
+
+    fn save(&self, chain: &Chain) -> Result<(), RpcError> {
+        match &self.data_dir {
+            Some(dir) => chain.save(dir).map_err(|e| RpcError(json!({"name": "INTERNAL_ERROR", "cause": {"name": "INTERNAL_ERROR", "info": {"error_message": format!("saving the chain: {e}")}}, "code": -32000, "message": "Server error"}))),
+            None => Ok(()),
+        }
     }
 
     pub async fn chain(&self) -> tokio::sync::MutexGuard<'_, Chain> {
@@ -119,7 +133,9 @@ async fn dispatch(node: &Node, method: &str, params: Value) -> Result<Value, Rpc
         }
         "sandbox_fast_forward" => {
             let delta = params.get("delta_height").and_then(Value::as_u64).ok_or_else(|| parse_error("expected delta_height"))?;
-            node.chain().await.fast_forward(delta);
+            let mut chain = node.chain().await;
+            chain.fast_forward(delta);
+            node.save(&chain)?;
             Ok(json!({}))
         }
         "sandbox_patch_state" => patch_state(node, &params).await,
@@ -316,6 +332,7 @@ async fn broadcast(node: &Node, tx: SignedTransaction) -> Result<Value, RpcError
         Ok(result) => {
             let block = chain.block_hash().to_string();
             let outcome = final_outcome(&result, view, &block);
+            node.save(&chain)?;
             node.txs.lock().await.insert(hash, outcome.clone());
             Ok(outcome)
         }
@@ -395,6 +412,7 @@ async fn patch_state(node: &Node, params: &Value) -> Result<Value, RpcError> {
         };
         result.map_err(|e| RpcError(json!({"name": "HANDLER_ERROR", "cause": {"name": "INTERNAL_ERROR", "info": {"error_message": e}}, "code": -32000, "message": "Server error", "data": e})))?;
     }
+    node.save(&chain)?;
     Ok(json!({}))
 }
 

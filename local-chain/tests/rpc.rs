@@ -124,3 +124,31 @@ async fn sandbox_methods_move_time_and_patch_state() {
     assert_eq!(view.values.len(), 1);
     assert_eq!(&*view.values[0].value, b"hello");
 }
+
+#[tokio::test]
+async fn a_persistent_node_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!("local-chain-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let root: AccountId = "test.near".parse().unwrap();
+    let key = SecretKey::from_seed(KeyType::ED25519, "restart");
+    let signer = InMemorySigner::from_secret_key(root.clone(), key.clone());
+    let node = rpc::Node::persistent(Chain::new("localnet", &root, &key.public_key(), 1_000 * NEAR), Some(dir.clone()));
+    let (addr, server) = rpc::serve(node, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let client = JsonRpcClient::connect(format!("http://{addr}"));
+    let head = client.call(methods::status::RpcStatusRequest).await.unwrap().sync_info.latest_block_hash;
+    let tx = transfer(&signer, &root, &root, 1, head, 5);
+    client.call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest { signed_transaction: tx }).await.unwrap();
+    server.abort();
+
+    // A new node from the saved directory: same height, the key's nonce remembered.
+    let chain = Chain::load(&dir).unwrap().expect("a saved chain");
+    assert_eq!(chain.account(&root).unwrap().keys[&signer.public_key()].nonce, 1);
+    let height = chain.height();
+    let (addr, _server) = rpc::serve(rpc::Node::persistent(chain, Some(dir.clone())), SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let client = JsonRpcClient::connect(format!("http://{addr}"));
+    assert_eq!(client.call(methods::status::RpcStatusRequest).await.unwrap().sync_info.latest_block_height, height);
+    let replay = transfer(&signer, &root, &root, 1, head, 5);
+    let err = client.call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest { signed_transaction: replay }).await.unwrap_err();
+    assert!(format!("{err:?}").contains("InvalidNonce"), "{err:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,116 @@
+//! The token in near-sdk's mocked blockchain: issuance, revenue between transfers, claims.
+
+use near_contract_standards::fungible_token::{metadata::FT_METADATA_SPEC, FungibleTokenCore};
+use near_sdk::{test_utils::VMContextBuilder, testing_env, NearToken};
+
+use super::*;
+
+const ALICE: &str = "alice.near";
+const BOB: &str = "bob.near";
+const CAROL: &str = "carol.near";
+
+fn acc(s: &str) -> AccountId {
+    s.parse().unwrap()
+}
+
+fn call(who: &str, deposit: u128) {
+    testing_env!(VMContextBuilder::new()
+        .current_account_id(acc("model.hub.near"))
+        .predecessor_account_id(acc(who))
+        .attached_deposit(NearToken::from_yoctonear(deposit))
+        .account_balance(NearToken::from_near(1_000))
+        .storage_usage(10_000_000)
+        .build());
+}
+
+fn token() -> ModelToken {
+    drop(near_sdk::mock::with_mocked_blockchain(|b| b.take_storage()));
+    call("hub.near", 0);
+    let metadata = FungibleTokenMetadata {
+        spec: FT_METADATA_SPEC.into(),
+        name: "smollm2-135m".into(),
+        symbol: "SMOL".into(),
+        icon: None,
+        reference: None,
+        reference_hash: None,
+        decimals: 18,
+    };
+    // Developer 70 %, the training content's owners 30 %.
+    ModelToken::new(acc("hub.near"), metadata, vec![(acc(ALICE), U128(700)), (acc(BOB), U128(300))])
+}
+
+fn claimable(t: &ModelToken, who: &str) -> u128 {
+    t.claimable(acc(who)).0
+}
+
+#[test]
+fn issuance_follows_the_manifest() {
+    let t = token();
+    assert_eq!(t.ft_total_supply().0, 1_000);
+    assert_eq!(t.ft_balance_of(acc(ALICE)).0, 700);
+    assert_eq!(t.ft_balance_of(acc(BOB)).0, 300);
+}
+
+#[test]
+fn holders_earn_for_the_time_they_hold() {
+    let mut t = token();
+    call("hub.near", 1_000);
+    t.on_revenue();
+    assert_eq!((claimable(&t, ALICE), claimable(&t, BOB)), (700, 300));
+
+    // Carol registers and buys 200 from Alice: she earns only from the next revenue on.
+    call(CAROL, t.storage_balance_bounds().min.as_yoctonear());
+    t.storage_deposit(None, None);
+    call(ALICE, 1);
+    t.ft_transfer(acc(CAROL), U128(200), None);
+    assert_eq!((claimable(&t, ALICE), claimable(&t, CAROL)), (700, 0));
+
+    call("hub.near", 2_000);
+    t.on_revenue();
+    // Alice 500/1000 of 2,000, Bob 300/1000, Carol 200/1000.
+    assert_eq!((claimable(&t, ALICE), claimable(&t, BOB), claimable(&t, CAROL)), (1_700, 900, 400));
+
+    call(CAROL, 0);
+    assert_eq!(t.claim().0, 400);
+    assert_eq!(claimable(&t, CAROL), 0);
+    let info = t.revenue_info();
+    assert_eq!((info.total_revenue.0, info.total_claimed.0), (3_000, 400));
+}
+
+#[test]
+#[should_panic(expected = "only the hub sends revenue")]
+fn only_the_hub_sends_revenue() {
+    let mut t = token();
+    call("mallory.near", 5);
+    t.on_revenue();
+}
+
+#[test]
+#[should_panic(expected = "has 700 yocto of revenue to claim first")]
+fn unclaimed_revenue_blocks_unregistering() {
+    let mut t = token();
+    call("hub.near", 1_000);
+    t.on_revenue();
+    call(ALICE, 1);
+    t.storage_unregister(Some(true));
+}
+
+#[test]
+fn a_failed_claim_is_put_back() {
+    let mut t = token();
+    call("hub.near", 1_000);
+    t.on_revenue();
+    call(BOB, 0);
+    assert_eq!(t.claim().0, 300);
+    assert_eq!(claimable(&t, BOB), 0);
+    testing_env!(
+        VMContextBuilder::new().current_account_id(acc("model.hub.near")).predecessor_account_id(acc("model.hub.near")).build(),
+        near_sdk::test_vm_config(),
+        near_sdk::RuntimeFeesConfig::test(),
+        Default::default(),
+        vec![near_sdk::PromiseResult::Failed],
+    );
+    t.on_claim(acc(BOB), U128(300), Err(PromiseError::Failed));
+    assert_eq!(claimable(&t, BOB), 300);
+    assert_eq!(t.revenue_info().total_claimed.0, 0);
+}
