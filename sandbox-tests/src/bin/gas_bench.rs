@@ -130,14 +130,38 @@ fn main() {
     let (a, b) = gas(&r);
     methods.push(("finish_withdrawal (with callback)".into(), a, b));
 
+    // The model token.
+    let mut token_rows: Vec<(String, u64, u64)> = Vec::new();
+    let token = m.env.create_account("smol-token.near", 5 * NEAR);
+    m.env.deploy(&token, wasm("model_token"));
+    let r = m.env.call(&token, &token, "new", json!({
+        "hub": hub, "metadata": {"spec": "ft-1.0.0", "name": "smollm2-135m", "symbol": "SMOL", "decimals": 18},
+        "allocations": [["dev.near", "700"], ["runner.near", "300"]]}), 0);
+    let (a, b) = gas(&r);
+    token_rows.push(("new (two holders)".into(), a, b));
+    let r = m.env.call(&hub, &token, "on_revenue", json!({}), 1_000_000);
+    let (a, b) = gas(&r);
+    token_rows.push(("on_revenue".into(), a, b));
+    let bounds = m.env.view(&token, "storage_balance_bounds", json!({}));
+    let r = m.env.call(&acc("user0.near"), &token, "storage_deposit", json!({}), yocto(&bounds["min"]));
+    let (a, b) = gas(&r);
+    token_rows.push(("storage_deposit".into(), a, b));
+    let r = m.env.call(&dev, &token, "ft_transfer", json!({"receiver_id": "user0.near", "amount": "100"}), 1);
+    let (a, b) = gas(&r);
+    token_rows.push(("ft_transfer (both positions updated)".into(), a, b));
+    let r = m.env.call(&dev, &token, "claim", json!({}), 0);
+    let (a, b) = gas(&r);
+    token_rows.push(("claim (with callback)".into(), a, b));
+
     let size = wasm("market_hub").len();
+    let token_size = wasm("model_token").len();
     let mut out = String::new();
     writeln!(out, "# Benchmarks\n").unwrap();
     writeln!(out, "Measured by `cargo run -p sandbox-tests --bin gas_bench` (after `scripts/build.sh`) on the embedded").unwrap();
     writeln!(out, "local chain: the optimized wasm in nearcore's VM (near-vm-runner 0.38, wasmtime) with the gas").unwrap();
     writeln!(out, "schedule of protocol version {}, storage reads and writes charged for trie nodes as", near_primitives::version::PROTOCOL_VERSION).unwrap();
     writeln!(out, "`local-chain/README.md` states. Gas does not depend on the machine.\n").unwrap();
-    writeln!(out, "## Size\n\n| contract | bytes |\n|---|---|\n| `res/market_hub.wasm` | {size} |\n").unwrap();
+    writeln!(out, "## Size\n\n| contract | bytes |\n|---|---|\n| `res/market_hub.wasm` | {size} |\n| `res/model_token.wasm` | {token_size} |\n").unwrap();
     writeln!(out, "## Gas per method\n\n\"Contract\" is what the hub's receipt burnt (execution and action fees); \"transaction\" adds the").unwrap();
     writeln!(out, "transaction's own fees and every receipt it caused (transfers, callbacks, refunds).\n").unwrap();
     writeln!(out, "| method | contract Tgas | transaction Tgas |\n|---|---|---|").unwrap();
@@ -150,6 +174,11 @@ fn main() {
         writeln!(out, "| {n} | {label} | {} | {:.3} | {:.0} |", tgas(*g), per / TGAS_F, 300.0 * TGAS_F / per).unwrap();
     }
     writeln!(out, "\nThe largest batch is found by binary search over real `settle` calls with 300 Tgas attached.").unwrap();
+    writeln!(out, "\n## Model token\n\n| method | contract Tgas | transaction Tgas |\n|---|---|---|").unwrap();
+    for (name, a, b) in &token_rows {
+        writeln!(out, "| `{name}` | {} | {} |", tgas(*a), tgas(*b)).unwrap();
+    }
+    writeln!(out, "\nIssuance from the hub (with and without global contract code) comes with the hub's token issuance.").unwrap();
     let _ = max_total;
     print!("{out}");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
