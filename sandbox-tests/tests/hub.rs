@@ -155,3 +155,41 @@ fn attacks_on_the_wasm_pay_nothing() {
     let channel = m.env.view(&m.hub, "channel", json!({"user": m.users[0].0, "runner": m.runner}));
     assert_eq!(yocto(&channel["channel"]["settled"]), 0);
 }
+
+#[test]
+fn the_hub_issues_a_model_token_and_flushes_holders_revenue_to_it() {
+    let mut m = Market::new(1);
+    let hub = m.hub.clone();
+    let owner = acc("owner.near");
+    let code = wasm("model_token");
+    let dev = acc("dev.near");
+    // Without token code the hub refuses.
+    let err = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL"}), 3 * NEAR).result().unwrap_err();
+    assert!(err.contains("the hub has no token code yet"), "{err}");
+    m.env.call_raw(&owner, &hub, "set_token_code", borsh::to_vec(&code).unwrap(), 3 * NEAR, 300 * TGAS).result().expect("set_token_code");
+
+    let before = m.env.balance(&dev);
+    let issued = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL"}), 3 * NEAR);
+    issued.result().expect("issue_token");
+    let token = acc(&format!("{MODEL}.hub.near"));
+    let gas_paid: u128 = issued.transaction.tokens_burnt + issued.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
+    let storage_paid = before - m.env.balance(&dev) - gas_paid;
+    assert!(storage_paid > NEAR && storage_paid < 3 * NEAR, "the token account's storage: {storage_paid}");
+    assert_eq!(m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["token"], token.as_str());
+    assert_eq!(yocto(&m.env.view(&token, "ft_balance_of", json!({"account_id": "dev.near"}))), 1_000_000 * 10u128.pow(18));
+
+    // Usage accrues the holders' 20 %; one flush sends it; the developer claims it exactly.
+    let auth = m.authorization(0, NEAR);
+    m.settle(&[m.receipt(&auth, 1, 10_000_000)], 300 * TGAS).result().unwrap();
+    m.settle(&[m.receipt(&auth, 2, 15_000_000)], 300 * TGAS).result().unwrap();
+    let flushed = m.env.call(&acc("runner.near"), &hub, "flush", json!({"model_id": MODEL}), 0);
+    flushed.result().expect("flush");
+    assert!(flushed.logs().iter().any(|l| l.contains("revenue_flushed")), "{:?}", flushed.logs());
+    assert_eq!(yocto(&m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["holders_accrued"]), 0);
+    assert_eq!(yocto(&m.env.view(&token, "claimable", json!({"account_id": "dev.near"}))), 3_000_000);
+    let err = m.env.call(&dev, &hub, "flush", json!({"model_id": MODEL}), 0).result().unwrap_err();
+    assert!(err.contains("nothing to withdraw"), "{err}");
+    // A second token for the same model is refused.
+    let err = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL"}), 3 * NEAR).result().unwrap_err();
+    assert!(err.contains("already has its token"), "{err}");
+}

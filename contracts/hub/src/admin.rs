@@ -68,7 +68,7 @@ pub fn validate_config(config: &Config) -> Result<(), Error> {
 }
 
 impl Hub {
-    fn assert_owner(&self) {
+    pub(crate) fn assert_owner(&self) {
         let caller = env::predecessor_account_id();
         if caller != self.owner {
             Error::NotOwner { caller }.panic();

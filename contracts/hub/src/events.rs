@@ -68,6 +68,10 @@ pub enum Event {
     #[event_version("1.0.0")]
     PayoutFailed { receiver: AccountId, amount: U128, recredited_to: String },
     #[event_version("1.0.0")]
+    TokenIssued { model_id: String, token: AccountId, supply: U128 },
+    #[event_version("1.0.0")]
+    RevenueFlushed { model_id: String, amount: U128 },
+    #[event_version("1.0.0")]
     ConfigChanged { config: Config },
     #[event_version("1.0.0")]
     Paused { paused: bool },

@@ -16,6 +16,7 @@ mod payouts;
 mod registry;
 mod runners;
 mod settlement;
+mod tokens;
 
 #[cfg(test)]
 mod tests;

@@ -121,6 +121,7 @@ impl Hub {
             hidden: false,
             holders_accrued: U128(0),
             registered_at_ns: U64(env::block_timestamp()),
+            token: None,
         };
         let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "registering a model", |s| {
             s.models.insert(&model_id, &model);

@@ -4,7 +4,7 @@ use market_protocol::Hash32;
 use near_sdk::{
     json_types::{U128, U64},
     near,
-    collections::{LookupMap, UnorderedMap, Vector},
+    collections::{LazyOption, LookupMap, UnorderedMap, Vector},
     AccountId, BorshStorageKey, PublicKey,
 };
 
@@ -21,6 +21,7 @@ pub enum StorageKey {
     Channels,
     ChannelList,
     UserChannels,
+    TokenCode,
 }
 
 /// Every state layout the contract has had.
@@ -87,6 +88,8 @@ pub struct Model {
     /// Holders' share not yet paid to the model's token.
     pub holders_accrued: U128,
     pub registered_at_ns: U64,
+    /// The model's token contract, once issued (`issue_token`).
+    pub token: Option<AccountId>,
 }
 
 #[near(serializers = [borsh, json])]
@@ -184,6 +187,8 @@ pub struct HubState {
     /// The runners each user has channels with, so revoking a key can forget every
     /// authorization it signed, and settlement need not look the key up again.
     pub user_channels: LookupMap<AccountId, Vec<AccountId>>,
+    /// The model token's wasm, set by the owner; `issue_token` deploys it.
+    pub token_code: LazyOption<Vec<u8>>,
 }
 
 impl HubState {
@@ -201,6 +206,7 @@ impl HubState {
             channels: LookupMap::new(StorageKey::Channels),
             channel_list: Vector::new(StorageKey::ChannelList),
             user_channels: LookupMap::new(StorageKey::UserChannels),
+            token_code: LazyOption::new(StorageKey::TokenCode, None),
         }
     }
 

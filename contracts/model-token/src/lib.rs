@@ -108,6 +108,8 @@ impl ModelToken {
             this.token.internal_deposit(&account_id, amount.0);
             FtMint { owner_id: &account_id, amount, memo: Some("issuance") }.emit();
         }
+        // The token is never minted again: its issued supply is the accumulator's scale.
+        this.pool = Pool::new(this.token.total_supply);
         this
     }
 

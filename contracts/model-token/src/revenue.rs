@@ -3,10 +3,12 @@
 //! records `acc` when its balance last changed, so what it earned since is
 //! balance × (acc − checkpoint) / SCALE. Every operation is O(1) in the number of holders.
 //!
-//! Rounding: nothing is lost. The division remainder of each revenue event is carried into
-//! the next one, and each holder's own rounding remainder is carried in its record, so the
-//! sum of claims never exceeds the revenue and the dust is paid out as it accumulates.
-//! 256-bit arithmetic: revenue (< 2^100 yocto in practice) × SCALE (2^80) fits easily.
+//! Rounding: nothing is lost. SCALE is the supply at issuance (the token is never minted
+//! again), so while no tokens are burnt each event divides exactly, and a holder's earnings
+//! are balance × revenue / supply with its own remainder carried in its record: a holder of
+//! the whole supply gets every yocto. After burns, each event's remainder is carried into
+//! the next. The sum of claims never exceeds the revenue, and the dust is paid out as it
+//! accumulates. 256-bit arithmetic: revenue (< 2^100 yocto) × SCALE (< 2^100) fits easily.
 
 use near_sdk::near;
 
@@ -15,8 +17,6 @@ uint::construct_uint! {
     pub struct U256(4);
 }
 
-/// Fixed-point scale of the accumulator.
-pub const SCALE: u128 = 1 << 80;
 
 /// U256 as stored: 32 little-endian bytes.
 #[near(serializers = [borsh])]
@@ -49,6 +49,8 @@ pub struct Position {
 #[near(serializers = [borsh])]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pool {
+    /// Fixed-point scale of the accumulator: the supply at issuance.
+    pub scale: u128,
     pub acc: Acc,
     /// revenue × SCALE not yet divided out (always < supply).
     pub remainder: u128,
@@ -59,6 +61,10 @@ pub struct Pool {
 }
 
 impl Pool {
+    pub fn new(scale: u128) -> Self {
+        Self { scale: scale.max(1), ..Self::default() }
+    }
+
     /// Adds `revenue` for `supply` tokens held.
     pub fn distribute(&mut self, revenue: u128, supply: u128) {
         self.total_revenue = self.total_revenue.checked_add(revenue).expect("revenue overflows u128");
@@ -67,7 +73,7 @@ impl Pool {
             return;
         }
         let revenue = revenue + std::mem::take(&mut self.unallocated);
-        let scaled = U256::from(revenue) * U256::from(SCALE) + U256::from(self.remainder);
+        let scaled = U256::from(revenue) * U256::from(self.scale) + U256::from(self.remainder);
         let supply = U256::from(supply);
         let acc = U256::from(self.acc) + scaled / supply;
         self.acc = acc.into();
@@ -78,7 +84,7 @@ impl Pool {
     pub fn settle(&self, position: &mut Position, balance: u128) {
         let delta = U256::from(self.acc) - U256::from(position.checkpoint);
         let earned = U256::from(balance) * delta + U256::from(position.dust);
-        let scale = U256::from(SCALE);
+        let scale = U256::from(self.scale);
         position.owed = position.owed.checked_add((earned / scale).as_u128()).expect("owed overflows u128");
         position.dust = (earned % scale).as_u128();
         position.checkpoint = self.acc;
@@ -99,7 +105,7 @@ mod tests {
 
     #[test]
     fn pro_rata_with_carried_remainders() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(3);
         let (mut a, mut b) = (Position::default(), Position::default());
         // 1 : 2 split of 10 yocto: 3 and 6, one yocto carried.
         pool.distribute(10, 3);
@@ -112,8 +118,20 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_of_the_whole_supply_gets_every_yocto() {
+        let supply = 1_000_000 * 10u128.pow(18);
+        let mut pool = Pool::new(supply);
+        let mut p = Position::default();
+        for revenue in [3_000_000u128, 7, 1, 999_999_999_999_999_999_999] {
+            pool.distribute(revenue, supply);
+        }
+        pool.settle(&mut p, supply);
+        assert_eq!(p.owed, 3_000_000 + 7 + 1 + 999_999_999_999_999_999_999);
+    }
+
+    #[test]
     fn revenue_without_holders_is_not_stranded() {
-        let mut pool = Pool::default();
+        let mut pool = Pool::new(10);
         pool.distribute(100, 0);
         assert_eq!(pool.unallocated, 100);
         pool.distribute(50, 10);
@@ -127,7 +145,7 @@ mod tests {
         fn conservation(balances in proptest::collection::vec(1u128..1_000_000_000_000_000_000_000_000, 1..6),
                         revenues in proptest::collection::vec(0u128..1_000_000_000_000_000_000_000_000_000, 1..8)) {
             let supply: u128 = balances.iter().sum();
-            let mut pool = Pool::default();
+            let mut pool = Pool::new(supply);
             let mut positions = vec![Position::default(); balances.len()];
             for r in &revenues {
                 pool.distribute(*r, supply);

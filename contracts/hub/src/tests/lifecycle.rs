@@ -303,3 +303,29 @@ fn migrate_keeps_the_state() {
     assert_eq!(migrated.channel(acc("alice.near"), acc("runner.near")).unwrap().channel.settled.0, 1_000);
     assert_eq!(events()[0]["data"]["to_version"], crate::STATE_VERSION);
 }
+
+#[test]
+fn a_failed_flush_loses_nothing_and_can_be_retried() {
+    use crate::state::Update;
+    let mut w = World::new();
+    let auth = w.authorization(NEAR, START + HOUR);
+    charge(&w.settle_one(w.receipt(&auth, 1, 10_000)));
+    w.as_("dev.near", 0);
+    let msg = panic_message(|| {
+        w.hub.flush(MODEL.into()).detach();
+    });
+    assert_eq!(msg, format!("model `{MODEL}` has no token yet"));
+    w.hub.models.update(&MODEL.to_owned(), |m| m.token = Some(acc("smollm2-135m.hub.near")));
+    w.as_("anyone.near", 0);
+    w.hub.flush(MODEL.into()).detach();
+    assert_eq!(w.hub.model(MODEL.into()).unwrap().model.holders_accrued.0, 0);
+    w.callback(PromiseResult::Failed);
+    assert!(!w.hub.on_flushed(MODEL.into(), U128(2_000), Err(near_sdk::PromiseError::Failed)));
+    assert_eq!(w.hub.model(MODEL.into()).unwrap().model.holders_accrued.0, 2_000);
+    w.as_("anyone.near", 0);
+    w.hub.flush(MODEL.into()).detach();
+    w.callback(PromiseResult::Successful(vec![]));
+    assert!(w.hub.on_flushed(MODEL.into(), U128(2_000), Ok(())));
+    assert_eq!(w.hub.model(MODEL.into()).unwrap().model.holders_accrued.0, 0);
+    assert_eq!(events()[0]["event"], "revenue_flushed");
+}

@@ -1,0 +1,145 @@
+//! Model tokens: the hub issues each model's token on a sub-account (`<model>.<hub>`) and
+//! sends it the holders' share of usage fees, one call per model per flush (`flush`), not
+//! one per receipt. A failed issuance refunds its deposit; a failed flush loses nothing:
+//! the amount goes back into the model's accrual and the flush can be retried.
+
+use near_sdk::{env, json_types::U128, near, serde::Serialize, AccountId, Gas, NearToken, Promise, PromiseError};
+
+use crate::{error::Error, events::Event, state::Update, storage::refund, Hub, HubExt};
+
+/// Gas for the token's `new` and `on_revenue`, and for the hub's callbacks.
+const TOKEN_INIT_GAS: Gas = Gas::from_tgas(20);
+const ON_REVENUE_GAS: Gas = Gas::from_tgas(10);
+const CALLBACK_GAS: Gas = Gas::from_tgas(10);
+/// Bytes a token account needs besides its code: the account record, the token's state,
+/// two holders' balances and positions. Measured on the local chain: about 900 bytes.
+pub const TOKEN_STATE_BYTES: u64 = 2_000;
+/// Every token has this supply (10^6 tokens of 18 decimals), issued to the developer.
+pub const TOKEN_SUPPLY: u128 = 1_000_000 * 10u128.pow(18);
+
+/// The token's `new` arguments (a typed struct: `serde_json::Value` would cost the hub
+/// some 20 KB of wasm).
+#[derive(Serialize)]
+#[serde(crate = "near_sdk::serde")]
+struct TokenInit<'a> {
+    hub: AccountId,
+    metadata: TokenMetadata<'a>,
+    allocations: [(&'a AccountId, U128); 1],
+}
+
+#[derive(Serialize)]
+#[serde(crate = "near_sdk::serde")]
+struct TokenMetadata<'a> {
+    spec: &'static str,
+    name: &'a str,
+    symbol: &'a str,
+    decimals: u8,
+}
+
+impl Hub {
+    /// The token account of `model_id`, if the id can name a sub-account of the hub.
+    fn token_account(model_id: &str) -> Result<AccountId, Error> {
+        let id = format!("{model_id}.{}", env::current_account_id());
+        match id.parse::<AccountId>() {
+            Ok(account) if !model_id.contains('.') => Ok(account),
+            _ => Err(Error::InvalidInput(format!("model id `{model_id}` cannot name a token account: use a-z, 0-9 and single `-` or `_` between them"))),
+        }
+    }
+}
+
+#[near]
+impl Hub {
+    /// Owner: the model token's wasm (borsh `Vec<u8>`), deployed by `issue_token`. Attach
+    /// its storage (surplus refunded).
+    #[payable]
+    pub fn set_token_code(&mut self, #[serializer(borsh)] code: Vec<u8>) {
+        self.assert_owner();
+        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "storing the token code", |s| {
+            s.token_code.set(&code);
+        });
+        refund(&env::predecessor_account_id(), surplus);
+    }
+
+    /// The model's owner issues its token on `<model_id>.<hub>`: the whole supply to the
+    /// owner for now (the training manifest's content owners get their part once the
+    /// content registry exists). Attach the token account's storage: the code's bytes and
+    /// `TOKEN_STATE_BYTES`, at the storage price; the rest is refunded.
+    #[payable]
+    pub fn issue_token(&mut self, model_id: String, symbol: String) -> Promise {
+        self.assert_active();
+        let caller = env::predecessor_account_id();
+        let model = self.models.get(&model_id).unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
+        if model.owner != caller {
+            Error::NotModelOwner { model_id, caller }.panic();
+        }
+        if let Some(token) = model.token {
+            Error::InvalidInput(format!("model `{model_id}` already has its token {token}")).panic();
+        }
+        let account = Self::token_account(&model_id).unwrap_or_else(|e| e.panic());
+        let code = self.token_code.get().unwrap_or_else(|| Error::InvalidInput("the hub has no token code yet".into()).panic());
+        let required = crate::storage::cost_of(code.len() as u64 + TOKEN_STATE_BYTES);
+        let attached = env::attached_deposit().as_yoctonear();
+        if attached < required {
+            Error::InsufficientDeposit { attached, required, what: "issuing a model token" }.panic();
+        }
+        refund(&caller, attached - required);
+        let args = near_sdk::serde_json::to_vec(&TokenInit {
+            hub: env::current_account_id(),
+            metadata: TokenMetadata { spec: "ft-1.0.0", name: &model_id, symbol: &symbol, decimals: 18 },
+            allocations: [(&caller, U128(TOKEN_SUPPLY))],
+        })
+        .expect("plain fields serialize");
+        Promise::new(account.clone())
+            .create_account()
+            .transfer(NearToken::from_yoctonear(required))
+            .deploy_contract(code)
+            .function_call("new", args, NearToken::from_yoctonear(0), TOKEN_INIT_GAS)
+            .then(Self::ext(env::current_account_id()).with_static_gas(CALLBACK_GAS).on_token_issued(model_id, account, caller, U128(required)))
+    }
+
+    #[private]
+    pub fn on_token_issued(
+        &mut self,
+        #[serializer(borsh)] model_id: String,
+        #[serializer(borsh)] token: AccountId,
+        #[serializer(borsh)] owner: AccountId,
+        #[serializer(borsh)] deposit: U128,
+        #[callback_result] result: Result<(), PromiseError>,
+    ) -> bool {
+        if result.is_err() {
+            // The failed receipt refunded its deposit to the hub; it goes back to the owner.
+            refund(&owner, deposit.0);
+            return false;
+        }
+        self.models.update(&model_id, |m| m.token = Some(token.clone()));
+        Event::TokenIssued { model_id, token, supply: U128(TOKEN_SUPPLY) }.emit();
+        true
+    }
+
+    /// Sends the model's accrued holders' share to its token (anyone may call). One call per
+    /// model however many receipts accrued it.
+    pub fn flush(&mut self, model_id: String) -> Promise {
+        let mut model = self.models.get(&model_id).unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
+        let token = model.token.clone().unwrap_or_else(|| Error::InvalidInput(format!("model `{model_id}` has no token yet")).panic());
+        let amount = std::mem::take(&mut model.holders_accrued.0);
+        if amount == 0 {
+            Error::NothingToWithdraw.panic();
+        }
+        self.models.insert(&model_id, &model);
+        Promise::new(token.clone())
+            .function_call("on_revenue", b"{}".to_vec(), NearToken::from_yoctonear(amount), ON_REVENUE_GAS)
+            .then(Self::ext(env::current_account_id()).with_static_gas(CALLBACK_GAS).on_flushed(model_id, U128(amount)))
+    }
+
+    /// A failed flush puts the amount back into the model's accrual.
+    #[private]
+    pub fn on_flushed(&mut self, #[serializer(borsh)] model_id: String, #[serializer(borsh)] amount: U128, #[callback_result] result: Result<(), PromiseError>) -> bool {
+        if result.is_ok() {
+            Event::RevenueFlushed { model_id, amount }.emit();
+            return true;
+        }
+        self.models.update(&model_id, |m| m.holders_accrued.0 += amount.0);
+        Event::PayoutFailed { receiver: env::current_account_id(), amount, recredited_to: format!("holders of `{model_id}`") }.emit();
+        false
+    }
+}
