@@ -164,19 +164,28 @@ fn the_hub_issues_a_model_token_and_flushes_holders_revenue_to_it() {
     let code = wasm("model_token");
     let dev = acc("dev.near");
     // Without token code the hub refuses.
-    let err = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL"}), 3 * NEAR).result().unwrap_err();
+    let issue = json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 30}], "developer_weight": 70});
+    // The training manifest names registered open content; inference-only content is refused.
+    let curator = m.env.create_account("curator.near", 5 * NEAR);
+    m.env.call(&curator, &hub, "register_content", json!({"content_id": "paywalled", "sha256": "11111111111111111111111111111111", "uri": "https://x/p", "license": {"InferenceOnly": {"price_per_use": "10"}}}), NEAR / 10).result().unwrap();
+    let err = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "paywalled", "weight": 30}], "developer_weight": 70}), 3 * NEAR).result().unwrap_err();
+    assert!(err.contains("inference-only and cannot be named in a training manifest"), "{err}");
+    m.env.call(&curator, &hub, "register_content", json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}), NEAR / 10).result().unwrap();
+    let err = m.env.call(&dev, &hub, "issue_token", issue.clone(), 3 * NEAR).result().unwrap_err();
     assert!(err.contains("the hub has no token code yet"), "{err}");
     m.env.call_raw(&owner, &hub, "set_token_code", borsh::to_vec(&code).unwrap(), 3 * NEAR, 300 * TGAS).result().expect("set_token_code");
 
     let before = m.env.balance(&dev);
-    let issued = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL"}), 3 * NEAR);
+    let issued = m.env.call(&dev, &hub, "issue_token", issue.clone(), 3 * NEAR);
     issued.result().expect("issue_token");
     let token = acc(&format!("{MODEL}.hub.near"));
     let gas_paid: u128 = issued.transaction.tokens_burnt + issued.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
     let storage_paid = before - m.env.balance(&dev) - gas_paid;
     assert!(storage_paid > NEAR && storage_paid < 3 * NEAR, "the token account's storage: {storage_paid}");
     assert_eq!(m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["token"], token.as_str());
-    assert_eq!(yocto(&m.env.view(&token, "ft_balance_of", json!({"account_id": "dev.near"}))), 1_000_000 * 10u128.pow(18));
+    // 70 % to the developer, 30 % to the owner of the training content.
+    assert_eq!(yocto(&m.env.view(&token, "ft_balance_of", json!({"account_id": "dev.near"}))), 700_000 * 10u128.pow(18));
+    assert_eq!(yocto(&m.env.view(&token, "ft_balance_of", json!({"account_id": "curator.near"}))), 300_000 * 10u128.pow(18));
 
     // Usage accrues the holders' 20 %; one flush sends it; the developer claims it exactly.
     let auth = m.authorization(0, NEAR);
@@ -186,10 +195,11 @@ fn the_hub_issues_a_model_token_and_flushes_holders_revenue_to_it() {
     flushed.result().expect("flush");
     assert!(flushed.logs().iter().any(|l| l.contains("revenue_flushed")), "{:?}", flushed.logs());
     assert_eq!(yocto(&m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["holders_accrued"]), 0);
-    assert_eq!(yocto(&m.env.view(&token, "claimable", json!({"account_id": "dev.near"}))), 3_000_000);
+    assert_eq!(yocto(&m.env.view(&token, "claimable", json!({"account_id": "dev.near"}))), 2_100_000);
+    assert_eq!(yocto(&m.env.view(&token, "claimable", json!({"account_id": "curator.near"}))), 900_000);
     let err = m.env.call(&dev, &hub, "flush", json!({"model_id": MODEL}), 0).result().unwrap_err();
     assert!(err.contains("nothing to withdraw"), "{err}");
     // A second token for the same model is refused.
-    let err = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL"}), 3 * NEAR).result().unwrap_err();
+    let err = m.env.call(&dev, &hub, "issue_token", issue, 3 * NEAR).result().unwrap_err();
     assert!(err.contains("already has its token"), "{err}");
 }

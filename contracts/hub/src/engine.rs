@@ -12,8 +12,16 @@ use near_sdk::{AccountId, PublicKey};
 use crate::{
     error::{Error, Result},
     fees::Split,
-    state::{ActiveAuthorization, Channel, RunnerKey, RunnerPolicy, SettledLine},
+    state::{ActiveAuthorization, Channel, RunnerKey, RunnerPolicy, SettledContent, SettledLine},
 };
+
+/// What settlement needs to know about a content item.
+#[derive(Clone, Debug)]
+pub struct ContentTerms {
+    pub owner: AccountId,
+    /// `None` for open content, which is never paid per use.
+    pub price_per_use: Option<u128>,
+}
 
 /// What settlement needs to know about a model.
 #[derive(Clone, Debug)]
@@ -30,11 +38,13 @@ pub trait Ledger {
     fn user_key_owner(&self, key: &PublicKey) -> Option<AccountId>;
     fn channel(&self, id: &ChannelId) -> Option<Channel>;
     fn model_terms(&self, model_id: &str) -> Option<ModelTerms>;
+    fn content_terms(&self, content_id: &str) -> Option<ContentTerms>;
 
     fn put_channel(&mut self, id: ChannelId, channel: Channel);
     fn credit_runner(&mut self, runner: &AccountId, amount: u128);
     fn credit_holders(&mut self, model_id: &str, amount: u128);
     fn credit_protocol(&mut self, amount: u128);
+    fn credit_content_owner(&mut self, owner: &AccountId, amount: u128);
 }
 
 pub struct Context<'a> {
@@ -52,7 +62,10 @@ pub struct Context<'a> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settled {
     pub charge: u128,
+    /// The model lines' split.
     pub split: Split,
+    /// Paid to content owners for inference-time use.
+    pub content: u128,
 }
 
 pub struct Engine<'a, L, C> {
@@ -62,11 +75,12 @@ pub struct Engine<'a, L, C> {
     charged: u128,
     escrow_spent: u128,
     paid: Split,
+    content_paid: u128,
 }
 
 impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
     pub fn new(ledger: &'a mut L, crypto: &'a C, ctx: Context<'a>) -> Self {
-        Self { ledger, crypto, ctx, charged: 0, escrow_spent: 0, paid: Split::default() }
+        Self { ledger, crypto, ctx, charged: 0, escrow_spent: 0, paid: Split::default(), content_paid: 0 }
     }
 
     pub fn ledger(&mut self) -> &mut L {
@@ -116,9 +130,26 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         if self.ctx.now_ns >= auth.expires_at_ns.0 {
             return Err(Error::Expired { expires_at_ns: auth.expires_at_ns.0, now_ns: self.ctx.now_ns });
         }
-        // 5. Content: no content registry on this hub version, so any named item is unknown.
-        if let Some(content) = receipt.content.first() {
-            return Err(Error::UnknownContent(content.content_id.clone()));
+        // 5. Inference-time content: registered, paid per use, within its price, and
+        //    cumulative like the model lines.
+        let mut royalties = Vec::with_capacity(receipt.content.len());
+        for line in &receipt.content {
+            let terms = self.ledger.content_terms(&line.content_id).ok_or_else(|| Error::UnknownContent(line.content_id.clone()))?;
+            let price = terms.price_per_use.ok_or_else(|| Error::ContentNotPerUse(line.content_id.clone()))?;
+            let before = channel.content.iter().find(|c| c.content_id == line.content_id);
+            let (uses0, amount0) = before.map_or((0, 0), |c| (c.uses.0, c.amount.0));
+            if line.uses.0 < uses0 || line.amount.0 < amount0 {
+                return Err(Error::Decreased { what: format!("uses or amount of content `{}`", line.content_id), settled: amount0, receipt: line.amount.0 });
+            }
+            let delta = line.amount.0 - amount0;
+            let max = u128::from(line.uses.0 - uses0).saturating_mul(price);
+            if delta > max {
+                return Err(Error::ContentOverpriced { content_id: line.content_id.clone(), amount: delta, max });
+            }
+            royalties.push((terms.owner, delta));
+        }
+        if let Some(dropped) = channel.content.iter().find(|c| !receipt.content.iter().any(|r| r.content_id == c.content_id)) {
+            return Err(Error::Decreased { what: format!("amount of content `{}` (line missing)", dropped.content_id), settled: dropped.amount.0, receipt: 0 });
         }
         // 6. Each model line: known version, covered, runner allowed, never decreasing.
         let mut deltas = Vec::with_capacity(receipt.lines.len());
@@ -174,6 +205,12 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             self.ledger.credit_holders(&line.model_id, s.holders);
             split = split.checked_add(s).ok_or_else(|| Error::InvariantViolated("split overflow".into()))?;
         }
+        // Content lines go wholly to their owners: the user pays the owner's price per use.
+        let mut content_paid = 0u128;
+        for (owner, amount) in royalties {
+            self.ledger.credit_content_owner(&owner, amount);
+            content_paid = content_paid.checked_add(amount).ok_or_else(|| Error::InvariantViolated("content overflow".into()))?;
+        }
         self.ledger.credit_runner(&receipt.runner, split.runner);
         self.ledger.credit_protocol(split.protocol);
         channel.settled = receipt.amount;
@@ -183,6 +220,11 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             .iter()
             .map(|l| SettledLine { model_id: l.model_id.clone(), version: l.version, units_in: l.units_in, units_out: l.units_out, amount: l.amount })
             .collect();
+        channel.content = receipt
+            .content
+            .iter()
+            .map(|c| SettledContent { content_id: c.content_id.clone(), uses: c.uses, amount: c.amount })
+            .collect();
         channel.authorization = Some(auth);
         let channel_unspent_after = channel.unspent();
         self.ledger.put_channel(channel_id, channel);
@@ -190,7 +232,8 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         self.charged = self.charged.checked_add(charge).ok_or_else(|| Error::InvariantViolated("charge overflow".into()))?;
         self.escrow_spent = self.escrow_spent.checked_add(unspent_before - channel_unspent_after).ok_or_else(|| Error::InvariantViolated("escrow overflow".into()))?;
         self.paid = self.paid.checked_add(split).ok_or_else(|| Error::InvariantViolated("paid overflow".into()))?;
-        Ok(Settled { charge, split })
+        self.content_paid = self.content_paid.checked_add(content_paid).ok_or_else(|| Error::InvariantViolated("content overflow".into()))?;
+        Ok(Settled { charge, split, content: content_paid })
     }
 
     fn verify_authorization(&self, item: &SettleItem, channel: &ChannelId, named: [u8; 32]) -> Result<ActiveAuthorization> {
@@ -227,7 +270,7 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
 
     /// The batch's final check: every yocto taken from escrow went to exactly one payee.
     pub fn finalize(self) -> Result<(u128, Split)> {
-        let paid = self.paid.total().ok_or_else(|| Error::InvariantViolated("paid overflow".into()))?;
+        let paid = self.paid.total().and_then(|p| p.checked_add(self.content_paid)).ok_or_else(|| Error::InvariantViolated("paid overflow".into()))?;
         if paid != self.charged || self.escrow_spent != self.charged {
             return Err(Error::InvariantViolated(format!(
                 "charged {} yocto, took {} from escrow, paid out {paid}",

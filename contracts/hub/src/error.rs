@@ -55,6 +55,9 @@ pub enum Error {
     ModelNotAuthorized(String),
     RunnerNotAllowed { model_id: String, runner: AccountId },
     UnknownContent(String),
+    ContentNotPerUse(String),
+    ContentOverpriced { content_id: String, amount: u128, max: u128 },
+    ContentExists(String),
     Decreased { what: String, settled: u128, receipt: u128 },
     TooManyLines { lines: usize, max: usize },
     OverCap { amount: u128, cap: u128 },
@@ -110,6 +113,9 @@ impl Error {
             Self::ModelNotAuthorized(_) => "model_not_authorized",
             Self::RunnerNotAllowed { .. } => "runner_not_allowed",
             Self::UnknownContent(_) => "unknown_content",
+            Self::ContentNotPerUse(_) => "content_not_per_use",
+            Self::ContentOverpriced { .. } => "content_overpriced",
+            Self::ContentExists(_) => "content_exists",
             Self::Decreased { .. } => "decreased",
             Self::TooManyLines { .. } => "too_many_lines",
             Self::OverCap { .. } => "over_cap",
@@ -198,6 +204,11 @@ impl fmt::Display for Error {
                 write!(f, "model `{model_id}` does not allow runner {runner}")
             }
             Self::UnknownContent(c) => write!(f, "content `{c}` is not registered"),
+            Self::ContentNotPerUse(c) => write!(f, "content `{c}` is open for training, not paid per use"),
+            Self::ContentOverpriced { content_id, amount, max } => {
+                write!(f, "content `{content_id}` charges {amount} yocto for its new uses, its price allows {max}")
+            }
+            Self::ContentExists(c) => write!(f, "content `{c}` is already registered"),
             Self::Decreased { what, settled, receipt } => {
                 write!(f, "cumulative {what} went down: {receipt} < {settled} already settled")
             }

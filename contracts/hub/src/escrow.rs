@@ -124,6 +124,7 @@ impl Hub {
                 settled: U128(0),
                 last_seq: U64(0),
                 lines: Vec::new(),
+                content: Vec::new(),
                 authorization: None,
                 withdrawal_requested_at_ns: None,
             }

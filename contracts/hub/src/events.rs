@@ -6,7 +6,7 @@ use near_sdk::{
     near, AccountId, PublicKey,
 };
 
-use crate::state::{Config, RunnerPolicy};
+use crate::state::{Config, License, RunnerPolicy};
 
 #[near(event_json(standard = "ai-market-hub"))]
 pub enum Event {
@@ -56,6 +56,7 @@ pub enum Event {
         runner_share: U128,
         holders_share: U128,
         protocol_share: U128,
+        content_share: U128,
     },
     #[event_version("1.0.0")]
     BatchSettled { settled: u32, rejected: u32, runner_share: U128, holders_share: U128, protocol_share: U128 },
@@ -68,7 +69,11 @@ pub enum Event {
     #[event_version("1.0.0")]
     PayoutFailed { receiver: AccountId, amount: U128, recredited_to: String },
     #[event_version("1.0.0")]
-    TokenIssued { model_id: String, token: AccountId, supply: U128 },
+    TokenIssued { model_id: String, token: AccountId, supply: U128, allocations: Vec<(AccountId, U128)> },
+    #[event_version("1.0.0")]
+    ContentRegistered { content_id: String, owner: AccountId, license: License },
+    #[event_version("1.0.0")]
+    ContentEarningsWithdrawn { owner: AccountId, amount: U128 },
     #[event_version("1.0.0")]
     RevenueFlushed { model_id: String, amount: U128 },
     #[event_version("1.0.0")]

@@ -8,8 +8,8 @@ use market_protocol::ChannelId;
 use near_sdk::{AccountId, PublicKey};
 
 use crate::{
-    engine::{Ledger, ModelTerms},
-    state::{Channel, HubState, RunnerKey, Update},
+    engine::{ContentTerms, Ledger, ModelTerms},
+    state::{Channel, HubState, License, RunnerKey, Update},
 };
 
 pub struct Overlay<'a> {
@@ -20,6 +20,7 @@ pub struct Overlay<'a> {
     runner_keys: RefCell<SortedMap<PublicKey, Option<RunnerKey>>>,
     runners_left: RefCell<SortedMap<AccountId, Option<bool>>>,
     models: RefCell<SortedMap<String, Option<ModelTerms>>>,
+    content: RefCell<SortedMap<String, Option<ContentTerms>>>,
 }
 
 #[derive(Default)]
@@ -27,6 +28,7 @@ pub struct Writes {
     channels: SortedMap<ChannelId, Channel>,
     runners: SortedMap<AccountId, u128>,
     holders: SortedMap<String, u128>,
+    content_owners: SortedMap<AccountId, u128>,
     protocol: u128,
 }
 
@@ -88,6 +90,7 @@ impl<'a> Overlay<'a> {
             runner_keys: RefCell::default(),
             runners_left: RefCell::default(),
             models: RefCell::default(),
+            content: RefCell::default(),
         }
     }
 
@@ -111,6 +114,11 @@ impl Writes {
         }
         for (model_id, amount) in self.holders {
             state.models.update(&model_id, |m| add(&mut m.holders_accrued.0, amount)).expect("the engine only credits registered models");
+        }
+        for (owner, amount) in self.content_owners {
+            let mut earned = state.content_earnings.get(&owner).unwrap_or(0);
+            add(&mut earned, amount);
+            state.content_earnings.insert(&owner, &earned);
         }
         add(&mut state.protocol_earnings, self.protocol);
     }
@@ -153,6 +161,26 @@ impl Ledger for Overlay<'_> {
 
     fn credit_holders(&mut self, model_id: &str, amount: u128) {
         add(self.writes.holders.entry(model_id.to_owned()), amount);
+    }
+
+    fn content_terms(&self, content_id: &str) -> Option<ContentTerms> {
+        let id = content_id.to_owned();
+        self.content
+            .borrow_mut()
+            .get_or_insert_with(&id, || {
+                self.state.content.get(&id).map(|c| ContentTerms {
+                    owner: c.owner,
+                    price_per_use: match c.license {
+                        License::InferenceOnly { price_per_use } => Some(price_per_use.0),
+                        License::OpenForTraining => None,
+                    },
+                })
+            })
+            .clone()
+    }
+
+    fn credit_content_owner(&mut self, owner: &AccountId, amount: u128) {
+        add(self.writes.content_owners.entry(owner.clone()), amount);
     }
 
     fn credit_protocol(&mut self, amount: u128) {

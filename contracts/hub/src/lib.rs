@@ -11,6 +11,7 @@ pub mod state;
 pub mod storage;
 
 mod admin;
+mod content;
 mod escrow;
 mod payouts;
 mod registry;

@@ -18,6 +18,7 @@ pub enum Payout {
     RunnerBond { runner: AccountId },
     ProtocolFees,
     ChannelRefund { channel: ChannelId },
+    ContentEarnings { owner: AccountId },
 }
 
 impl Payout {
@@ -56,6 +57,11 @@ impl Hub {
             Payout::ProtocolFees => {
                 self.protocol_earnings += amount.0;
                 "protocol fees".to_owned()
+            }
+            Payout::ContentEarnings { owner } => {
+                let earned = self.content_earnings.get(owner).unwrap_or(0);
+                self.content_earnings.insert(owner, &(earned + amount.0));
+                format!("content earnings of {owner}")
             }
             Payout::ChannelRefund { channel } => {
                 self.channels.update(channel, |c| c.deposited.0 += amount.0).expect("refunds come from existing channels");

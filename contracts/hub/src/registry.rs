@@ -122,6 +122,7 @@ impl Hub {
             holders_accrued: U128(0),
             registered_at_ns: U64(env::block_timestamp()),
             token: None,
+            training_manifest: Vec::new(),
         };
         let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "registering a model", |s| {
             s.models.insert(&model_id, &model);

@@ -28,7 +28,7 @@ pub const MAX_RECEIPT_EVENTS: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SettleResult {
-    Settled { charge: U128, runner_share: U128, holders_share: U128, protocol_share: U128 },
+    Settled { charge: U128, runner_share: U128, holders_share: U128, protocol_share: U128, content_share: U128 },
     Rejected { code: String, reason: String },
 }
 
@@ -69,6 +69,7 @@ impl Hub {
                         runner_share: U128(s.split.runner),
                         holders_share: U128(s.split.holders),
                         protocol_share: U128(s.split.protocol),
+                        content_share: U128(s.content),
                     },
                     Err(e) => SettleResult::Rejected { code: e.code().to_owned(), reason: e.to_string() },
                 };
@@ -93,7 +94,7 @@ impl Hub {
         for (i, o) in outcomes.iter().enumerate() {
             let detailed = i < MAX_RECEIPT_EVENTS;
             match &o.result {
-                SettleResult::Settled { charge, runner_share, holders_share, protocol_share } => {
+                SettleResult::Settled { charge, runner_share, holders_share, protocol_share, content_share } => {
                     settled += 1;
                     if detailed {
                         Event::ReceiptSettled {
@@ -104,6 +105,7 @@ impl Hub {
                             runner_share: *runner_share,
                             holders_share: *holders_share,
                             protocol_share: *protocol_share,
+                            content_share: *content_share,
                         }
                         .emit();
                     }

@@ -22,6 +22,8 @@ pub enum StorageKey {
     ChannelList,
     UserChannels,
     TokenCode,
+    Content,
+    ContentEarnings,
 }
 
 /// Every state layout the contract has had.
@@ -90,6 +92,8 @@ pub struct Model {
     pub registered_at_ns: U64,
     /// The model's token contract, once issued (`issue_token`).
     pub token: Option<AccountId>,
+    /// The open content the model was trained on, with weights (set at issuance).
+    pub training_manifest: Vec<(String, u32)>,
 }
 
 #[near(serializers = [borsh, json])]
@@ -125,6 +129,35 @@ pub struct RunnerKey {
     pub revoked: bool,
 }
 
+/// How a content item may be used.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum License {
+    /// Never handed out for training; paid per use when a runner puts it into a model's
+    /// context at inference time.
+    InferenceOnly { price_per_use: U128 },
+    /// May be named in a training manifest: its owner gets a share of the model's token.
+    OpenForTraining,
+}
+
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentItem {
+    pub owner: AccountId,
+    pub sha256: Hash32,
+    pub uri: String,
+    pub license: License,
+}
+
+/// What a channel's cumulative receipts have settled for one content item.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettledContent {
+    pub content_id: String,
+    pub uses: U64,
+    pub amount: U128,
+}
+
 /// What a channel's cumulative receipts have settled for one model version.
 #[near(serializers = [borsh, json])]
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +191,7 @@ pub struct Channel {
     pub settled: U128,
     pub last_seq: U64,
     pub lines: Vec<SettledLine>,
+    pub content: Vec<SettledContent>,
     pub authorization: Option<ActiveAuthorization>,
     pub withdrawal_requested_at_ns: Option<U64>,
 }
@@ -189,6 +223,9 @@ pub struct HubState {
     pub user_channels: LookupMap<AccountId, Vec<AccountId>>,
     /// The model token's wasm, set by the owner; `issue_token` deploys it.
     pub token_code: LazyOption<Vec<u8>>,
+    pub content: LookupMap<String, ContentItem>,
+    /// Per-use royalties earned by content owners, paid on withdrawal.
+    pub content_earnings: LookupMap<AccountId, u128>,
 }
 
 impl HubState {
@@ -207,6 +244,8 @@ impl HubState {
             channel_list: Vector::new(StorageKey::ChannelList),
             user_channels: LookupMap::new(StorageKey::UserChannels),
             token_code: LazyOption::new(StorageKey::TokenCode, None),
+            content: LookupMap::new(StorageKey::Content),
+            content_earnings: LookupMap::new(StorageKey::ContentEarnings),
         }
     }
 

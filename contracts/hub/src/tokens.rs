@@ -24,7 +24,45 @@ pub const TOKEN_SUPPLY: u128 = 1_000_000 * 10u128.pow(18);
 struct TokenInit<'a> {
     hub: AccountId,
     metadata: TokenMetadata<'a>,
-    allocations: [(&'a AccountId, U128); 1],
+    allocations: &'a [(AccountId, U128)],
+}
+
+/// One entry of a training manifest: registered open content and its weight.
+#[near(serializers = [json])]
+#[derive(Clone, Debug)]
+pub struct ManifestEntry {
+    pub content_id: String,
+    pub weight: u32,
+}
+
+/// Entries per manifest; bounds the issuance's work and the model record.
+pub const MAX_MANIFEST: usize = 16;
+
+/// The initial supply's split: each content owner gets ⌊supply × weight / total⌋ (entries of
+/// one owner add up), the developer the rest, so the whole supply is always issued.
+pub fn allocations(developer: &AccountId, developer_weight: u32, manifest: &[(AccountId, u32)]) -> Result<Vec<(AccountId, U128)>, Error> {
+    let total: u64 = u64::from(developer_weight) + manifest.iter().map(|(_, w)| u64::from(*w)).sum::<u64>();
+    if total == 0 {
+        return Err(Error::InvalidInput("the weights add up to zero".into()));
+    }
+    let mut out: Vec<(AccountId, U128)> = Vec::new();
+    let mut given = 0u128;
+    for (owner, weight) in manifest {
+        // TOKEN_SUPPLY × weight < 2^80 × 2^32: no overflow.
+        let share = TOKEN_SUPPLY * u128::from(*weight) / u128::from(total);
+        given += share;
+        match out.iter_mut().find(|(a, _)| a == owner) {
+            Some((_, amount)) => amount.0 += share,
+            None => out.push((owner.clone(), U128(share))),
+        }
+    }
+    let rest = TOKEN_SUPPLY - given;
+    match out.iter_mut().find(|(a, _)| a == developer) {
+        Some((_, amount)) => amount.0 += rest,
+        None => out.insert(0, (developer.clone(), U128(rest))),
+    }
+    out.retain(|(_, a)| a.0 > 0);
+    Ok(out)
 }
 
 #[derive(Serialize)]
@@ -60,12 +98,13 @@ impl Hub {
         refund(&env::predecessor_account_id(), surplus);
     }
 
-    /// The model's owner issues its token on `<model_id>.<hub>`: the whole supply to the
-    /// owner for now (the training manifest's content owners get their part once the
-    /// content registry exists). Attach the token account's storage: the code's bytes and
-    /// `TOKEN_STATE_BYTES`, at the storage price; the rest is refunded.
+    /// The model's owner issues its token on `<model_id>.<hub>`. The training manifest
+    /// names registered open content with weights; the developer's own weight is
+    /// `developer_weight` (see [`allocations`] for the split). Attach the token account's
+    /// storage (the code's bytes and `TOKEN_STATE_BYTES` at the storage price) and the
+    /// manifest's; the rest is refunded.
     #[payable]
-    pub fn issue_token(&mut self, model_id: String, symbol: String) -> Promise {
+    pub fn issue_token(&mut self, model_id: String, symbol: String, manifest: Vec<ManifestEntry>, developer_weight: u32) -> Promise {
         self.assert_active();
         let caller = env::predecessor_account_id();
         let model = self.models.get(&model_id).unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
@@ -76,17 +115,33 @@ impl Hub {
             Error::InvalidInput(format!("model `{model_id}` already has its token {token}")).panic();
         }
         let account = Self::token_account(&model_id).unwrap_or_else(|e| e.panic());
+        if manifest.len() > MAX_MANIFEST {
+            Error::InvalidInput(format!("a manifest has at most {MAX_MANIFEST} entries, not {}", manifest.len())).panic();
+        }
+        let mut owners = Vec::with_capacity(manifest.len());
+        for entry in &manifest {
+            let item = self.content.get(&entry.content_id).unwrap_or_else(|| Error::UnknownContent(entry.content_id.clone()).panic());
+            if item.license != crate::state::License::OpenForTraining {
+                Error::InvalidInput(format!("content `{}` is inference-only and cannot be named in a training manifest", entry.content_id)).panic();
+            }
+            owners.push((item.owner, entry.weight));
+        }
+        let allocations = allocations(&caller, developer_weight, &owners).unwrap_or_else(|e| e.panic());
         let code = self.token_code.get().unwrap_or_else(|| Error::InvalidInput("the hub has no token code yet".into()).panic());
         let required = crate::storage::cost_of(code.len() as u64 + TOKEN_STATE_BYTES);
         let attached = env::attached_deposit().as_yoctonear();
         if attached < required {
             Error::InsufficientDeposit { attached, required, what: "issuing a model token" }.panic();
         }
-        refund(&caller, attached - required);
+        let recorded: Vec<(String, u32)> = manifest.iter().map(|e| (e.content_id.clone(), e.weight)).collect();
+        let ((), left) = self.paying_storage(attached - required, "recording the training manifest", |s| {
+            s.models.update(&model_id, |m| m.training_manifest = recorded);
+        });
+        refund(&caller, left);
         let args = near_sdk::serde_json::to_vec(&TokenInit {
             hub: env::current_account_id(),
             metadata: TokenMetadata { spec: "ft-1.0.0", name: &model_id, symbol: &symbol, decimals: 18 },
-            allocations: [(&caller, U128(TOKEN_SUPPLY))],
+            allocations: &allocations,
         })
         .expect("plain fields serialize");
         Promise::new(account.clone())
@@ -94,7 +149,7 @@ impl Hub {
             .transfer(NearToken::from_yoctonear(required))
             .deploy_contract(code)
             .function_call("new", args, NearToken::from_yoctonear(0), TOKEN_INIT_GAS)
-            .then(Self::ext(env::current_account_id()).with_static_gas(CALLBACK_GAS).on_token_issued(model_id, account, caller, U128(required)))
+            .then(Self::ext(env::current_account_id()).with_static_gas(CALLBACK_GAS).on_token_issued(model_id, account, caller, U128(required), allocations))
     }
 
     #[private]
@@ -104,15 +159,17 @@ impl Hub {
         #[serializer(borsh)] token: AccountId,
         #[serializer(borsh)] owner: AccountId,
         #[serializer(borsh)] deposit: U128,
+        #[serializer(borsh)] allocations: Vec<(AccountId, U128)>,
         #[callback_result] result: Result<(), PromiseError>,
     ) -> bool {
         if result.is_err() {
             // The failed receipt refunded its deposit to the hub; it goes back to the owner.
+            // The manifest stays recorded: issuing again rewrites it.
             refund(&owner, deposit.0);
             return false;
         }
         self.models.update(&model_id, |m| m.token = Some(token.clone()));
-        Event::TokenIssued { model_id, token, supply: U128(TOKEN_SUPPLY) }.emit();
+        Event::TokenIssued { model_id, token, supply: U128(TOKEN_SUPPLY), allocations }.emit();
         true
     }
 
@@ -141,5 +198,33 @@ impl Hub {
         self.models.update(&model_id, |m| m.holders_accrued.0 += amount.0);
         Event::PayoutFailed { receiver: env::current_account_id(), amount, recredited_to: format!("holders of `{model_id}`") }.emit();
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acc(s: &str) -> AccountId {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_whole_supply_is_issued_by_weight() {
+        // Developer 50, two items of one owner 20 + 10, another owner 20: 50/20/30 split,
+        // rounding down for content, the remainder to the developer.
+        let a = allocations(&acc("dev.near"), 50, &[(acc("wiki.near"), 20), (acc("news.near"), 10), (acc("news.near"), 20)]).unwrap();
+        assert_eq!(a[0], (acc("dev.near"), U128(TOKEN_SUPPLY / 2)));
+        assert_eq!(a[1], (acc("wiki.near"), U128(TOKEN_SUPPLY / 5)));
+        assert_eq!(a[2], (acc("news.near"), U128(TOKEN_SUPPLY * 3 / 10)));
+        assert_eq!(a.iter().map(|(_, x)| x.0).sum::<u128>(), TOKEN_SUPPLY);
+        // Uneven thirds: the developer absorbs the rounding.
+        let a = allocations(&acc("dev.near"), 1, &[(acc("x.near"), 1), (acc("y.near"), 1)]).unwrap();
+        assert_eq!(a.iter().map(|(_, x)| x.0).sum::<u128>(), TOKEN_SUPPLY);
+        assert_eq!(a[0].1 .0, TOKEN_SUPPLY - 2 * (TOKEN_SUPPLY / 3));
+        assert!(allocations(&acc("dev.near"), 0, &[]).is_err());
+        // A developer with no weight of its own still gets the rounding remainder only.
+        let a = allocations(&acc("dev.near"), 0, &[(acc("x.near"), 1)]).unwrap();
+        assert_eq!(a, vec![(acc("x.near"), U128(TOKEN_SUPPLY))]);
     }
 }

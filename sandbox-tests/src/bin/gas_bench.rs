@@ -159,7 +159,8 @@ fn main() {
     let r = m.env.call_raw(&owner, &hub, "set_token_code", borsh::to_vec(&wasm("model_token")).unwrap(), 3 * NEAR, 300 * TGAS);
     gas(&r);
     let before = m.env.balance(&dev);
-    let r = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL"}), 3 * NEAR);
+    m.env.call(&dev, &hub, "register_content", json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}), NEAR / 10).result().unwrap();
+    let r = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 30}], "developer_weight": 70}), 3 * NEAR);
     let (a, b) = gas(&r);
     let spent = before - m.env.balance(&dev) - (r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>());
     let token_account = acc(&format!("{MODEL}.{hub}"));

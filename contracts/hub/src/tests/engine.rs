@@ -18,6 +18,7 @@ struct Memory {
     channels: HashMap<ChannelId, Channel>,
     runner_earnings: u128,
     holders: u128,
+    content: u128,
     protocol: u128,
 }
 
@@ -48,6 +49,13 @@ impl Ledger for Memory {
     }
     fn credit_protocol(&mut self, amount: u128) {
         self.protocol += amount;
+    }
+    fn content_terms(&self, content_id: &str) -> Option<crate::engine::ContentTerms> {
+        (content_id == "wiki").then(|| crate::engine::ContentTerms { owner: acc("wiki.near"), price_per_use: Some(10) })
+    }
+    fn credit_content_owner(&mut self, _: &AccountId, amount: u128) {
+        self.holders += 0;
+        self.content += amount;
     }
 }
 

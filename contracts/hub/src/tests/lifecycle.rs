@@ -222,7 +222,7 @@ fn escrow_funding_and_withdrawal() {
 
 #[test]
 fn channel_reserve_covers_the_largest_channel() {
-    // A channel at its largest: longest account ids, four 64-byte model lines, and a
+    // A channel at its largest: longest account ids, four 64-byte model and content lines, and a
     // remembered authorization naming four 64-byte models. Its bytes must fit the reserve.
     let mut w = World::bare();
     let long = |c: char| acc(&format!("{}.near", c.to_string().repeat(59)));
@@ -233,6 +233,7 @@ fn channel_reserve_covers_the_largest_channel() {
         settled: U128(u128::MAX),
         last_seq: U64(u64::MAX),
         lines: (0..4).map(|i| crate::state::SettledLine { model_id: model(i), version: u32::MAX, units_in: U64(u64::MAX), units_out: U64(u64::MAX), amount: U128(u128::MAX) }).collect(),
+        content: (0..4).map(|i| crate::state::SettledContent { content_id: model(i), uses: U64(u64::MAX), amount: U128(u128::MAX) }).collect(),
         authorization: Some(crate::state::ActiveAuthorization {
             id: [9; 32].into(),
             public_key: w.user_key.public_key(),

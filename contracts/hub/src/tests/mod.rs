@@ -202,7 +202,8 @@ impl World {
         let escrow: u128 = self.hub.channels(None, Some(200)).iter().map(|c| c.unspent.0).sum();
         let runners: u128 = self.hub.runners(None, Some(200)).iter().map(|r| r.state.bond.0 + r.state.earnings.0).sum();
         let holders: u128 = self.hub.models.iter().map(|(_, m)| m.holders_accrued.0).sum();
-        escrow + runners + holders + self.hub.protocol_earnings
+        let content: u128 = ["wiki.near", "news.near"].iter().map(|o| self.hub.content_earnings(acc(o)).0).sum();
+        escrow + runners + holders + content + self.hub.protocol_earnings
     }
 }
 

@@ -23,7 +23,7 @@ fn split_is_exact_with_remainder_to_holders() {
     let result = w.settle_one(w.receipt(&auth, 1, 1_001));
     assert_eq!(
         result,
-        SettleResult::Settled { charge: U128(1_001), runner_share: U128(700), holders_share: U128(201), protocol_share: U128(100) }
+        SettleResult::Settled { charge: U128(1_001), runner_share: U128(700), holders_share: U128(201), protocol_share: U128(100), content_share: U128(0) }
     );
     assert_eq!(w.hub.runner(acc("runner.near")).unwrap().earnings.0, 700);
     assert_eq!(w.hub.hub_info().protocol_earnings.0, 100);
@@ -194,4 +194,57 @@ fn a_runner_submitting_its_own_receipts_is_not_checked_twice() {
     let mut forged = w.authorization(2 * NEAR, START + HOUR);
     forged.signature.0[0] ^= 1;
     assert_eq!(rejected(&w.settle_as("runner.near", vec![w.receipt(&forged, 2, 2_000)]).remove(0).result), "bad_user_signature");
+}
+
+fn register_content(w: &mut World, id: &str, owner: &str, license: crate::state::License) {
+    w.as_(owner, NEAR);
+    w.hub.register_content(id.into(), [5; 32].into(), format!("https://content.example/{id}"), license);
+}
+
+#[test]
+fn inference_time_content_is_paid_per_use_to_its_owner() {
+    use crate::state::License;
+    let mut w = World::new();
+    register_content(&mut w, "wiki", "wiki.near", License::InferenceOnly { price_per_use: U128(10) });
+    register_content(&mut w, "corpus", "news.near", License::OpenForTraining);
+    let auth = w.authorization(NEAR, START + HOUR);
+    let with_content = |w: &World, seq: u64, model: u128, uses: u64, royalty: u128, id: &str| {
+        w.receipt_with(&auth, seq, model, |r| {
+            r.content.push(market_protocol::ContentLine { content_id: id.into(), uses: U64(uses), amount: U128(royalty) });
+            r.amount = U128(model + royalty);
+        })
+    };
+    // 1,000 for the model, 3 uses of the wiki at 10 each.
+    let result = w.settle_one(with_content(&w, 1, 1_000, 3, 30, "wiki"));
+    assert_eq!(
+        result,
+        SettleResult::Settled { charge: U128(1_030), runner_share: U128(700), holders_share: U128(200), protocol_share: U128(100), content_share: U128(30) }
+    );
+    assert_eq!(w.hub.content_earnings(acc("wiki.near")).0, 30);
+    // Cumulative: 2 more uses pay 20 more.
+    assert_eq!(charge(&w.settle_one(with_content(&w, 2, 1_000, 5, 50, "wiki"))), 20);
+    assert_eq!(w.hub.content_earnings(acc("wiki.near")).0, 50);
+    // More than the price allows, open content, unknown content: refused.
+    assert_eq!(rejected(&w.settle_one(with_content(&w, 3, 1_000, 6, 61, "wiki"))), "content_overpriced");
+    assert_eq!(rejected(&w.settle_one(with_content(&w, 3, 1_000, 1, 0, "corpus"))), "content_not_per_use");
+    assert_eq!(rejected(&w.settle_one(with_content(&w, 3, 1_000, 1, 0, "nothing"))), "unknown_content");
+    // The owner withdraws.
+    w.as_("wiki.near", 0);
+    w.hub.withdraw_content_earnings(None);
+    assert_eq!(transfers(), 50);
+    assert_eq!(w.hub.content_earnings(acc("wiki.near")).0, 0);
+}
+
+#[test]
+fn content_registration_rules() {
+    use crate::state::License;
+    let mut w = World::new();
+    register_content(&mut w, "wiki", "wiki.near", License::OpenForTraining);
+    assert_eq!(w.hub.content("wiki".into()).unwrap().owner, acc("wiki.near"));
+    w.as_("news.near", NEAR);
+    let msg = panic_message(|| w.hub.register_content("wiki".into(), [1; 32].into(), "u".into(), License::OpenForTraining));
+    assert_eq!(msg, "content `wiki` is already registered");
+    w.as_("news.near", 0);
+    let msg = panic_message(|| w.hub.register_content("news".into(), [1; 32].into(), "u".into(), License::OpenForTraining));
+    assert!(msg.starts_with("registering content needs"), "{msg}");
 }
