@@ -150,7 +150,7 @@ fn main() {
 
     step("the holders' share goes to the token in one call; holders and the content owner claim");
     m.env.call(&relayer, &hub, "flush", json!({"model_id": MODEL}), 0).result().expect("flush");
-    let mut claim = |m: &mut Market, who: &AccountId, contract: &AccountId, method: &str| -> u128 {
+    let claim = |m: &mut Market, who: &AccountId, contract: &AccountId, method: &str| -> u128 {
         let before = m.env.balance(who);
         let r = m.env.call(who, contract, method, json!({}), 0);
         r.result().unwrap_or_else(|e| panic!("{method}: {e}"));
