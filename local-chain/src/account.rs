@@ -13,6 +13,9 @@ pub struct Account {
     pub amount: u128,
     pub locked: u128,
     pub code: Option<Arc<ContractCode>>,
+    /// Storage the code takes on this account: its length when deployed here, the
+    /// identifier's length when it uses a global contract.
+    pub code_storage: u64,
     /// Contract data.
     pub storage: HashMap<Vec<u8>, Vec<u8>>,
     /// Bytes staked for: the account record, its keys, code and data, counted as nearcore

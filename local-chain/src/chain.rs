@@ -22,6 +22,7 @@ use near_primitives::{
         Action, AddKeyAction, CreateAccountAction, DeleteAccountAction, DeleteKeyAction, DeployContractAction,
         FunctionCallAction, TransferAction,
     },
+    action::GlobalContractIdentifier,
     errors::{ActionError, ActionErrorKind, FunctionCallError, InvalidAccessKeyError, InvalidTxError},
     transaction::{SignedTransaction, Transaction, TransactionV0},
 };
@@ -82,6 +83,9 @@ pub struct Chain {
     data: HashMap<CryptoHash, Option<Vec<u8>>>,
     /// Receipts waiting for data.
     waiting: Vec<Receipt>,
+    /// Global contract code, by hash, and the hash each deploying account's id names.
+    global_code: HashMap<CryptoHash, Arc<ContractCode>>,
+    global_by_account: HashMap<AccountId, CryptoHash>,
 }
 
 fn fn_error(message: String) -> ActionErrorKind {
@@ -106,6 +110,8 @@ impl Chain {
             cache: MockContractRuntimeCache::default(),
             data: HashMap::new(),
             waiting: Vec::new(),
+            global_code: HashMap::new(),
+            global_by_account: HashMap::new(),
         };
         let mut account = Account::new(balance, &chain.config);
         account.storage_usage += Account::key_bytes(key, &AccessKey::full_access(), &chain.config);
@@ -184,8 +190,8 @@ impl Chain {
 
     pub fn patch_code(&mut self, id: &AccountId, code: Vec<u8>) -> Result<(), String> {
         let a = self.accounts.get_mut(id).ok_or_else(|| format!("account {id} does not exist"))?;
-        let old = a.code.as_ref().map_or(0, |c| c.code().len() as u64);
-        a.storage_usage = a.storage_usage - old + code.len() as u64;
+        a.storage_usage = a.storage_usage - a.code_storage + code.len() as u64;
+        a.code_storage = code.len() as u64;
         a.code = Some(Arc::new(ContractCode::new(code, None)));
         Ok(())
     }
@@ -450,9 +456,38 @@ impl Chain {
                 }
                 Action::Transfer(TransferAction { deposit }) => account.amount += deposit.as_yoctonear(),
                 Action::DeployContract(DeployContractAction { code }) => {
-                    let old = account.code.as_ref().map_or(0, |c| c.code().len() as u64);
-                    account.storage_usage = account.storage_usage - old + code.len() as u64;
+                    account.storage_usage = account.storage_usage - account.code_storage + code.len() as u64;
+                    account.code_storage = code.len() as u64;
                     account.code = Some(Arc::new(ContractCode::new(code.clone(), None)));
+                }
+                Action::DeployGlobalContract(deploy) => {
+                    // nearcore burns the deployer's balance for the code's storage, at the
+                    // global price per byte, instead of staking it on one account.
+                    let cost = config.fees.storage_usage_config.global_contract_storage_amount_per_byte.as_yoctonear() * deploy.code.len() as u128;
+                    let Some(left) = account.amount.checked_sub(cost) else {
+                        failure = fail(ActionErrorKind::LackBalanceForState { account_id: r.receiver.clone(), amount: Balance::from_yoctonear(cost - account.amount) });
+                        break;
+                    };
+                    account.amount = left;
+                    let code = Arc::new(ContractCode::new(deploy.code.to_vec(), None));
+                    let hash = *code.hash();
+                    self.global_code.insert(hash, code);
+                    if matches!(deploy.deploy_mode, near_primitives::action::GlobalContractDeployMode::AccountId) {
+                        self.global_by_account.insert(r.receiver.clone(), hash);
+                    }
+                }
+                Action::UseGlobalContract(using) => {
+                    let (hash, id_len) = match &using.contract_identifier {
+                        GlobalContractIdentifier::CodeHash(h) => (Some(*h), 32),
+                        GlobalContractIdentifier::AccountId(a) => (self.global_by_account.get(a).copied(), a.len() as u64),
+                    };
+                    let Some(code) = hash.and_then(|h| self.global_code.get(&h).cloned()) else {
+                        failure = fail(fn_error(format!("global contract {:?} does not exist", using.contract_identifier)));
+                        break;
+                    };
+                    account.storage_usage = account.storage_usage - account.code_storage + id_len;
+                    account.code_storage = id_len;
+                    account.code = Some(code);
                 }
                 Action::AddKey(add) => {
                     let AddKeyAction { public_key, access_key } = add.as_ref();
@@ -668,6 +703,25 @@ impl Chain {
                                 },
                             })),
                         ),
+                        MockAction::DeployGlobalContract { receipt_index, code, mode } => (
+                            receipt_index,
+                            Action::DeployGlobalContract(near_primitives::action::DeployGlobalContractAction {
+                                code: code.into(),
+                                deploy_mode: match mode {
+                                    near_vm_runner::logic::types::GlobalContractDeployMode::CodeHash => near_primitives::action::GlobalContractDeployMode::CodeHash,
+                                    near_vm_runner::logic::types::GlobalContractDeployMode::AccountId => near_primitives::action::GlobalContractDeployMode::AccountId,
+                                },
+                            }),
+                        ),
+                        MockAction::UseGlobalContract { receipt_index, contract_id } => (
+                            receipt_index,
+                            Action::UseGlobalContract(Box::new(near_primitives::action::UseGlobalContractAction {
+                                contract_identifier: match contract_id {
+                                    near_vm_runner::logic::types::GlobalContractIdentifier::CodeHash(h) => GlobalContractIdentifier::CodeHash(h),
+                                    near_vm_runner::logic::types::GlobalContractIdentifier::AccountId(a) => GlobalContractIdentifier::AccountId(a),
+                                },
+                            })),
+                        ),
                         MockAction::Stake { receipt_index, stake, public_key } => {
                             (receipt_index, Action::Stake(Box::new(near_primitives::action::StakeAction { stake, public_key })))
                         }
@@ -830,6 +884,8 @@ fn action_costs(action: &Action) -> Vec<(ActionCosts, u64)> {
         },
         Action::DeleteKey(_) => vec![(ActionCosts::delete_key, 1)],
         Action::DeleteAccount(_) => vec![(ActionCosts::delete_account, 1)],
+        Action::DeployGlobalContract(d) => vec![(ActionCosts::deploy_global_contract_base, 1), (ActionCosts::deploy_global_contract_byte, d.code.len() as u64)],
+        Action::UseGlobalContract(u) => vec![(ActionCosts::use_global_contract_base, 1), (ActionCosts::use_global_contract_byte, u.contract_identifier.len() as u64)],
         _ => vec![],
     }
 }

@@ -203,3 +203,33 @@ fn the_hub_issues_a_model_token_and_flushes_holders_revenue_to_it() {
     let err = m.env.call(&dev, &hub, "issue_token", issue, 3 * NEAR).result().unwrap_err();
     assert!(err.contains("already has its token"), "{err}");
 }
+
+#[test]
+fn with_global_token_code_issuance_costs_little_storage() {
+    let mut m = Market::new(0);
+    let hub = m.hub.clone();
+    let code = wasm("model_token");
+    // The owner deploys the token once as a global contract (the chain burns its storage,
+    // 10x the price per byte), and points the hub at its hash.
+    let publisher = m.env.create_account("publisher.near", 30 * NEAR);
+    m.env
+        .send(&publisher, &publisher, vec![near_primitives::action::Action::DeployGlobalContract(near_primitives::action::DeployGlobalContractAction {
+            code: code.clone().into(),
+            deploy_mode: near_primitives::action::GlobalContractDeployMode::CodeHash,
+        })])
+        .result()
+        .expect("deploy global contract");
+    let hash = near_primitives::hash::hash(&code);
+    m.env.call(&acc("owner.near"), &hub, "set_token_code_hash", json!({"code_hash": hash.to_string()}), 0).result().expect("set_token_code_hash");
+
+    let dev = acc("dev.near");
+    let before = m.env.balance(&dev);
+    let r = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [], "developer_weight": 1}), NEAR / 10);
+    r.result().expect("issue_token");
+    let gas: u128 = r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
+    let storage_paid = before - m.env.balance(&dev) - gas;
+    assert!(storage_paid <= NEAR / 20, "issuing costs {storage_paid} yocto of storage, at most 0.05 NEAR");
+    let token = acc(&format!("{MODEL}.hub.near"));
+    assert_eq!(yocto(&m.env.view(&token, "ft_total_supply", json!({}))), 1_000_000 * 10u128.pow(18));
+    assert!(m.env.chain.account(&token).unwrap().storage_usage < 2_000, "the token account holds no code");
+}

@@ -223,6 +223,9 @@ pub struct HubState {
     pub user_channels: LookupMap<AccountId, Vec<AccountId>>,
     /// The model token's wasm, set by the owner; `issue_token` deploys it.
     pub token_code: LazyOption<Vec<u8>>,
+    /// The model token as a global contract (deployed once, by hash): when set,
+    /// `issue_token` uses it instead of deploying `token_code` on every token account.
+    pub token_code_hash: Option<[u8; 32]>,
     pub content: LookupMap<String, ContentItem>,
     /// Per-use royalties earned by content owners, paid on withdrawal.
     pub content_earnings: LookupMap<AccountId, u128>,
@@ -244,6 +247,7 @@ impl HubState {
             channel_list: Vector::new(StorageKey::ChannelList),
             user_channels: LookupMap::new(StorageKey::UserChannels),
             token_code: LazyOption::new(StorageKey::TokenCode, None),
+            token_code_hash: None,
             content: LookupMap::new(StorageKey::Content),
             content_earnings: LookupMap::new(StorageKey::ContentEarnings),
         }
