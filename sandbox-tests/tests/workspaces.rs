@@ -35,6 +35,8 @@ fn yocto(v: &Value) -> u128 {
 struct Setup {
     worker: Worker<near_workspaces::network::Sandbox>,
     hub: Contract,
+    dev: Account,
+    owner: Account,
     runner: Account,
     user: Account,
     runner_key: market_protocol::crypto::native::KeyPair,
@@ -92,7 +94,7 @@ async fn setup() -> Setup {
     let user_key = market_protocol::crypto::native::KeyPair::from_seed([1; 32]);
     user.call(hub.id(), "register_user_key").args_json(json!({"key": String::from(&user_key.public_key())})).deposit(NearToken::from_millinear(100)).transact().await.unwrap().into_result().unwrap();
     user.call(hub.id(), "fund_channel").args_json(json!({"runner": runner.id()})).deposit(NearToken::from_near(5)).transact().await.unwrap().into_result().unwrap();
-    Setup { worker, hub, runner, user, runner_key, user_key }
+    Setup { worker, hub, dev, owner, runner, user, runner_key, user_key }
 }
 
 fn item(s: &Setup, auth: &market_protocol::SignedAuthorization, seq: u64, amount: u128) -> SettleItem {
@@ -197,4 +199,73 @@ async fn attacks_replayed_against_the_wasm() {
         .args_json(json!({"model_id": "free-rider", "price_in_per_1k": "1", "price_out_per_1k": "1", "runner_bps": 7000, "runner_policy": "Open"}))
         .transact().await.unwrap().into_result().unwrap_err();
     assert!(format!("{err:?}").contains("registering a model needs"), "{err:?}");
+}
+
+#[tokio::test]
+async fn token_issuance_flush_and_claims_over_json_rpc() {
+    let s = setup().await;
+    let root = s.worker.root_account().unwrap();
+    let curator = root.create_subaccount("curator").initial_balance(NearToken::from_near(5)).transact().await.unwrap().into_result().unwrap();
+    let (dev, owner) = (s.dev.clone(), s.owner.clone());
+    curator
+        .call(s.hub.id(), "register_content")
+        .args_json(json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}))
+        .deposit(NearToken::from_millinear(100))
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    owner.call(s.hub.id(), "set_token_code").args(borsh::to_vec(&wasm("model_token")).unwrap()).deposit(NearToken::from_near(3)).gas(Gas::from_tgas(300)).transact().await.unwrap().into_result().unwrap();
+    dev.call(s.hub.id(), "issue_token")
+        .args_json(json!({"model_id": "smollm2-135m", "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 30}], "developer_weight": 70}))
+        .deposit(NearToken::from_near(3))
+        .gas(Gas::from_tgas(300))
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let token: near_workspaces::AccountId = format!("smollm2-135m.{}", s.hub.id()).parse().unwrap();
+    let balance = |who: near_workspaces::AccountId| {
+        let (worker, token) = (s.worker.clone(), token.clone());
+        async move { yocto(&worker.view(&token, "ft_balance_of").args_json(json!({"account_id": who})).await.unwrap().json::<Value>().unwrap()) }
+    };
+    assert_eq!(balance(dev.id().clone()).await, 700_000 * 10u128.pow(18));
+    assert_eq!(balance(curator.id().clone()).await, 300_000 * 10u128.pow(18));
+
+    let now = s.worker.view_block().await.unwrap().timestamp();
+    let auth = authorization(&s, NearToken::from_near(1).as_yoctonear(), now + 1_000 * HOUR_NS);
+    settle(&s, &[item(&s, &auth, 1, 50_000_000)]).await;
+    let accrued = |s: &Setup| {
+        let hub = s.hub.clone();
+        async move { yocto(&hub.view("model").args_json(json!({"model_id": "smollm2-135m"})).await.unwrap().json::<Value>().unwrap()["model"]["holders_accrued"]) }
+    };
+    assert_eq!(accrued(&s).await, 10_000_000);
+
+    // Break the token's state: its `on_revenue` fails, the flush's callback sees it and the
+    // accrual is back, nothing lost.
+    let state = s.worker.view_state(&token).await.unwrap();
+    let original = state[b"STATE".as_slice()].clone();
+    s.worker.patch_state(&token, b"STATE", b"broken").await.unwrap();
+    let failed = s.runner.call(s.hub.id(), "flush").args_json(json!({"model_id": "smollm2-135m"})).gas(Gas::from_tgas(100)).transact().await.unwrap();
+    assert!(!failed.failures().is_empty(), "on_revenue failed");
+    assert!(failed.logs().iter().any(|l| l.contains("payout_failed")), "{:?}", failed.logs());
+    assert_eq!(failed.json::<bool>().unwrap(), false);
+    assert_eq!(accrued(&s).await, 10_000_000);
+
+    // Repaired, the retry goes through; holders claim exactly 70 % and 30 %.
+    s.worker.patch_state(&token, b"STATE", &original).await.unwrap();
+    let ok = s.runner.call(s.hub.id(), "flush").args_json(json!({"model_id": "smollm2-135m"})).gas(Gas::from_tgas(100)).transact().await.unwrap();
+    assert!(ok.json::<bool>().unwrap());
+    assert_eq!(accrued(&s).await, 0);
+    let claimable = |who: near_workspaces::AccountId| {
+        let (worker, token) = (s.worker.clone(), token.clone());
+        async move { yocto(&worker.view(&token, "claimable").args_json(json!({"account_id": who})).await.unwrap().json::<Value>().unwrap()) }
+    };
+    assert_eq!(claimable(dev.id().clone()).await, 7_000_000);
+    assert_eq!(claimable(curator.id().clone()).await, 3_000_000);
+    let claimed = curator.call(&token, "claim").transact().await.unwrap().into_result().unwrap().json::<String>().unwrap();
+    assert_eq!(claimed, "3000000");
+    assert_eq!(claimable(curator.id().clone()).await, 0);
 }
