@@ -1,6 +1,9 @@
 //! Accounts as the chain stores them.
 
-use std::{collections::{BTreeMap, HashMap}, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use near_crypto::PublicKey;
 use near_parameters::RuntimeConfig;
@@ -26,12 +29,17 @@ pub struct Account {
 
 impl Account {
     pub fn new(amount: u128, config: &RuntimeConfig) -> Self {
-        Self { amount, storage_usage: config.fees.storage_usage_config.num_bytes_account, ..Self::default() }
+        Self {
+            amount,
+            storage_usage: config.fees.storage_usage_config.num_bytes_account,
+            ..Self::default()
+        }
     }
 
     /// Storage a key record takes: its key bytes, the borsh access key and the record's overhead.
     pub fn key_bytes(key: &PublicKey, access_key: &AccessKey, config: &RuntimeConfig) -> u64 {
-        (borsh::object_length(key).unwrap_or(0) + borsh::object_length(access_key).unwrap_or(0)) as u64
+        (borsh::object_length(key).unwrap_or(0) + borsh::object_length(access_key).unwrap_or(0))
+            as u64
             + config.fees.storage_usage_config.num_extra_bytes_record
     }
 

@@ -18,12 +18,14 @@ use near_crypto::{PublicKey, SecretKey, Signer};
 use near_parameters::{ActionCosts, RuntimeConfig, RuntimeConfigStore};
 use near_primitives::{
     account::{AccessKey, AccessKeyPermission},
-    action::{
-        Action, AddKeyAction, CreateAccountAction, DeleteAccountAction, DeleteKeyAction, DeployContractAction,
-        FunctionCallAction, TransferAction,
-    },
     action::GlobalContractIdentifier,
-    errors::{ActionError, ActionErrorKind, FunctionCallError, InvalidAccessKeyError, InvalidTxError},
+    action::{
+        Action, AddKeyAction, CreateAccountAction, DeleteAccountAction, DeleteKeyAction,
+        DeployContractAction, FunctionCallAction, TransferAction,
+    },
+    errors::{
+        ActionError, ActionErrorKind, FunctionCallError, InvalidAccessKeyError, InvalidTxError,
+    },
     transaction::{SignedTransaction, Transaction, TransactionV0},
 };
 use near_primitives_core::{
@@ -145,7 +147,11 @@ impl Chain {
                 root: self.root.clone(),
                 height: self.height,
                 timestamp_ns: self.timestamp_ns,
-                accounts: self.accounts.iter().map(|(id, a)| (id.clone(), a.into())).collect(),
+                accounts: self
+                    .accounts
+                    .iter()
+                    .map(|(id, a)| (id.clone(), a.into()))
+                    .collect(),
             },
         )
     }
@@ -153,12 +159,18 @@ impl Chain {
     /// The chain saved in `dir`, if there is one. Promise data in flight is not saved:
     /// every transaction runs to completion before it returns.
     pub fn load(dir: &std::path::Path) -> std::io::Result<Option<Self>> {
-        let Some(s) = crate::persist::read(dir)? else { return Ok(None) };
+        let Some(s) = crate::persist::read(dir)? else {
+            return Ok(None);
+        };
         let key = PublicKey::empty(near_crypto::KeyType::ED25519);
         let mut chain = Self::new(&s.chain_id, &s.root, &key, 0);
         chain.height = s.height;
         chain.timestamp_ns = s.timestamp_ns;
-        chain.accounts = s.accounts.into_iter().map(|(id, a)| (id, a.into())).collect();
+        chain.accounts = s
+            .accounts
+            .into_iter()
+            .map(|(id, a)| (id, a.into()))
+            .collect();
         Ok(Some(chain))
     }
 
@@ -183,22 +195,36 @@ impl Chain {
     /// Creates or updates an account's balances, as `sandbox_patch_state` does.
     pub fn patch_account(&mut self, id: &AccountId, amount: u128, locked: u128) {
         let config = self.config.clone();
-        let a = self.accounts.entry(id.clone()).or_insert_with(|| Account::new(0, &config));
+        let a = self
+            .accounts
+            .entry(id.clone())
+            .or_insert_with(|| Account::new(0, &config));
         a.amount = amount;
         a.locked = locked;
     }
 
     pub fn patch_code(&mut self, id: &AccountId, code: Vec<u8>) -> Result<(), String> {
-        let a = self.accounts.get_mut(id).ok_or_else(|| format!("account {id} does not exist"))?;
+        let a = self
+            .accounts
+            .get_mut(id)
+            .ok_or_else(|| format!("account {id} does not exist"))?;
         a.storage_usage = a.storage_usage - a.code_storage + code.len() as u64;
         a.code_storage = code.len() as u64;
         a.code = Some(Arc::new(ContractCode::new(code, None)));
         Ok(())
     }
 
-    pub fn patch_key(&mut self, id: &AccountId, key: PublicKey, access_key: AccessKey) -> Result<(), String> {
+    pub fn patch_key(
+        &mut self,
+        id: &AccountId,
+        key: PublicKey,
+        access_key: AccessKey,
+    ) -> Result<(), String> {
         let config = self.config.clone();
-        let a = self.accounts.get_mut(id).ok_or_else(|| format!("account {id} does not exist"))?;
+        let a = self
+            .accounts
+            .get_mut(id)
+            .ok_or_else(|| format!("account {id} does not exist"))?;
         if let Some(old) = a.keys.insert(key.clone(), access_key.clone()) {
             a.storage_usage -= Account::key_bytes(&key, &old, &config);
         }
@@ -217,8 +243,16 @@ impl Chain {
     }
 
     /// Sets one storage entry of a contract, as `sandbox_patch_state` does.
-    pub fn patch_state(&mut self, account: &AccountId, key: Vec<u8>, value: Vec<u8>) -> Result<(), String> {
-        let a = self.accounts.get_mut(account).ok_or_else(|| format!("account {account} does not exist"))?;
+    pub fn patch_state(
+        &mut self,
+        account: &AccountId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<(), String> {
+        let a = self
+            .accounts
+            .get_mut(account)
+            .ok_or_else(|| format!("account {account} does not exist"))?;
         let extra = self.config.fees.storage_usage_config.num_extra_bytes_record;
         let added = (key.len() + value.len()) as u64 + extra;
         if let Some(old) = a.storage.insert(key.clone(), value) {
@@ -229,9 +263,20 @@ impl Chain {
     }
 
     /// Signs and submits a transaction from `signer` with the key's next nonce.
-    pub fn sign_and_submit(&mut self, signer: &Signer, signer_id: &AccountId, receiver: &AccountId, actions: Vec<Action>) -> Result<TxResult, InvalidTxError> {
+    pub fn sign_and_submit(
+        &mut self,
+        signer: &Signer,
+        signer_id: &AccountId,
+        receiver: &AccountId,
+        actions: Vec<Action>,
+    ) -> Result<TxResult, InvalidTxError> {
         let public_key = signer.public_key();
-        let nonce = self.accounts.get(signer_id).and_then(|a| a.keys.get(&public_key)).map_or(0, |k| k.nonce) + 1;
+        let nonce = self
+            .accounts
+            .get(signer_id)
+            .and_then(|a| a.keys.get(&public_key))
+            .map_or(0, |k| k.nonce)
+            + 1;
         let tx = Transaction::V0(TransactionV0 {
             signer_id: signer_id.clone(),
             public_key,
@@ -254,11 +299,21 @@ impl Chain {
         }
         let signer_id = t.signer_id().clone();
         let fees = self.tx_fees(t.actions(), &signer_id == t.receiver_id());
-        let deposits: u128 = t.actions().iter().map(|a| a.get_deposit_balance().as_yoctonear()).sum();
+        let deposits: u128 = t
+            .actions()
+            .iter()
+            .map(|a| a.get_deposit_balance().as_yoctonear())
+            .sum();
         let cost = (u128::from(fees.send) + u128::from(fees.prepaid)) * GAS_PRICE + deposits;
         let config = self.config.clone();
-        let signer = self.accounts.get_mut(&signer_id).ok_or(InvalidTxError::SignerDoesNotExist { signer_id: signer_id.clone() })?;
-        let (balance, locked, storage_cost) = (signer.amount, signer.locked, signer.storage_cost(&config));
+        let signer =
+            self.accounts
+                .get_mut(&signer_id)
+                .ok_or(InvalidTxError::SignerDoesNotExist {
+                    signer_id: signer_id.clone(),
+                })?;
+        let (balance, locked, storage_cost) =
+            (signer.amount, signer.locked, signer.storage_cost(&config));
         let key = signer.keys.get_mut(t.public_key()).ok_or_else(|| {
             InvalidTxError::InvalidAccessKeyError(InvalidAccessKeyError::AccessKeyNotFound {
                 account_id: signer_id.clone(),
@@ -267,36 +322,51 @@ impl Chain {
         })?;
         let nonce = t.nonce().nonce();
         if nonce <= key.nonce {
-            return Err(InvalidTxError::InvalidNonce { tx_nonce: nonce, ak_nonce: key.nonce });
+            return Err(InvalidTxError::InvalidNonce {
+                tx_nonce: nonce,
+                ak_nonce: key.nonce,
+            });
         }
         // Checked first, written last: an invalid transaction changes nothing.
         let mut new_allowance = None;
         if let AccessKeyPermission::FunctionCall(permission) = &key.permission {
             let [Action::FunctionCall(call)] = t.actions() else {
-                return Err(InvalidTxError::InvalidAccessKeyError(InvalidAccessKeyError::RequiresFullAccess));
+                return Err(InvalidTxError::InvalidAccessKeyError(
+                    InvalidAccessKeyError::RequiresFullAccess,
+                ));
             };
             if !call.deposit.is_zero() {
-                return Err(InvalidTxError::InvalidAccessKeyError(InvalidAccessKeyError::DepositWithFunctionCall));
+                return Err(InvalidTxError::InvalidAccessKeyError(
+                    InvalidAccessKeyError::DepositWithFunctionCall,
+                ));
             }
             if permission.receiver_id != t.receiver_id().as_str() {
-                return Err(InvalidTxError::InvalidAccessKeyError(InvalidAccessKeyError::ReceiverMismatch {
-                    tx_receiver: t.receiver_id().clone(),
-                    ak_receiver: permission.receiver_id.clone(),
-                }));
+                return Err(InvalidTxError::InvalidAccessKeyError(
+                    InvalidAccessKeyError::ReceiverMismatch {
+                        tx_receiver: t.receiver_id().clone(),
+                        ak_receiver: permission.receiver_id.clone(),
+                    },
+                ));
             }
-            if !permission.method_names.is_empty() && !permission.method_names.contains(&call.method_name) {
-                return Err(InvalidTxError::InvalidAccessKeyError(InvalidAccessKeyError::MethodNameMismatch {
-                    method_name: call.method_name.clone(),
-                }));
+            if !permission.method_names.is_empty()
+                && !permission.method_names.contains(&call.method_name)
+            {
+                return Err(InvalidTxError::InvalidAccessKeyError(
+                    InvalidAccessKeyError::MethodNameMismatch {
+                        method_name: call.method_name.clone(),
+                    },
+                ));
             }
             if let Some(allowance) = &permission.allowance {
                 let Some(left) = allowance.as_yoctonear().checked_sub(cost) else {
-                    return Err(InvalidTxError::InvalidAccessKeyError(InvalidAccessKeyError::NotEnoughAllowance {
-                        account_id: signer_id.clone(),
-                        public_key: Box::new(t.public_key().clone()),
-                        allowance: *allowance,
-                        cost: Balance::from_yoctonear(cost),
-                    }));
+                    return Err(InvalidTxError::InvalidAccessKeyError(
+                        InvalidAccessKeyError::NotEnoughAllowance {
+                            account_id: signer_id.clone(),
+                            public_key: Box::new(t.public_key().clone()),
+                            allowance: *allowance,
+                            cost: Balance::from_yoctonear(cost),
+                        },
+                    ));
                 };
                 new_allowance = Some(Balance::from_yoctonear(left));
             }
@@ -309,10 +379,15 @@ impl Chain {
             });
         };
         if left + locked < storage_cost {
-            return Err(InvalidTxError::LackBalanceForState { signer_id, amount: Balance::from_yoctonear(storage_cost - left - locked) });
+            return Err(InvalidTxError::LackBalanceForState {
+                signer_id,
+                amount: Balance::from_yoctonear(storage_cost - left - locked),
+            });
         }
         key.nonce = nonce;
-        if let (Some(left), AccessKeyPermission::FunctionCall(p)) = (new_allowance, &mut key.permission) {
+        if let (Some(left), AccessKeyPermission::FunctionCall(p)) =
+            (new_allowance, &mut key.permission)
+        {
             p.allowance = Some(left);
         }
         signer.amount = left;
@@ -342,21 +417,51 @@ impl Chain {
             refund_to: signer_id,
             is_refund: false,
         };
-        Ok(TxResult { transaction, receipts: self.run_receipts(receipt) })
+        Ok(TxResult {
+            transaction,
+            receipts: self.run_receipts(receipt),
+        })
     }
 
     /// Runs a view method.
-    pub fn view(&self, account: &AccountId, method: &str, args: &[u8]) -> Result<(Vec<u8>, Vec<String>), String> {
-        let a = self.accounts.get(account).ok_or_else(|| format!("account {account} does not exist"))?;
+    pub fn view(
+        &self,
+        account: &AccountId,
+        method: &str,
+        args: &[u8],
+    ) -> Result<(Vec<u8>, Vec<String>), String> {
+        let a = self
+            .accounts
+            .get(account)
+            .ok_or_else(|| format!("account {account} does not exist"))?;
         let mut scratch = a.clone();
         let receipt_id = derive(&CryptoHash::default(), b"view", self.height);
-        let view = near_primitives_core::config::ViewConfig { max_gas_burnt: self.config.wasm_config.limit_config.max_gas_burnt };
-        let run = self.run_function(&mut scratch, account, account, account, &PublicKey::empty(near_crypto::KeyType::ED25519), method, args, 0, Gas::from_teragas(300), vec![], receipt_id, Some(view), vec![]);
+        let view = near_primitives_core::config::ViewConfig {
+            max_gas_burnt: self.config.wasm_config.limit_config.max_gas_burnt,
+        };
+        let run = self.run_function(
+            &mut scratch,
+            account,
+            account,
+            account,
+            &PublicKey::empty(near_crypto::KeyType::ED25519),
+            method,
+            args,
+            0,
+            Gas::from_teragas(300),
+            vec![],
+            receipt_id,
+            Some(view),
+            vec![],
+        );
         match run.error {
-            None => Ok((match run.return_data {
-                ReturnData::Value(v) => v,
-                _ => vec![],
-            }, run.logs)),
+            None => Ok((
+                match run.return_data {
+                    ReturnData::Value(v) => v,
+                    _ => vec![],
+                },
+                run.logs,
+            )),
             Some(e) => Err(e),
         }
     }
@@ -365,7 +470,10 @@ impl Chain {
         let fees = &self.config.fees;
         let send = |c: ActionCosts| fees.fee(c).send_fee(sir).gas.as_gas();
         let exec = |c: ActionCosts| fees.fee(c).exec_fee().gas.as_gas();
-        let mut f = Fees { send: send(ActionCosts::new_action_receipt), prepaid: exec(ActionCosts::new_action_receipt) };
+        let mut f = Fees {
+            send: send(ActionCosts::new_action_receipt),
+            prepaid: exec(ActionCosts::new_action_receipt),
+        };
         for a in actions {
             for (cost, n) in action_costs(a) {
                 f.send += send(cost) * n;
@@ -381,7 +489,12 @@ impl Chain {
     fn exec_fees(&self, actions: &[Action]) -> u64 {
         let fees = &self.config.fees;
         let exec = |c: ActionCosts| fees.fee(c).exec_fee().gas.as_gas();
-        exec(ActionCosts::new_action_receipt) + actions.iter().flat_map(action_costs).map(|(c, n)| exec(c) * n).sum::<u64>()
+        exec(ActionCosts::new_action_receipt)
+            + actions
+                .iter()
+                .flat_map(action_costs)
+                .map(|(c, n)| exec(c) * n)
+                .sum::<u64>()
     }
 
     /// Runs `first` and every receipt it leads to, in order; returns their outcomes.
@@ -399,8 +512,9 @@ impl Chain {
                 }
             }
             // Data that arrived may have made waiting receipts ready.
-            let (ready, still): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.waiting).into_iter().partition(|r| r.input_data_ids.iter().all(|d| self.data.contains_key(d)));
+            let (ready, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+                .into_iter()
+                .partition(|r| r.input_data_ids.iter().all(|d| self.data.contains_key(d)));
             self.waiting = still;
             queue.extend(ready);
         }
@@ -411,7 +525,11 @@ impl Chain {
     #[allow(clippy::too_many_lines)]
     fn apply(&mut self, r: Receipt) -> (Outcome, Vec<Receipt>) {
         let config = self.config.clone();
-        let inputs: Vec<Option<Vec<u8>>> = r.input_data_ids.iter().map(|d| self.data.remove(d).flatten()).collect();
+        let inputs: Vec<Option<Vec<u8>>> = r
+            .input_data_ids
+            .iter()
+            .map(|d| self.data.remove(d).flatten())
+            .collect();
         let promise_results = || -> Vec<PromiseResult> {
             inputs
                 .iter()
@@ -422,8 +540,16 @@ impl Chain {
                 .collect()
         };
         let exists = self.accounts.contains_key(&r.receiver);
-        let mut account = self.accounts.get(&r.receiver).cloned().unwrap_or_else(|| Account::new(0, &config));
-        let mut gas_burnt = if r.is_refund { 0 } else { self.exec_fees(&r.actions) };
+        let mut account = self
+            .accounts
+            .get(&r.receiver)
+            .cloned()
+            .unwrap_or_else(|| Account::new(0, &config));
+        let mut gas_burnt = if r.is_refund {
+            0
+        } else {
+            self.exec_fees(&r.actions)
+        };
         let mut logs = Vec::new();
         let mut created: Vec<Receipt> = Vec::new();
         let mut result = Status::Value(vec![]);
@@ -434,55 +560,89 @@ impl Chain {
 
         let mut failure: Option<ActionError> = None;
         for (index, action) in r.actions.iter().enumerate() {
-            let fail = |kind| Some(ActionError { index: Some(index as u64), kind });
+            let fail = |kind| {
+                Some(ActionError {
+                    index: Some(index as u64),
+                    kind,
+                })
+            };
             if !exists && !created_account && !matches!(action, Action::CreateAccount(_)) {
-                failure = fail(ActionErrorKind::AccountDoesNotExist { account_id: r.receiver.clone() });
+                failure = fail(ActionErrorKind::AccountDoesNotExist {
+                    account_id: r.receiver.clone(),
+                });
                 break;
             }
             match action {
                 Action::CreateAccount(CreateAccountAction {}) => {
                     if exists || created_account {
-                        failure = fail(ActionErrorKind::AccountAlreadyExists { account_id: r.receiver.clone() });
+                        failure = fail(ActionErrorKind::AccountAlreadyExists {
+                            account_id: r.receiver.clone(),
+                        });
                         break;
                     }
                     // Sub-accounts by their parent; top-level accounts by anyone, as the
                     // sandbox's registrar allows.
-                    let parent_ok = r.receiver.get_parent_account_id().is_none_or(|p| p == r.predecessor.as_str());
+                    let parent_ok = r
+                        .receiver
+                        .get_parent_account_id()
+                        .is_none_or(|p| p == r.predecessor.as_str());
                     if !parent_ok {
-                        failure = fail(ActionErrorKind::CreateAccountNotAllowed { account_id: r.receiver.clone(), predecessor_id: r.predecessor.clone() });
+                        failure = fail(ActionErrorKind::CreateAccountNotAllowed {
+                            account_id: r.receiver.clone(),
+                            predecessor_id: r.predecessor.clone(),
+                        });
                         break;
                     }
                     created_account = true;
                 }
-                Action::Transfer(TransferAction { deposit }) => account.amount += deposit.as_yoctonear(),
+                Action::Transfer(TransferAction { deposit }) => {
+                    account.amount += deposit.as_yoctonear()
+                }
                 Action::DeployContract(DeployContractAction { code }) => {
-                    account.storage_usage = account.storage_usage - account.code_storage + code.len() as u64;
+                    account.storage_usage =
+                        account.storage_usage - account.code_storage + code.len() as u64;
                     account.code_storage = code.len() as u64;
                     account.code = Some(Arc::new(ContractCode::new(code.clone(), None)));
                 }
                 Action::DeployGlobalContract(deploy) => {
                     // nearcore burns the deployer's balance for the code's storage, at the
                     // global price per byte, instead of staking it on one account.
-                    let cost = config.fees.storage_usage_config.global_contract_storage_amount_per_byte.as_yoctonear() * deploy.code.len() as u128;
+                    let cost = config
+                        .fees
+                        .storage_usage_config
+                        .global_contract_storage_amount_per_byte
+                        .as_yoctonear()
+                        * deploy.code.len() as u128;
                     let Some(left) = account.amount.checked_sub(cost) else {
-                        failure = fail(ActionErrorKind::LackBalanceForState { account_id: r.receiver.clone(), amount: Balance::from_yoctonear(cost - account.amount) });
+                        failure = fail(ActionErrorKind::LackBalanceForState {
+                            account_id: r.receiver.clone(),
+                            amount: Balance::from_yoctonear(cost - account.amount),
+                        });
                         break;
                     };
                     account.amount = left;
                     let code = Arc::new(ContractCode::new(deploy.code.to_vec(), None));
                     let hash = *code.hash();
                     self.global_code.insert(hash, code);
-                    if matches!(deploy.deploy_mode, near_primitives::action::GlobalContractDeployMode::AccountId) {
+                    if matches!(
+                        deploy.deploy_mode,
+                        near_primitives::action::GlobalContractDeployMode::AccountId
+                    ) {
                         self.global_by_account.insert(r.receiver.clone(), hash);
                     }
                 }
                 Action::UseGlobalContract(using) => {
                     let (hash, id_len) = match &using.contract_identifier {
                         GlobalContractIdentifier::CodeHash(h) => (Some(*h), 32),
-                        GlobalContractIdentifier::AccountId(a) => (self.global_by_account.get(a).copied(), a.len() as u64),
+                        GlobalContractIdentifier::AccountId(a) => {
+                            (self.global_by_account.get(a).copied(), a.len() as u64)
+                        }
                     };
                     let Some(code) = hash.and_then(|h| self.global_code.get(&h).cloned()) else {
-                        failure = fail(fn_error(format!("global contract {:?} does not exist", using.contract_identifier)));
+                        failure = fail(fn_error(format!(
+                            "global contract {:?} does not exist",
+                            using.contract_identifier
+                        )));
                         break;
                     };
                     account.storage_usage = account.storage_usage - account.code_storage + id_len;
@@ -490,9 +650,15 @@ impl Chain {
                     account.code = Some(code);
                 }
                 Action::AddKey(add) => {
-                    let AddKeyAction { public_key, access_key } = add.as_ref();
+                    let AddKeyAction {
+                        public_key,
+                        access_key,
+                    } = add.as_ref();
                     if account.keys.contains_key(public_key) {
-                        failure = fail(ActionErrorKind::AddKeyAlreadyExists { account_id: r.receiver.clone(), public_key: Box::new(public_key.clone()) });
+                        failure = fail(ActionErrorKind::AddKeyAlreadyExists {
+                            account_id: r.receiver.clone(),
+                            public_key: Box::new(public_key.clone()),
+                        });
                         break;
                     }
                     account.storage_usage += Account::key_bytes(public_key, access_key, &config);
@@ -501,26 +667,52 @@ impl Chain {
                 Action::DeleteKey(delete) => {
                     let DeleteKeyAction { public_key } = delete.as_ref();
                     let Some(key) = account.keys.remove(public_key) else {
-                        failure = fail(ActionErrorKind::DeleteKeyDoesNotExist { account_id: r.receiver.clone(), public_key: Box::new(public_key.clone()) });
+                        failure = fail(ActionErrorKind::DeleteKeyDoesNotExist {
+                            account_id: r.receiver.clone(),
+                            public_key: Box::new(public_key.clone()),
+                        });
                         break;
                     };
                     account.storage_usage -= Account::key_bytes(public_key, &key, &config);
                 }
                 Action::DeleteAccount(DeleteAccountAction { beneficiary_id }) => {
                     if r.predecessor != r.receiver {
-                        failure = fail(ActionErrorKind::ActorNoPermission { account_id: r.receiver.clone(), actor_id: r.predecessor.clone() });
+                        failure = fail(ActionErrorKind::ActorNoPermission {
+                            account_id: r.receiver.clone(),
+                            actor_id: r.predecessor.clone(),
+                        });
                         break;
                     }
                     deleted_to = Some(beneficiary_id.clone());
                 }
                 Action::FunctionCall(call) => {
-                    let FunctionCallAction { method_name, args, gas, deposit } = call.as_ref();
+                    let FunctionCallAction {
+                        method_name,
+                        args,
+                        gas,
+                        deposit,
+                    } = call.as_ref();
                     account.amount += deposit.as_yoctonear();
                     let last = index + 1 == r.actions.len();
-                    let receivers = if last { r.output.iter().map(|o| o.receiver.clone()).collect() } else { vec![] };
+                    let receivers = if last {
+                        r.output.iter().map(|o| o.receiver.clone()).collect()
+                    } else {
+                        vec![]
+                    };
                     let run = self.run_function(
-                        &mut account, &r.receiver, &r.predecessor, &r.signer, &r.signer_key, method_name, args,
-                        deposit.as_yoctonear(), *gas, promise_results(), r.id, None, receivers,
+                        &mut account,
+                        &r.receiver,
+                        &r.predecessor,
+                        &r.signer,
+                        &r.signer_key,
+                        method_name,
+                        args,
+                        deposit.as_yoctonear(),
+                        *gas,
+                        promise_results(),
+                        r.id,
+                        None,
+                        receivers,
                     );
                     gas_burnt += run.burnt_gas;
                     refund_gas += gas.as_gas().saturating_sub(run.used_gas);
@@ -534,23 +726,32 @@ impl Chain {
                     if last {
                         result = match run.return_data {
                             ReturnData::Value(v) => Status::Value(v),
-                            ReturnData::ReceiptIndex(i) => Status::Receipt(created[base + receipt_position(&run.actions, i)].id),
+                            ReturnData::ReceiptIndex(i) => Status::Receipt(
+                                created[base + receipt_position(&run.actions, i)].id,
+                            ),
                             ReturnData::None => Status::Value(vec![]),
                         };
                     }
                 }
                 other => {
-                    failure = fail(fn_error(format!("action {other:?} is not supported by the local chain")));
+                    failure = fail(fn_error(format!(
+                        "action {other:?} is not supported by the local chain"
+                    )));
                     break;
                 }
             }
         }
-        if failure.is_none() && deleted_to.is_none() && account.amount + account.locked < account.storage_cost(&config) {
+        if failure.is_none()
+            && deleted_to.is_none()
+            && account.amount + account.locked < account.storage_cost(&config)
+        {
             failure = Some(ActionError {
                 index: None,
                 kind: ActionErrorKind::LackBalanceForState {
                     account_id: r.receiver.clone(),
-                    amount: Balance::from_yoctonear(account.storage_cost(&config) - account.amount - account.locked),
+                    amount: Balance::from_yoctonear(
+                        account.storage_cost(&config) - account.amount - account.locked,
+                    ),
                 },
             });
         }
@@ -563,7 +764,11 @@ impl Chain {
                 // and the deposits go back to whoever attached them.
                 created.clear();
                 result = Status::Failure(error);
-                let deposits: u128 = r.actions.iter().map(|a| a.get_deposit_balance().as_yoctonear()).sum();
+                let deposits: u128 = r
+                    .actions
+                    .iter()
+                    .map(|a| a.get_deposit_balance().as_yoctonear())
+                    .sum();
                 if deposits > 0 && !r.is_refund {
                     refunds.push(self.refund(&r, &r.refund_to, deposits, 0));
                 }
@@ -628,7 +833,9 @@ impl Chain {
             signer: "system".parse().expect("valid account id"),
             signer_key: PublicKey::empty(near_crypto::KeyType::ED25519),
             gas_price: 0,
-            actions: vec![Action::Transfer(TransferAction { deposit: Balance::from_yoctonear(amount) })],
+            actions: vec![Action::Transfer(TransferAction {
+                deposit: Balance::from_yoctonear(amount),
+            })],
             input_data_ids: vec![],
             output: vec![],
             refund_to: to.clone(),
@@ -644,14 +851,20 @@ impl Chain {
         for (i, action) in log.iter().enumerate() {
             let i = i as u64;
             match action {
-                MockAction::CreateReceipt { receipt_indices, receiver_id } => {
+                MockAction::CreateReceipt {
+                    receipt_indices,
+                    receiver_id,
+                } => {
                     let id = derive(&parent.id, b"promise", i);
                     let mut input = Vec::new();
                     for dep in receipt_indices {
                         let data_id = derive(&id, b"data", *dep);
                         input.push(data_id);
                         let p = position[dep];
-                        out[p].output.push(DataReceiver { data_id, receiver: receiver_id.clone() });
+                        out[p].output.push(DataReceiver {
+                            data_id,
+                            receiver: receiver_id.clone(),
+                        });
                     }
                     position.insert(i, out.len());
                     out.push(Receipt {
@@ -668,7 +881,10 @@ impl Chain {
                         is_refund: false,
                     });
                 }
-                MockAction::SetRefundTo { receipt_index, refund_to } => out[position[receipt_index]].refund_to = refund_to.clone(),
+                MockAction::SetRefundTo {
+                    receipt_index,
+                    refund_to,
+                } => out[position[receipt_index]].refund_to = refund_to.clone(),
                 other => {
                     let (index, action) = match other.clone() {
                         MockAction::CreateAccount { receipt_index } => (receipt_index, Action::CreateAccount(CreateAccountAction {})),
@@ -764,7 +980,9 @@ impl Chain {
         output_data_receivers: Vec<AccountId>,
     ) -> FunctionRun {
         let Some(code) = account.code.clone() else {
-            return FunctionRun::failed(format!("CompilationError(CodeDoesNotExist {{ account_id: \"{receiver}\" }})"));
+            return FunctionRun::failed(format!(
+                "CompilationError(CodeDoesNotExist {{ account_id: \"{receiver}\" }})"
+            ));
         };
         let context = VMContext {
             current_account_id: receiver.clone(),
@@ -790,8 +1008,18 @@ impl Chain {
         let wasm_config = self.config.wasm_config.clone();
         let contract = StoredCode(code);
         let gas_counter = context.make_gas_counter(&wasm_config);
-        let prepared = near_vm_runner::prepare(&contract, wasm_config, Some(&self.cache), gas_counter, method);
-        let mut ext = AccountExt::new(std::mem::take(&mut account.storage), &self.chain_id, receipt_id);
+        let prepared = near_vm_runner::prepare(
+            &contract,
+            wasm_config,
+            Some(&self.cache),
+            gas_counter,
+            method,
+        );
+        let mut ext = AccountExt::new(
+            std::mem::take(&mut account.storage),
+            &self.chain_id,
+            receipt_id,
+        );
         let result = near_vm_runner::run(prepared, &mut ext, &context, self.config.fees.clone());
         let outcome = match result {
             Ok(o) => o,
@@ -840,7 +1068,10 @@ fn distribute_gas(actions: &mut [MockAction], unused: u64) -> u64 {
     let total: u64 = actions
         .iter()
         .map(|a| match a {
-            MockAction::FunctionCallWeight { gas_weight: GasWeight(w), .. } => *w,
+            MockAction::FunctionCallWeight {
+                gas_weight: GasWeight(w),
+                ..
+            } => *w,
             _ => 0,
         })
         .sum();
@@ -848,13 +1079,24 @@ fn distribute_gas(actions: &mut [MockAction], unused: u64) -> u64 {
         return 0;
     }
     let mut given = 0u64;
-    let last = actions.iter().rposition(|a| matches!(a, MockAction::FunctionCallWeight { gas_weight: GasWeight(w), .. } if *w > 0));
+    let last = actions.iter().rposition(
+        |a| matches!(a, MockAction::FunctionCallWeight { gas_weight: GasWeight(w), .. } if *w > 0),
+    );
     for (i, a) in actions.iter_mut().enumerate() {
-        if let MockAction::FunctionCallWeight { prepaid_gas, gas_weight: GasWeight(w), .. } = a {
+        if let MockAction::FunctionCallWeight {
+            prepaid_gas,
+            gas_weight: GasWeight(w),
+            ..
+        } = a
+        {
             if *w == 0 {
                 continue;
             }
-            let share = if Some(i) == last { unused - given } else { (u128::from(unused) * u128::from(*w) / u128::from(total)) as u64 };
+            let share = if Some(i) == last {
+                unused - given
+            } else {
+                (u128::from(unused) * u128::from(*w) / u128::from(total)) as u64
+            };
             *prepaid_gas = Gas::from_gas(prepaid_gas.as_gas() + share);
             given += share;
         }
@@ -864,28 +1106,55 @@ fn distribute_gas(actions: &mut [MockAction], unused: u64) -> u64 {
 
 /// Position among created receipts of the receipt at action-log index `index`.
 fn receipt_position(log: &[MockAction], index: u64) -> usize {
-    log[..index as usize].iter().filter(|a| matches!(a, MockAction::CreateReceipt { .. })).count()
+    log[..index as usize]
+        .iter()
+        .filter(|a| matches!(a, MockAction::CreateReceipt { .. }))
+        .count()
 }
 
 /// The fee parts of one action: (cost, how many times).
 fn action_costs(action: &Action) -> Vec<(ActionCosts, u64)> {
     match action {
         Action::CreateAccount(_) => vec![(ActionCosts::create_account, 1)],
-        Action::DeployContract(d) => vec![(ActionCosts::deploy_contract_base, 1), (ActionCosts::deploy_contract_byte, d.code.len() as u64)],
-        Action::FunctionCall(f) => vec![(ActionCosts::function_call_base, 1), (ActionCosts::function_call_byte, (f.method_name.len() + f.args.len()) as u64)],
+        Action::DeployContract(d) => vec![
+            (ActionCosts::deploy_contract_base, 1),
+            (ActionCosts::deploy_contract_byte, d.code.len() as u64),
+        ],
+        Action::FunctionCall(f) => vec![
+            (ActionCosts::function_call_base, 1),
+            (
+                ActionCosts::function_call_byte,
+                (f.method_name.len() + f.args.len()) as u64,
+            ),
+        ],
         Action::Transfer(_) => vec![(ActionCosts::transfer, 1)],
         Action::AddKey(k) => match &k.access_key.permission {
             AccessKeyPermission::FullAccess => vec![(ActionCosts::add_full_access_key, 1)],
             AccessKeyPermission::FunctionCall(p) => vec![
                 (ActionCosts::add_function_call_key_base, 1),
-                (ActionCosts::add_function_call_key_byte, p.method_names.iter().map(|m| m.len() as u64 + 1).sum()),
+                (
+                    ActionCosts::add_function_call_key_byte,
+                    p.method_names.iter().map(|m| m.len() as u64 + 1).sum(),
+                ),
             ],
             _ => vec![(ActionCosts::add_full_access_key, 1)],
         },
         Action::DeleteKey(_) => vec![(ActionCosts::delete_key, 1)],
         Action::DeleteAccount(_) => vec![(ActionCosts::delete_account, 1)],
-        Action::DeployGlobalContract(d) => vec![(ActionCosts::deploy_global_contract_base, 1), (ActionCosts::deploy_global_contract_byte, d.code.len() as u64)],
-        Action::UseGlobalContract(u) => vec![(ActionCosts::use_global_contract_base, 1), (ActionCosts::use_global_contract_byte, u.contract_identifier.len() as u64)],
+        Action::DeployGlobalContract(d) => vec![
+            (ActionCosts::deploy_global_contract_base, 1),
+            (
+                ActionCosts::deploy_global_contract_byte,
+                d.code.len() as u64,
+            ),
+        ],
+        Action::UseGlobalContract(u) => vec![
+            (ActionCosts::use_global_contract_base, 1),
+            (
+                ActionCosts::use_global_contract_byte,
+                u.contract_identifier.len() as u64,
+            ),
+        ],
         _ => vec![],
     }
 }
@@ -906,7 +1175,14 @@ struct FunctionRun {
 
 impl FunctionRun {
     fn failed(error: String) -> Self {
-        Self { burnt_gas: 0, used_gas: 0, logs: vec![], error: Some(error), actions: vec![], return_data: ReturnData::None }
+        Self {
+            burnt_gas: 0,
+            used_gas: 0,
+            logs: vec![],
+            error: Some(error),
+            actions: vec![],
+            return_data: ReturnData::None,
+        }
     }
 }
 

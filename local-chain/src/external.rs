@@ -35,7 +35,12 @@ impl AccountExt {
     pub fn new(storage: HashMap<Vec<u8>, Vec<u8>>, chain_id: &str, receipt_id: CryptoHash) -> Self {
         let mut inner = MockedExternal::new();
         inner.fake_trie = storage;
-        Self { inner, chain_id: chain_id.to_owned(), receipt_id, data_ids: 0 }
+        Self {
+            inner,
+            chain_id: chain_id.to_owned(),
+            receipt_id,
+            data_ids: 0,
+        }
     }
 
     fn charge(&self, tracker: &mut dyn StorageAccessTracker) -> Result<()> {
@@ -44,22 +49,39 @@ impl AccountExt {
 }
 
 impl External for AccountExt {
-    fn storage_set<'a>(&'a mut self, tracker: &mut dyn StorageAccessTracker, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn storage_set<'a>(
+        &'a mut self,
+        tracker: &mut dyn StorageAccessTracker,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
         self.charge(tracker)?;
         self.inner.storage_set(tracker, key, value)
     }
 
-    fn storage_get<'a>(&'a self, tracker: &mut dyn StorageAccessTracker, key: &[u8]) -> Result<Option<Box<dyn ValuePtr + 'a>>> {
+    fn storage_get<'a>(
+        &'a self,
+        tracker: &mut dyn StorageAccessTracker,
+        key: &[u8],
+    ) -> Result<Option<Box<dyn ValuePtr + 'a>>> {
         self.charge(tracker)?;
         self.inner.storage_get(tracker, key)
     }
 
-    fn storage_remove(&mut self, tracker: &mut dyn StorageAccessTracker, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn storage_remove(
+        &mut self,
+        tracker: &mut dyn StorageAccessTracker,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
         self.charge(tracker)?;
         self.inner.storage_remove(tracker, key)
     }
 
-    fn storage_has_key(&mut self, tracker: &mut dyn StorageAccessTracker, key: &[u8]) -> Result<bool> {
+    fn storage_has_key(
+        &mut self,
+        tracker: &mut dyn StorageAccessTracker,
+        key: &[u8],
+    ) -> Result<bool> {
         self.charge(tracker)?;
         self.inner.storage_has_key(tracker, key)
     }
@@ -89,24 +111,46 @@ impl External for AccountExt {
         self.chain_id.clone()
     }
 
-    fn create_action_receipt(&mut self, receipt_indices: Vec<ReceiptIndex>, receiver_id: AccountId) -> Result<ReceiptIndex, VMLogicError> {
-        self.inner.create_action_receipt(receipt_indices, receiver_id)
+    fn create_action_receipt(
+        &mut self,
+        receipt_indices: Vec<ReceiptIndex>,
+        receiver_id: AccountId,
+    ) -> Result<ReceiptIndex, VMLogicError> {
+        self.inner
+            .create_action_receipt(receipt_indices, receiver_id)
     }
 
-    fn create_promise_yield_receipt(&mut self, receiver_id: AccountId) -> Result<(ReceiptIndex, CryptoHash), VMLogicError> {
+    fn create_promise_yield_receipt(
+        &mut self,
+        receiver_id: AccountId,
+    ) -> Result<(ReceiptIndex, CryptoHash), VMLogicError> {
         self.inner.create_promise_yield_receipt(receiver_id)
     }
 
-    fn create_promise_yield_receipt_with_id(&mut self, receiver_id: AccountId, user_yield_id: YieldId) -> Result<Option<(ReceiptIndex, CryptoHash)>, VMLogicError> {
-        self.inner.create_promise_yield_receipt_with_id(receiver_id, user_yield_id)
+    fn create_promise_yield_receipt_with_id(
+        &mut self,
+        receiver_id: AccountId,
+        user_yield_id: YieldId,
+    ) -> Result<Option<(ReceiptIndex, CryptoHash)>, VMLogicError> {
+        self.inner
+            .create_promise_yield_receipt_with_id(receiver_id, user_yield_id)
     }
 
-    fn submit_promise_resume_data(&mut self, data_id: CryptoHash, data: Vec<u8>) -> Result<bool, VMLogicError> {
+    fn submit_promise_resume_data(
+        &mut self,
+        data_id: CryptoHash,
+        data: Vec<u8>,
+    ) -> Result<bool, VMLogicError> {
         self.inner.submit_promise_resume_data(data_id, data)
     }
 
-    fn submit_promise_resume_data_with_yield_id(&mut self, user_yield_id: YieldId, data: Vec<u8>) -> Result<bool, VMLogicError> {
-        self.inner.submit_promise_resume_data_with_yield_id(user_yield_id, data)
+    fn submit_promise_resume_data_with_yield_id(
+        &mut self,
+        user_yield_id: YieldId,
+        data: Vec<u8>,
+    ) -> Result<bool, VMLogicError> {
+        self.inner
+            .submit_promise_resume_data_with_yield_id(user_yield_id, data)
     }
 
     fn append_action_create_account(&mut self, receipt_index: ReceiptIndex) {
@@ -114,35 +158,70 @@ impl External for AccountExt {
     }
 
     fn append_action_deploy_contract(&mut self, receipt_index: ReceiptIndex, code: Vec<u8>) {
-        self.inner.append_action_deploy_contract(receipt_index, code);
+        self.inner
+            .append_action_deploy_contract(receipt_index, code);
     }
 
-    fn append_action_deploy_global_contract(&mut self, receipt_index: ReceiptIndex, code: Vec<u8>, mode: GlobalContractDeployMode) {
-        self.inner.append_action_deploy_global_contract(receipt_index, code, mode);
+    fn append_action_deploy_global_contract(
+        &mut self,
+        receipt_index: ReceiptIndex,
+        code: Vec<u8>,
+        mode: GlobalContractDeployMode,
+    ) {
+        self.inner
+            .append_action_deploy_global_contract(receipt_index, code, mode);
     }
 
-    fn append_action_use_global_contract(&mut self, receipt_index: ReceiptIndex, contract_id: GlobalContractIdentifier) {
-        self.inner.append_action_use_global_contract(receipt_index, contract_id);
+    fn append_action_use_global_contract(
+        &mut self,
+        receipt_index: ReceiptIndex,
+        contract_id: GlobalContractIdentifier,
+    ) {
+        self.inner
+            .append_action_use_global_contract(receipt_index, contract_id);
     }
 
-    fn append_action_deterministic_state_init(&mut self, receipt_index: ReceiptIndex, contract_id: GlobalContractIdentifier, amount: Balance) -> ActionIndex {
-        self.inner.append_action_deterministic_state_init(receipt_index, contract_id, amount)
+    fn append_action_deterministic_state_init(
+        &mut self,
+        receipt_index: ReceiptIndex,
+        contract_id: GlobalContractIdentifier,
+        amount: Balance,
+    ) -> ActionIndex {
+        self.inner
+            .append_action_deterministic_state_init(receipt_index, contract_id, amount)
     }
 
-    fn set_deterministic_state_init_data_entry(&mut self, receipt_index: ReceiptIndex, action_index: ActionIndex, key: Vec<u8>, value: Vec<u8>) -> Result<(), VMLogicError> {
-        self.inner.set_deterministic_state_init_data_entry(receipt_index, action_index, key, value)
+    fn set_deterministic_state_init_data_entry(
+        &mut self,
+        receipt_index: ReceiptIndex,
+        action_index: ActionIndex,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<(), VMLogicError> {
+        self.inner
+            .set_deterministic_state_init_data_entry(receipt_index, action_index, key, value)
     }
 
     fn check_state_init(&self, state_init: &RawStateInit) -> Result<(), StateInitError> {
         self.inner.check_state_init(state_init)
     }
 
-    fn state_init_send_counts(&self, state_init: &RawStateInit, mode: DecodeMode) -> UniversalStateInitCounts {
+    fn state_init_send_counts(
+        &self,
+        state_init: &RawStateInit,
+        mode: DecodeMode,
+    ) -> UniversalStateInitCounts {
         self.inner.state_init_send_counts(state_init, mode)
     }
 
-    fn append_action_universal_state_init(&mut self, receipt_index: ReceiptIndex, state_init: RawStateInit, amount: Balance) {
-        self.inner.append_action_universal_state_init(receipt_index, state_init, amount);
+    fn append_action_universal_state_init(
+        &mut self,
+        receipt_index: ReceiptIndex,
+        state_init: RawStateInit,
+        amount: Balance,
+    ) {
+        self.inner
+            .append_action_universal_state_init(receipt_index, state_init, amount);
     }
 
     fn append_action_function_call_weight(
@@ -154,19 +233,41 @@ impl External for AccountExt {
         prepaid_gas: Gas,
         gas_weight: GasWeight,
     ) -> Result<(), VMLogicError> {
-        self.inner.append_action_function_call_weight(receipt_index, method_name, args, attached_deposit, prepaid_gas, gas_weight)
+        self.inner.append_action_function_call_weight(
+            receipt_index,
+            method_name,
+            args,
+            attached_deposit,
+            prepaid_gas,
+            gas_weight,
+        )
     }
 
     fn append_action_transfer(&mut self, receipt_index: ReceiptIndex, deposit: Balance) {
         self.inner.append_action_transfer(receipt_index, deposit);
     }
 
-    fn append_action_transfer_to_gas_key(&mut self, receipt_index: ReceiptIndex, public_key: PublicKey, deposit: Balance) {
-        self.inner.append_action_transfer_to_gas_key(receipt_index, public_key, deposit);
+    fn append_action_transfer_to_gas_key(
+        &mut self,
+        receipt_index: ReceiptIndex,
+        public_key: PublicKey,
+        deposit: Balance,
+    ) {
+        self.inner
+            .append_action_transfer_to_gas_key(receipt_index, public_key, deposit);
     }
 
-    fn append_action_add_gas_key_with_full_access(&mut self, receipt_index: ReceiptIndex, public_key: PublicKey, num_nonces: NonceIndex) {
-        self.inner.append_action_add_gas_key_with_full_access(receipt_index, public_key, num_nonces);
+    fn append_action_add_gas_key_with_full_access(
+        &mut self,
+        receipt_index: ReceiptIndex,
+        public_key: PublicKey,
+        num_nonces: NonceIndex,
+    ) {
+        self.inner.append_action_add_gas_key_with_full_access(
+            receipt_index,
+            public_key,
+            num_nonces,
+        );
     }
 
     fn append_action_add_gas_key_with_function_call(
@@ -178,15 +279,34 @@ impl External for AccountExt {
         receiver_id: AccountId,
         method_names: Vec<Vec<u8>>,
     ) -> Result<(), VMLogicError> {
-        self.inner.append_action_add_gas_key_with_function_call(receipt_index, public_key, num_nonces, allowance, receiver_id, method_names)
+        self.inner.append_action_add_gas_key_with_function_call(
+            receipt_index,
+            public_key,
+            num_nonces,
+            allowance,
+            receiver_id,
+            method_names,
+        )
     }
 
-    fn append_action_stake(&mut self, receipt_index: ReceiptIndex, stake: Balance, public_key: PublicKey) {
-        self.inner.append_action_stake(receipt_index, stake, public_key);
+    fn append_action_stake(
+        &mut self,
+        receipt_index: ReceiptIndex,
+        stake: Balance,
+        public_key: PublicKey,
+    ) {
+        self.inner
+            .append_action_stake(receipt_index, stake, public_key);
     }
 
-    fn append_action_add_key_with_full_access(&mut self, receipt_index: ReceiptIndex, public_key: PublicKey, nonce: Nonce) {
-        self.inner.append_action_add_key_with_full_access(receipt_index, public_key, nonce);
+    fn append_action_add_key_with_full_access(
+        &mut self,
+        receipt_index: ReceiptIndex,
+        public_key: PublicKey,
+        nonce: Nonce,
+    ) {
+        self.inner
+            .append_action_add_key_with_full_access(receipt_index, public_key, nonce);
     }
 
     fn append_action_add_key_with_function_call(
@@ -198,15 +318,28 @@ impl External for AccountExt {
         receiver_id: AccountId,
         method_names: Vec<Vec<u8>>,
     ) -> Result<(), VMLogicError> {
-        self.inner.append_action_add_key_with_function_call(receipt_index, public_key, nonce, allowance, receiver_id, method_names)
+        self.inner.append_action_add_key_with_function_call(
+            receipt_index,
+            public_key,
+            nonce,
+            allowance,
+            receiver_id,
+            method_names,
+        )
     }
 
     fn append_action_delete_key(&mut self, receipt_index: ReceiptIndex, public_key: PublicKey) {
-        self.inner.append_action_delete_key(receipt_index, public_key);
+        self.inner
+            .append_action_delete_key(receipt_index, public_key);
     }
 
-    fn append_action_delete_account(&mut self, receipt_index: ReceiptIndex, beneficiary_id: AccountId) {
-        self.inner.append_action_delete_account(receipt_index, beneficiary_id);
+    fn append_action_delete_account(
+        &mut self,
+        receipt_index: ReceiptIndex,
+        beneficiary_id: AccountId,
+    ) {
+        self.inner
+            .append_action_delete_account(receipt_index, beneficiary_id);
     }
 
     fn get_receipt_receiver(&self, receipt_index: ReceiptIndex) -> &AccountId {

@@ -40,7 +40,9 @@ impl TxResult {
                 return Status::Failure(ActionError {
                     index: None,
                     kind: near_primitives::errors::ActionErrorKind::FunctionCallError(
-                        near_primitives::errors::FunctionCallError::ExecutionError(format!("receipt {id} did not run")),
+                        near_primitives::errors::FunctionCallError::ExecutionError(format!(
+                            "receipt {id} did not run"
+                        )),
                     ),
                 });
             };
@@ -61,7 +63,10 @@ impl TxResult {
     }
 
     pub fn logs(&self) -> Vec<&str> {
-        self.receipts.iter().flat_map(|o| o.logs.iter().map(String::as_str)).collect()
+        self.receipts
+            .iter()
+            .flat_map(|o| o.logs.iter().map(String::as_str))
+            .collect()
     }
 
     pub fn gas_burnt(&self) -> u64 {
@@ -70,17 +75,22 @@ impl TxResult {
 
     /// Failures of any receipt, in order (a failed callback does not fail the transaction).
     pub fn failures(&self) -> Vec<&ActionError> {
-        self.receipts.iter().filter_map(|o| match &o.status {
-            Status::Failure(e) => Some(e),
-            _ => None,
-        }).collect()
+        self.receipts
+            .iter()
+            .filter_map(|o| match &o.status {
+                Status::Failure(e) => Some(e),
+                _ => None,
+            })
+            .collect()
     }
 }
 
 /// A contract panic reads "Smart contract panicked: <message>", as on a real node.
 pub fn failure_message(e: &ActionError) -> String {
     match &e.kind {
-        near_primitives::errors::ActionErrorKind::FunctionCallError(near_primitives::errors::FunctionCallError::ExecutionError(m)) => m.clone(),
+        near_primitives::errors::ActionErrorKind::FunctionCallError(
+            near_primitives::errors::FunctionCallError::ExecutionError(m),
+        ) => m.clone(),
         other => format!("{other:?}"),
     }
 }

@@ -40,7 +40,11 @@ pub struct AccountSnapshot {
 
 impl From<&Account> for AccountSnapshot {
     fn from(a: &Account) -> Self {
-        let mut storage: Vec<_> = a.storage.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut storage: Vec<_> = a
+            .storage
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         storage.sort();
         Self {
             amount: a.amount,

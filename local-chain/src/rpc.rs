@@ -38,7 +38,12 @@ impl Node {
     /// A node that saves its chain to `data_dir` after every state change.
     pub fn persistent(chain: Chain, data_dir: Option<std::path::PathBuf>) -> Arc<Self> {
         let genesis_hash = chain.block_hash_at(1);
-        Arc::new(Self { chain: Mutex::new(chain), txs: Mutex::new(HashMap::new()), genesis_hash, data_dir })
+        Arc::new(Self {
+            chain: Mutex::new(chain),
+            txs: Mutex::new(HashMap::new()),
+            genesis_hash,
+            data_dir,
+        })
     }
 
     fn save(&self, chain: &Chain) -> Result<(), RpcError> {
@@ -58,11 +63,16 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 /// Serves `node` on `addr` (port 0 for any free port); returns the bound address.
-pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(
+    node: Arc<Node>,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let handle = tokio::spawn(async move {
-        axum::serve(listener, router(node)).await.expect("the RPC server runs");
+        axum::serve(listener, router(node))
+            .await
+            .expect("the RPC server runs");
     });
     Ok((bound, handle))
 }
@@ -70,20 +80,32 @@ pub async fn serve(node: Arc<Node>, addr: SocketAddr) -> std::io::Result<(Socket
 struct RpcError(Value);
 
 fn handler_error(name: &str, info: Value, data: Value) -> RpcError {
-    RpcError(json!({"name": "HANDLER_ERROR", "cause": {"name": name, "info": info}, "code": -32000, "message": "Server error", "data": data}))
+    RpcError(
+        json!({"name": "HANDLER_ERROR", "cause": {"name": name, "info": info}, "code": -32000, "message": "Server error", "data": data}),
+    )
 }
 
 fn parse_error(message: &str) -> RpcError {
-    RpcError(json!({"name": "REQUEST_VALIDATION_ERROR", "cause": {"name": "PARSE_ERROR", "info": {"error_message": message}}, "code": -32700, "message": "Parse error", "data": message}))
+    RpcError(
+        json!({"name": "REQUEST_VALIDATION_ERROR", "cause": {"name": "PARSE_ERROR", "info": {"error_message": message}}, "code": -32700, "message": "Parse error", "data": message}),
+    )
 }
 
 async fn handle(State(node): State<Arc<Node>>, body: Bytes) -> Json<Value> {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return Json(json!({"jsonrpc": "2.0", "id": null, "error": parse_error(&e.to_string()).0})),
+        Err(e) => {
+            return Json(
+                json!({"jsonrpc": "2.0", "id": null, "error": parse_error(&e.to_string()).0}),
+            )
+        }
     };
     let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let method = request
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let params = request.get("params").cloned().unwrap_or(Value::Null);
     let result = dispatch(&node, &method, params).await;
     Json(match result {
@@ -128,11 +150,18 @@ async fn dispatch(node: &Node, method: &str, params: Value) -> Result<Value, Rpc
                     outcome["final_execution_status"] = json!("FINAL");
                     Ok(outcome)
                 }
-                None => Err(handler_error("UNKNOWN_TRANSACTION", json!({"requested_transaction_hash": hash.to_string()}), json!(format!("Transaction {hash} doesn't exist")))),
+                None => Err(handler_error(
+                    "UNKNOWN_TRANSACTION",
+                    json!({"requested_transaction_hash": hash.to_string()}),
+                    json!(format!("Transaction {hash} doesn't exist")),
+                )),
             }
         }
         "sandbox_fast_forward" => {
-            let delta = params.get("delta_height").and_then(Value::as_u64).ok_or_else(|| parse_error("expected delta_height"))?;
+            let delta = params
+                .get("delta_height")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| parse_error("expected delta_height"))?;
             let mut chain = node.chain().await;
             chain.fast_forward(delta);
             node.save(&chain)?;
@@ -148,9 +177,14 @@ async fn dispatch(node: &Node, method: &str, params: Value) -> Result<Value, Rpc
 }
 
 fn decode_tx(param: &Value) -> Result<SignedTransaction, RpcError> {
-    let text = param.as_str().ok_or_else(|| parse_error("expected a base64-encoded signed transaction"))?;
-    let bytes = B64.decode(text).map_err(|e| parse_error(&format!("invalid base64: {e}")))?;
-    SignedTransaction::try_from_slice(&bytes).map_err(|e| parse_error(&format!("invalid transaction: {e}")))
+    let text = param
+        .as_str()
+        .ok_or_else(|| parse_error("expected a base64-encoded signed transaction"))?;
+    let bytes = B64
+        .decode(text)
+        .map_err(|e| parse_error(&format!("invalid base64: {e}")))?;
+    SignedTransaction::try_from_slice(&bytes)
+        .map_err(|e| parse_error(&format!("invalid transaction: {e}")))
 }
 
 fn iso8601(ns: u64) -> String {
@@ -166,7 +200,13 @@ fn iso8601(ns: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z", rem / 3_600, rem % 3_600 / 60, rem % 60, ns % 1_000_000_000)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60,
+        ns % 1_000_000_000
+    )
 }
 
 const ZERO_HASH: &str = "11111111111111111111111111111111";
@@ -206,14 +246,22 @@ async fn block(node: &Node, params: &Value) -> Result<Value, RpcError> {
     // Every finality is the head; a block id is accepted if it was ever produced.
     let height = match params.get("block_id") {
         Some(Value::Number(h)) => h.as_u64().filter(|h| (1..=chain.height()).contains(h)),
-        Some(Value::String(hash)) => (1..=chain.height()).rev().find(|h| chain.block_hash_at(*h).to_string() == *hash),
+        Some(Value::String(hash)) => (1..=chain.height())
+            .rev()
+            .find(|h| chain.block_hash_at(*h).to_string() == *hash),
         _ => Some(chain.height()),
     };
     let Some(height) = height else {
-        return Err(handler_error("UNKNOWN_BLOCK", json!({"block_reference": params}), json!("DB Not Found Error: block")));
+        return Err(handler_error(
+            "UNKNOWN_BLOCK",
+            json!({"block_reference": params}),
+            json!("DB Not Found Error: block"),
+        ));
     };
     let hash = chain.block_hash_at(height).to_string();
-    let prev = chain.block_hash_at(height.saturating_sub(1).max(1)).to_string();
+    let prev = chain
+        .block_hash_at(height.saturating_sub(1).max(1))
+        .to_string();
     let ts = chain.timestamp_ns() - (chain.height() - height) * crate::chain::BLOCK_NS;
     Ok(json!({
         "author": chain.root().to_string(),
@@ -252,7 +300,10 @@ async fn query(node: &Node, params: &Value) -> Result<Value, RpcError> {
         v["block_hash"] = json!(hash);
         v
     };
-    let kind = params.get("request_type").and_then(Value::as_str).unwrap_or_default();
+    let kind = params
+        .get("request_type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let id = account_arg(params)?;
     let unknown = || {
         handler_error(
@@ -264,35 +315,65 @@ async fn query(node: &Node, params: &Value) -> Result<Value, RpcError> {
     match kind {
         "view_account" => {
             let a = chain.account(&id).ok_or_else(unknown)?;
-            let code_hash = if a.code.is_some() { a.code_hash().to_string() } else { ZERO_HASH.to_owned() };
-            Ok(with_block(json!({"amount": a.amount.to_string(), "locked": a.locked.to_string(), "code_hash": code_hash, "storage_usage": a.storage_usage, "storage_paid_at": 0})))
+            let code_hash = if a.code.is_some() {
+                a.code_hash().to_string()
+            } else {
+                ZERO_HASH.to_owned()
+            };
+            Ok(with_block(
+                json!({"amount": a.amount.to_string(), "locked": a.locked.to_string(), "code_hash": code_hash, "storage_usage": a.storage_usage, "storage_paid_at": 0}),
+            ))
         }
         "view_code" => {
             let a = chain.account(&id).ok_or_else(unknown)?;
             let code = a.code.as_ref().ok_or_else(|| {
                 handler_error("NO_CONTRACT_CODE", json!({"contract_account_id": id.to_string(), "block_height": height, "block_hash": hash}), json!(format!("Contract code for contract ID #{id} has never been observed on the node")))
             })?;
-            Ok(with_block(json!({"code_base64": B64.encode(code.code()), "hash": code.hash().to_string()})))
+            Ok(with_block(
+                json!({"code_base64": B64.encode(code.code()), "hash": code.hash().to_string()}),
+            ))
         }
         "view_state" => {
             let a = chain.account(&id).ok_or_else(unknown)?;
-            let prefix = B64.decode(params.get("prefix_base64").and_then(Value::as_str).unwrap_or_default()).map_err(|e| parse_error(&e.to_string()))?;
-            let mut values: Vec<_> = a.storage.iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
+            let prefix = B64
+                .decode(
+                    params
+                        .get("prefix_base64")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                )
+                .map_err(|e| parse_error(&e.to_string()))?;
+            let mut values: Vec<_> = a
+                .storage
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .collect();
             values.sort();
-            let values: Vec<Value> = values.into_iter().map(|(k, v)| json!({"key": B64.encode(k), "value": B64.encode(v)})).collect();
+            let values: Vec<Value> = values
+                .into_iter()
+                .map(|(k, v)| json!({"key": B64.encode(k), "value": B64.encode(v)}))
+                .collect();
             Ok(with_block(json!({"values": values})))
         }
         "view_access_key" => {
             let a = chain.account(&id).ok_or_else(unknown)?;
-            let key_text = params.get("public_key").and_then(Value::as_str).unwrap_or_default();
-            let key: near_crypto::PublicKey = key_text.parse().map_err(|e| parse_error(&format!("invalid public_key: {e:?}")))?;
+            let key_text = params
+                .get("public_key")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let key: near_crypto::PublicKey = key_text
+                .parse()
+                .map_err(|e| parse_error(&format!("invalid public_key: {e:?}")))?;
             match a.keys.get(&key) {
                 Some(k) => {
-                    let view = serde_json::to_value(AccessKeyView::from(k.clone())).expect("views serialize");
+                    let view = serde_json::to_value(AccessKeyView::from(k.clone()))
+                        .expect("views serialize");
                     Ok(with_block(view))
                 }
                 // nearcore answers this one in its legacy shape, which clients match on.
-                None => Ok(with_block(json!({"error": format!("access key {key} does not exist while viewing"), "logs": []}))),
+                None => Ok(with_block(
+                    json!({"error": format!("access key {key} does not exist while viewing"), "logs": []}),
+                )),
             }
         }
         "view_access_key_list" => {
@@ -305,15 +386,27 @@ async fn query(node: &Node, params: &Value) -> Result<Value, RpcError> {
             Ok(with_block(json!({"keys": keys})))
         }
         "call_function" => {
-            let method = params.get("method_name").and_then(Value::as_str).unwrap_or_default();
-            let args = B64.decode(params.get("args_base64").and_then(Value::as_str).unwrap_or_default()).map_err(|e| parse_error(&e.to_string()))?;
+            let method = params
+                .get("method_name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let args = B64
+                .decode(
+                    params
+                        .get("args_base64")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                )
+                .map_err(|e| parse_error(&e.to_string()))?;
             if chain.account(&id).is_none() {
                 return Err(unknown());
             }
             match chain.view(&id, method, &args) {
                 Ok((result, logs)) => Ok(with_block(json!({"result": result, "logs": logs}))),
                 // nearcore's legacy shape for a failed view, which clients parse.
-                Err(e) => Ok(with_block(json!({"error": format!("wasm execution failed with error: {e}"), "logs": []}))),
+                Err(e) => Ok(with_block(
+                    json!({"error": format!("wasm execution failed with error: {e}"), "logs": []}),
+                )),
             }
         }
         other => Err(parse_error(&format!("unknown request_type `{other}`"))),
@@ -348,7 +441,9 @@ fn status_json(status: &Status) -> Value {
     match status {
         Status::Value(v) => json!({"SuccessValue": B64.encode(v)}),
         Status::Receipt(id) => json!({"SuccessReceiptId": id.to_string()}),
-        Status::Failure(e) => json!({"Failure": serde_json::to_value(TxExecutionError::ActionError(e.clone())).expect("errors serialize")}),
+        Status::Failure(e) => {
+            json!({"Failure": serde_json::to_value(TxExecutionError::ActionError(e.clone())).expect("errors serialize")})
+        }
     }
 }
 
@@ -373,7 +468,9 @@ fn outcome_json(o: &Outcome, block: &str) -> Value {
 fn final_outcome(result: &TxResult, transaction: SignedTransactionView, block: &str) -> Value {
     let status = match result.status() {
         Status::Value(v) => json!({"SuccessValue": B64.encode(v)}),
-        Status::Failure(e) => json!({"Failure": serde_json::to_value(TxExecutionError::ActionError(e)).expect("errors serialize")}),
+        Status::Failure(e) => {
+            json!({"Failure": serde_json::to_value(TxExecutionError::ActionError(e)).expect("errors serialize")})
+        }
         Status::Receipt(_) => unreachable!("status() follows receipts"),
     };
     json!({
@@ -385,26 +482,50 @@ fn final_outcome(result: &TxResult, transaction: SignedTransactionView, block: &
 }
 
 async fn patch_state(node: &Node, params: &Value) -> Result<Value, RpcError> {
-    let records = params.get("records").and_then(Value::as_array).ok_or_else(|| parse_error("expected records"))?;
+    let records = params
+        .get("records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| parse_error("expected records"))?;
     let mut chain = node.chain().await;
     for record in records {
-        let (kind, body) = record.as_object().and_then(|o| o.iter().next()).ok_or_else(|| parse_error("expected a state record"))?;
+        let (kind, body) = record
+            .as_object()
+            .and_then(|o| o.iter().next())
+            .ok_or_else(|| parse_error("expected a state record"))?;
         let id = account_arg(body)?;
         let bytes = |field: &str| -> Result<Vec<u8>, RpcError> {
-            B64.decode(body.get(field).and_then(Value::as_str).unwrap_or_default()).map_err(|e| parse_error(&e.to_string()))
+            B64.decode(body.get(field).and_then(Value::as_str).unwrap_or_default())
+                .map_err(|e| parse_error(&e.to_string()))
         };
         let result = match kind.as_str() {
             "Account" => {
-                let a = body.get("account").ok_or_else(|| parse_error("expected account"))?;
-                let amount = a.get("amount").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0);
-                let locked = a.get("locked").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let a = body
+                    .get("account")
+                    .ok_or_else(|| parse_error("expected account"))?;
+                let amount = a
+                    .get("amount")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let locked = a
+                    .get("locked")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
                 chain.patch_account(&id, amount, locked);
                 Ok(())
             }
             "Contract" => chain.patch_code(&id, bytes("code")?),
             "AccessKey" => {
-                let key: near_crypto::PublicKey = body.get("public_key").and_then(Value::as_str).unwrap_or_default().parse().map_err(|e| parse_error(&format!("{e:?}")))?;
-                let view: AccessKeyView = serde_json::from_value(body.get("access_key").cloned().unwrap_or_default()).map_err(|e| parse_error(&e.to_string()))?;
+                let key: near_crypto::PublicKey = body
+                    .get("public_key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|e| parse_error(&format!("{e:?}")))?;
+                let view: AccessKeyView =
+                    serde_json::from_value(body.get("access_key").cloned().unwrap_or_default())
+                        .map_err(|e| parse_error(&e.to_string()))?;
                 chain.patch_key(&id, key, view.into())
             }
             "Data" => chain.patch_state(&id, bytes("data_key")?, bytes("value")?),
@@ -421,6 +542,9 @@ mod tests {
     #[test]
     fn iso8601_of_known_instants() {
         assert_eq!(super::iso8601(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(super::iso8601(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(
+            super::iso8601(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
     }
 }

@@ -21,18 +21,33 @@ async fn start() -> (JsonRpcClient, Signer, AccountId) {
     let root: AccountId = "test.near".parse().unwrap();
     let key = SecretKey::from_seed(KeyType::ED25519, "rpc-test");
     let chain = Chain::new("localnet", &root, &key.public_key(), 1_000 * NEAR);
-    let (addr, _server) = rpc::serve(rpc::Node::new(chain), SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-    (JsonRpcClient::connect(format!("http://{addr}")), InMemorySigner::from_secret_key(root.clone(), key), root)
+    let (addr, _server) = rpc::serve(rpc::Node::new(chain), SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    (
+        JsonRpcClient::connect(format!("http://{addr}")),
+        InMemorySigner::from_secret_key(root.clone(), key),
+        root,
+    )
 }
 
-fn transfer(signer: &Signer, from: &AccountId, to: &AccountId, nonce: u64, block_hash: CryptoHash, yocto: u128) -> SignedTransaction {
+fn transfer(
+    signer: &Signer,
+    from: &AccountId,
+    to: &AccountId,
+    nonce: u64,
+    block_hash: CryptoHash,
+    yocto: u128,
+) -> SignedTransaction {
     let tx = Transaction::V0(TransactionV0 {
         signer_id: from.clone(),
         public_key: signer.public_key(),
         nonce,
         receiver_id: to.clone(),
         block_hash,
-        actions: vec![Action::Transfer(TransferAction { deposit: Balance::from_yoctonear(yocto) })],
+        actions: vec![Action::Transfer(TransferAction {
+            deposit: Balance::from_yoctonear(yocto),
+        })],
     });
     let signature = signer.sign(tx.get_hash_and_size().0.as_ref());
     SignedTransaction::new(signature, tx)
@@ -41,21 +56,44 @@ fn transfer(signer: &Signer, from: &AccountId, to: &AccountId, nonce: u64, block
 #[tokio::test]
 async fn status_block_and_account_views_parse() {
     let (client, _, root) = start().await;
-    let status = client.call(methods::status::RpcStatusRequest).await.unwrap();
-    assert_eq!(status.chain_id, "localnet");
-    let block = client.call(methods::block::RpcBlockRequest { block_reference: BlockReference::Finality(Finality::Final) }).await.unwrap();
-    assert_eq!(block.header.hash, status.sync_info.latest_block_hash);
-    let account = client
-        .call(methods::query::RpcQueryRequest { block_reference: BlockReference::latest(), request: QueryRequest::ViewAccount { account_id: root.clone() } })
+    let status = client
+        .call(methods::status::RpcStatusRequest)
         .await
         .unwrap();
-    let QueryResponseKind::ViewAccount(view) = account.kind else { panic!("{:?}", account.kind) };
+    assert_eq!(status.chain_id, "localnet");
+    let block = client
+        .call(methods::block::RpcBlockRequest {
+            block_reference: BlockReference::Finality(Finality::Final),
+        })
+        .await
+        .unwrap();
+    assert_eq!(block.header.hash, status.sync_info.latest_block_hash);
+    let account = client
+        .call(methods::query::RpcQueryRequest {
+            block_reference: BlockReference::latest(),
+            request: QueryRequest::ViewAccount {
+                account_id: root.clone(),
+            },
+        })
+        .await
+        .unwrap();
+    let QueryResponseKind::ViewAccount(view) = account.kind else {
+        panic!("{:?}", account.kind)
+    };
     assert_eq!(view.amount.as_yoctonear(), 1_000 * NEAR);
     let missing = client
-        .call(methods::query::RpcQueryRequest { block_reference: BlockReference::latest(), request: QueryRequest::ViewAccount { account_id: "nobody.near".parse().unwrap() } })
+        .call(methods::query::RpcQueryRequest {
+            block_reference: BlockReference::latest(),
+            request: QueryRequest::ViewAccount {
+                account_id: "nobody.near".parse().unwrap(),
+            },
+        })
         .await
         .unwrap_err();
-    assert!(format!("{missing:?}").contains("UnknownAccount"), "{missing:?}");
+    assert!(
+        format!("{missing:?}").contains("UnknownAccount"),
+        "{missing:?}"
+    );
 }
 
 #[tokio::test]
@@ -64,47 +102,108 @@ async fn transactions_commit_and_invalid_ones_are_typed_errors() {
     let key = client
         .call(methods::query::RpcQueryRequest {
             block_reference: BlockReference::latest(),
-            request: QueryRequest::ViewAccessKey { account_id: root.clone(), public_key: signer.public_key() },
+            request: QueryRequest::ViewAccessKey {
+                account_id: root.clone(),
+                public_key: signer.public_key(),
+            },
         })
         .await
         .unwrap();
-    let QueryResponseKind::AccessKey(access_key) = key.kind else { panic!() };
+    let QueryResponseKind::AccessKey(access_key) = key.kind else {
+        panic!()
+    };
     let block_hash = key.block_hash;
 
     // Sending to a missing account: the transaction runs, its receipt fails, the deposit
     // comes back.
     let ghost: AccountId = "ghost.near".parse().unwrap();
-    let tx = transfer(&signer, &root, &ghost, access_key.nonce + 1, block_hash, NEAR);
-    let outcome = client.call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest { signed_transaction: tx.clone() }).await.unwrap();
-    let FinalExecutionStatus::Failure(error) = &outcome.status else { panic!("{:?}", outcome.status) };
-    assert!(format!("{error:?}").contains("AccountDoesNotExist"), "{error:?}");
-    assert!(outcome.receipts_outcome.len() >= 2, "the failed receipt and the refund");
+    let tx = transfer(
+        &signer,
+        &root,
+        &ghost,
+        access_key.nonce + 1,
+        block_hash,
+        NEAR,
+    );
+    let outcome = client
+        .call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest {
+            signed_transaction: tx.clone(),
+        })
+        .await
+        .unwrap();
+    let FinalExecutionStatus::Failure(error) = &outcome.status else {
+        panic!("{:?}", outcome.status)
+    };
+    assert!(
+        format!("{error:?}").contains("AccountDoesNotExist"),
+        "{error:?}"
+    );
+    assert!(
+        outcome.receipts_outcome.len() >= 2,
+        "the failed receipt and the refund"
+    );
 
     // The same nonce again: InvalidNonce, as a typed handler error.
     let again = transfer(&signer, &root, &root, access_key.nonce + 1, block_hash, 1);
-    let err = client.call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest { signed_transaction: again }).await.unwrap_err();
-    let JsonRpcError::ServerError(near_jsonrpc_client::errors::JsonRpcServerError::HandlerError(RpcTransactionError::InvalidTransaction { context })) = err else {
+    let err = client
+        .call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest {
+            signed_transaction: again,
+        })
+        .await
+        .unwrap_err();
+    let JsonRpcError::ServerError(near_jsonrpc_client::errors::JsonRpcServerError::HandlerError(
+        RpcTransactionError::InvalidTransaction { context },
+    )) = err
+    else {
         panic!("{err:?}")
     };
-    assert!(matches!(context, near_primitives::errors::InvalidTxError::InvalidNonce { tx_nonce, ak_nonce } if tx_nonce == ak_nonce));
+    assert!(
+        matches!(context, near_primitives::errors::InvalidTxError::InvalidNonce { tx_nonce, ak_nonce } if tx_nonce == ak_nonce)
+    );
 
     // A bad signature.
     let mut forged = transfer(&signer, &root, &root, access_key.nonce + 2, block_hash, 1);
     forged.signature = near_crypto::Signature::empty(KeyType::ED25519);
-    let err = client.call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest { signed_transaction: forged }).await.unwrap_err();
+    let err = client
+        .call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest {
+            signed_transaction: forged,
+        })
+        .await
+        .unwrap_err();
     assert!(format!("{err:?}").contains("InvalidSignature"), "{err:?}");
 
     // Re-sending a committed transaction returns its outcome instead of a nonce error.
-    let resent = client.call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest { signed_transaction: tx }).await.unwrap();
-    assert_eq!(resent.transaction_outcome.id, outcome.transaction_outcome.id);
+    let resent = client
+        .call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest {
+            signed_transaction: tx,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        resent.transaction_outcome.id,
+        outcome.transaction_outcome.id
+    );
 }
 
 #[tokio::test]
 async fn sandbox_methods_move_time_and_patch_state() {
     let (client, _, root) = start().await;
-    let before = client.call(methods::status::RpcStatusRequest).await.unwrap().sync_info.latest_block_height;
-    client.call(methods::sandbox_fast_forward::RpcSandboxFastForwardRequest { delta_height: 100 }).await.unwrap();
-    let after = client.call(methods::status::RpcStatusRequest).await.unwrap().sync_info.latest_block_height;
+    let before = client
+        .call(methods::status::RpcStatusRequest)
+        .await
+        .unwrap()
+        .sync_info
+        .latest_block_height;
+    client
+        .call(methods::sandbox_fast_forward::RpcSandboxFastForwardRequest { delta_height: 100 })
+        .await
+        .unwrap();
+    let after = client
+        .call(methods::status::RpcStatusRequest)
+        .await
+        .unwrap()
+        .sync_info
+        .latest_block_height;
     assert_eq!(after, before + 100);
 
     let record = near_primitives::state_record::StateRecord::Data {
@@ -112,15 +211,28 @@ async fn sandbox_methods_move_time_and_patch_state() {
         data_key: b"STATE".to_vec().into(),
         value: b"hello".to_vec().into(),
     };
-    client.call(methods::sandbox_patch_state::RpcSandboxPatchStateRequest { records: vec![record] }).await.unwrap();
-    let state = client
-        .call(methods::query::RpcQueryRequest {
-            block_reference: BlockReference::latest(),
-            request: QueryRequest::ViewState { account_id: root, prefix: b"".to_vec().into(), include_proof: false, after_key: None, limit: None },
+    client
+        .call(methods::sandbox_patch_state::RpcSandboxPatchStateRequest {
+            records: vec![record],
         })
         .await
         .unwrap();
-    let QueryResponseKind::ViewState(view) = state.kind else { panic!() };
+    let state = client
+        .call(methods::query::RpcQueryRequest {
+            block_reference: BlockReference::latest(),
+            request: QueryRequest::ViewState {
+                account_id: root,
+                prefix: b"".to_vec().into(),
+                include_proof: false,
+                after_key: None,
+                limit: None,
+            },
+        })
+        .await
+        .unwrap();
+    let QueryResponseKind::ViewState(view) = state.kind else {
+        panic!()
+    };
     assert_eq!(view.values.len(), 1);
     assert_eq!(&*view.values[0].value, b"hello");
 }
@@ -132,23 +244,59 @@ async fn a_persistent_node_survives_a_restart() {
     let root: AccountId = "test.near".parse().unwrap();
     let key = SecretKey::from_seed(KeyType::ED25519, "restart");
     let signer = InMemorySigner::from_secret_key(root.clone(), key.clone());
-    let node = rpc::Node::persistent(Chain::new("localnet", &root, &key.public_key(), 1_000 * NEAR), Some(dir.clone()));
-    let (addr, server) = rpc::serve(node, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let node = rpc::Node::persistent(
+        Chain::new("localnet", &root, &key.public_key(), 1_000 * NEAR),
+        Some(dir.clone()),
+    );
+    let (addr, server) = rpc::serve(node, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
     let client = JsonRpcClient::connect(format!("http://{addr}"));
-    let head = client.call(methods::status::RpcStatusRequest).await.unwrap().sync_info.latest_block_hash;
+    let head = client
+        .call(methods::status::RpcStatusRequest)
+        .await
+        .unwrap()
+        .sync_info
+        .latest_block_hash;
     let tx = transfer(&signer, &root, &root, 1, head, 5);
-    client.call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest { signed_transaction: tx }).await.unwrap();
+    client
+        .call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest {
+            signed_transaction: tx,
+        })
+        .await
+        .unwrap();
     server.abort();
 
     // A new node from the saved directory: same height, the key's nonce remembered.
     let chain = Chain::load(&dir).unwrap().expect("a saved chain");
-    assert_eq!(chain.account(&root).unwrap().keys[&signer.public_key()].nonce, 1);
+    assert_eq!(
+        chain.account(&root).unwrap().keys[&signer.public_key()].nonce,
+        1
+    );
     let height = chain.height();
-    let (addr, _server) = rpc::serve(rpc::Node::persistent(chain, Some(dir.clone())), SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let (addr, _server) = rpc::serve(
+        rpc::Node::persistent(chain, Some(dir.clone())),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap();
     let client = JsonRpcClient::connect(format!("http://{addr}"));
-    assert_eq!(client.call(methods::status::RpcStatusRequest).await.unwrap().sync_info.latest_block_height, height);
+    assert_eq!(
+        client
+            .call(methods::status::RpcStatusRequest)
+            .await
+            .unwrap()
+            .sync_info
+            .latest_block_height,
+        height
+    );
     let replay = transfer(&signer, &root, &root, 1, head, 5);
-    let err = client.call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest { signed_transaction: replay }).await.unwrap_err();
+    let err = client
+        .call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest {
+            signed_transaction: replay,
+        })
+        .await
+        .unwrap_err();
     assert!(format!("{err:?}").contains("InvalidNonce"), "{err:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -91,7 +91,10 @@ impl Authorization {
             }
         }
         if crypto::ed25519_key_bytes(&self.public_key).is_none() {
-            return Err(format!("authorization key {} is not an ed25519 key", String::from(&self.public_key)));
+            return Err(format!(
+                "authorization key {} is not an ed25519 key",
+                String::from(&self.public_key)
+            ));
         }
         Ok(())
     }
@@ -127,12 +130,26 @@ impl SignedAuthorization {
     /// The authorization's id if its signature by `authorization.public_key` is valid.
     pub fn verify(&self, crypto: &impl Crypto) -> Option<[u8; 32]> {
         let prehash = self.prehash(crypto);
-        crypto::verify(crypto, &self.authorization.public_key, &self.signature, &prehash).then_some(prehash)
+        crypto::verify(
+            crypto,
+            &self.authorization.public_key,
+            &self.signature,
+            &prehash,
+        )
+        .then_some(prehash)
     }
 
     #[cfg(feature = "sign")]
-    pub fn sign(authorization: Authorization, nonce: [u8; 32], key: &crate::crypto::native::KeyPair) -> Self {
-        let mut signed = Self { authorization, nonce: nonce.into(), signature: Vec::new().into() };
+    pub fn sign(
+        authorization: Authorization,
+        nonce: [u8; 32],
+        key: &crate::crypto::native::KeyPair,
+    ) -> Self {
+        let mut signed = Self {
+            authorization,
+            nonce: nonce.into(),
+            signature: Vec::new().into(),
+        };
         signed.signature = key.sign(&signed.prehash(&crate::NativeCrypto));
         signed
     }

@@ -23,9 +23,18 @@ pub fn ed25519_key_bytes(key: &PublicKey) -> Option<[u8; 32]> {
 
 /// Verifies `signature` by `key` over `prehash`; false for a non-ed25519 key or a signature
 /// that is not 64 bytes.
-pub fn verify(crypto: &impl Crypto, key: &PublicKey, signature: &Signature, prehash: &[u8; 32]) -> bool {
-    let Some(key) = ed25519_key_bytes(key) else { return false };
-    let Ok(signature) = <&[u8; 64]>::try_from(signature.0.as_slice()) else { return false };
+pub fn verify(
+    crypto: &impl Crypto,
+    key: &PublicKey,
+    signature: &Signature,
+    prehash: &[u8; 32],
+) -> bool {
+    let Some(key) = ed25519_key_bytes(key) else {
+        return false;
+    };
+    let Ok(signature) = <&[u8; 64]>::try_from(signature.0.as_slice()) else {
+        return false;
+    };
     crypto.ed25519_verify(signature, prehash, &key)
 }
 
@@ -44,9 +53,17 @@ pub mod native {
             sha2::Sha256::digest(data).into()
         }
 
-        fn ed25519_verify(&self, signature: &[u8; 64], message: &[u8], public_key: &[u8; 32]) -> bool {
-            let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else { return false };
-            key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
+        fn ed25519_verify(
+            &self,
+            signature: &[u8; 64],
+            message: &[u8],
+            public_key: &[u8; 32],
+        ) -> bool {
+            let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
+                return false;
+            };
+            key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+                .is_ok()
         }
     }
 
@@ -67,8 +84,11 @@ pub mod native {
             }
 
             pub fn public_key(&self) -> PublicKey {
-                PublicKey::from_parts(CurveType::ED25519, self.0.verifying_key().to_bytes().to_vec())
-                    .expect("an ed25519 key is 32 bytes")
+                PublicKey::from_parts(
+                    CurveType::ED25519,
+                    self.0.verifying_key().to_bytes().to_vec(),
+                )
+                .expect("an ed25519 key is 32 bytes")
             }
 
             pub fn sign(&self, prehash: &[u8; 32]) -> super::super::Signature {

@@ -24,13 +24,18 @@ pub struct ChannelId {
 
 fn validate(kind: &str, id: &str, max: usize) -> Result<(), String> {
     if id.is_empty() || id.len() > max {
-        return Err(format!("{kind} `{id}` must be 1 to {max} bytes long, not {}", id.len()));
+        return Err(format!(
+            "{kind} `{id}` must be 1 to {max} bytes long, not {}",
+            id.len()
+        ));
     }
     if let Some(c) = id
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(format!("{kind} `{id}` contains `{c}`: only a-z, 0-9, `-`, `_` and `.` are allowed"));
+        return Err(format!(
+            "{kind} `{id}` contains `{c}`: only a-z, 0-9, `-`, `_` and `.` are allowed"
+        ));
     }
     Ok(())
 }
@@ -55,7 +60,9 @@ mod tests {
     fn ids_reject_what_would_need_escaping() {
         assert!(validate_model_id("smollm2-135m.q4_1").is_ok());
         assert!(validate_model_id("").unwrap_err().contains("1 to 64 bytes"));
-        assert!(validate_model_id(&"a".repeat(65)).unwrap_err().contains("not 65"));
+        assert!(validate_model_id(&"a".repeat(65))
+            .unwrap_err()
+            .contains("not 65"));
         assert!(validate_model_id("Model").unwrap_err().contains("`M`"));
         assert!(validate_model_id("a\"b").unwrap_err().contains("`\"`"));
         assert!(validate_chain_id("mainnet").is_ok());

@@ -20,7 +20,8 @@ pub struct Nep413Payload<'a> {
 impl Nep413Payload<'_> {
     /// The exact bytes that are hashed: tag then payload.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(4 + 4 + self.message.len() + 32 + 4 + self.recipient.len() + 1);
+        let mut bytes =
+            Vec::with_capacity(4 + 4 + self.message.len() + 32 + 4 + self.recipient.len() + 1);
         NEP413_TAG.serialize(&mut bytes).expect("writing to a Vec");
         self.serialize(&mut bytes).expect("writing to a Vec");
         bytes

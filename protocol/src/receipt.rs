@@ -68,7 +68,12 @@ pub struct UsageReceipt {
 
 /// transcript_n = sha256(transcript_{n-1} ‖ request_hash_n ‖ output_hash_n), from 32 zero
 /// bytes; commits the receipt to every request and output the channel served.
-pub fn next_transcript(crypto: &impl Crypto, previous: &[u8; 32], request: &[u8; 32], output: &[u8; 32]) -> [u8; 32] {
+pub fn next_transcript(
+    crypto: &impl Crypto,
+    previous: &[u8; 32],
+    request: &[u8; 32],
+    output: &[u8; 32],
+) -> [u8; 32] {
     let mut bytes = [0u8; 96];
     bytes[..32].copy_from_slice(previous);
     bytes[32..64].copy_from_slice(request);
@@ -101,20 +106,36 @@ impl UsageReceipt {
         let mut total: u128 = 0;
         for (i, line) in self.lines.iter().enumerate() {
             validate_model_id(&line.model_id)?;
-            if self.lines[..i].iter().any(|l| l.model_id == line.model_id && l.version == line.version) {
-                return Err(format!("model `{}` version {} has two lines", line.model_id, line.version));
+            if self.lines[..i]
+                .iter()
+                .any(|l| l.model_id == line.model_id && l.version == line.version)
+            {
+                return Err(format!(
+                    "model `{}` version {} has two lines",
+                    line.model_id, line.version
+                ));
             }
-            total = total.checked_add(line.amount.0).ok_or("line amounts overflow u128")?;
+            total = total
+                .checked_add(line.amount.0)
+                .ok_or("line amounts overflow u128")?;
         }
         for (i, line) in self.content.iter().enumerate() {
             validate_content_id(&line.content_id)?;
-            if self.content[..i].iter().any(|l| l.content_id == line.content_id) {
+            if self.content[..i]
+                .iter()
+                .any(|l| l.content_id == line.content_id)
+            {
                 return Err(format!("content `{}` has two lines", line.content_id));
             }
-            total = total.checked_add(line.amount.0).ok_or("content amounts overflow u128")?;
+            total = total
+                .checked_add(line.amount.0)
+                .ok_or("content amounts overflow u128")?;
         }
         if total != self.amount.0 {
-            return Err(format!("receipt amount {} is not the sum of its lines, {total}", self.amount.0));
+            return Err(format!(
+                "receipt amount {} is not the sum of its lines, {total}",
+                self.amount.0
+            ));
         }
         Ok(())
     }
@@ -132,13 +153,22 @@ pub struct SignedReceipt {
 
 impl SignedReceipt {
     pub fn verify(&self, crypto: &impl Crypto) -> bool {
-        crypto::verify(crypto, &self.runner_key, &self.signature, &self.receipt.prehash(crypto))
+        crypto::verify(
+            crypto,
+            &self.runner_key,
+            &self.signature,
+            &self.receipt.prehash(crypto),
+        )
     }
 
     #[cfg(feature = "sign")]
     pub fn sign(receipt: UsageReceipt, key: &crate::crypto::native::KeyPair) -> Self {
         let signature = key.sign(&receipt.prehash(&crate::NativeCrypto));
-        Self { receipt, runner_key: key.public_key(), signature }
+        Self {
+            receipt,
+            runner_key: key.public_key(),
+            signature,
+        }
     }
 }
 

@@ -29,22 +29,34 @@ fn stored_authorization_bytes_are_consistent() {
     // The NEP-413 signing bytes begin with the tag 2^31 + 413, little-endian.
     let signing = bytes(&v["nep413_signing_bytes_hex"]);
     assert_eq!(signing[..4], ((1u32 << 31) + 413).to_le_bytes());
-    assert_eq!(NativeCrypto.sha256(&signing).to_vec(), bytes(&v["prehash_hex"]));
+    assert_eq!(
+        NativeCrypto.sha256(&signing).to_vec(),
+        bytes(&v["prehash_hex"])
+    );
     let key = market_protocol::ed25519_key_bytes(&signed.authorization.public_key).unwrap();
     let sig: [u8; 64] = bytes(&v["signature_hex"]).try_into().unwrap();
     assert!(NativeCrypto.ed25519_verify(&sig, &bytes(&v["prehash_hex"]), &key));
-    assert_eq!(signed.verify(&NativeCrypto).map(|h| h.to_vec()), Some(bytes(&v["prehash_hex"])));
+    assert_eq!(
+        signed.verify(&NativeCrypto).map(|h| h.to_vec()),
+        Some(bytes(&v["prehash_hex"]))
+    );
 }
 
 #[test]
 fn stored_receipt_bytes_are_consistent() {
     let v = &stored()["receipt"];
     let signed: SignedReceipt = serde_json::from_value(v["signed"].clone()).unwrap();
-    assert_eq!(borsh::to_vec(&signed.receipt).unwrap(), bytes(&v["borsh_hex"]));
+    assert_eq!(
+        borsh::to_vec(&signed.receipt).unwrap(),
+        bytes(&v["borsh_hex"])
+    );
     let signing = bytes(&v["signing_bytes_hex"]);
     assert_eq!(signing[..4], market_protocol::RECEIPT_TAG.to_le_bytes());
     assert_eq!(signing[4..], bytes(&v["borsh_hex"]));
-    assert_eq!(NativeCrypto.sha256(&signing).to_vec(), bytes(&v["prehash_hex"]));
+    assert_eq!(
+        NativeCrypto.sha256(&signing).to_vec(),
+        bytes(&v["prehash_hex"])
+    );
     assert!(signed.verify(&NativeCrypto));
     signed.receipt.validate().unwrap();
 }
@@ -56,7 +68,10 @@ fn one_flipped_bit_breaks_each_signature() {
     for bit in [0, 7, 300, 511] {
         let mut a = auth.clone();
         a.signature.0[bit / 8] ^= 1 << (bit % 8);
-        assert!(a.verify(&NativeCrypto).is_none(), "authorization signature bit {bit}");
+        assert!(
+            a.verify(&NativeCrypto).is_none(),
+            "authorization signature bit {bit}"
+        );
         let mut r = receipt.clone();
         r.signature.0[bit / 8] ^= 1 << (bit % 8);
         assert!(!r.verify(&NativeCrypto), "receipt signature bit {bit}");
@@ -100,7 +115,10 @@ fn receipt_validation_names_the_problem() {
     let auth = vectors::sample_authorization();
     let mut r = vectors::sample_receipt(&auth).receipt;
     r.amount.0 += 1;
-    assert!(r.validate().unwrap_err().contains("not the sum of its lines"));
+    assert!(r
+        .validate()
+        .unwrap_err()
+        .contains("not the sum of its lines"));
     let mut r = vectors::sample_receipt(&auth).receipt;
     r.lines.push(r.lines[0].clone());
     assert!(r.validate().unwrap_err().contains("has two lines"));

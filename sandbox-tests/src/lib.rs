@@ -5,13 +5,16 @@ use std::{collections::HashMap, path::PathBuf};
 
 use local_chain::{signer, Chain, TxResult};
 use market_protocol::{
-    crypto::native::KeyPair, receipt::next_transcript, Authorization, NativeCrypto, SettleItem, SignedAuthorization,
-    SignedReceipt, UsageLine, UsageReceipt,
+    crypto::native::KeyPair, receipt::next_transcript, Authorization, NativeCrypto, SettleItem,
+    SignedAuthorization, SignedReceipt, UsageLine, UsageReceipt,
 };
 use near_crypto::{KeyType, SecretKey, Signer};
 use near_primitives::{
     account::AccessKey,
-    action::{Action, AddKeyAction, CreateAccountAction, DeployContractAction, FunctionCallAction, TransferAction},
+    action::{
+        Action, AddKeyAction, CreateAccountAction, DeployContractAction, FunctionCallAction,
+        TransferAction,
+    },
     types::{AccountId, Balance, Gas},
 };
 use near_sdk::json_types::{U128, U64};
@@ -30,8 +33,15 @@ pub fn acc(s: &str) -> AccountId {
 
 /// `res/<name>.wasm`, built by `scripts/build.sh`.
 pub fn wasm(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../res").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; build the contracts first with scripts/build.sh", path.display()))
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../res")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the contracts first with scripts/build.sh",
+            path.display()
+        )
+    })
 }
 
 /// A chain with a root account `near`, and the keys of every account this created.
@@ -63,7 +73,9 @@ impl Env {
     /// Sends `actions` from `from` to `to`; panics if the transaction is invalid.
     pub fn send(&mut self, from: &AccountId, to: &AccountId, actions: Vec<Action>) -> TxResult {
         let signer = self.signers[from].clone();
-        self.chain.sign_and_submit(&signer, from, to, actions).unwrap_or_else(|e| panic!("invalid transaction: {e:?}"))
+        self.chain
+            .sign_and_submit(&signer, from, to, actions)
+            .unwrap_or_else(|e| panic!("invalid transaction: {e:?}"))
     }
 
     /// Creates `id` (a sub-account of `near`) with `balance` yocto and a key of its own.
@@ -75,21 +87,42 @@ impl Env {
             &id,
             vec![
                 Action::CreateAccount(CreateAccountAction {}),
-                Action::Transfer(TransferAction { deposit: Balance::from_yoctonear(balance) }),
-                Action::AddKey(Box::new(AddKeyAction { public_key: key.public_key(), access_key: AccessKey::full_access() })),
+                Action::Transfer(TransferAction {
+                    deposit: Balance::from_yoctonear(balance),
+                }),
+                Action::AddKey(Box::new(AddKeyAction {
+                    public_key: key.public_key(),
+                    access_key: AccessKey::full_access(),
+                })),
             ],
         );
-        result.result().unwrap_or_else(|e| panic!("creating {id}: {e}"));
+        result
+            .result()
+            .unwrap_or_else(|e| panic!("creating {id}: {e}"));
         self.signers.insert(id.clone(), signer(&id, key));
         id
     }
 
     pub fn deploy(&mut self, id: &AccountId, code: Vec<u8>) {
-        self.send(id, id, vec![Action::DeployContract(DeployContractAction { code })]).result().expect("deploys");
+        self.send(
+            id,
+            id,
+            vec![Action::DeployContract(DeployContractAction { code })],
+        )
+        .result()
+        .expect("deploys");
     }
 
     /// A function call with raw `args`.
-    pub fn call_raw(&mut self, who: &AccountId, contract: &AccountId, method: &str, args: Vec<u8>, deposit: u128, gas: u64) -> TxResult {
+    pub fn call_raw(
+        &mut self,
+        who: &AccountId,
+        contract: &AccountId,
+        method: &str,
+        args: Vec<u8>,
+        deposit: u128,
+        gas: u64,
+    ) -> TxResult {
         self.send(
             who,
             contract,
@@ -103,12 +136,29 @@ impl Env {
     }
 
     /// A function call with JSON `args` and 300 Tgas.
-    pub fn call(&mut self, who: &AccountId, contract: &AccountId, method: &str, args: Value, deposit: u128) -> TxResult {
-        self.call_raw(who, contract, method, args.to_string().into_bytes(), deposit, 300 * TGAS)
+    pub fn call(
+        &mut self,
+        who: &AccountId,
+        contract: &AccountId,
+        method: &str,
+        args: Value,
+        deposit: u128,
+    ) -> TxResult {
+        self.call_raw(
+            who,
+            contract,
+            method,
+            args.to_string().into_bytes(),
+            deposit,
+            300 * TGAS,
+        )
     }
 
     pub fn view(&self, contract: &AccountId, method: &str, args: Value) -> Value {
-        let (bytes, _) = self.chain.view(contract, method, args.to_string().as_bytes()).unwrap_or_else(|e| panic!("view {method}: {e}"));
+        let (bytes, _) = self
+            .chain
+            .view(contract, method, args.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("view {method}: {e}"));
         serde_json::from_slice(&bytes).expect("views return JSON")
     }
 
@@ -119,7 +169,9 @@ impl Env {
 
 /// Parses a `U128`-style JSON string.
 pub fn yocto(v: &Value) -> u128 {
-    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a yocto amount: {v}"))
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a yocto amount: {v}"))
 }
 
 /// The hub deployed at `hub.near` with one model (`MODEL` v1, 70 % to runners), a runner
@@ -164,10 +216,22 @@ impl Market {
             .expect("add_model_version");
         let runner = env.create_account("runner.near", 100 * NEAR);
         let runner_key = KeyPair::from_seed([2; 32]);
-        env.call(&runner, &hub, "register_runner", json!({"keys": [String::from(&runner_key.public_key())]}), 2 * NEAR)
-            .result()
-            .expect("register_runner");
-        let mut market = Self { env, hub, runner, runner_key, users: Vec::new() };
+        env.call(
+            &runner,
+            &hub,
+            "register_runner",
+            json!({"keys": [String::from(&runner_key.public_key())]}),
+            2 * NEAR,
+        )
+        .result()
+        .expect("register_runner");
+        let mut market = Self {
+            env,
+            hub,
+            runner,
+            runner_key,
+            users: Vec::new(),
+        };
         for i in 0..users {
             market.add_user(&format!("user{i}.near"), 10 * NEAR);
         }
@@ -179,8 +243,26 @@ impl Market {
         let seed = market_protocol::Crypto::sha256(&NativeCrypto, id.as_bytes());
         let key = KeyPair::from_seed(seed);
         let (hub, runner) = (self.hub.clone(), self.runner.clone());
-        self.env.call(&user, &hub, "register_user_key", json!({"key": String::from(&key.public_key())}), NEAR / 10).result().expect("register_user_key");
-        self.env.call(&user, &hub, "fund_channel", json!({"runner": runner}), funds).result().expect("fund_channel");
+        self.env
+            .call(
+                &user,
+                &hub,
+                "register_user_key",
+                json!({"key": String::from(&key.public_key())}),
+                NEAR / 10,
+            )
+            .result()
+            .expect("register_user_key");
+        self.env
+            .call(
+                &user,
+                &hub,
+                "fund_channel",
+                json!({"runner": runner}),
+                funds,
+            )
+            .result()
+            .expect("fund_channel");
         self.users.push((user.clone(), key));
         user
     }
@@ -214,7 +296,13 @@ impl Market {
                     runner: a.runner.clone(),
                     authorization: auth.prehash(&NativeCrypto).into(),
                     seq: U64(seq),
-                    lines: vec![UsageLine { model_id: MODEL.into(), version: 1, units_in: U64(seq * 100), units_out: U64(seq * 20), amount: U128(amount) }],
+                    lines: vec![UsageLine {
+                        model_id: MODEL.into(),
+                        version: 1,
+                        units_in: U64(seq * 100),
+                        units_out: U64(seq * 20),
+                        amount: U128(amount),
+                    }],
                     content: vec![],
                     amount: U128(amount),
                     request_hash: request.into(),
@@ -249,8 +337,11 @@ pub async fn start_local_node() -> (std::net::SocketAddr, String) {
     let root = acc("test.near");
     let key = SecretKey::from_seed(KeyType::ED25519, "test.near");
     let chain = Chain::new(CHAIN_ID, &root, &key.public_key(), 1_000_000_000 * NEAR);
-    let (addr, _server) = local_chain::rpc::serve(local_chain::rpc::Node::new(chain), std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("binds a local port");
+    let (addr, _server) = local_chain::rpc::serve(
+        local_chain::rpc::Node::new(chain),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("binds a local port");
     (addr, key.to_string())
 }

@@ -29,12 +29,31 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
     let wiki = m.env.create_account("wiki.near", 5 * NEAR);
     m.env.call(&curator, &hub, "register_content", json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}), NEAR / 10).result().unwrap();
     m.env.call(&wiki, &hub, "register_content", json!({"content_id": "wiki", "sha256": "11111111111111111111111111111111", "uri": "https://x/w", "license": {"InferenceOnly": {"price_per_use": "1000"}}}), NEAR / 10).result().unwrap();
-    m.env.call_raw(&owner, &hub, "set_token_code", borsh::to_vec(&wasm("model_token")).unwrap(), 3 * NEAR, 300 * TGAS).result().unwrap();
+    m.env
+        .call_raw(
+            &owner,
+            &hub,
+            "set_token_code",
+            borsh::to_vec(&wasm("model_token")).unwrap(),
+            3 * NEAR,
+            300 * TGAS,
+        )
+        .result()
+        .unwrap();
     m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 1}], "developer_weight": 2}), 3 * NEAR).result().unwrap();
     let token = acc(&format!("{MODEL}.{hub}"));
     let holders = ["dev.near", "curator.near", "user0.near"];
     let bounds = m.env.view(&token, "storage_balance_bounds", json!({}));
-    m.env.call(&acc("user0.near"), &token, "storage_deposit", json!({}), yocto(&bounds["min"])).result().unwrap();
+    m.env
+        .call(
+            &acc("user0.near"),
+            &token,
+            "storage_deposit",
+            json!({}),
+            yocto(&bounds["min"]),
+        )
+        .result()
+        .unwrap();
 
     let auths: Vec<_> = (0..3).map(|i| m.authorization(i, 5 * NEAR)).collect();
     let mut state = [(0u64, 0u128, 0u64); 3]; // seq, model amount, wiki uses
@@ -52,66 +71,136 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
                 let mut item = m.receipt(&auths[u], s.0, s.1);
                 let royalty = u128::from(s.2) * 1_000;
                 item.receipt.receipt.content = if s.2 > 0 {
-                    vec![market_protocol::ContentLine { content_id: "wiki".into(), uses: s.2.into(), amount: royalty.into() }]
+                    vec![market_protocol::ContentLine {
+                        content_id: "wiki".into(),
+                        uses: s.2.into(),
+                        amount: royalty.into(),
+                    }]
                 } else {
                     vec![]
                 };
                 item.receipt.receipt.amount = (s.1 + royalty).into();
-                item.receipt = market_protocol::SignedReceipt::sign(item.receipt.receipt, &m.runner_key);
+                item.receipt =
+                    market_protocol::SignedReceipt::sign(item.receipt.receipt, &m.runner_key);
                 m.settle(&[item], 300 * TGAS).result().unwrap();
             }
             3 => {
-                let accrued = yocto(&m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["holders_accrued"]);
+                let accrued = yocto(
+                    &m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]
+                        ["holders_accrued"],
+                );
                 if accrued > 0 {
-                    m.env.call(&runner, &hub, "flush", json!({"model_id": MODEL}), 0).result().unwrap();
+                    m.env
+                        .call(&runner, &hub, "flush", json!({"model_id": MODEL}), 0)
+                        .result()
+                        .unwrap();
                     paid_out += accrued;
                     done[0] += 1;
                 }
             }
             4 => {
                 let (from, to) = (holders[rng.next(3) as usize], holders[rng.next(3) as usize]);
-                let balance = yocto(&m.env.view(&token, "ft_balance_of", json!({"account_id": from})));
+                let balance = yocto(&m.env.view(
+                    &token,
+                    "ft_balance_of",
+                    json!({"account_id": from}),
+                ));
                 if balance > 0 && from != to {
                     let amount = (u128::from(rng.next(1_000)) * balance / 1_000).max(1);
-                    m.env.call(&acc(from), &token, "ft_transfer", json!({"receiver_id": to, "amount": amount.to_string()}), 1).result().unwrap();
+                    m.env
+                        .call(
+                            &acc(from),
+                            &token,
+                            "ft_transfer",
+                            json!({"receiver_id": to, "amount": amount.to_string()}),
+                            1,
+                        )
+                        .result()
+                        .unwrap();
                     done[1] += 1;
                 }
             }
             5 => {
                 let who = holders[rng.next(3) as usize];
                 if yocto(&m.env.view(&token, "claimable", json!({"account_id": who}))) > 0 {
-                    m.env.call(&acc(who), &token, "claim", json!({}), 0).result().unwrap();
+                    m.env
+                        .call(&acc(who), &token, "claim", json!({}), 0)
+                        .result()
+                        .unwrap();
                     done[2] += 1;
                 }
             }
             _ => {
-                let earnings = yocto(&m.env.view(&hub, "runner", json!({"runner": runner}))["earnings"]);
+                let earnings =
+                    yocto(&m.env.view(&hub, "runner", json!({"runner": runner}))["earnings"]);
                 if earnings > 0 {
-                    m.env.call(&runner, &hub, "withdraw_earnings", json!({}), 0).result().unwrap();
+                    m.env
+                        .call(&runner, &hub, "withdraw_earnings", json!({}), 0)
+                        .result()
+                        .unwrap();
                     paid_out += earnings;
                     done[3] += 1;
                 }
-                let royalties = yocto(&m.env.view(&hub, "content_earnings", json!({"owner": "wiki.near"})));
+                let royalties = yocto(&m.env.view(
+                    &hub,
+                    "content_earnings",
+                    json!({"owner": "wiki.near"}),
+                ));
                 if royalties > 0 {
-                    m.env.call(&wiki, &hub, "withdraw_content_earnings", json!({}), 0).result().unwrap();
+                    m.env
+                        .call(&wiki, &hub, "withdraw_content_earnings", json!({}), 0)
+                        .result()
+                        .unwrap();
                     paid_out += royalties;
                 }
             }
         }
         // The hub: charged = still owed + paid out (to runners, content owners, the token).
-        let charged: u128 = m.users.iter().map(|(u, _)| yocto(&m.env.view(&hub, "channel", json!({"user": u, "runner": runner}))["channel"]["settled"])).sum();
+        let charged: u128 = m
+            .users
+            .iter()
+            .map(|(u, _)| {
+                yocto(
+                    &m.env
+                        .view(&hub, "channel", json!({"user": u, "runner": runner}))["channel"]
+                        ["settled"],
+                )
+            })
+            .sum();
         let owed = yocto(&m.env.view(&hub, "runner", json!({"runner": runner}))["earnings"])
             + yocto(&m.env.view(&hub, "hub_info", json!({}))["protocol_earnings"])
-            + yocto(&m.env.view(&hub, "content_earnings", json!({"owner": "wiki.near"})))
-            + yocto(&m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["holders_accrued"]);
-        assert_eq!(charged, owed + paid_out, "hub conservation broken at step {step}");
+            + yocto(
+                &m.env
+                    .view(&hub, "content_earnings", json!({"owner": "wiki.near"})),
+            )
+            + yocto(
+                &m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["holders_accrued"],
+            );
+        assert_eq!(
+            charged,
+            owed + paid_out,
+            "hub conservation broken at step {step}"
+        );
         // The token: revenue = claimed + claimable (+ remainders still being carried).
         let info = m.env.view(&token, "revenue_info", json!({}));
-        let claimable: u128 = holders.iter().map(|h| yocto(&m.env.view(&token, "claimable", json!({"account_id": h})))).sum();
+        let claimable: u128 = holders
+            .iter()
+            .map(|h| yocto(&m.env.view(&token, "claimable", json!({"account_id": h}))))
+            .sum();
         let (revenue, claimed) = (yocto(&info["total_revenue"]), yocto(&info["total_claimed"]));
-        assert!(claimed + claimable <= revenue, "token pays more than it received at step {step}");
-        assert!(revenue - claimed - claimable <= 3 * 60, "token lost {} yocto at step {step}", revenue - claimed - claimable);
+        assert!(
+            claimed + claimable <= revenue,
+            "token pays more than it received at step {step}"
+        );
+        assert!(
+            revenue - claimed - claimable <= 3 * 60,
+            "token lost {} yocto at step {step}",
+            revenue - claimed - claimable
+        );
     }
     // The sequence exercised every kind of step, so the checks above were not vacuous.
-    assert!(done.iter().all(|&n| n > 0), "flushes, transfers, claims, withdrawals: {done:?}");
+    assert!(
+        done.iter().all(|&n| n > 0),
+        "flushes, transfers, claims, withdrawals: {done:?}"
+    );
 }

@@ -8,16 +8,19 @@ use sandbox_tests::*;
 use serde_json::json;
 
 fn outcome_codes(result: &local_chain::TxResult) -> Vec<String> {
-    let value: serde_json::Value = serde_json::from_slice(&result.result().expect("settle runs")).unwrap();
+    let value: serde_json::Value =
+        serde_json::from_slice(&result.result().expect("settle runs")).unwrap();
     value
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| match (o["result"].get("settled"), o["result"].get("rejected")) {
-            (Some(s), _) => s["charge"].as_str().unwrap().to_owned(),
-            (_, Some(r)) => r["code"].as_str().unwrap().to_owned(),
-            _ => panic!("unexpected outcome {o}"),
-        })
+        .map(
+            |o| match (o["result"].get("settled"), o["result"].get("rejected")) {
+                (Some(s), _) => s["charge"].as_str().unwrap().to_owned(),
+                (_, Some(r)) => r["code"].as_str().unwrap().to_owned(),
+                _ => panic!("unexpected outcome {o}"),
+            },
+        )
         .collect()
 }
 
@@ -31,17 +34,37 @@ fn life_cycle_on_the_compiled_wasm() {
     // A batch: two channels, a forged receipt in the middle, then a later receipt.
     let mut forged = m.receipt(&auth1, 9, NEAR);
     forged.receipt.signature.0[3] ^= 1;
-    let batch = [m.receipt(&auth0, 1, 1_000_000), forged, m.receipt(&auth1, 1, 2_000_000), m.receipt(&auth0, 2, 3_000_000)];
+    let batch = [
+        m.receipt(&auth0, 1, 1_000_000),
+        forged,
+        m.receipt(&auth1, 1, 2_000_000),
+        m.receipt(&auth0, 2, 3_000_000),
+    ];
     // Relayed, so every runner signature is checked.
     let relayer = m.env.create_account("relayer.near", 10 * NEAR);
     let result = m.settle_as(&relayer, &batch, 300 * TGAS);
-    assert_eq!(outcome_codes(&result), ["1000000", "bad_runner_signature", "2000000", "2000000"]);
+    assert_eq!(
+        outcome_codes(&result),
+        ["1000000", "bad_runner_signature", "2000000", "2000000"]
+    );
     let logs = result.logs();
-    assert!(logs.iter().any(|l| l.contains(r#""event":"batch_settled""#)), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains(r#""event":"batch_settled""#)),
+        "{logs:?}"
+    );
 
     // Replaying the same batch pays nothing.
     let again = m.settle_as(&relayer, &batch, 300 * TGAS);
-    assert_eq!(outcome_codes(&again), ["stale_sequence", "bad_runner_signature", "stale_sequence", "stale_sequence"]);
+    assert_eq!(
+        outcome_codes(&again),
+        [
+            "stale_sequence",
+            "bad_runner_signature",
+            "stale_sequence",
+            "stale_sequence"
+        ]
+    );
 
     // 5,000,000 yocto settled: runner 70 %, protocol 10 %, holders 20 %.
     let r = m.env.view(&hub, "runner", json!({"runner": runner}));
@@ -55,20 +78,64 @@ fn life_cycle_on_the_compiled_wasm() {
     let before = m.env.balance(&runner);
     let w = m.env.call(&runner, &hub, "withdraw_earnings", json!({}), 0);
     w.result().expect("withdraws");
-    let spent_on_gas: u128 = w.transaction.tokens_burnt + w.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
-    assert_eq!(m.env.balance(&runner) + spent_on_gas, before + 3_500_000, "earnings arrived, gas refunded");
+    let spent_on_gas: u128 =
+        w.transaction.tokens_burnt + w.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
+    assert_eq!(
+        m.env.balance(&runner) + spent_on_gas,
+        before + 3_500_000,
+        "earnings arrived, gas refunded"
+    );
 
     // User 0 leaves: not before the delay, then everything unspent comes back.
     let user = m.users[0].0.clone();
-    m.env.call(&user, &hub, "request_withdrawal", json!({"runner": runner}), 0).result().unwrap();
-    let early = m.env.call(&user, &hub, "finish_withdrawal", json!({"runner": runner}), 0);
-    assert!(early.result().unwrap_err().contains("withdrawal is possible from"));
+    m.env
+        .call(
+            &user,
+            &hub,
+            "request_withdrawal",
+            json!({"runner": runner}),
+            0,
+        )
+        .result()
+        .unwrap();
+    let early = m.env.call(
+        &user,
+        &hub,
+        "finish_withdrawal",
+        json!({"runner": runner}),
+        0,
+    );
+    assert!(early
+        .result()
+        .unwrap_err()
+        .contains("withdrawal is possible from"));
     m.env.chain.fast_forward(2 * 3_600);
-    let unspent = yocto(&m.env.view(&hub, "channel", json!({"user": user, "runner": runner}))["unspent"]);
+    let unspent = yocto(
+        &m.env
+            .view(&hub, "channel", json!({"user": user, "runner": runner}))["unspent"],
+    );
     let before = m.env.balance(&user);
-    m.env.call(&user, &hub, "finish_withdrawal", json!({"runner": runner}), 0).result().unwrap();
-    assert!(m.env.balance(&user) > before + unspent - NEAR / 100, "refund arrived");
-    assert_eq!(yocto(&m.env.view(&hub, "channel", json!({"user": user, "runner": runner}))["unspent"]), 0);
+    m.env
+        .call(
+            &user,
+            &hub,
+            "finish_withdrawal",
+            json!({"runner": runner}),
+            0,
+        )
+        .result()
+        .unwrap();
+    assert!(
+        m.env.balance(&user) > before + unspent - NEAR / 100,
+        "refund arrived"
+    );
+    assert_eq!(
+        yocto(
+            &m.env
+                .view(&hub, "channel", json!({"user": user, "runner": runner}))["unspent"]
+        ),
+        0
+    );
 }
 
 #[test]
@@ -77,13 +144,19 @@ fn a_panic_is_a_failed_outcome_with_its_message() {
     let hub = m.hub.clone();
     let mallory = m.env.create_account("mallory.near", 10 * NEAR);
     let result = m.env.call(&mallory, &hub, "pause", json!({}), 0);
-    assert_eq!(result.result().unwrap_err(), "Smart contract panicked: mallory.near is not the hub owner");
+    assert_eq!(
+        result.result().unwrap_err(),
+        "Smart contract panicked: mallory.near is not the hub owner"
+    );
     assert!(matches!(result.status(), Status::Failure(_)));
     // Deposits of a failed call come back.
     let before = m.env.balance(&mallory);
     let paid = m.env.call(&mallory, &hub, "register_model", json!({"model_id": "Bad Id", "price_in_per_1k": "1", "price_out_per_1k": "1", "runner_bps": 7000, "runner_policy": "Open"}), NEAR);
     assert!(paid.result().unwrap_err().contains("contains `B`"));
-    assert!(m.env.balance(&mallory) > before - NEAR / 100, "the 1 NEAR deposit was refunded");
+    assert!(
+        m.env.balance(&mallory) > before - NEAR / 100,
+        "the 1 NEAR deposit was refunded"
+    );
 }
 
 #[test]
@@ -91,20 +164,47 @@ fn a_failed_payout_is_seen_by_its_callback_and_recredited() {
     let mut m = Market::new(1);
     let hub = m.hub.clone();
     let auth = m.authorization(0, NEAR);
-    m.settle(&[m.receipt(&auth, 1, 10_000_000)], 300 * TGAS).result().unwrap();
+    m.settle(&[m.receipt(&auth, 1, 10_000_000)], 300 * TGAS)
+        .result()
+        .unwrap();
     let owner = m.env.create_account("owner2.near", NEAR);
     let _ = owner;
     let owner = acc("owner.near");
     // Paying protocol fees to an account that does not exist: the transfer fails, the
     // callback sees the failed promise and puts the fees back.
-    let result = m.env.call(&owner, &hub, "withdraw_protocol_fees", json!({"receiver": "ghost.near"}), 0);
+    let result = m.env.call(
+        &owner,
+        &hub,
+        "withdraw_protocol_fees",
+        json!({"receiver": "ghost.near"}),
+        0,
+    );
     result.result().expect("the call itself succeeds");
     assert_eq!(result.failures().len(), 1, "the transfer failed");
-    assert!(result.logs().iter().any(|l| l.contains("payout_failed")), "{:?}", result.logs());
-    assert_eq!(yocto(&m.env.view(&hub, "hub_info", json!({}))["protocol_earnings"]), 1_000_000);
+    assert!(
+        result.logs().iter().any(|l| l.contains("payout_failed")),
+        "{:?}",
+        result.logs()
+    );
+    assert_eq!(
+        yocto(&m.env.view(&hub, "hub_info", json!({}))["protocol_earnings"]),
+        1_000_000
+    );
     // To an account that exists, it is paid and gone from the ledger.
-    m.env.call(&owner, &hub, "withdraw_protocol_fees", json!({"receiver": "owner.near"}), 0).result().unwrap();
-    assert_eq!(yocto(&m.env.view(&hub, "hub_info", json!({}))["protocol_earnings"]), 0);
+    m.env
+        .call(
+            &owner,
+            &hub,
+            "withdraw_protocol_fees",
+            json!({"receiver": "owner.near"}),
+            0,
+        )
+        .result()
+        .unwrap();
+    assert_eq!(
+        yocto(&m.env.view(&hub, "hub_info", json!({}))["protocol_earnings"]),
+        0
+    );
 }
 
 #[test]
@@ -114,24 +214,37 @@ fn invalid_transactions_are_refused() {
     let signer = env.signer(&root).clone();
     let alice = env.create_account("alice.near", NEAR);
     let tx = |nonce: u64, env: &Env| {
-        let t = near_primitives::transaction::Transaction::V0(near_primitives::transaction::TransactionV0 {
-            signer_id: root.clone(),
-            public_key: signer.public_key(),
-            nonce,
-            receiver_id: alice.clone(),
-            block_hash: env.chain.block_hash(),
-            actions: vec![near_primitives::action::Action::Transfer(near_primitives::action::TransferAction {
-                deposit: near_primitives::types::Balance::from_yoctonear(1),
-            })],
-        });
+        let t = near_primitives::transaction::Transaction::V0(
+            near_primitives::transaction::TransactionV0 {
+                signer_id: root.clone(),
+                public_key: signer.public_key(),
+                nonce,
+                receiver_id: alice.clone(),
+                block_hash: env.chain.block_hash(),
+                actions: vec![near_primitives::action::Action::Transfer(
+                    near_primitives::action::TransferAction {
+                        deposit: near_primitives::types::Balance::from_yoctonear(1),
+                    },
+                )],
+            },
+        );
         let sig = signer.sign(t.get_hash_and_size().0.as_ref());
         near_primitives::transaction::SignedTransaction::new(sig, t)
     };
     // The root key's nonce is 1 after creating alice.
-    assert_eq!(env.chain.submit(tx(1, &env)).unwrap_err(), InvalidTxError::InvalidNonce { tx_nonce: 1, ak_nonce: 1 });
+    assert_eq!(
+        env.chain.submit(tx(1, &env)).unwrap_err(),
+        InvalidTxError::InvalidNonce {
+            tx_nonce: 1,
+            ak_nonce: 1
+        }
+    );
     let mut bad = tx(2, &env);
     bad.signature = near_crypto::Signature::empty(near_crypto::KeyType::ED25519);
-    assert_eq!(env.chain.submit(bad).unwrap_err(), InvalidTxError::InvalidSignature);
+    assert_eq!(
+        env.chain.submit(bad).unwrap_err(),
+        InvalidTxError::InvalidSignature
+    );
     let before = env.balance(&alice);
     env.chain.submit(tx(2, &env)).unwrap().result().unwrap();
     assert_eq!(env.balance(&alice), before + 1);
@@ -143,16 +256,37 @@ fn attacks_on_the_wasm_pay_nothing() {
     let auth = m.authorization(0, 5_000);
     let mut other_chain = m.authorization(0, NEAR);
     other_chain.authorization.chain_id = "mainnet".into();
-    let other_chain = market_protocol::SignedAuthorization::sign(other_chain.authorization, [9; 32], &m.users[0].1);
+    let other_chain = market_protocol::SignedAuthorization::sign(
+        other_chain.authorization,
+        [9; 32],
+        &m.users[0].1,
+    );
     let foreign = m.authorization(1, NEAR); // user 1's authorization, receipt for user 0
     let mut wrong_channel = m.receipt(&foreign, 1, 100);
     wrong_channel.receipt = market_protocol::SignedReceipt::sign(
-        market_protocol::UsageReceipt { user: m.users[0].0.as_str().parse().unwrap(), ..wrong_channel.receipt.receipt },
+        market_protocol::UsageReceipt {
+            user: m.users[0].0.as_str().parse().unwrap(),
+            ..wrong_channel.receipt.receipt
+        },
         &m.runner_key,
     );
-    let result = m.settle(&[m.receipt(&auth, 1, 5_001), m.receipt(&other_chain, 1, 100), wrong_channel], 300 * TGAS);
-    assert_eq!(outcome_codes(&result), ["over_cap", "wrong_chain", "wrong_channel"]);
-    let channel = m.env.view(&m.hub, "channel", json!({"user": m.users[0].0, "runner": m.runner}));
+    let result = m.settle(
+        &[
+            m.receipt(&auth, 1, 5_001),
+            m.receipt(&other_chain, 1, 100),
+            wrong_channel,
+        ],
+        300 * TGAS,
+    );
+    assert_eq!(
+        outcome_codes(&result),
+        ["over_cap", "wrong_chain", "wrong_channel"]
+    );
+    let channel = m.env.view(
+        &m.hub,
+        "channel",
+        json!({"user": m.users[0].0, "runner": m.runner}),
+    );
     assert_eq!(yocto(&channel["channel"]["settled"]), 0);
 }
 
@@ -169,38 +303,114 @@ fn the_hub_issues_a_model_token_and_flushes_holders_revenue_to_it() {
     let curator = m.env.create_account("curator.near", 5 * NEAR);
     m.env.call(&curator, &hub, "register_content", json!({"content_id": "paywalled", "sha256": "11111111111111111111111111111111", "uri": "https://x/p", "license": {"InferenceOnly": {"price_per_use": "10"}}}), NEAR / 10).result().unwrap();
     let err = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "paywalled", "weight": 30}], "developer_weight": 70}), 3 * NEAR).result().unwrap_err();
-    assert!(err.contains("inference-only and cannot be named in a training manifest"), "{err}");
+    assert!(
+        err.contains("inference-only and cannot be named in a training manifest"),
+        "{err}"
+    );
     m.env.call(&curator, &hub, "register_content", json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}), NEAR / 10).result().unwrap();
-    let err = m.env.call(&dev, &hub, "issue_token", issue.clone(), 3 * NEAR).result().unwrap_err();
+    let err = m
+        .env
+        .call(&dev, &hub, "issue_token", issue.clone(), 3 * NEAR)
+        .result()
+        .unwrap_err();
     assert!(err.contains("the hub has no token code yet"), "{err}");
-    m.env.call_raw(&owner, &hub, "set_token_code", borsh::to_vec(&code).unwrap(), 3 * NEAR, 300 * TGAS).result().expect("set_token_code");
+    m.env
+        .call_raw(
+            &owner,
+            &hub,
+            "set_token_code",
+            borsh::to_vec(&code).unwrap(),
+            3 * NEAR,
+            300 * TGAS,
+        )
+        .result()
+        .expect("set_token_code");
 
     let before = m.env.balance(&dev);
-    let issued = m.env.call(&dev, &hub, "issue_token", issue.clone(), 3 * NEAR);
+    let issued = m
+        .env
+        .call(&dev, &hub, "issue_token", issue.clone(), 3 * NEAR);
     issued.result().expect("issue_token");
     let token = acc(&format!("{MODEL}.hub.near"));
-    let gas_paid: u128 = issued.transaction.tokens_burnt + issued.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
+    let gas_paid: u128 = issued.transaction.tokens_burnt
+        + issued.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
     let storage_paid = before - m.env.balance(&dev) - gas_paid;
-    assert!(storage_paid > NEAR && storage_paid < 3 * NEAR, "the token account's storage: {storage_paid}");
-    assert_eq!(m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["token"], token.as_str());
+    assert!(
+        storage_paid > NEAR && storage_paid < 3 * NEAR,
+        "the token account's storage: {storage_paid}"
+    );
+    assert_eq!(
+        m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["token"],
+        token.as_str()
+    );
     // 70 % to the developer, 30 % to the owner of the training content.
-    assert_eq!(yocto(&m.env.view(&token, "ft_balance_of", json!({"account_id": "dev.near"}))), 700_000 * 10u128.pow(18));
-    assert_eq!(yocto(&m.env.view(&token, "ft_balance_of", json!({"account_id": "curator.near"}))), 300_000 * 10u128.pow(18));
+    assert_eq!(
+        yocto(
+            &m.env
+                .view(&token, "ft_balance_of", json!({"account_id": "dev.near"}))
+        ),
+        700_000 * 10u128.pow(18)
+    );
+    assert_eq!(
+        yocto(&m.env.view(
+            &token,
+            "ft_balance_of",
+            json!({"account_id": "curator.near"})
+        )),
+        300_000 * 10u128.pow(18)
+    );
 
     // Usage accrues the holders' 20 %; one flush sends it; the developer claims it exactly.
     let auth = m.authorization(0, NEAR);
-    m.settle(&[m.receipt(&auth, 1, 10_000_000)], 300 * TGAS).result().unwrap();
-    m.settle(&[m.receipt(&auth, 2, 15_000_000)], 300 * TGAS).result().unwrap();
-    let flushed = m.env.call(&acc("runner.near"), &hub, "flush", json!({"model_id": MODEL}), 0);
+    m.settle(&[m.receipt(&auth, 1, 10_000_000)], 300 * TGAS)
+        .result()
+        .unwrap();
+    m.settle(&[m.receipt(&auth, 2, 15_000_000)], 300 * TGAS)
+        .result()
+        .unwrap();
+    let flushed = m.env.call(
+        &acc("runner.near"),
+        &hub,
+        "flush",
+        json!({"model_id": MODEL}),
+        0,
+    );
     flushed.result().expect("flush");
-    assert!(flushed.logs().iter().any(|l| l.contains("revenue_flushed")), "{:?}", flushed.logs());
-    assert_eq!(yocto(&m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["holders_accrued"]), 0);
-    assert_eq!(yocto(&m.env.view(&token, "claimable", json!({"account_id": "dev.near"}))), 2_100_000);
-    assert_eq!(yocto(&m.env.view(&token, "claimable", json!({"account_id": "curator.near"}))), 900_000);
-    let err = m.env.call(&dev, &hub, "flush", json!({"model_id": MODEL}), 0).result().unwrap_err();
+    assert!(
+        flushed.logs().iter().any(|l| l.contains("revenue_flushed")),
+        "{:?}",
+        flushed.logs()
+    );
+    assert_eq!(
+        yocto(&m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["holders_accrued"]),
+        0
+    );
+    assert_eq!(
+        yocto(
+            &m.env
+                .view(&token, "claimable", json!({"account_id": "dev.near"}))
+        ),
+        2_100_000
+    );
+    assert_eq!(
+        yocto(
+            &m.env
+                .view(&token, "claimable", json!({"account_id": "curator.near"}))
+        ),
+        900_000
+    );
+    let err = m
+        .env
+        .call(&dev, &hub, "flush", json!({"model_id": MODEL}), 0)
+        .result()
+        .unwrap_err();
     assert!(err.contains("nothing to withdraw"), "{err}");
     // A second token for the same model is refused.
-    let err = m.env.call(&dev, &hub, "issue_token", issue, 3 * NEAR).result().unwrap_err();
+    let err = m
+        .env
+        .call(&dev, &hub, "issue_token", issue, 3 * NEAR)
+        .result()
+        .unwrap_err();
     assert!(err.contains("already has its token"), "{err}");
 }
 
@@ -213,23 +423,54 @@ fn with_global_token_code_issuance_costs_little_storage() {
     // 10x the price per byte), and points the hub at its hash.
     let publisher = m.env.create_account("publisher.near", 30 * NEAR);
     m.env
-        .send(&publisher, &publisher, vec![near_primitives::action::Action::DeployGlobalContract(near_primitives::action::DeployGlobalContractAction {
-            code: code.clone().into(),
-            deploy_mode: near_primitives::action::GlobalContractDeployMode::CodeHash,
-        })])
+        .send(
+            &publisher,
+            &publisher,
+            vec![near_primitives::action::Action::DeployGlobalContract(
+                near_primitives::action::DeployGlobalContractAction {
+                    code: code.clone().into(),
+                    deploy_mode: near_primitives::action::GlobalContractDeployMode::CodeHash,
+                },
+            )],
+        )
         .result()
         .expect("deploy global contract");
     let hash = near_primitives::hash::hash(&code);
-    m.env.call(&acc("owner.near"), &hub, "set_token_code_hash", json!({"code_hash": hash.to_string()}), 0).result().expect("set_token_code_hash");
+    m.env
+        .call(
+            &acc("owner.near"),
+            &hub,
+            "set_token_code_hash",
+            json!({"code_hash": hash.to_string()}),
+            0,
+        )
+        .result()
+        .expect("set_token_code_hash");
 
     let dev = acc("dev.near");
     let before = m.env.balance(&dev);
-    let r = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [], "developer_weight": 1}), NEAR / 10);
+    let r = m.env.call(
+        &dev,
+        &hub,
+        "issue_token",
+        json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [], "developer_weight": 1}),
+        NEAR / 10,
+    );
     r.result().expect("issue_token");
-    let gas: u128 = r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
+    let gas: u128 =
+        r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
     let storage_paid = before - m.env.balance(&dev) - gas;
-    assert!(storage_paid <= NEAR / 20, "issuing costs {storage_paid} yocto of storage, at most 0.05 NEAR");
+    assert!(
+        storage_paid <= NEAR / 20,
+        "issuing costs {storage_paid} yocto of storage, at most 0.05 NEAR"
+    );
     let token = acc(&format!("{MODEL}.hub.near"));
-    assert_eq!(yocto(&m.env.view(&token, "ft_total_supply", json!({}))), 1_000_000 * 10u128.pow(18));
-    assert!(m.env.chain.account(&token).unwrap().storage_usage < 2_000, "the token account holds no code");
+    assert_eq!(
+        yocto(&m.env.view(&token, "ft_total_supply", json!({}))),
+        1_000_000 * 10u128.pow(18)
+    );
+    assert!(
+        m.env.chain.account(&token).unwrap().storage_usage < 2_000,
+        "the token account holds no code"
+    );
 }

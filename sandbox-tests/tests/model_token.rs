@@ -26,16 +26,40 @@ fn revenue_reaches_holders_pro_rata_across_transfers() {
     let buyer = env.create_account("buyer.near", 10 * NEAR);
     let token = issue(&mut env);
     let hub = acc("hub.near");
-    let claimable = |env: &Env, who: &str| yocto(&env.view(&token, "claimable", json!({"account_id": who})));
+    let claimable =
+        |env: &Env, who: &str| yocto(&env.view(&token, "claimable", json!({"account_id": who})));
 
-    env.call(&hub, &token, "on_revenue", json!({}), 1_000_000).result().unwrap();
-    assert_eq!((claimable(&env, "dev.near"), claimable(&env, "content.near")), (700_000, 300_000));
+    env.call(&hub, &token, "on_revenue", json!({}), 1_000_000)
+        .result()
+        .unwrap();
+    assert_eq!(
+        (claimable(&env, "dev.near"), claimable(&env, "content.near")),
+        (700_000, 300_000)
+    );
 
     // The buyer registers (NEP-145) and buys 200 tokens; it earns from then on only.
     let bounds = env.view(&token, "storage_balance_bounds", json!({}));
-    env.call(&buyer, &token, "storage_deposit", json!({}), yocto(&bounds["min"])).result().unwrap();
-    env.call(&dev, &token, "ft_transfer", json!({"receiver_id": "buyer.near", "amount": "200"}), 1).result().unwrap();
-    env.call(&hub, &token, "on_revenue", json!({}), 2_000_000).result().unwrap();
+    env.call(
+        &buyer,
+        &token,
+        "storage_deposit",
+        json!({}),
+        yocto(&bounds["min"]),
+    )
+    .result()
+    .unwrap();
+    env.call(
+        &dev,
+        &token,
+        "ft_transfer",
+        json!({"receiver_id": "buyer.near", "amount": "200"}),
+        1,
+    )
+    .result()
+    .unwrap();
+    env.call(&hub, &token, "on_revenue", json!({}), 2_000_000)
+        .result()
+        .unwrap();
     assert_eq!(claimable(&env, "dev.near"), 700_000 + 1_000_000);
     assert_eq!(claimable(&env, "content.near"), 300_000 + 600_000);
     assert_eq!(claimable(&env, "buyer.near"), 400_000);
@@ -44,14 +68,21 @@ fn revenue_reaches_holders_pro_rata_across_transfers() {
     let before = env.balance(&content);
     let r = env.call(&content, &token, "claim", json!({}), 0);
     r.result().unwrap();
-    let gas: u128 = r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
+    let gas: u128 =
+        r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
     assert_eq!(env.balance(&content) + gas, before + 900_000);
     assert_eq!(claimable(&env, "content.near"), 0);
     let info = env.view(&token, "revenue_info", json!({}));
-    assert_eq!((yocto(&info["total_revenue"]), yocto(&info["total_claimed"])), (3_000_000, 900_000));
+    assert_eq!(
+        (yocto(&info["total_revenue"]), yocto(&info["total_claimed"])),
+        (3_000_000, 900_000)
+    );
 
     // Only the hub sends revenue.
-    let err = env.call(&buyer, &token, "on_revenue", json!({}), 5).result().unwrap_err();
+    let err = env
+        .call(&buyer, &token, "on_revenue", json!({}), 5)
+        .result()
+        .unwrap_err();
     assert_eq!(err, "Smart contract panicked: only the hub sends revenue");
 }
 
@@ -61,8 +92,15 @@ fn a_second_claim_finds_nothing() {
     let dev = env.create_account("dev.near", 10 * NEAR);
     env.create_account("content.near", 10 * NEAR);
     let token = issue(&mut env);
-    env.call(&acc("hub.near"), &token, "on_revenue", json!({}), 1_000).result().unwrap();
-    env.call(&dev, &token, "claim", json!({}), 0).result().unwrap();
-    let err = env.call(&dev, &token, "claim", json!({}), 0).result().unwrap_err();
+    env.call(&acc("hub.near"), &token, "on_revenue", json!({}), 1_000)
+        .result()
+        .unwrap();
+    env.call(&dev, &token, "claim", json!({}), 0)
+        .result()
+        .unwrap();
+    let err = env
+        .call(&dev, &token, "claim", json!({}), 0)
+        .result()
+        .unwrap_err();
     assert_eq!(err, "Smart contract panicked: nothing to claim");
 }

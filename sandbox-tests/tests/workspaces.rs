@@ -4,7 +4,11 @@
 //! `neard` sandbox instead.
 
 use market_protocol::{NativeCrypto, SettleItem};
-use near_workspaces::{network::ValidatorKey, types::{Gas, NearToken, SecretKey}, Account, Contract, Worker};
+use near_workspaces::{
+    network::ValidatorKey,
+    types::{Gas, NearToken, SecretKey},
+    Account, Contract, Worker,
+};
 use sandbox_tests::{wasm, CHAIN_ID, HOUR_NS};
 use serde_json::{json, Value};
 
@@ -13,7 +17,8 @@ async fn worker() -> Worker<near_workspaces::network::Sandbox> {
         Ok(url) => (
             url,
             std::env::var("NEAR_SANDBOX_ROOT_ACCOUNT").unwrap_or_else(|_| "test.near".into()),
-            std::env::var("NEAR_SANDBOX_ROOT_KEY").expect("NEAR_SANDBOX_ROOT_KEY: the sandbox's validator secret key"),
+            std::env::var("NEAR_SANDBOX_ROOT_KEY")
+                .expect("NEAR_SANDBOX_ROOT_KEY: the sandbox's validator secret key"),
         ),
         Err(_) => {
             let (addr, key) = sandbox_tests::start_local_node().await;
@@ -48,10 +53,23 @@ async fn setup() -> Setup {
     let root = worker.root_account().unwrap();
     let sub = |name: &'static str, near: u128| {
         let root = root.clone();
-        async move { root.create_subaccount(name).initial_balance(NearToken::from_near(near)).transact().await.unwrap().into_result().unwrap() }
+        async move {
+            root.create_subaccount(name)
+                .initial_balance(NearToken::from_near(near))
+                .transact()
+                .await
+                .unwrap()
+                .into_result()
+                .unwrap()
+        }
     };
     let hub_account = sub("hub", 30).await;
-    let hub = hub_account.deploy(&wasm("market_hub")).await.unwrap().into_result().unwrap();
+    let hub = hub_account
+        .deploy(&wasm("market_hub"))
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     let owner = sub("owner", 5).await;
     hub.call("new")
         .args_json(json!({"owner": owner.id(), "config": {
@@ -92,12 +110,40 @@ async fn setup() -> Setup {
         .unwrap();
     let user = sub("alice", 10).await;
     let user_key = market_protocol::crypto::native::KeyPair::from_seed([1; 32]);
-    user.call(hub.id(), "register_user_key").args_json(json!({"key": String::from(&user_key.public_key())})).deposit(NearToken::from_millinear(100)).transact().await.unwrap().into_result().unwrap();
-    user.call(hub.id(), "fund_channel").args_json(json!({"runner": runner.id()})).deposit(NearToken::from_near(5)).transact().await.unwrap().into_result().unwrap();
-    Setup { worker, hub, dev, owner, runner, user, runner_key, user_key }
+    user.call(hub.id(), "register_user_key")
+        .args_json(json!({"key": String::from(&user_key.public_key())}))
+        .deposit(NearToken::from_millinear(100))
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    user.call(hub.id(), "fund_channel")
+        .args_json(json!({"runner": runner.id()}))
+        .deposit(NearToken::from_near(5))
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    Setup {
+        worker,
+        hub,
+        dev,
+        owner,
+        runner,
+        user,
+        runner_key,
+        user_key,
+    }
 }
 
-fn item(s: &Setup, auth: &market_protocol::SignedAuthorization, seq: u64, amount: u128) -> SettleItem {
+fn item(
+    s: &Setup,
+    auth: &market_protocol::SignedAuthorization,
+    seq: u64,
+    amount: u128,
+) -> SettleItem {
     use market_protocol::{SignedReceipt, UsageLine, UsageReceipt};
     use near_sdk::json_types::{U128, U64};
     let a = &auth.authorization;
@@ -108,7 +154,13 @@ fn item(s: &Setup, auth: &market_protocol::SignedAuthorization, seq: u64, amount
                 runner: a.runner.clone(),
                 authorization: auth.prehash(&NativeCrypto).into(),
                 seq: U64(seq),
-                lines: vec![UsageLine { model_id: "smollm2-135m".into(), version: 1, units_in: U64(seq * 10), units_out: U64(seq), amount: U128(amount) }],
+                lines: vec![UsageLine {
+                    model_id: "smollm2-135m".into(),
+                    version: 1,
+                    units_in: U64(seq * 10),
+                    units_out: U64(seq),
+                    amount: U128(amount),
+                }],
                 content: vec![],
                 amount: U128(amount),
                 request_hash: [1; 32].into(),
@@ -140,7 +192,14 @@ fn authorization(s: &Setup, cap: u128, expires_at_ns: u64) -> market_protocol::S
 }
 
 async fn settle(s: &Setup, items: &[SettleItem]) -> Vec<Value> {
-    let result = s.runner.call(s.hub.id(), "settle").args(borsh::to_vec(items).unwrap()).gas(Gas::from_tgas(300)).transact().await.unwrap();
+    let result = s
+        .runner
+        .call(s.hub.id(), "settle")
+        .args(borsh::to_vec(items).unwrap())
+        .gas(Gas::from_tgas(300))
+        .transact()
+        .await
+        .unwrap();
     result.into_result().unwrap().json::<Vec<Value>>().unwrap()
 }
 
@@ -148,31 +207,98 @@ async fn settle(s: &Setup, items: &[SettleItem]) -> Vec<Value> {
 async fn hub_life_cycle_over_json_rpc() {
     let s = setup().await;
     let block = s.worker.view_block().await.unwrap();
-    let auth = authorization(&s, NearToken::from_near(1).as_yoctonear(), block.timestamp() + 1_000 * HOUR_NS);
+    let auth = authorization(
+        &s,
+        NearToken::from_near(1).as_yoctonear(),
+        block.timestamp() + 1_000 * HOUR_NS,
+    );
 
-    let outcomes = settle(&s, &[item(&s, &auth, 1, 1_000_000), item(&s, &auth, 2, 3_000_000)]).await;
-    assert_eq!(yocto(&outcomes[1]["result"]["settled"]["charge"]), 2_000_000);
+    let outcomes = settle(
+        &s,
+        &[item(&s, &auth, 1, 1_000_000), item(&s, &auth, 2, 3_000_000)],
+    )
+    .await;
+    assert_eq!(
+        yocto(&outcomes[1]["result"]["settled"]["charge"]),
+        2_000_000
+    );
     // Replay of the same receipts pays nothing.
     let replay = settle(&s, &[item(&s, &auth, 2, 3_000_000)]).await;
     assert_eq!(replay[0]["result"]["rejected"]["code"], "stale_sequence");
 
-    let runner: Value = s.hub.view("runner").args_json(json!({"runner": s.runner.id()})).await.unwrap().json().unwrap();
+    let runner: Value = s
+        .hub
+        .view("runner")
+        .args_json(json!({"runner": s.runner.id()}))
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(yocto(&runner["earnings"]), 2_100_000);
 
     // Earnings out.
     let before = s.runner.view_account().await.unwrap().balance;
-    s.runner.call(s.hub.id(), "withdraw_earnings").args_json(json!({})).gas(Gas::from_tgas(50)).transact().await.unwrap().into_result().unwrap();
-    let runner: Value = s.hub.view("runner").args_json(json!({"runner": s.runner.id()})).await.unwrap().json().unwrap();
+    s.runner
+        .call(s.hub.id(), "withdraw_earnings")
+        .args_json(json!({}))
+        .gas(Gas::from_tgas(50))
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let runner: Value = s
+        .hub
+        .view("runner")
+        .args_json(json!({"runner": s.runner.id()}))
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(yocto(&runner["earnings"]), 0);
-    assert!(s.runner.view_account().await.unwrap().balance < before.saturating_add(NearToken::from_yoctonear(2_100_000)), "paid gas");
+    assert!(
+        s.runner.view_account().await.unwrap().balance
+            < before.saturating_add(NearToken::from_yoctonear(2_100_000)),
+        "paid gas"
+    );
 
     // Unspent funds out, after the delay, moved with fast_forward.
-    s.user.call(s.hub.id(), "request_withdrawal").args_json(json!({"runner": s.runner.id()})).transact().await.unwrap().into_result().unwrap();
-    let early = s.user.call(s.hub.id(), "finish_withdrawal").args_json(json!({"runner": s.runner.id()})).gas(Gas::from_tgas(50)).transact().await.unwrap();
-    assert!(format!("{:?}", early.into_result().unwrap_err()).contains("Smart contract panicked: withdrawal is possible from"));
+    s.user
+        .call(s.hub.id(), "request_withdrawal")
+        .args_json(json!({"runner": s.runner.id()}))
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let early = s
+        .user
+        .call(s.hub.id(), "finish_withdrawal")
+        .args_json(json!({"runner": s.runner.id()}))
+        .gas(Gas::from_tgas(50))
+        .transact()
+        .await
+        .unwrap();
+    assert!(format!("{:?}", early.into_result().unwrap_err())
+        .contains("Smart contract panicked: withdrawal is possible from"));
     s.worker.fast_forward(2 * 3_600 + 10).await.unwrap();
-    s.user.call(s.hub.id(), "finish_withdrawal").args_json(json!({"runner": s.runner.id()})).gas(Gas::from_tgas(50)).transact().await.unwrap().into_result().unwrap();
-    let channel: Value = s.hub.view("channel").args_json(json!({"user": s.user.id(), "runner": s.runner.id()})).await.unwrap().json().unwrap();
+    s.user
+        .call(s.hub.id(), "finish_withdrawal")
+        .args_json(json!({"runner": s.runner.id()}))
+        .gas(Gas::from_tgas(50))
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let channel: Value = s
+        .hub
+        .view("channel")
+        .args_json(json!({"user": s.user.id(), "runner": s.runner.id()}))
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(yocto(&channel["unspent"]), 0);
 }
 
@@ -187,25 +313,60 @@ async fn attacks_replayed_against_the_wasm() {
     let wrong_hub = market_protocol::SignedAuthorization::sign(wrong_hub, [8; 32], &s.user_key);
     let mut forged_user = authorization(&s, 6_000, now + 1_000 * HOUR_NS);
     forged_user.signature.0[0] ^= 1;
-    let outcomes = settle(&s, &[item(&s, &auth, 1, 5_001), item(&s, &expired, 1, 10), item(&s, &wrong_hub, 1, 10), item(&s, &forged_user, 1, 10)]).await;
-    let codes: Vec<_> = outcomes.iter().map(|o| o["result"]["rejected"]["code"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(codes, ["over_cap", "expired", "wrong_hub", "bad_user_signature"]);
+    let outcomes = settle(
+        &s,
+        &[
+            item(&s, &auth, 1, 5_001),
+            item(&s, &expired, 1, 10),
+            item(&s, &wrong_hub, 1, 10),
+            item(&s, &forged_user, 1, 10),
+        ],
+    )
+    .await;
+    let codes: Vec<_> = outcomes
+        .iter()
+        .map(|o| o["result"]["rejected"]["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        codes,
+        ["over_cap", "expired", "wrong_hub", "bad_user_signature"]
+    );
 
     // Admin power stays with the owner: a panic surfaces as a failed outcome with its message.
-    let err = s.user.call(s.hub.id(), "pause").transact().await.unwrap().into_result().unwrap_err();
-    assert!(format!("{err:?}").contains(&format!("{} is not the hub owner", s.user.id())), "{err:?}");
+    let err = s
+        .user
+        .call(s.hub.id(), "pause")
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap_err();
+    assert!(
+        format!("{err:?}").contains(&format!("{} is not the hub owner", s.user.id())),
+        "{err:?}"
+    );
     // Unpaid storage is refused.
     let err = s.user.call(s.hub.id(), "register_model")
         .args_json(json!({"model_id": "free-rider", "price_in_per_1k": "1", "price_out_per_1k": "1", "runner_bps": 7000, "runner_policy": "Open"}))
         .transact().await.unwrap().into_result().unwrap_err();
-    assert!(format!("{err:?}").contains("registering a model needs"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("registering a model needs"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn token_issuance_flush_and_claims_over_json_rpc() {
     let s = setup().await;
     let root = s.worker.root_account().unwrap();
-    let curator = root.create_subaccount("curator").initial_balance(NearToken::from_near(5)).transact().await.unwrap().into_result().unwrap();
+    let curator = root
+        .create_subaccount("curator")
+        .initial_balance(NearToken::from_near(5))
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     let (dev, owner) = (s.dev.clone(), s.owner.clone());
     curator
         .call(s.hub.id(), "register_content")
@@ -216,7 +377,16 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
         .unwrap()
         .into_result()
         .unwrap();
-    owner.call(s.hub.id(), "set_token_code").args(borsh::to_vec(&wasm("model_token")).unwrap()).deposit(NearToken::from_near(3)).gas(Gas::from_tgas(300)).transact().await.unwrap().into_result().unwrap();
+    owner
+        .call(s.hub.id(), "set_token_code")
+        .args(borsh::to_vec(&wasm("model_token")).unwrap())
+        .deposit(NearToken::from_near(3))
+        .gas(Gas::from_tgas(300))
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
     dev.call(s.hub.id(), "issue_token")
         .args_json(json!({"model_id": "smollm2-135m", "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 30}], "developer_weight": 70}))
         .deposit(NearToken::from_near(3))
@@ -229,17 +399,43 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
     let token: near_workspaces::AccountId = format!("smollm2-135m.{}", s.hub.id()).parse().unwrap();
     let balance = |who: near_workspaces::AccountId| {
         let (worker, token) = (s.worker.clone(), token.clone());
-        async move { yocto(&worker.view(&token, "ft_balance_of").args_json(json!({"account_id": who})).await.unwrap().json::<Value>().unwrap()) }
+        async move {
+            yocto(
+                &worker
+                    .view(&token, "ft_balance_of")
+                    .args_json(json!({"account_id": who}))
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .unwrap(),
+            )
+        }
     };
     assert_eq!(balance(dev.id().clone()).await, 700_000 * 10u128.pow(18));
-    assert_eq!(balance(curator.id().clone()).await, 300_000 * 10u128.pow(18));
+    assert_eq!(
+        balance(curator.id().clone()).await,
+        300_000 * 10u128.pow(18)
+    );
 
     let now = s.worker.view_block().await.unwrap().timestamp();
-    let auth = authorization(&s, NearToken::from_near(1).as_yoctonear(), now + 1_000 * HOUR_NS);
+    let auth = authorization(
+        &s,
+        NearToken::from_near(1).as_yoctonear(),
+        now + 1_000 * HOUR_NS,
+    );
     settle(&s, &[item(&s, &auth, 1, 50_000_000)]).await;
     let accrued = |s: &Setup| {
         let hub = s.hub.clone();
-        async move { yocto(&hub.view("model").args_json(json!({"model_id": "smollm2-135m"})).await.unwrap().json::<Value>().unwrap()["model"]["holders_accrued"]) }
+        async move {
+            yocto(
+                &hub.view("model")
+                    .args_json(json!({"model_id": "smollm2-135m"}))
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .unwrap()["model"]["holders_accrued"],
+            )
+        }
     };
     assert_eq!(accrued(&s).await, 10_000_000);
 
@@ -247,25 +443,67 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
     // accrual is back, nothing lost.
     let state = s.worker.view_state(&token).await.unwrap();
     let original = state[b"STATE".as_slice()].clone();
-    s.worker.patch_state(&token, b"STATE", b"broken").await.unwrap();
-    let failed = s.runner.call(s.hub.id(), "flush").args_json(json!({"model_id": "smollm2-135m"})).gas(Gas::from_tgas(100)).transact().await.unwrap();
+    s.worker
+        .patch_state(&token, b"STATE", b"broken")
+        .await
+        .unwrap();
+    let failed = s
+        .runner
+        .call(s.hub.id(), "flush")
+        .args_json(json!({"model_id": "smollm2-135m"}))
+        .gas(Gas::from_tgas(100))
+        .transact()
+        .await
+        .unwrap();
     assert!(!failed.failures().is_empty(), "on_revenue failed");
-    assert!(failed.logs().iter().any(|l| l.contains("payout_failed")), "{:?}", failed.logs());
+    assert!(
+        failed.logs().iter().any(|l| l.contains("payout_failed")),
+        "{:?}",
+        failed.logs()
+    );
     assert_eq!(failed.json::<bool>().unwrap(), false);
     assert_eq!(accrued(&s).await, 10_000_000);
 
     // Repaired, the retry goes through; holders claim exactly 70 % and 30 %.
-    s.worker.patch_state(&token, b"STATE", &original).await.unwrap();
-    let ok = s.runner.call(s.hub.id(), "flush").args_json(json!({"model_id": "smollm2-135m"})).gas(Gas::from_tgas(100)).transact().await.unwrap();
+    s.worker
+        .patch_state(&token, b"STATE", &original)
+        .await
+        .unwrap();
+    let ok = s
+        .runner
+        .call(s.hub.id(), "flush")
+        .args_json(json!({"model_id": "smollm2-135m"}))
+        .gas(Gas::from_tgas(100))
+        .transact()
+        .await
+        .unwrap();
     assert!(ok.json::<bool>().unwrap());
     assert_eq!(accrued(&s).await, 0);
     let claimable = |who: near_workspaces::AccountId| {
         let (worker, token) = (s.worker.clone(), token.clone());
-        async move { yocto(&worker.view(&token, "claimable").args_json(json!({"account_id": who})).await.unwrap().json::<Value>().unwrap()) }
+        async move {
+            yocto(
+                &worker
+                    .view(&token, "claimable")
+                    .args_json(json!({"account_id": who}))
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .unwrap(),
+            )
+        }
     };
     assert_eq!(claimable(dev.id().clone()).await, 7_000_000);
     assert_eq!(claimable(curator.id().clone()).await, 3_000_000);
-    let claimed = curator.call(&token, "claim").transact().await.unwrap().into_result().unwrap().json::<String>().unwrap();
+    let claimed = curator
+        .call(&token, "claim")
+        .transact()
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap()
+        .json::<String>()
+        .unwrap();
     assert_eq!(claimed, "3000000");
     assert_eq!(claimable(curator.id().clone()).await, 0);
 }

@@ -74,7 +74,6 @@ impl Hub {
             Error::NotOwner { caller }.panic();
         }
     }
-
 }
 
 #[near]
@@ -89,9 +88,15 @@ impl Hub {
         config.protocol_fee_bps = update.protocol_fee_bps.unwrap_or(config.protocol_fee_bps);
         config.min_runner_bps = update.min_runner_bps.unwrap_or(config.min_runner_bps);
         config.min_runner_bond = update.min_runner_bond.unwrap_or(config.min_runner_bond);
-        config.settlement_window_ns = update.settlement_window_ns.unwrap_or(config.settlement_window_ns);
-        config.withdrawal_delay_ns = update.withdrawal_delay_ns.unwrap_or(config.withdrawal_delay_ns);
-        config.runner_exit_delay_ns = update.runner_exit_delay_ns.unwrap_or(config.runner_exit_delay_ns);
+        config.settlement_window_ns = update
+            .settlement_window_ns
+            .unwrap_or(config.settlement_window_ns);
+        config.withdrawal_delay_ns = update
+            .withdrawal_delay_ns
+            .unwrap_or(config.withdrawal_delay_ns);
+        config.runner_exit_delay_ns = update
+            .runner_exit_delay_ns
+            .unwrap_or(config.runner_exit_delay_ns);
         validate_config(&config).unwrap_or_else(|e| e.panic());
         self.config = config.clone();
         Event::ConfigChanged { config }.emit();
@@ -120,10 +125,18 @@ impl Hub {
             Error::NothingToWithdraw.panic();
         }
         if amount > available {
-            Error::AmountTooLarge { requested: amount, available }.panic();
+            Error::AmountTooLarge {
+                requested: amount,
+                available,
+            }
+            .panic();
         }
         self.protocol_earnings -= amount;
-        Event::ProtocolFeesWithdrawn { receiver: receiver.clone(), amount: U128(amount) }.emit();
+        Event::ProtocolFeesWithdrawn {
+            receiver: receiver.clone(),
+            amount: U128(amount),
+        }
+        .emit();
         Payout::ProtocolFees.send(&receiver, amount);
     }
 
@@ -131,7 +144,11 @@ impl Hub {
     pub fn set_owner(&mut self, new_owner: AccountId) {
         self.assert_owner();
         let from = std::mem::replace(&mut self.owner, new_owner.clone());
-        Event::OwnerChanged { from, to: new_owner }.emit();
+        Event::OwnerChanged {
+            from,
+            to: new_owner,
+        }
+        .emit();
     }
 
     /// The hub's settings and totals in one view.
@@ -141,7 +158,9 @@ impl Hub {
             config: self.config.clone(),
             paused: self.paused,
             protocol_earnings: U128(self.protocol_earnings),
-            channel_storage_cost: U128(crate::storage::cost_of(crate::storage::CHANNEL_STORAGE_BYTES)),
+            channel_storage_cost: U128(crate::storage::cost_of(
+                crate::storage::CHANNEL_STORAGE_BYTES,
+            )),
             state_version: crate::STATE_VERSION,
             models: self.models.len(),
             runners: self.runners.len(),

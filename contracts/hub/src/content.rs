@@ -19,27 +19,51 @@ use crate::{
 impl Hub {
     /// Registers a content item owned by the caller. Attach storage (surplus refunded).
     #[payable]
-    pub fn register_content(&mut self, content_id: String, sha256: Hash32, uri: String, license: License) {
+    pub fn register_content(
+        &mut self,
+        content_id: String,
+        sha256: Hash32,
+        uri: String,
+        license: License,
+    ) {
         self.assert_active();
         validate_content_id(&content_id).unwrap_or_else(|e| Error::InvalidInput(e).panic());
         if uri.is_empty() || uri.len() > MAX_VERSION_TEXT {
-            Error::InvalidInput(format!("uri must be 1 to {MAX_VERSION_TEXT} bytes, not {}", uri.len())).panic();
+            Error::InvalidInput(format!(
+                "uri must be 1 to {MAX_VERSION_TEXT} bytes, not {}",
+                uri.len()
+            ))
+            .panic();
         }
         if self.content.contains_key(&content_id) {
             Error::ContentExists(content_id).panic();
         }
         let owner = env::predecessor_account_id();
-        let item = ContentItem { owner: owner.clone(), sha256, uri, license: license.clone() };
-        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "registering content", |s| {
-            s.content.insert(&content_id, &item);
-            // The owner's earnings entry exists from now on, so settlement never adds
-            // storage for it.
-            if !s.content_earnings.contains_key(&owner) {
-                s.content_earnings.insert(&owner, &0);
-            }
-        });
+        let item = ContentItem {
+            owner: owner.clone(),
+            sha256,
+            uri,
+            license: license.clone(),
+        };
+        let ((), surplus) = self.paying_storage(
+            env::attached_deposit().as_yoctonear(),
+            "registering content",
+            |s| {
+                s.content.insert(&content_id, &item);
+                // The owner's earnings entry exists from now on, so settlement never adds
+                // storage for it.
+                if !s.content_earnings.contains_key(&owner) {
+                    s.content_earnings.insert(&owner, &0);
+                }
+            },
+        );
         refund(&owner, surplus);
-        Event::ContentRegistered { content_id, owner, license }.emit();
+        Event::ContentRegistered {
+            content_id,
+            owner,
+            license,
+        }
+        .emit();
     }
 
     pub fn content(&self, content_id: String) -> Option<ContentItem> {
@@ -60,10 +84,21 @@ impl Hub {
             Error::NothingToWithdraw.panic();
         }
         if amount > available {
-            Error::AmountTooLarge { requested: amount, available }.panic();
+            Error::AmountTooLarge {
+                requested: amount,
+                available,
+            }
+            .panic();
         }
         self.content_earnings.insert(&owner, &(available - amount));
-        Event::ContentEarningsWithdrawn { owner: owner.clone(), amount: U128(amount) }.emit();
-        Payout::ContentEarnings { owner: owner.clone() }.send(&owner, amount);
+        Event::ContentEarningsWithdrawn {
+            owner: owner.clone(),
+            amount: U128(amount),
+        }
+        .emit();
+        Payout::ContentEarnings {
+            owner: owner.clone(),
+        }
+        .send(&owner, amount);
     }
 }

@@ -80,7 +80,15 @@ pub struct Engine<'a, L, C> {
 
 impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
     pub fn new(ledger: &'a mut L, crypto: &'a C, ctx: Context<'a>) -> Self {
-        Self { ledger, crypto, ctx, charged: 0, escrow_spent: 0, paid: Split::default(), content_paid: 0 }
+        Self {
+            ledger,
+            crypto,
+            ctx,
+            charged: 0,
+            escrow_spent: 0,
+            paid: Split::default(),
+            content_paid: 0,
+        }
     }
 
     pub fn ledger(&mut self) -> &mut L {
@@ -94,9 +102,16 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         receipt.validate().map_err(Error::Malformed)?;
 
         // 1. The runner's key: registered to this runner, not revoked, runner still here.
-        let key = self.ledger.runner_key(&signed.runner_key).ok_or_else(|| Error::UnknownRunnerKey(signed.runner_key.clone()))?;
+        let key = self
+            .ledger
+            .runner_key(&signed.runner_key)
+            .ok_or_else(|| Error::UnknownRunnerKey(signed.runner_key.clone()))?;
         if key.runner != receipt.runner {
-            return Err(Error::KeyNotOwned { key: signed.runner_key.clone(), owner: key.runner, claimed: receipt.runner.clone() });
+            return Err(Error::KeyNotOwned {
+                key: signed.runner_key.clone(),
+                owner: key.runner,
+                claimed: receipt.runner.clone(),
+            });
         }
         if key.revoked {
             return Err(Error::RevokedRunnerKey(signed.runner_key.clone()));
@@ -111,64 +126,122 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             return Err(Error::BadRunnerSignature);
         }
         // 3. The channel, and replay.
-        let channel_id = ChannelId { user: receipt.user.clone(), runner: receipt.runner.clone() };
-        let mut channel = self
-            .ledger
-            .channel(&channel_id)
-            .ok_or_else(|| Error::UnknownChannel { user: receipt.user.clone(), runner: receipt.runner.clone() })?;
+        let channel_id = ChannelId {
+            user: receipt.user.clone(),
+            runner: receipt.runner.clone(),
+        };
+        let mut channel =
+            self.ledger
+                .channel(&channel_id)
+                .ok_or_else(|| Error::UnknownChannel {
+                    user: receipt.user.clone(),
+                    runner: receipt.runner.clone(),
+                })?;
         if receipt.seq.0 <= channel.last_seq.0 {
-            return Err(Error::StaleSequence { seq: receipt.seq.0, last_seq: channel.last_seq.0 });
+            return Err(Error::StaleSequence {
+                seq: receipt.seq.0,
+                last_seq: channel.last_seq.0,
+            });
         }
         // 4. The user's authorization: remembered, or verified now.
         let named: [u8; 32] = receipt.authorization.into();
-        let auth = match channel.authorization.as_ref().filter(|a| <[u8; 32]>::from(a.id) == named) {
+        let auth = match channel
+            .authorization
+            .as_ref()
+            .filter(|a| <[u8; 32]>::from(a.id) == named)
+        {
             Some(remembered) => remembered.clone(),
             None => self.verify_authorization(item, &channel_id, named)?,
         };
         // A remembered authorization's key is still registered: revoking a key forgets
         // every authorization it signed (`revoke_user_key`). Expiry is checked every time.
         if self.ctx.now_ns >= auth.expires_at_ns.0 {
-            return Err(Error::Expired { expires_at_ns: auth.expires_at_ns.0, now_ns: self.ctx.now_ns });
+            return Err(Error::Expired {
+                expires_at_ns: auth.expires_at_ns.0,
+                now_ns: self.ctx.now_ns,
+            });
         }
         // 5. Inference-time content: registered, paid per use, within its price, and
         //    cumulative like the model lines.
         let mut royalties = Vec::with_capacity(receipt.content.len());
         for line in &receipt.content {
-            let terms = self.ledger.content_terms(&line.content_id).ok_or_else(|| Error::UnknownContent(line.content_id.clone()))?;
-            let price = terms.price_per_use.ok_or_else(|| Error::ContentNotPerUse(line.content_id.clone()))?;
-            let before = channel.content.iter().find(|c| c.content_id == line.content_id);
+            let terms = self
+                .ledger
+                .content_terms(&line.content_id)
+                .ok_or_else(|| Error::UnknownContent(line.content_id.clone()))?;
+            let price = terms
+                .price_per_use
+                .ok_or_else(|| Error::ContentNotPerUse(line.content_id.clone()))?;
+            let before = channel
+                .content
+                .iter()
+                .find(|c| c.content_id == line.content_id);
             let (uses0, amount0) = before.map_or((0, 0), |c| (c.uses.0, c.amount.0));
             if line.uses.0 < uses0 || line.amount.0 < amount0 {
-                return Err(Error::Decreased { what: format!("uses or amount of content `{}`", line.content_id), settled: amount0, receipt: line.amount.0 });
+                return Err(Error::Decreased {
+                    what: format!("uses or amount of content `{}`", line.content_id),
+                    settled: amount0,
+                    receipt: line.amount.0,
+                });
             }
             let delta = line.amount.0 - amount0;
             let max = u128::from(line.uses.0 - uses0).saturating_mul(price);
             if delta > max {
-                return Err(Error::ContentOverpriced { content_id: line.content_id.clone(), amount: delta, max });
+                return Err(Error::ContentOverpriced {
+                    content_id: line.content_id.clone(),
+                    amount: delta,
+                    max,
+                });
             }
             royalties.push((terms.owner, delta));
         }
-        if let Some(dropped) = channel.content.iter().find(|c| !receipt.content.iter().any(|r| r.content_id == c.content_id)) {
-            return Err(Error::Decreased { what: format!("amount of content `{}` (line missing)", dropped.content_id), settled: dropped.amount.0, receipt: 0 });
+        if let Some(dropped) = channel
+            .content
+            .iter()
+            .find(|c| !receipt.content.iter().any(|r| r.content_id == c.content_id))
+        {
+            return Err(Error::Decreased {
+                what: format!("amount of content `{}` (line missing)", dropped.content_id),
+                settled: dropped.amount.0,
+                receipt: 0,
+            });
         }
         // 6. Each model line: known version, covered, runner allowed, never decreasing.
         let mut deltas = Vec::with_capacity(receipt.lines.len());
         for line in &receipt.lines {
-            let terms = self.ledger.model_terms(&line.model_id).ok_or_else(|| Error::UnknownModel(line.model_id.clone()))?;
+            let terms = self
+                .ledger
+                .model_terms(&line.model_id)
+                .ok_or_else(|| Error::UnknownModel(line.model_id.clone()))?;
             if line.version == 0 || line.version > terms.versions {
-                return Err(Error::UnknownVersion { model_id: line.model_id.clone(), version: line.version, versions: terms.versions });
+                return Err(Error::UnknownVersion {
+                    model_id: line.model_id.clone(),
+                    version: line.version,
+                    versions: terms.versions,
+                });
             }
             if !auth.models.contains(&line.model_id) {
                 return Err(Error::ModelNotAuthorized(line.model_id.clone()));
             }
             if !terms.runner_policy.allows(&receipt.runner) {
-                return Err(Error::RunnerNotAllowed { model_id: line.model_id.clone(), runner: receipt.runner.clone() });
+                return Err(Error::RunnerNotAllowed {
+                    model_id: line.model_id.clone(),
+                    runner: receipt.runner.clone(),
+                });
             }
-            let before = channel.lines.iter().find(|l| l.model_id == line.model_id && l.version == line.version);
-            let (amount0, in0, out0) = before.map_or((0, 0, 0), |l| (l.amount.0, l.units_in.0, l.units_out.0));
+            let before = channel
+                .lines
+                .iter()
+                .find(|l| l.model_id == line.model_id && l.version == line.version);
+            let (amount0, in0, out0) =
+                before.map_or((0, 0, 0), |l| (l.amount.0, l.units_in.0, l.units_out.0));
             let what = |field: &str| format!("{field} of `{}` v{}", line.model_id, line.version);
             if line.amount.0 < amount0 {
-                return Err(Error::Decreased { what: what("amount"), settled: amount0, receipt: line.amount.0 });
+                return Err(Error::Decreased {
+                    what: what("amount"),
+                    settled: amount0,
+                    receipt: line.amount.0,
+                });
             }
             if line.units_in.0 < in0 || line.units_out.0 < out0 {
                 return Err(Error::Decreased {
@@ -180,22 +253,50 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             deltas.push((line.amount.0 - amount0, terms.runner_bps));
         }
         // A cumulative receipt carries every line the channel ever settled.
-        if let Some(dropped) = channel.lines.iter().find(|l| !receipt.lines.iter().any(|r| r.model_id == l.model_id && r.version == l.version)) {
-            return Err(Error::Decreased { what: format!("amount of `{}` v{} (line missing)", dropped.model_id, dropped.version), settled: dropped.amount.0, receipt: 0 });
+        if let Some(dropped) = channel.lines.iter().find(|l| {
+            !receipt
+                .lines
+                .iter()
+                .any(|r| r.model_id == l.model_id && r.version == l.version)
+        }) {
+            return Err(Error::Decreased {
+                what: format!(
+                    "amount of `{}` v{} (line missing)",
+                    dropped.model_id, dropped.version
+                ),
+                settled: dropped.amount.0,
+                receipt: 0,
+            });
         }
         if receipt.lines.len() > MAX_LINES {
-            return Err(Error::TooManyLines { lines: receipt.lines.len(), max: MAX_LINES });
+            return Err(Error::TooManyLines {
+                lines: receipt.lines.len(),
+                max: MAX_LINES,
+            });
         }
         // 7. Money: within the signed cap, and within what the user escrowed.
         if receipt.amount.0 > auth.cap.0 {
-            return Err(Error::OverCap { amount: receipt.amount.0, cap: auth.cap.0 });
+            return Err(Error::OverCap {
+                amount: receipt.amount.0,
+                cap: auth.cap.0,
+            });
         }
-        let charge = receipt.amount.0.checked_sub(channel.settled.0).ok_or_else(|| {
-            Error::InvariantViolated(format!("lines grew but the total {} fell below {}", receipt.amount.0, channel.settled.0))
-        })?;
+        let charge = receipt
+            .amount
+            .0
+            .checked_sub(channel.settled.0)
+            .ok_or_else(|| {
+                Error::InvariantViolated(format!(
+                    "lines grew but the total {} fell below {}",
+                    receipt.amount.0, channel.settled.0
+                ))
+            })?;
         let unspent_before = channel.unspent();
         if charge > unspent_before {
-            return Err(Error::Underfunded { charge, unspent: unspent_before });
+            return Err(Error::Underfunded {
+                charge,
+                unspent: unspent_before,
+            });
         }
 
         // All checks passed: apply.
@@ -203,13 +304,17 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         for (line, (delta, runner_bps)) in receipt.lines.iter().zip(deltas) {
             let s = Split::of(delta, runner_bps, self.ctx.protocol_fee_bps);
             self.ledger.credit_holders(&line.model_id, s.holders);
-            split = split.checked_add(s).ok_or_else(|| Error::InvariantViolated("split overflow".into()))?;
+            split = split
+                .checked_add(s)
+                .ok_or_else(|| Error::InvariantViolated("split overflow".into()))?;
         }
         // Content lines go wholly to their owners: the user pays the owner's price per use.
         let mut content_paid = 0u128;
         for (owner, amount) in royalties {
             self.ledger.credit_content_owner(&owner, amount);
-            content_paid = content_paid.checked_add(amount).ok_or_else(|| Error::InvariantViolated("content overflow".into()))?;
+            content_paid = content_paid
+                .checked_add(amount)
+                .ok_or_else(|| Error::InvariantViolated("content overflow".into()))?;
         }
         self.ledger.credit_runner(&receipt.runner, split.runner);
         self.ledger.credit_protocol(split.protocol);
@@ -218,33 +323,73 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         channel.lines = receipt
             .lines
             .iter()
-            .map(|l| SettledLine { model_id: l.model_id.clone(), version: l.version, units_in: l.units_in, units_out: l.units_out, amount: l.amount })
+            .map(|l| SettledLine {
+                model_id: l.model_id.clone(),
+                version: l.version,
+                units_in: l.units_in,
+                units_out: l.units_out,
+                amount: l.amount,
+            })
             .collect();
         channel.content = receipt
             .content
             .iter()
-            .map(|c| SettledContent { content_id: c.content_id.clone(), uses: c.uses, amount: c.amount })
+            .map(|c| SettledContent {
+                content_id: c.content_id.clone(),
+                uses: c.uses,
+                amount: c.amount,
+            })
             .collect();
         channel.authorization = Some(auth);
         let channel_unspent_after = channel.unspent();
         self.ledger.put_channel(channel_id, channel);
 
-        self.charged = self.charged.checked_add(charge).ok_or_else(|| Error::InvariantViolated("charge overflow".into()))?;
-        self.escrow_spent = self.escrow_spent.checked_add(unspent_before - channel_unspent_after).ok_or_else(|| Error::InvariantViolated("escrow overflow".into()))?;
-        self.paid = self.paid.checked_add(split).ok_or_else(|| Error::InvariantViolated("paid overflow".into()))?;
-        self.content_paid = self.content_paid.checked_add(content_paid).ok_or_else(|| Error::InvariantViolated("content overflow".into()))?;
-        Ok(Settled { charge, split, content: content_paid })
+        self.charged = self
+            .charged
+            .checked_add(charge)
+            .ok_or_else(|| Error::InvariantViolated("charge overflow".into()))?;
+        self.escrow_spent = self
+            .escrow_spent
+            .checked_add(unspent_before - channel_unspent_after)
+            .ok_or_else(|| Error::InvariantViolated("escrow overflow".into()))?;
+        self.paid = self
+            .paid
+            .checked_add(split)
+            .ok_or_else(|| Error::InvariantViolated("paid overflow".into()))?;
+        self.content_paid = self
+            .content_paid
+            .checked_add(content_paid)
+            .ok_or_else(|| Error::InvariantViolated("content overflow".into()))?;
+        Ok(Settled {
+            charge,
+            split,
+            content: content_paid,
+        })
     }
 
-    fn verify_authorization(&self, item: &SettleItem, channel: &ChannelId, named: [u8; 32]) -> Result<ActiveAuthorization> {
-        let signed = item.authorization.as_ref().ok_or(Error::AuthorizationMissing(named))?;
+    fn verify_authorization(
+        &self,
+        item: &SettleItem,
+        channel: &ChannelId,
+        named: [u8; 32],
+    ) -> Result<ActiveAuthorization> {
+        let signed = item
+            .authorization
+            .as_ref()
+            .ok_or(Error::AuthorizationMissing(named))?;
         let auth = &signed.authorization;
         auth.validate().map_err(Error::Malformed)?;
         if &auth.hub != self.ctx.hub {
-            return Err(Error::WrongHub { signed_for: auth.hub.clone(), this_hub: self.ctx.hub.clone() });
+            return Err(Error::WrongHub {
+                signed_for: auth.hub.clone(),
+                this_hub: self.ctx.hub.clone(),
+            });
         }
         if auth.chain_id != self.ctx.chain_id {
-            return Err(Error::WrongChain { signed_for: auth.chain_id.clone(), this_chain: self.ctx.chain_id.to_owned() });
+            return Err(Error::WrongChain {
+                signed_for: auth.chain_id.clone(),
+                this_chain: self.ctx.chain_id.to_owned(),
+            });
         }
         if auth.user != channel.user || auth.runner != channel.runner {
             return Err(Error::WrongChannel {
@@ -253,11 +398,17 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             });
         }
         if self.ledger.user_key_owner(&auth.public_key).as_ref() != Some(&auth.user) {
-            return Err(Error::UnknownUserKey { key: auth.public_key.clone(), user: auth.user.clone() });
+            return Err(Error::UnknownUserKey {
+                key: auth.public_key.clone(),
+                user: auth.user.clone(),
+            });
         }
         let id = signed.verify(self.crypto).ok_or(Error::BadUserSignature)?;
         if id != named {
-            return Err(Error::AuthorizationMismatch { named, attached: id });
+            return Err(Error::AuthorizationMismatch {
+                named,
+                attached: id,
+            });
         }
         Ok(ActiveAuthorization {
             id: id.into(),
@@ -270,7 +421,11 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
 
     /// The batch's final check: every yocto taken from escrow went to exactly one payee.
     pub fn finalize(self) -> Result<(u128, Split)> {
-        let paid = self.paid.total().and_then(|p| p.checked_add(self.content_paid)).ok_or_else(|| Error::InvariantViolated("paid overflow".into()))?;
+        let paid = self
+            .paid
+            .total()
+            .and_then(|p| p.checked_add(self.content_paid))
+            .ok_or_else(|| Error::InvariantViolated("paid overflow".into()))?;
         if paid != self.charged || self.escrow_spent != self.charged {
             return Err(Error::InvariantViolated(format!(
                 "charged {} yocto, took {} from escrow, paid out {paid}",

@@ -11,57 +11,135 @@ fn key(k: &PublicKey) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
     // Access and configuration.
-    NotOwner { caller: AccountId },
+    NotOwner {
+        caller: AccountId,
+    },
     Paused,
     InvalidConfig(String),
     InvalidInput(String),
     // Storage deposits.
-    InsufficientDeposit { attached: u128, required: u128, what: &'static str },
+    InsufficientDeposit {
+        attached: u128,
+        required: u128,
+        what: &'static str,
+    },
     // Registry.
     ModelExists(String),
     UnknownModel(String),
-    NotModelOwner { model_id: String, caller: AccountId },
-    UnknownVersion { model_id: String, version: u32, versions: u32 },
-    RunnerBpsOutOfRange { runner_bps: u16, min: u16, max: u16 },
+    NotModelOwner {
+        model_id: String,
+        caller: AccountId,
+    },
+    UnknownVersion {
+        model_id: String,
+        version: u32,
+        versions: u32,
+    },
+    RunnerBpsOutOfRange {
+        runner_bps: u16,
+        min: u16,
+        max: u16,
+    },
     // Runners.
     RunnerExists(AccountId),
     UnknownRunner(AccountId),
     RunnerLeft(AccountId),
-    BondTooSmall { bond: u128, min: u128 },
+    BondTooSmall {
+        bond: u128,
+        min: u128,
+    },
     KeyTaken(PublicKey),
     NotEd25519(PublicKey),
     UnknownRunnerKey(PublicKey),
-    KeyNotOwned { key: PublicKey, owner: AccountId, claimed: AccountId },
+    KeyNotOwned {
+        key: PublicKey,
+        owner: AccountId,
+        claimed: AccountId,
+    },
     RevokedRunnerKey(PublicKey),
     LeaveNotRequested(AccountId),
-    TooEarly { what: &'static str, ready_at_ns: u64, now_ns: u64 },
+    TooEarly {
+        what: &'static str,
+        ready_at_ns: u64,
+        now_ns: u64,
+    },
     NothingToWithdraw,
-    AmountTooLarge { requested: u128, available: u128 },
+    AmountTooLarge {
+        requested: u128,
+        available: u128,
+    },
     // Users and channels.
-    UnknownUserKey { key: PublicKey, user: AccountId },
-    UnknownChannel { user: AccountId, runner: AccountId },
-    WithdrawalNotRequested { user: AccountId, runner: AccountId },
+    UnknownUserKey {
+        key: PublicKey,
+        user: AccountId,
+    },
+    UnknownChannel {
+        user: AccountId,
+        runner: AccountId,
+    },
+    WithdrawalNotRequested {
+        user: AccountId,
+        runner: AccountId,
+    },
     // Settlement, one per check in the order the engine makes them.
     Malformed(String),
     BadRunnerSignature,
-    StaleSequence { seq: u64, last_seq: u64 },
+    StaleSequence {
+        seq: u64,
+        last_seq: u64,
+    },
     AuthorizationMissing([u8; 32]),
-    AuthorizationMismatch { named: [u8; 32], attached: [u8; 32] },
-    WrongHub { signed_for: AccountId, this_hub: AccountId },
-    WrongChain { signed_for: String, this_chain: String },
-    WrongChannel { authorized: (AccountId, AccountId), receipt: (AccountId, AccountId) },
+    AuthorizationMismatch {
+        named: [u8; 32],
+        attached: [u8; 32],
+    },
+    WrongHub {
+        signed_for: AccountId,
+        this_hub: AccountId,
+    },
+    WrongChain {
+        signed_for: String,
+        this_chain: String,
+    },
+    WrongChannel {
+        authorized: (AccountId, AccountId),
+        receipt: (AccountId, AccountId),
+    },
     BadUserSignature,
-    Expired { expires_at_ns: u64, now_ns: u64 },
+    Expired {
+        expires_at_ns: u64,
+        now_ns: u64,
+    },
     ModelNotAuthorized(String),
-    RunnerNotAllowed { model_id: String, runner: AccountId },
+    RunnerNotAllowed {
+        model_id: String,
+        runner: AccountId,
+    },
     UnknownContent(String),
     ContentNotPerUse(String),
-    ContentOverpriced { content_id: String, amount: u128, max: u128 },
+    ContentOverpriced {
+        content_id: String,
+        amount: u128,
+        max: u128,
+    },
     ContentExists(String),
-    Decreased { what: String, settled: u128, receipt: u128 },
-    TooManyLines { lines: usize, max: usize },
-    OverCap { amount: u128, cap: u128 },
-    Underfunded { charge: u128, unspent: u128 },
+    Decreased {
+        what: String,
+        settled: u128,
+        receipt: u128,
+    },
+    TooManyLines {
+        lines: usize,
+        max: usize,
+    },
+    OverCap {
+        amount: u128,
+        cap: u128,
+    },
+    Underfunded {
+        charge: u128,
+        unspent: u128,
+    },
     InvariantViolated(String),
 }
 
@@ -133,50 +211,95 @@ impl fmt::Display for Error {
             Self::NotOwner { caller } => write!(f, "{caller} is not the hub owner"),
             Self::Paused => write!(f, "the hub is paused"),
             Self::InvalidConfig(m) | Self::InvalidInput(m) | Self::Malformed(m) => f.write_str(m),
-            Self::InsufficientDeposit { attached, required, what } => {
+            Self::InsufficientDeposit {
+                attached,
+                required,
+                what,
+            } => {
                 write!(f, "{what} needs {required} yocto attached, got {attached}")
             }
             Self::ModelExists(id) => write!(f, "model `{id}` is already registered"),
             Self::UnknownModel(id) => write!(f, "model `{id}` is not registered"),
-            Self::NotModelOwner { model_id, caller } => write!(f, "{caller} does not own model `{model_id}`"),
-            Self::UnknownVersion { model_id, version, versions } => {
-                write!(f, "model `{model_id}` has no version {version} (it has 1..={versions})")
+            Self::NotModelOwner { model_id, caller } => {
+                write!(f, "{caller} does not own model `{model_id}`")
             }
-            Self::RunnerBpsOutOfRange { runner_bps, min, max } => {
-                write!(f, "runner share {runner_bps} bps is outside {min}..={max} bps")
+            Self::UnknownVersion {
+                model_id,
+                version,
+                versions,
+            } => {
+                write!(
+                    f,
+                    "model `{model_id}` has no version {version} (it has 1..={versions})"
+                )
+            }
+            Self::RunnerBpsOutOfRange {
+                runner_bps,
+                min,
+                max,
+            } => {
+                write!(
+                    f,
+                    "runner share {runner_bps} bps is outside {min}..={max} bps"
+                )
             }
             Self::RunnerExists(r) => write!(f, "runner {r} is already registered"),
             Self::UnknownRunner(r) => write!(f, "runner {r} is not registered"),
             Self::RunnerLeft(r) => write!(f, "runner {r} has left the hub"),
-            Self::BondTooSmall { bond, min } => write!(f, "bond of {bond} yocto is below the minimum {min}"),
+            Self::BondTooSmall { bond, min } => {
+                write!(f, "bond of {bond} yocto is below the minimum {min}")
+            }
             Self::KeyTaken(k) => write!(f, "key {} is already registered on the hub", key(k)),
             Self::NotEd25519(k) => write!(f, "key {} is not an ed25519 key", key(k)),
             Self::UnknownRunnerKey(k) => write!(f, "runner key {} is not registered", key(k)),
-            Self::KeyNotOwned { key: k, owner, claimed } => {
+            Self::KeyNotOwned {
+                key: k,
+                owner,
+                claimed,
+            } => {
                 write!(f, "key {} belongs to {owner}, not {claimed}", key(k))
             }
             Self::RevokedRunnerKey(k) => write!(f, "runner key {} was revoked", key(k)),
             Self::LeaveNotRequested(r) => write!(f, "runner {r} has not requested to leave"),
-            Self::TooEarly { what, ready_at_ns, now_ns } => {
-                write!(f, "{what} is possible from {ready_at_ns} ns, it is {now_ns} ns")
+            Self::TooEarly {
+                what,
+                ready_at_ns,
+                now_ns,
+            } => {
+                write!(
+                    f,
+                    "{what} is possible from {ready_at_ns} ns, it is {now_ns} ns"
+                )
             }
             Self::NothingToWithdraw => write!(f, "nothing to withdraw"),
-            Self::AmountTooLarge { requested, available } => {
+            Self::AmountTooLarge {
+                requested,
+                available,
+            } => {
                 write!(f, "requested {requested} yocto, only {available} available")
             }
             Self::UnknownUserKey { key: k, user } => {
                 write!(f, "key {} is not registered to user {user}", key(k))
             }
-            Self::UnknownChannel { user, runner } => write!(f, "no channel from {user} to {runner}"),
+            Self::UnknownChannel { user, runner } => {
+                write!(f, "no channel from {user} to {runner}")
+            }
             Self::WithdrawalNotRequested { user, runner } => {
-                write!(f, "no withdrawal was requested on the channel from {user} to {runner}")
+                write!(
+                    f,
+                    "no withdrawal was requested on the channel from {user} to {runner}"
+                )
             }
             Self::BadRunnerSignature => write!(f, "the runner's signature does not verify"),
             Self::StaleSequence { seq, last_seq } => {
                 write!(f, "sequence {seq} is not above the last settled {last_seq}")
             }
             Self::AuthorizationMissing(h) => {
-                write!(f, "authorization {} is not known for this channel and was not attached", hex(h))
+                write!(
+                    f,
+                    "authorization {} is not known for this channel and was not attached",
+                    hex(h)
+                )
             }
             Self::AuthorizationMismatch { named, attached } => write!(
                 f,
@@ -184,40 +307,88 @@ impl fmt::Display for Error {
                 hex(named),
                 hex(attached)
             ),
-            Self::WrongHub { signed_for, this_hub } => {
-                write!(f, "authorization was signed for hub {signed_for}, this is {this_hub}")
+            Self::WrongHub {
+                signed_for,
+                this_hub,
+            } => {
+                write!(
+                    f,
+                    "authorization was signed for hub {signed_for}, this is {this_hub}"
+                )
             }
-            Self::WrongChain { signed_for, this_chain } => {
-                write!(f, "authorization was signed for chain `{signed_for}`, this is `{this_chain}`")
+            Self::WrongChain {
+                signed_for,
+                this_chain,
+            } => {
+                write!(
+                    f,
+                    "authorization was signed for chain `{signed_for}`, this is `{this_chain}`"
+                )
             }
-            Self::WrongChannel { authorized, receipt } => write!(
+            Self::WrongChannel {
+                authorized,
+                receipt,
+            } => write!(
                 f,
                 "authorization covers {} -> {}, the receipt is for {} -> {}",
                 authorized.0, authorized.1, receipt.0, receipt.1
             ),
-            Self::BadUserSignature => write!(f, "the user's signature on the authorization does not verify"),
-            Self::Expired { expires_at_ns, now_ns } => {
-                write!(f, "authorization expired at {expires_at_ns} ns, it is {now_ns} ns")
+            Self::BadUserSignature => write!(
+                f,
+                "the user's signature on the authorization does not verify"
+            ),
+            Self::Expired {
+                expires_at_ns,
+                now_ns,
+            } => {
+                write!(
+                    f,
+                    "authorization expired at {expires_at_ns} ns, it is {now_ns} ns"
+                )
             }
-            Self::ModelNotAuthorized(m) => write!(f, "the authorization does not cover model `{m}`"),
+            Self::ModelNotAuthorized(m) => {
+                write!(f, "the authorization does not cover model `{m}`")
+            }
             Self::RunnerNotAllowed { model_id, runner } => {
                 write!(f, "model `{model_id}` does not allow runner {runner}")
             }
             Self::UnknownContent(c) => write!(f, "content `{c}` is not registered"),
-            Self::ContentNotPerUse(c) => write!(f, "content `{c}` is open for training, not paid per use"),
-            Self::ContentOverpriced { content_id, amount, max } => {
+            Self::ContentNotPerUse(c) => {
+                write!(f, "content `{c}` is open for training, not paid per use")
+            }
+            Self::ContentOverpriced {
+                content_id,
+                amount,
+                max,
+            } => {
                 write!(f, "content `{content_id}` charges {amount} yocto for its new uses, its price allows {max}")
             }
             Self::ContentExists(c) => write!(f, "content `{c}` is already registered"),
-            Self::Decreased { what, settled, receipt } => {
-                write!(f, "cumulative {what} went down: {receipt} < {settled} already settled")
+            Self::Decreased {
+                what,
+                settled,
+                receipt,
+            } => {
+                write!(
+                    f,
+                    "cumulative {what} went down: {receipt} < {settled} already settled"
+                )
             }
-            Self::TooManyLines { lines, max } => write!(f, "the channel would have {lines} model lines, at most {max}"),
+            Self::TooManyLines { lines, max } => write!(
+                f,
+                "the channel would have {lines} model lines, at most {max}"
+            ),
             Self::OverCap { amount, cap } => {
-                write!(f, "cumulative amount {amount} yocto is over the authorized cap {cap}")
+                write!(
+                    f,
+                    "cumulative amount {amount} yocto is over the authorized cap {cap}"
+                )
             }
             Self::Underfunded { charge, unspent } => {
-                write!(f, "charge of {charge} yocto exceeds the channel's unspent {unspent}")
+                write!(
+                    f,
+                    "charge of {charge} yocto exceeds the channel's unspent {unspent}"
+                )
             }
             Self::InvariantViolated(m) => write!(f, "invariant violated: {m}"),
         }

@@ -31,11 +31,17 @@ pub struct ChannelView {
 
 impl Hub {
     fn caller_channel(&self, runner: &AccountId) -> (ChannelId, Channel) {
-        let id = ChannelId { user: env::predecessor_account_id(), runner: runner.clone() };
-        let channel = self
-            .channels
-            .get(&id)
-            .unwrap_or_else(|| Error::UnknownChannel { user: id.user.clone(), runner: id.runner.clone() }.panic());
+        let id = ChannelId {
+            user: env::predecessor_account_id(),
+            runner: runner.clone(),
+        };
+        let channel = self.channels.get(&id).unwrap_or_else(|| {
+            Error::UnknownChannel {
+                user: id.user.clone(),
+                runner: id.runner.clone(),
+            }
+            .panic()
+        });
         (id, channel)
     }
 }
@@ -53,9 +59,13 @@ impl Hub {
         if self.user_keys.contains_key(&key) || self.runner_keys.contains_key(&key) {
             Error::KeyTaken(key).panic();
         }
-        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "registering a user key", |s| {
-            s.user_keys.insert(&key, &user);
-        });
+        let ((), surplus) = self.paying_storage(
+            env::attached_deposit().as_yoctonear(),
+            "registering a user key",
+            |s| {
+                s.user_keys.insert(&key, &user);
+            },
+        );
         refund(&user, surplus);
         Event::UserKeyAdded { user, key }.emit();
     }
@@ -71,9 +81,16 @@ impl Hub {
         // Authorizations the key signed are remembered per channel; forget them, so
         // settlement never has to look the key up again for a remembered one.
         for runner in self.user_channels.get(&user).unwrap_or_default() {
-            let id = ChannelId { user: user.clone(), runner };
+            let id = ChannelId {
+                user: user.clone(),
+                runner,
+            };
             if let Some(mut channel) = self.channels.get(&id) {
-                if channel.authorization.as_ref().is_some_and(|a| a.public_key == key) {
+                if channel
+                    .authorization
+                    .as_ref()
+                    .is_some_and(|a| a.public_key == key)
+                {
                     channel.authorization = None;
                     self.channels.insert(&id, &channel);
                 }
@@ -97,7 +114,10 @@ impl Hub {
         if !self.runners.get(&runner).is_some_and(|r| !r.left) {
             Error::UnknownRunner(runner).panic();
         }
-        let id = ChannelId { user: user.clone(), runner: runner.clone() };
+        let id = ChannelId {
+            user: user.clone(),
+            runner: runner.clone(),
+        };
         let mut channel = if let Some(channel) = self.channels.get(&id) {
             if amount == 0 {
                 Error::InvalidInput("attach the amount to add to the channel".into()).panic();
@@ -107,7 +127,10 @@ impl Hub {
             // The record is charged at its largest size, its listing entries as measured.
             let mut runners = self.user_channels.get(&user).unwrap_or_default();
             if runners.len() >= MAX_CHANNELS_PER_USER {
-                Error::InvalidInput(format!("{user} already has {MAX_CHANNELS_PER_USER} channels, the most a user may have")).panic();
+                Error::InvalidInput(format!(
+                    "{user} already has {MAX_CHANNELS_PER_USER} channels, the most a user may have"
+                ))
+                .panic();
             }
             runners.push(runner.clone());
             let ((), left) = self.paying_storage(amount, "opening a channel", |s| {
@@ -116,7 +139,12 @@ impl Hub {
             });
             let required = cost_of(CHANNEL_STORAGE_BYTES);
             if left <= required {
-                Error::InsufficientDeposit { attached: amount, required: amount - left + required + 1, what: "opening a channel" }.panic();
+                Error::InsufficientDeposit {
+                    attached: amount,
+                    required: amount - left + required + 1,
+                    what: "opening a channel",
+                }
+                .panic();
             }
             amount = left - required;
             Channel {
@@ -129,11 +157,21 @@ impl Hub {
                 withdrawal_requested_at_ns: None,
             }
         };
-        channel.deposited.0 = channel.deposited.0.checked_add(amount).unwrap_or_else(|| env::panic_str("deposit overflows u128"));
+        channel.deposited.0 = channel
+            .deposited
+            .0
+            .checked_add(amount)
+            .unwrap_or_else(|| env::panic_str("deposit overflows u128"));
         channel.withdrawal_requested_at_ns = None;
         let deposited = channel.deposited;
         self.channels.insert(&id, &channel);
-        Event::ChannelFunded { user, runner, amount: U128(amount), deposited }.emit();
+        Event::ChannelFunded {
+            user,
+            runner,
+            amount: U128(amount),
+            deposited,
+        }
+        .emit();
     }
 
     /// Starts the withdrawal delay for the caller's unspent escrow with `runner`.
@@ -143,7 +181,12 @@ impl Hub {
         let (id, mut channel) = self.caller_channel(&runner);
         channel.withdrawal_requested_at_ns = Some(U64(now_ns));
         self.channels.insert(&id, &channel);
-        Event::WithdrawalRequested { user: id.user, runner: id.runner, ready_at_ns: U64(ready_at_ns) }.emit();
+        Event::WithdrawalRequested {
+            user: id.user,
+            runner: id.runner,
+            ready_at_ns: U64(ready_at_ns),
+        }
+        .emit();
     }
 
     /// After the delay: pays out everything not yet charged. The channel stays (it
@@ -153,25 +196,47 @@ impl Hub {
         let now_ns = env::block_timestamp();
         let delay = self.config.withdrawal_delay_ns.0;
         let (id, mut channel) = self.caller_channel(&runner);
-        let requested = channel
-            .withdrawal_requested_at_ns
-            .unwrap_or_else(|| Error::WithdrawalNotRequested { user: id.user.clone(), runner: id.runner.clone() }.panic());
+        let requested = channel.withdrawal_requested_at_ns.unwrap_or_else(|| {
+            Error::WithdrawalNotRequested {
+                user: id.user.clone(),
+                runner: id.runner.clone(),
+            }
+            .panic()
+        });
         let ready_at_ns = requested.0 + delay;
         if now_ns < ready_at_ns {
-            Error::TooEarly { what: "withdrawal", ready_at_ns, now_ns }.panic();
+            Error::TooEarly {
+                what: "withdrawal",
+                ready_at_ns,
+                now_ns,
+            }
+            .panic();
         }
         let amount = channel.unspent();
         channel.deposited = channel.settled;
         channel.withdrawal_requested_at_ns = None;
         self.channels.insert(&id, &channel);
-        Event::WithdrawalFinished { user: id.user.clone(), runner: id.runner.clone(), amount: U128(amount) }.emit();
+        Event::WithdrawalFinished {
+            user: id.user.clone(),
+            runner: id.runner.clone(),
+            amount: U128(amount),
+        }
+        .emit();
         let user = id.user.clone();
         Payout::ChannelRefund { channel: id }.send(&user, amount);
     }
 
     pub fn channel(&self, user: AccountId, runner: AccountId) -> Option<ChannelView> {
-        let channel = self.channels.get(&ChannelId { user: user.clone(), runner: runner.clone() })?;
-        Some(ChannelView { unspent: U128(channel.unspent()), user, runner, channel })
+        let channel = self.channels.get(&ChannelId {
+            user: user.clone(),
+            runner: runner.clone(),
+        })?;
+        Some(ChannelView {
+            unspent: U128(channel.unspent()),
+            user,
+            runner,
+            channel,
+        })
     }
 
     pub fn channels(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ChannelView> {
@@ -181,7 +246,12 @@ impl Hub {
             .filter_map(|i| {
                 let id = self.channel_list.get(i)?;
                 let c = self.channels.get(&id)?;
-                Some(ChannelView { user: id.user, runner: id.runner, unspent: U128(c.unspent()), channel: c })
+                Some(ChannelView {
+                    user: id.user,
+                    runner: id.runner,
+                    unspent: U128(c.unspent()),
+                    channel: c,
+                })
             })
             .collect()
     }

@@ -11,9 +11,19 @@ use crate::state::{Config, License, RunnerPolicy};
 #[near(event_json(standard = "ai-market-hub"))]
 pub enum Event {
     #[event_version("1.0.0")]
-    ModelRegistered { model_id: String, owner: AccountId, price_in_per_1k: U128, price_out_per_1k: U128, runner_bps: u16 },
+    ModelRegistered {
+        model_id: String,
+        owner: AccountId,
+        price_in_per_1k: U128,
+        price_out_per_1k: U128,
+        runner_bps: u16,
+    },
     #[event_version("1.0.0")]
-    ModelVersionAdded { model_id: String, version: u32, weights_sha256: String },
+    ModelVersionAdded {
+        model_id: String,
+        version: u32,
+        weights_sha256: String,
+    },
     #[event_version("1.0.0")]
     ModelUpdated {
         model_id: String,
@@ -24,29 +34,57 @@ pub enum Event {
         hidden: bool,
     },
     #[event_version("1.0.0")]
-    ModelTransferred { model_id: String, from: AccountId, to: AccountId },
+    ModelTransferred {
+        model_id: String,
+        from: AccountId,
+        to: AccountId,
+    },
     #[event_version("1.0.0")]
-    RunnerRegistered { runner: AccountId, bond: U128, keys: Vec<PublicKey> },
+    RunnerRegistered {
+        runner: AccountId,
+        bond: U128,
+        keys: Vec<PublicKey>,
+    },
     #[event_version("1.0.0")]
     RunnerKeyAdded { runner: AccountId, key: PublicKey },
     #[event_version("1.0.0")]
     RunnerKeyRevoked { runner: AccountId, key: PublicKey },
     #[event_version("1.0.0")]
-    RunnerBonded { runner: AccountId, added: U128, bond: U128 },
+    RunnerBonded {
+        runner: AccountId,
+        added: U128,
+        bond: U128,
+    },
     #[event_version("1.0.0")]
     RunnerLeaveRequested { runner: AccountId, ready_at_ns: U64 },
     #[event_version("1.0.0")]
-    RunnerLeft { runner: AccountId, bond_returned: U128 },
+    RunnerLeft {
+        runner: AccountId,
+        bond_returned: U128,
+    },
     #[event_version("1.0.0")]
     UserKeyAdded { user: AccountId, key: PublicKey },
     #[event_version("1.0.0")]
     UserKeyRevoked { user: AccountId, key: PublicKey },
     #[event_version("1.0.0")]
-    ChannelFunded { user: AccountId, runner: AccountId, amount: U128, deposited: U128 },
+    ChannelFunded {
+        user: AccountId,
+        runner: AccountId,
+        amount: U128,
+        deposited: U128,
+    },
     #[event_version("1.0.0")]
-    WithdrawalRequested { user: AccountId, runner: AccountId, ready_at_ns: U64 },
+    WithdrawalRequested {
+        user: AccountId,
+        runner: AccountId,
+        ready_at_ns: U64,
+    },
     #[event_version("1.0.0")]
-    WithdrawalFinished { user: AccountId, runner: AccountId, amount: U128 },
+    WithdrawalFinished {
+        user: AccountId,
+        runner: AccountId,
+        amount: U128,
+    },
     #[event_version("1.0.0")]
     ReceiptSettled {
         user: AccountId,
@@ -59,19 +97,44 @@ pub enum Event {
         content_share: U128,
     },
     #[event_version("1.0.0")]
-    BatchSettled { settled: u32, rejected: u32, runner_share: U128, holders_share: U128, protocol_share: U128 },
+    BatchSettled {
+        settled: u32,
+        rejected: u32,
+        runner_share: U128,
+        holders_share: U128,
+        protocol_share: U128,
+    },
     #[event_version("1.0.0")]
-    ReceiptRejected { user: AccountId, runner: AccountId, seq: U64, code: String, reason: String },
+    ReceiptRejected {
+        user: AccountId,
+        runner: AccountId,
+        seq: U64,
+        code: String,
+        reason: String,
+    },
     #[event_version("1.0.0")]
     EarningsWithdrawn { account: AccountId, amount: U128 },
     #[event_version("1.0.0")]
     ProtocolFeesWithdrawn { receiver: AccountId, amount: U128 },
     #[event_version("1.0.0")]
-    PayoutFailed { receiver: AccountId, amount: U128, recredited_to: String },
+    PayoutFailed {
+        receiver: AccountId,
+        amount: U128,
+        recredited_to: String,
+    },
     #[event_version("1.0.0")]
-    TokenIssued { model_id: String, token: AccountId, supply: U128, allocations: Vec<(AccountId, U128)> },
+    TokenIssued {
+        model_id: String,
+        token: AccountId,
+        supply: U128,
+        allocations: Vec<(AccountId, U128)>,
+    },
     #[event_version("1.0.0")]
-    ContentRegistered { content_id: String, owner: AccountId, license: License },
+    ContentRegistered {
+        content_id: String,
+        owner: AccountId,
+        license: License,
+    },
     #[event_version("1.0.0")]
     ContentEarningsWithdrawn { owner: AccountId, amount: U128 },
     #[event_version("1.0.0")]

@@ -30,11 +30,17 @@ impl Split {
         let protocol = bps_of(charge, protocol_bps);
         // Cannot underflow: runner_bps + protocol_bps <= 10,000 and both round down.
         let holders = charge - runner - protocol;
-        Self { runner, holders, protocol }
+        Self {
+            runner,
+            holders,
+            protocol,
+        }
     }
 
     pub fn total(&self) -> Option<u128> {
-        self.runner.checked_add(self.holders)?.checked_add(self.protocol)
+        self.runner
+            .checked_add(self.holders)?
+            .checked_add(self.protocol)
     }
 
     pub fn checked_add(self, other: Self) -> Option<Self> {
@@ -54,8 +60,22 @@ mod tests {
     #[test]
     fn remainder_goes_to_holders() {
         // 1,001 yocto at 70 % / 10 %: runner 700 (700.7 down), protocol 100 (100.1 down).
-        assert_eq!(Split::of(1_001, 7_000, 1_000), Split { runner: 700, holders: 201, protocol: 100 });
-        assert_eq!(Split::of(1, 7_000, 1_000), Split { runner: 0, holders: 1, protocol: 0 });
+        assert_eq!(
+            Split::of(1_001, 7_000, 1_000),
+            Split {
+                runner: 700,
+                holders: 201,
+                protocol: 100
+            }
+        );
+        assert_eq!(
+            Split::of(1, 7_000, 1_000),
+            Split {
+                runner: 0,
+                holders: 1,
+                protocol: 0
+            }
+        );
         assert_eq!(Split::of(0, 7_000, 1_000), Split::default());
     }
 
@@ -63,7 +83,10 @@ mod tests {
     fn no_overflow_at_u128_max() {
         let s = Split::of(u128::MAX, MAX_RUNNER_BPS, MAX_PROTOCOL_FEE_BPS);
         assert_eq!(s.total(), Some(u128::MAX));
-        assert_eq!(s.holders, 0, "80 % + 20 % of a multiple-free amount leaves at most rounding");
+        assert_eq!(
+            s.holders, 0,
+            "80 % + 20 % of a multiple-free amount leaves at most rounding"
+        );
     }
 
     proptest! {

@@ -44,7 +44,10 @@ impl<K, V> Default for SortedMap<K, V> {
 
 impl<K: Ord, V: Default> SortedMap<K, V> {
     fn get(&self, key: &K) -> Option<&V> {
-        self.0.binary_search_by(|(k, _)| k.cmp(key)).ok().map(|i| &self.0[i].1)
+        self.0
+            .binary_search_by(|(k, _)| k.cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
     }
 
     fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &V
@@ -101,7 +104,9 @@ impl<'a> Overlay<'a> {
 
 fn add(to: &mut u128, amount: u128) {
     // Credits are bounded by escrowed NEAR, far below u128::MAX; overflow is a bug.
-    *to = to.checked_add(amount).unwrap_or_else(|| near_sdk::env::panic_str("ledger credit overflows u128"));
+    *to = to
+        .checked_add(amount)
+        .unwrap_or_else(|| near_sdk::env::panic_str("ledger credit overflows u128"));
 }
 
 impl Writes {
@@ -110,10 +115,16 @@ impl Writes {
             state.channels.insert(&id, &channel);
         }
         for (runner, amount) in self.runners {
-            state.runners.update(&runner, |r| add(&mut r.earnings.0, amount)).expect("the engine only credits registered runners");
+            state
+                .runners
+                .update(&runner, |r| add(&mut r.earnings.0, amount))
+                .expect("the engine only credits registered runners");
         }
         for (model_id, amount) in self.holders {
-            state.models.update(&model_id, |m| add(&mut m.holders_accrued.0, amount)).expect("the engine only credits registered models");
+            state
+                .models
+                .update(&model_id, |m| add(&mut m.holders_accrued.0, amount))
+                .expect("the engine only credits registered models");
         }
         for (owner, amount) in self.content_owners {
             let mut earned = state.content_earnings.get(&owner).unwrap_or(0);
@@ -126,11 +137,17 @@ impl Writes {
 
 impl Ledger for Overlay<'_> {
     fn runner_key(&self, key: &PublicKey) -> Option<RunnerKey> {
-        self.runner_keys.borrow_mut().get_or_insert_with(key, || self.state.runner_keys.get(key)).clone()
+        self.runner_keys
+            .borrow_mut()
+            .get_or_insert_with(key, || self.state.runner_keys.get(key))
+            .clone()
     }
 
     fn runner_left(&self, runner: &AccountId) -> Option<bool> {
-        *self.runners_left.borrow_mut().get_or_insert_with(runner, || self.state.runners.get(runner).map(|r| r.left))
+        *self
+            .runners_left
+            .borrow_mut()
+            .get_or_insert_with(runner, || self.state.runners.get(runner).map(|r| r.left))
     }
 
     fn user_key_owner(&self, key: &PublicKey) -> Option<AccountId> {
@@ -138,7 +155,11 @@ impl Ledger for Overlay<'_> {
     }
 
     fn channel(&self, id: &ChannelId) -> Option<Channel> {
-        self.writes.channels.get(id).cloned().or_else(|| self.state.channels.get(id))
+        self.writes
+            .channels
+            .get(id)
+            .cloned()
+            .or_else(|| self.state.channels.get(id))
     }
 
     fn model_terms(&self, model_id: &str) -> Option<ModelTerms> {
@@ -146,7 +167,11 @@ impl Ledger for Overlay<'_> {
         self.models
             .borrow_mut()
             .get_or_insert_with(&id, || {
-                self.state.models.get(&id).map(|m| ModelTerms { runner_bps: m.runner_bps, versions: m.versions, runner_policy: m.runner_policy })
+                self.state.models.get(&id).map(|m| ModelTerms {
+                    runner_bps: m.runner_bps,
+                    versions: m.versions,
+                    runner_policy: m.runner_policy,
+                })
             })
             .clone()
     }

@@ -42,10 +42,13 @@ impl market_protocol::Crypto for EnvCrypto {
     }
 }
 
-#[near(contract_state, contract_metadata(
-    standard(standard = "nep297", version = "1.0.0"),
-    standard(standard = "nep330", version = "1.1.0"),
-))]
+#[near(
+    contract_state,
+    contract_metadata(
+        standard(standard = "nep297", version = "1.0.0"),
+        standard(standard = "nep330", version = "1.1.0"),
+    )
+)]
 #[derive(PanicOnDefault)]
 pub struct Hub {
     state: VersionedState,
@@ -77,7 +80,9 @@ impl Hub {
     #[init]
     pub fn new(owner: AccountId, config: Config) -> Self {
         admin::validate_config(&config).unwrap_or_else(|e| e.panic());
-        Self { state: VersionedState::V1(HubState::new(owner, config)) }
+        Self {
+            state: VersionedState::V1(HubState::new(owner, config)),
+        }
     }
 
     /// Rewrites the stored state in the latest layout; called right after deploying new
@@ -85,11 +90,18 @@ impl Hub {
     #[private]
     #[init(ignore_state)]
     pub fn migrate() -> Self {
-        let old: Self = env::state_read().unwrap_or_else(|| env::panic_str("no hub state to migrate"));
+        let old: Self =
+            env::state_read().unwrap_or_else(|| env::panic_str("no hub state to migrate"));
         let (from, state) = match old.state {
             VersionedState::V1(state) => (1, state),
         };
-        events::Event::Migrated { from_version: from, to_version: STATE_VERSION }.emit();
-        Self { state: VersionedState::V1(state) }
+        events::Event::Migrated {
+            from_version: from,
+            to_version: STATE_VERSION,
+        }
+        .emit();
+        Self {
+            state: VersionedState::V1(state),
+        }
     }
 }

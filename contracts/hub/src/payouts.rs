@@ -28,7 +28,11 @@ impl Payout {
         }
         Promise::new(to.clone())
             .transfer(NearToken::from_yoctonear(amount))
-            .then(Hub::ext(env::current_account_id()).with_static_gas(ON_PAYOUT_GAS).on_payout(self, to.clone(), U128(amount)))
+            .then(
+                Hub::ext(env::current_account_id())
+                    .with_static_gas(ON_PAYOUT_GAS)
+                    .on_payout(self, to.clone(), U128(amount)),
+            )
             .detach();
     }
 }
@@ -51,7 +55,9 @@ impl Hub {
         let recredited_to = match &payout {
             // A runner that has left keeps its returned bond as withdrawable earnings.
             Payout::RunnerEarnings { runner } | Payout::RunnerBond { runner } => {
-                self.runners.update(runner, |r| r.earnings.0 += amount.0).expect("payouts go to registered runners");
+                self.runners
+                    .update(runner, |r| r.earnings.0 += amount.0)
+                    .expect("payouts go to registered runners");
                 format!("earnings of {runner}")
             }
             Payout::ProtocolFees => {
@@ -64,11 +70,18 @@ impl Hub {
                 format!("content earnings of {owner}")
             }
             Payout::ChannelRefund { channel } => {
-                self.channels.update(channel, |c| c.deposited.0 += amount.0).expect("refunds come from existing channels");
+                self.channels
+                    .update(channel, |c| c.deposited.0 += amount.0)
+                    .expect("refunds come from existing channels");
                 format!("channel {} -> {}", channel.user, channel.runner)
             }
         };
-        Event::PayoutFailed { receiver, amount, recredited_to }.emit();
+        Event::PayoutFailed {
+            receiver,
+            amount,
+            recredited_to,
+        }
+        .emit();
         false
     }
 }

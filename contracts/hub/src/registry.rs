@@ -55,7 +55,10 @@ pub struct ModelView {
 fn validate_policy(policy: &RunnerPolicy) -> Result<(), Error> {
     if let RunnerPolicy::Allowlist(list) = policy {
         if list.len() > MAX_ALLOWLIST {
-            return Err(Error::InvalidInput(format!("allowlist has {} runners, at most {MAX_ALLOWLIST}", list.len())));
+            return Err(Error::InvalidInput(format!(
+                "allowlist has {} runners, at most {MAX_ALLOWLIST}",
+                list.len()
+            )));
         }
     }
     Ok(())
@@ -71,16 +74,28 @@ impl Hub {
     fn validate_runner_bps(&self, runner_bps: u16) {
         let min = self.config.min_runner_bps;
         if runner_bps < min || runner_bps > MAX_RUNNER_BPS {
-            Error::RunnerBpsOutOfRange { runner_bps, min, max: MAX_RUNNER_BPS }.panic();
+            Error::RunnerBpsOutOfRange {
+                runner_bps,
+                min,
+                max: MAX_RUNNER_BPS,
+            }
+            .panic();
         }
     }
 
     /// The model, if the caller owns it.
     fn owned_model(&self, model_id: &String) -> Model {
         let caller = env::predecessor_account_id();
-        let model = self.models.get(model_id).unwrap_or_else(|| Error::UnknownModel(model_id.into()).panic());
+        let model = self
+            .models
+            .get(model_id)
+            .unwrap_or_else(|| Error::UnknownModel(model_id.into()).panic());
         if model.owner != caller {
-            Error::NotModelOwner { model_id: model_id.into(), caller }.panic();
+            Error::NotModelOwner {
+                model_id: model_id.into(),
+                caller,
+            }
+            .panic();
         }
         model
     }
@@ -124,20 +139,39 @@ impl Hub {
             token: None,
             training_manifest: Vec::new(),
         };
-        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "registering a model", |s| {
-            s.models.insert(&model_id, &model);
-        });
+        let ((), surplus) = self.paying_storage(
+            env::attached_deposit().as_yoctonear(),
+            "registering a model",
+            |s| {
+                s.models.insert(&model_id, &model);
+            },
+        );
         refund(&owner, surplus);
-        Event::ModelRegistered { model_id, owner, price_in_per_1k, price_out_per_1k, runner_bps }.emit();
+        Event::ModelRegistered {
+            model_id,
+            owner,
+            price_in_per_1k,
+            price_out_per_1k,
+            runner_bps,
+        }
+        .emit();
     }
 
     /// Adds a version (immutable once added); returns its number, from 1.
     #[payable]
     pub fn add_model_version(&mut self, model_id: String, version: VersionInput) -> u32 {
         self.assert_active();
-        for (name, text) in [("format", &version.format), ("architecture", &version.architecture), ("uri", &version.uri)] {
+        for (name, text) in [
+            ("format", &version.format),
+            ("architecture", &version.architecture),
+            ("uri", &version.uri),
+        ] {
             if text.is_empty() || text.len() > MAX_VERSION_TEXT {
-                Error::InvalidInput(format!("{name} must be 1 to {MAX_VERSION_TEXT} bytes, not {}", text.len())).panic();
+                Error::InvalidInput(format!(
+                    "{name} must be 1 to {MAX_VERSION_TEXT} bytes, not {}",
+                    text.len()
+                ))
+                .panic();
             }
         }
         let mut model = self.owned_model(&model_id);
@@ -152,12 +186,21 @@ impl Hub {
             size_bytes: version.size_bytes,
             added_at_ns: U64(env::block_timestamp()),
         };
-        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "adding a model version", |s| {
-            s.versions.insert(&(model_id.clone(), number), &stored);
-            s.models.insert(&model_id, &model);
-        });
+        let ((), surplus) = self.paying_storage(
+            env::attached_deposit().as_yoctonear(),
+            "adding a model version",
+            |s| {
+                s.versions.insert(&(model_id.clone(), number), &stored);
+                s.models.insert(&model_id, &model);
+            },
+        );
         refund(&env::predecessor_account_id(), surplus);
-        Event::ModelVersionAdded { model_id, version: number, weights_sha256: version.weights_sha256.to_string() }.emit();
+        Event::ModelVersionAdded {
+            model_id,
+            version: number,
+            weights_sha256: version.weights_sha256.to_string(),
+        }
+        .emit();
         number
     }
 
@@ -179,9 +222,13 @@ impl Hub {
         model.price_in_per_1k = update.price_in_per_1k.unwrap_or(model.price_in_per_1k);
         model.price_out_per_1k = update.price_out_per_1k.unwrap_or(model.price_out_per_1k);
         model.hidden = update.hidden.unwrap_or(model.hidden);
-        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "a longer runner allowlist", |s| {
-            s.models.insert(&model_id, &model);
-        });
+        let ((), surplus) = self.paying_storage(
+            env::attached_deposit().as_yoctonear(),
+            "a longer runner allowlist",
+            |s| {
+                s.models.insert(&model_id, &model);
+            },
+        );
         refund(&env::predecessor_account_id(), surplus);
         Event::ModelUpdated {
             model_id,
@@ -198,12 +245,21 @@ impl Hub {
         let mut model = self.owned_model(&model_id);
         let from = std::mem::replace(&mut model.owner, new_owner.clone());
         self.models.insert(&model_id, &model);
-        Event::ModelTransferred { model_id, from, to: new_owner }.emit();
+        Event::ModelTransferred {
+            model_id,
+            from,
+            to: new_owner,
+        }
+        .emit();
     }
 
     pub fn model(&self, model_id: String) -> Option<ModelView> {
         let model = self.models.get(&model_id)?;
-        Some(ModelView { holders_bps: self.holders_bps(&model), model_id, model })
+        Some(ModelView {
+            holders_bps: self.holders_bps(&model),
+            model_id,
+            model,
+        })
     }
 
     /// Visible models, in registration order.
@@ -213,7 +269,11 @@ impl Hub {
             .filter(|(_, m)| !m.hidden)
             .skip(from_index.unwrap_or(0) as usize)
             .take(limit.unwrap_or(50).min(200) as usize)
-            .map(|(model_id, model)| ModelView { model_id, holders_bps: self.holders_bps(&model), model })
+            .map(|(model_id, model)| ModelView {
+                model_id,
+                holders_bps: self.holders_bps(&model),
+                model,
+            })
             .collect()
     }
 

@@ -55,7 +55,10 @@ impl Hub {
     /// The caller's runner record, if it is registered and has not left.
     fn active_runner(&self) -> (AccountId, Runner) {
         let id = env::predecessor_account_id();
-        let runner = self.runners.get(&id).unwrap_or_else(|| Error::UnknownRunner(id.clone()).panic());
+        let runner = self
+            .runners
+            .get(&id)
+            .unwrap_or_else(|| Error::UnknownRunner(id.clone()).panic());
         if runner.left {
             Error::RunnerLeft(id).panic();
         }
@@ -75,7 +78,11 @@ impl Hub {
             Error::RunnerExists(runner).panic();
         }
         if keys.is_empty() || keys.len() > MAX_KEYS_PER_CALL {
-            Error::InvalidInput(format!("register 1 to {MAX_KEYS_PER_CALL} keys, not {}", keys.len())).panic();
+            Error::InvalidInput(format!(
+                "register 1 to {MAX_KEYS_PER_CALL} keys, not {}",
+                keys.len()
+            ))
+            .panic();
         }
         for (i, key) in keys.iter().enumerate() {
             self.check_new_key(key);
@@ -83,20 +90,51 @@ impl Hub {
                 Error::InvalidInput(format!("key {} is listed twice", String::from(key))).panic();
             }
         }
-        let ((), bond) = self.paying_storage(env::attached_deposit().as_yoctonear(), "registering a runner", |s| {
-            // Measured at the record's largest size (a pending leave), so later changes
-            // never add unpaid bytes.
-            s.runners.insert(&runner, &Runner { bond: U128(0), earnings: U128(0), leave_requested_at_ns: Some(U64(0)), left: false });
-            for key in &keys {
-                s.runner_keys.insert(key, &RunnerKey { runner: runner.clone(), revoked: false });
-            }
-        });
+        let ((), bond) = self.paying_storage(
+            env::attached_deposit().as_yoctonear(),
+            "registering a runner",
+            |s| {
+                // Measured at the record's largest size (a pending leave), so later changes
+                // never add unpaid bytes.
+                s.runners.insert(
+                    &runner,
+                    &Runner {
+                        bond: U128(0),
+                        earnings: U128(0),
+                        leave_requested_at_ns: Some(U64(0)),
+                        left: false,
+                    },
+                );
+                for key in &keys {
+                    s.runner_keys.insert(
+                        key,
+                        &RunnerKey {
+                            runner: runner.clone(),
+                            revoked: false,
+                        },
+                    );
+                }
+            },
+        );
         let min = self.config.min_runner_bond.0;
         if bond < min {
             Error::BondTooSmall { bond, min }.panic();
         }
-        self.runners.insert(&runner, &Runner { bond: U128(bond), earnings: U128(0), leave_requested_at_ns: None, left: false });
-        Event::RunnerRegistered { runner, bond: U128(bond), keys }.emit();
+        self.runners.insert(
+            &runner,
+            &Runner {
+                bond: U128(bond),
+                earnings: U128(0),
+                leave_requested_at_ns: None,
+                left: false,
+            },
+        );
+        Event::RunnerRegistered {
+            runner,
+            bond: U128(bond),
+            keys,
+        }
+        .emit();
     }
 
     /// Adds a signing key. Attach storage (surplus refunded).
@@ -104,9 +142,19 @@ impl Hub {
     pub fn add_runner_key(&mut self, key: PublicKey) {
         let (runner, _) = self.active_runner();
         self.check_new_key(&key);
-        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "adding a runner key", |s| {
-            s.runner_keys.insert(&key, &RunnerKey { runner: runner.clone(), revoked: false });
-        });
+        let ((), surplus) = self.paying_storage(
+            env::attached_deposit().as_yoctonear(),
+            "adding a runner key",
+            |s| {
+                s.runner_keys.insert(
+                    &key,
+                    &RunnerKey {
+                        runner: runner.clone(),
+                        revoked: false,
+                    },
+                );
+            },
+        );
         refund(&runner, surplus);
         Event::RunnerKeyAdded { runner, key }.emit();
     }
@@ -115,9 +163,17 @@ impl Hub {
     /// never be registered again.
     pub fn revoke_runner_key(&mut self, key: PublicKey) {
         let runner = env::predecessor_account_id();
-        let mut entry = self.runner_keys.get(&key).unwrap_or_else(|| Error::UnknownRunnerKey(key.clone()).panic());
+        let mut entry = self
+            .runner_keys
+            .get(&key)
+            .unwrap_or_else(|| Error::UnknownRunnerKey(key.clone()).panic());
         if entry.runner != runner {
-            Error::KeyNotOwned { key: key.clone(), owner: entry.runner.clone(), claimed: runner }.panic();
+            Error::KeyNotOwned {
+                key: key.clone(),
+                owner: entry.runner.clone(),
+                claimed: runner,
+            }
+            .panic();
         }
         entry.revoked = true;
         self.runner_keys.insert(&key, &entry);
@@ -129,10 +185,19 @@ impl Hub {
     pub fn add_bond(&mut self) {
         let added = env::attached_deposit().as_yoctonear();
         let (runner, mut state) = self.active_runner();
-        state.bond.0 = state.bond.0.checked_add(added).unwrap_or_else(|| env::panic_str("bond overflows u128"));
+        state.bond.0 = state
+            .bond
+            .0
+            .checked_add(added)
+            .unwrap_or_else(|| env::panic_str("bond overflows u128"));
         let bond = state.bond;
         self.runners.insert(&runner, &state);
-        Event::RunnerBonded { runner, added: U128(added), bond }.emit();
+        Event::RunnerBonded {
+            runner,
+            added: U128(added),
+            bond,
+        }
+        .emit();
     }
 
     /// Starts the exit delay; the runner may still settle receipts until it finishes.
@@ -141,7 +206,11 @@ impl Hub {
         let (runner, mut state) = self.active_runner();
         state.leave_requested_at_ns = Some(U64(env::block_timestamp()));
         self.runners.insert(&runner, &state);
-        Event::RunnerLeaveRequested { runner, ready_at_ns: U64(ready_at_ns) }.emit();
+        Event::RunnerLeaveRequested {
+            runner,
+            ready_at_ns: U64(ready_at_ns),
+        }
+        .emit();
     }
 
     /// After the exit delay: returns the bond and stops settlement for this runner.
@@ -150,34 +219,62 @@ impl Hub {
         let delay = self.config.runner_exit_delay_ns.0;
         let now_ns = env::block_timestamp();
         let (runner, mut state) = self.active_runner();
-        let requested = state.leave_requested_at_ns.unwrap_or_else(|| Error::LeaveNotRequested(runner.clone()).panic());
+        let requested = state
+            .leave_requested_at_ns
+            .unwrap_or_else(|| Error::LeaveNotRequested(runner.clone()).panic());
         let ready_at_ns = requested.0 + delay;
         if now_ns < ready_at_ns {
-            Error::TooEarly { what: "leaving", ready_at_ns, now_ns }.panic();
+            Error::TooEarly {
+                what: "leaving",
+                ready_at_ns,
+                now_ns,
+            }
+            .panic();
         }
         let bond = std::mem::replace(&mut state.bond, U128(0));
         state.left = true;
         self.runners.insert(&runner, &state);
-        Event::RunnerLeft { runner: runner.clone(), bond_returned: bond }.emit();
-        Payout::RunnerBond { runner: runner.clone() }.send(&runner, bond.0);
+        Event::RunnerLeft {
+            runner: runner.clone(),
+            bond_returned: bond,
+        }
+        .emit();
+        Payout::RunnerBond {
+            runner: runner.clone(),
+        }
+        .send(&runner, bond.0);
     }
 
     /// Pays the caller's settled earnings (all of them, or `amount`).
     pub fn withdraw_earnings(&mut self, amount: Option<U128>) {
         let runner = env::predecessor_account_id();
-        let mut state = self.runners.get(&runner).unwrap_or_else(|| Error::UnknownRunner(runner.clone()).panic());
+        let mut state = self
+            .runners
+            .get(&runner)
+            .unwrap_or_else(|| Error::UnknownRunner(runner.clone()).panic());
         let available = state.earnings.0;
         let amount = amount.map_or(available, |a| a.0);
         if amount == 0 {
             Error::NothingToWithdraw.panic();
         }
         if amount > available {
-            Error::AmountTooLarge { requested: amount, available }.panic();
+            Error::AmountTooLarge {
+                requested: amount,
+                available,
+            }
+            .panic();
         }
         state.earnings.0 -= amount;
         self.runners.insert(&runner, &state);
-        Event::EarningsWithdrawn { account: runner.clone(), amount: U128(amount) }.emit();
-        Payout::RunnerEarnings { runner: runner.clone() }.send(&runner, amount);
+        Event::EarningsWithdrawn {
+            account: runner.clone(),
+            amount: U128(amount),
+        }
+        .emit();
+        Payout::RunnerEarnings {
+            runner: runner.clone(),
+        }
+        .send(&runner, amount);
     }
 
     pub fn runner(&self, runner: AccountId) -> Option<Runner> {
@@ -197,7 +294,17 @@ impl Hub {
     pub fn key_info(&self, key: PublicKey) -> Option<KeyInfo> {
         self.runner_keys
             .get(&key)
-            .map(|k| KeyInfo { owner: k.runner, role: KeyRole::Runner, revoked: k.revoked })
-            .or_else(|| self.user_keys.get(&key).map(|owner| KeyInfo { owner, role: KeyRole::User, revoked: false }))
+            .map(|k| KeyInfo {
+                owner: k.runner,
+                role: KeyRole::Runner,
+                revoked: k.revoked,
+            })
+            .or_else(|| {
+                self.user_keys.get(&key).map(|owner| KeyInfo {
+                    owner,
+                    role: KeyRole::User,
+                    revoked: false,
+                })
+            })
     }
 }

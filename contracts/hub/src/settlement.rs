@@ -28,8 +28,17 @@ pub const MAX_RECEIPT_EVENTS: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SettleResult {
-    Settled { charge: U128, runner_share: U128, holders_share: U128, protocol_share: U128, content_share: U128 },
-    Rejected { code: String, reason: String },
+    Settled {
+        charge: U128,
+        runner_share: U128,
+        holders_share: U128,
+        protocol_share: U128,
+        content_share: U128,
+    },
+    Rejected {
+        code: String,
+        reason: String,
+    },
 }
 
 #[near(serializers = [json])]
@@ -44,9 +53,16 @@ pub struct ReceiptOutcome {
 impl Hub {
     /// Runs the batch through the engine; returns the outcomes and, if the batch
     /// balances, the writes to apply.
-    fn run_batch(&self, items: &[SettleItem]) -> (Vec<ReceiptOutcome>, crate::ledger::Writes, Split) {
+    fn run_batch(
+        &self,
+        items: &[SettleItem],
+    ) -> (Vec<ReceiptOutcome>, crate::ledger::Writes, Split) {
         if items.len() > MAX_BATCH {
-            Error::InvalidInput(format!("a batch has at most {MAX_BATCH} receipts, not {}", items.len())).panic();
+            Error::InvalidInput(format!(
+                "a batch has at most {MAX_BATCH} receipts, not {}",
+                items.len()
+            ))
+            .panic();
         }
         let hub = env::current_account_id();
         let submitter = env::predecessor_account_id();
@@ -71,9 +87,17 @@ impl Hub {
                         protocol_share: U128(s.split.protocol),
                         content_share: U128(s.content),
                     },
-                    Err(e) => SettleResult::Rejected { code: e.code().to_owned(), reason: e.to_string() },
+                    Err(e) => SettleResult::Rejected {
+                        code: e.code().to_owned(),
+                        reason: e.to_string(),
+                    },
                 };
-                ReceiptOutcome { user: r.user.clone(), runner: r.runner.clone(), seq: r.seq, result }
+                ReceiptOutcome {
+                    user: r.user.clone(),
+                    runner: r.runner.clone(),
+                    seq: r.seq,
+                    result,
+                }
             })
             .collect();
         let (_, paid) = engine.finalize().unwrap_or_else(|e| e.panic());
@@ -94,7 +118,13 @@ impl Hub {
         for (i, o) in outcomes.iter().enumerate() {
             let detailed = i < MAX_RECEIPT_EVENTS;
             match &o.result {
-                SettleResult::Settled { charge, runner_share, holders_share, protocol_share, content_share } => {
+                SettleResult::Settled {
+                    charge,
+                    runner_share,
+                    holders_share,
+                    protocol_share,
+                    content_share,
+                } => {
                     settled += 1;
                     if detailed {
                         Event::ReceiptSettled {
@@ -133,7 +163,10 @@ impl Hub {
     }
 
     /// What `settle` would return for this batch now, changing nothing.
-    pub fn simulate_settle(&self, #[serializer(borsh)] items: Vec<SettleItem>) -> Vec<ReceiptOutcome> {
+    pub fn simulate_settle(
+        &self,
+        #[serializer(borsh)] items: Vec<SettleItem>,
+    ) -> Vec<ReceiptOutcome> {
         self.run_batch(&items).0
     }
 }

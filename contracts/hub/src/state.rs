@@ -2,10 +2,9 @@
 
 use market_protocol::Hash32;
 use near_sdk::{
-    json_types::{U128, U64},
-    near,
     collections::{LazyOption, LookupMap, UnorderedMap, Vector},
-    AccountId, BorshStorageKey, PublicKey,
+    json_types::{U128, U64},
+    near, AccountId, BorshStorageKey, PublicKey,
 };
 
 pub use market_protocol::ChannelId;
@@ -252,7 +251,6 @@ impl HubState {
             content_earnings: LookupMap::new(StorageKey::ContentEarnings),
         }
     }
-
 }
 
 /// Read-modify-write of one entry. The hub uses near-sdk's write-through collections:
@@ -263,7 +261,11 @@ pub trait Update<K, V> {
 
 macro_rules! impl_update {
     ($map:ident) => {
-        impl<K: borsh::BorshSerialize + borsh::BorshDeserialize, V: borsh::BorshSerialize + borsh::BorshDeserialize> Update<K, V> for $map<K, V> {
+        impl<
+                K: borsh::BorshSerialize + borsh::BorshDeserialize,
+                V: borsh::BorshSerialize + borsh::BorshDeserialize,
+            > Update<K, V> for $map<K, V>
+        {
             fn update<R>(&mut self, key: &K, change: impl FnOnce(&mut V) -> R) -> Option<R> {
                 let mut value = self.get(key)?;
                 let result = change(&mut value);

@@ -18,7 +18,9 @@ pub fn cost_of(bytes: u64) -> u128 {
 
 pub fn refund(to: &near_sdk::AccountId, amount: u128) {
     if amount > 0 {
-        Promise::new(to.clone()).transfer(NearToken::from_yoctonear(amount)).detach();
+        Promise::new(to.clone())
+            .transfer(NearToken::from_yoctonear(amount))
+            .detach();
     }
 }
 
@@ -26,14 +28,27 @@ impl Hub {
     /// Runs `change`, then takes the cost of the bytes it added out of `attached`
     /// (panicking if that is not enough) and returns what is left of `attached`, plus the
     /// cost of any bytes it freed.
-    pub(crate) fn paying_storage<R>(&mut self, attached: u128, what: &'static str, change: impl FnOnce(&mut HubState) -> R) -> (R, u128) {
+    pub(crate) fn paying_storage<R>(
+        &mut self,
+        attached: u128,
+        what: &'static str,
+        change: impl FnOnce(&mut HubState) -> R,
+    ) -> (R, u128) {
         let before = env::storage_usage();
         let result = change(self);
         let after = env::storage_usage();
         let required = cost_of(after.saturating_sub(before));
         if required > attached {
-            Error::InsufficientDeposit { attached, required, what }.panic();
+            Error::InsufficientDeposit {
+                attached,
+                required,
+                what,
+            }
+            .panic();
         }
-        (result, attached - required + cost_of(before.saturating_sub(after)))
+        (
+            result,
+            attached - required + cost_of(before.saturating_sub(after)),
+        )
     }
 }

@@ -3,7 +3,9 @@
 //! one per receipt. A failed issuance refunds its deposit; a failed flush loses nothing:
 //! the amount goes back into the model's accrual and the flush can be retried.
 
-use near_sdk::{env, json_types::U128, near, serde::Serialize, AccountId, Gas, NearToken, Promise, PromiseError};
+use near_sdk::{
+    env, json_types::U128, near, serde::Serialize, AccountId, Gas, NearToken, Promise, PromiseError,
+};
 
 use crate::{error::Error, events::Event, state::Update, storage::refund, Hub, HubExt};
 
@@ -45,8 +47,13 @@ pub const MAX_MANIFEST: usize = 16;
 
 /// The initial supply's split: each content owner gets ⌊supply × weight / total⌋ (entries of
 /// one owner add up), the developer the rest, so the whole supply is always issued.
-pub fn allocations(developer: &AccountId, developer_weight: u32, manifest: &[(AccountId, u32)]) -> Result<Vec<(AccountId, U128)>, Error> {
-    let total: u64 = u64::from(developer_weight) + manifest.iter().map(|(_, w)| u64::from(*w)).sum::<u64>();
+pub fn allocations(
+    developer: &AccountId,
+    developer_weight: u32,
+    manifest: &[(AccountId, u32)],
+) -> Result<Vec<(AccountId, U128)>, Error> {
+    let total: u64 =
+        u64::from(developer_weight) + manifest.iter().map(|(_, w)| u64::from(*w)).sum::<u64>();
     if total == 0 {
         return Err(Error::InvalidInput("the weights add up to zero".into()));
     }
@@ -97,9 +104,13 @@ impl Hub {
     #[payable]
     pub fn set_token_code(&mut self, #[serializer(borsh)] code: Vec<u8>) {
         self.assert_owner();
-        let ((), surplus) = self.paying_storage(env::attached_deposit().as_yoctonear(), "storing the token code", |s| {
-            s.token_code.set(&code);
-        });
+        let ((), surplus) = self.paying_storage(
+            env::attached_deposit().as_yoctonear(),
+            "storing the token code",
+            |s| {
+                s.token_code.set(&code);
+            },
+        );
         refund(&env::predecessor_account_id(), surplus);
     }
 
@@ -117,33 +128,57 @@ impl Hub {
     /// storage (the code's bytes and `TOKEN_STATE_BYTES` at the storage price) and the
     /// manifest's; the rest is refunded.
     #[payable]
-    pub fn issue_token(&mut self, model_id: String, symbol: String, manifest: Vec<ManifestEntry>, developer_weight: u32) -> Promise {
+    pub fn issue_token(
+        &mut self,
+        model_id: String,
+        symbol: String,
+        manifest: Vec<ManifestEntry>,
+        developer_weight: u32,
+    ) -> Promise {
         self.assert_active();
         let caller = env::predecessor_account_id();
-        let model = self.models.get(&model_id).unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
+        let model = self
+            .models
+            .get(&model_id)
+            .unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
         if model.owner != caller {
             Error::NotModelOwner { model_id, caller }.panic();
         }
         if let Some(token) = model.token {
-            Error::InvalidInput(format!("model `{model_id}` already has its token {token}")).panic();
+            Error::InvalidInput(format!("model `{model_id}` already has its token {token}"))
+                .panic();
         }
         let account = Self::token_account(&model_id).unwrap_or_else(|e| e.panic());
         if manifest.len() > MAX_MANIFEST {
-            Error::InvalidInput(format!("a manifest has at most {MAX_MANIFEST} entries, not {}", manifest.len())).panic();
+            Error::InvalidInput(format!(
+                "a manifest has at most {MAX_MANIFEST} entries, not {}",
+                manifest.len()
+            ))
+            .panic();
         }
         let mut owners = Vec::with_capacity(manifest.len());
         for entry in &manifest {
-            let item = self.content.get(&entry.content_id).unwrap_or_else(|| Error::UnknownContent(entry.content_id.clone()).panic());
+            let item = self
+                .content
+                .get(&entry.content_id)
+                .unwrap_or_else(|| Error::UnknownContent(entry.content_id.clone()).panic());
             if item.license != crate::state::License::OpenForTraining {
-                Error::InvalidInput(format!("content `{}` is inference-only and cannot be named in a training manifest", entry.content_id)).panic();
+                Error::InvalidInput(format!(
+                    "content `{}` is inference-only and cannot be named in a training manifest",
+                    entry.content_id
+                ))
+                .panic();
             }
             owners.push((item.owner, entry.weight));
         }
-        let allocations = allocations(&caller, developer_weight, &owners).unwrap_or_else(|e| e.panic());
+        let allocations =
+            allocations(&caller, developer_weight, &owners).unwrap_or_else(|e| e.panic());
         // Global code when the owner set it, else the stored code deployed on the account.
         let code = match self.token_code_hash {
             Some(hash) => TokenCode::Global(hash),
-            None => TokenCode::Local(self.token_code.get().unwrap_or_else(|| Error::InvalidInput("the hub has no token code yet".into()).panic())),
+            None => TokenCode::Local(self.token_code.get().unwrap_or_else(|| {
+                Error::InvalidInput("the hub has no token code yet".into()).panic()
+            })),
         };
         let code_bytes = match &code {
             TokenCode::Global(_) => 32,
@@ -152,27 +187,51 @@ impl Hub {
         let required = crate::storage::cost_of(code_bytes + TOKEN_STATE_BYTES);
         let attached = env::attached_deposit().as_yoctonear();
         if attached < required {
-            Error::InsufficientDeposit { attached, required, what: "issuing a model token" }.panic();
+            Error::InsufficientDeposit {
+                attached,
+                required,
+                what: "issuing a model token",
+            }
+            .panic();
         }
-        let recorded: Vec<(String, u32)> = manifest.iter().map(|e| (e.content_id.clone(), e.weight)).collect();
-        let ((), left) = self.paying_storage(attached - required, "recording the training manifest", |s| {
-            s.models.update(&model_id, |m| m.training_manifest = recorded);
-        });
+        let recorded: Vec<(String, u32)> = manifest
+            .iter()
+            .map(|e| (e.content_id.clone(), e.weight))
+            .collect();
+        let ((), left) = self.paying_storage(
+            attached - required,
+            "recording the training manifest",
+            |s| {
+                s.models
+                    .update(&model_id, |m| m.training_manifest = recorded);
+            },
+        );
         refund(&caller, left);
         let args = near_sdk::serde_json::to_vec(&TokenInit {
             hub: env::current_account_id(),
-            metadata: TokenMetadata { spec: "ft-1.0.0", name: &model_id, symbol: &symbol, decimals: 18 },
+            metadata: TokenMetadata {
+                spec: "ft-1.0.0",
+                name: &model_id,
+                symbol: &symbol,
+                decimals: 18,
+            },
             allocations: &allocations,
         })
         .expect("plain fields serialize");
-        let promise = Promise::new(account.clone()).create_account().transfer(NearToken::from_yoctonear(required));
+        let promise = Promise::new(account.clone())
+            .create_account()
+            .transfer(NearToken::from_yoctonear(required));
         let promise = match code {
             TokenCode::Global(hash) => promise.use_global_contract(hash),
             TokenCode::Local(bytes) => promise.deploy_contract(bytes),
         };
         promise
             .function_call("new", args, NearToken::from_yoctonear(0), TOKEN_INIT_GAS)
-            .then(Self::ext(env::current_account_id()).with_static_gas(CALLBACK_GAS).on_token_issued(model_id, account, caller, U128(required), allocations))
+            .then(
+                Self::ext(env::current_account_id())
+                    .with_static_gas(CALLBACK_GAS)
+                    .on_token_issued(model_id, account, caller, U128(required), allocations),
+            )
     }
 
     #[private]
@@ -191,35 +250,67 @@ impl Hub {
             refund(&owner, deposit.0);
             return false;
         }
-        self.models.update(&model_id, |m| m.token = Some(token.clone()));
-        Event::TokenIssued { model_id, token, supply: U128(TOKEN_SUPPLY), allocations }.emit();
+        self.models
+            .update(&model_id, |m| m.token = Some(token.clone()));
+        Event::TokenIssued {
+            model_id,
+            token,
+            supply: U128(TOKEN_SUPPLY),
+            allocations,
+        }
+        .emit();
         true
     }
 
     /// Sends the model's accrued holders' share to its token (anyone may call). One call per
     /// model however many receipts accrued it.
     pub fn flush(&mut self, model_id: String) -> Promise {
-        let mut model = self.models.get(&model_id).unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
-        let token = model.token.clone().unwrap_or_else(|| Error::InvalidInput(format!("model `{model_id}` has no token yet")).panic());
+        let mut model = self
+            .models
+            .get(&model_id)
+            .unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
+        let token = model.token.clone().unwrap_or_else(|| {
+            Error::InvalidInput(format!("model `{model_id}` has no token yet")).panic()
+        });
         let amount = std::mem::take(&mut model.holders_accrued.0);
         if amount == 0 {
             Error::NothingToWithdraw.panic();
         }
         self.models.insert(&model_id, &model);
         Promise::new(token.clone())
-            .function_call("on_revenue", b"{}".to_vec(), NearToken::from_yoctonear(amount), ON_REVENUE_GAS)
-            .then(Self::ext(env::current_account_id()).with_static_gas(CALLBACK_GAS).on_flushed(model_id, U128(amount)))
+            .function_call(
+                "on_revenue",
+                b"{}".to_vec(),
+                NearToken::from_yoctonear(amount),
+                ON_REVENUE_GAS,
+            )
+            .then(
+                Self::ext(env::current_account_id())
+                    .with_static_gas(CALLBACK_GAS)
+                    .on_flushed(model_id, U128(amount)),
+            )
     }
 
     /// A failed flush puts the amount back into the model's accrual.
     #[private]
-    pub fn on_flushed(&mut self, #[serializer(borsh)] model_id: String, #[serializer(borsh)] amount: U128, #[callback_result] result: Result<(), PromiseError>) -> bool {
+    pub fn on_flushed(
+        &mut self,
+        #[serializer(borsh)] model_id: String,
+        #[serializer(borsh)] amount: U128,
+        #[callback_result] result: Result<(), PromiseError>,
+    ) -> bool {
         if result.is_ok() {
             Event::RevenueFlushed { model_id, amount }.emit();
             return true;
         }
-        self.models.update(&model_id, |m| m.holders_accrued.0 += amount.0);
-        Event::PayoutFailed { receiver: env::current_account_id(), amount, recredited_to: format!("holders of `{model_id}`") }.emit();
+        self.models
+            .update(&model_id, |m| m.holders_accrued.0 += amount.0);
+        Event::PayoutFailed {
+            receiver: env::current_account_id(),
+            amount,
+            recredited_to: format!("holders of `{model_id}`"),
+        }
+        .emit();
         false
     }
 }
@@ -236,13 +327,27 @@ mod tests {
     fn the_whole_supply_is_issued_by_weight() {
         // Developer 50, two items of one owner 20 + 10, another owner 20: 50/20/30 split,
         // rounding down for content, the remainder to the developer.
-        let a = allocations(&acc("dev.near"), 50, &[(acc("wiki.near"), 20), (acc("news.near"), 10), (acc("news.near"), 20)]).unwrap();
+        let a = allocations(
+            &acc("dev.near"),
+            50,
+            &[
+                (acc("wiki.near"), 20),
+                (acc("news.near"), 10),
+                (acc("news.near"), 20),
+            ],
+        )
+        .unwrap();
         assert_eq!(a[0], (acc("dev.near"), U128(TOKEN_SUPPLY / 2)));
         assert_eq!(a[1], (acc("wiki.near"), U128(TOKEN_SUPPLY / 5)));
         assert_eq!(a[2], (acc("news.near"), U128(TOKEN_SUPPLY * 3 / 10)));
         assert_eq!(a.iter().map(|(_, x)| x.0).sum::<u128>(), TOKEN_SUPPLY);
         // Uneven thirds: the developer absorbs the rounding.
-        let a = allocations(&acc("dev.near"), 1, &[(acc("x.near"), 1), (acc("y.near"), 1)]).unwrap();
+        let a = allocations(
+            &acc("dev.near"),
+            1,
+            &[(acc("x.near"), 1), (acc("y.near"), 1)],
+        )
+        .unwrap();
         assert_eq!(a.iter().map(|(_, x)| x.0).sum::<u128>(), TOKEN_SUPPLY);
         assert_eq!(a[0].1 .0, TOKEN_SUPPLY - 2 * (TOKEN_SUPPLY / 3));
         assert!(allocations(&acc("dev.near"), 0, &[]).is_err());

@@ -18,7 +18,8 @@ use near_sdk::{
     collections::{LazyOption, LookupMap},
     env,
     json_types::U128,
-    near, require, AccountId, BorshStorageKey, Gas, NearToken, PanicOnDefault, Promise, PromiseError, PromiseOrValue,
+    near, require, AccountId, BorshStorageKey, Gas, NearToken, PanicOnDefault, Promise,
+    PromiseError, PromiseOrValue,
 };
 
 use crate::revenue::{Pool, Position};
@@ -41,12 +42,15 @@ pub enum Event {
     ClaimFailed { account_id: AccountId, amount: U128 },
 }
 
-#[near(contract_state, contract_metadata(
-    standard(standard = "nep141", version = "1.0.0"),
-    standard(standard = "nep145", version = "1.0.0"),
-    standard(standard = "nep148", version = "1.0.0"),
-    standard(standard = "nep297", version = "1.0.0"),
-))]
+#[near(
+    contract_state,
+    contract_metadata(
+        standard(standard = "nep141", version = "1.0.0"),
+        standard(standard = "nep145", version = "1.0.0"),
+        standard(standard = "nep148", version = "1.0.0"),
+        standard(standard = "nep297", version = "1.0.0"),
+    )
+)]
 #[derive(PanicOnDefault)]
 pub struct ModelToken {
     token: FungibleToken,
@@ -85,9 +89,16 @@ impl ModelToken {
     /// Issues the token: `allocations` (the developer and the owners of the open content the
     /// model was trained on, by the manifest's weights) get the whole supply.
     #[init]
-    pub fn new(hub: AccountId, metadata: FungibleTokenMetadata, allocations: Vec<(AccountId, U128)>) -> Self {
+    pub fn new(
+        hub: AccountId,
+        metadata: FungibleTokenMetadata,
+        allocations: Vec<(AccountId, U128)>,
+    ) -> Self {
         metadata.assert_valid();
-        require!(!allocations.is_empty(), "the initial supply needs at least one holder");
+        require!(
+            !allocations.is_empty(),
+            "the initial supply needs at least one holder"
+        );
         let mut this = Self {
             token: FungibleToken::new(StorageKey::Accounts),
             metadata: LazyOption::new(StorageKey::Metadata, Some(&metadata)),
@@ -98,7 +109,14 @@ impl ModelToken {
         // Registration pays for the balance entry and the revenue position alike.
         let before = env::storage_usage();
         let longest: AccountId = "a".repeat(64).parse().expect("valid account id");
-        this.positions.insert(&longest, &Position { owed: u128::MAX, dust: u128::MAX, ..Position::default() });
+        this.positions.insert(
+            &longest,
+            &Position {
+                owed: u128::MAX,
+                dust: u128::MAX,
+                ..Position::default()
+            },
+        );
         this.token.account_storage_usage += env::storage_usage() - before;
         this.positions.remove(&longest);
         for (account_id, amount) in allocations {
@@ -106,7 +124,12 @@ impl ModelToken {
                 this.token.internal_register_account(&account_id);
             }
             this.token.internal_deposit(&account_id, amount.0);
-            FtMint { owner_id: &account_id, amount, memo: Some("issuance") }.emit();
+            FtMint {
+                owner_id: &account_id,
+                amount,
+                memo: Some("issuance"),
+            }
+            .emit();
         }
         // The token is never minted again: its issued supply is the accumulator's scale.
         this.pool = Pool::new(this.token.total_supply);
@@ -116,10 +139,17 @@ impl ModelToken {
     /// The hub sends the holders' share of usage fees with this call.
     #[payable]
     pub fn on_revenue(&mut self) {
-        require!(env::predecessor_account_id() == self.hub, "only the hub sends revenue");
+        require!(
+            env::predecessor_account_id() == self.hub,
+            "only the hub sends revenue"
+        );
         let amount = env::attached_deposit().as_yoctonear();
         self.pool.distribute(amount, self.token.total_supply);
-        Event::RevenueReceived { amount: U128(amount), supply: U128(self.token.total_supply) }.emit();
+        Event::RevenueReceived {
+            amount: U128(amount),
+            supply: U128(self.token.total_supply),
+        }
+        .emit();
     }
 
     /// Pays the caller everything it has earned so far.
@@ -131,17 +161,30 @@ impl ModelToken {
         require!(amount > 0, "nothing to claim");
         self.positions.insert(&account_id, &position);
         self.pool.total_claimed += amount;
-        Event::Claimed { account_id: account_id.clone(), amount: U128(amount) }.emit();
+        Event::Claimed {
+            account_id: account_id.clone(),
+            amount: U128(amount),
+        }
+        .emit();
         Promise::new(account_id.clone())
             .transfer(NearToken::from_yoctonear(amount))
-            .then(Self::ext(env::current_account_id()).with_static_gas(ON_CLAIM_GAS).on_claim(account_id, U128(amount)))
+            .then(
+                Self::ext(env::current_account_id())
+                    .with_static_gas(ON_CLAIM_GAS)
+                    .on_claim(account_id, U128(amount)),
+            )
             .detach();
         U128(amount)
     }
 
     /// A failed claim transfer puts the amount back into the holder's position.
     #[private]
-    pub fn on_claim(&mut self, account_id: AccountId, amount: U128, #[callback_result] result: Result<(), PromiseError>) {
+    pub fn on_claim(
+        &mut self,
+        account_id: AccountId,
+        amount: U128,
+        #[callback_result] result: Result<(), PromiseError>,
+    ) {
         if result.is_err() {
             let mut position = self.positions.get(&account_id).unwrap_or_default();
             position.owed += amount.0;
@@ -153,7 +196,10 @@ impl ModelToken {
 
     pub fn claimable(&self, account_id: AccountId) -> U128 {
         let balance = self.token.accounts.get(&account_id).unwrap_or(0);
-        U128(self.pool.claimable(&self.positions.get(&account_id).unwrap_or_default(), balance))
+        U128(self.pool.claimable(
+            &self.positions.get(&account_id).unwrap_or_default(),
+            balance,
+        ))
     }
 
     pub fn revenue_info(&self) -> RevenueInfo {
@@ -177,7 +223,13 @@ impl FungibleTokenCore for ModelToken {
     }
 
     #[payable]
-    fn ft_transfer_call(&mut self, receiver_id: AccountId, amount: U128, memo: Option<String>, msg: String) -> PromiseOrValue<U128> {
+    fn ft_transfer_call(
+        &mut self,
+        receiver_id: AccountId,
+        amount: U128,
+        memo: Option<String>,
+        msg: String,
+    ) -> PromiseOrValue<U128> {
         self.settle(&env::predecessor_account_id());
         self.settle(&receiver_id);
         self.token.ft_transfer_call(receiver_id, amount, memo, msg)
@@ -195,11 +247,18 @@ impl FungibleTokenCore for ModelToken {
 #[near]
 impl FungibleTokenResolver for ModelToken {
     #[private]
-    fn ft_resolve_transfer(&mut self, sender_id: AccountId, receiver_id: AccountId, amount: U128) -> U128 {
+    fn ft_resolve_transfer(
+        &mut self,
+        sender_id: AccountId,
+        receiver_id: AccountId,
+        amount: U128,
+    ) -> U128 {
         // Tokens may move back from the receiver (or be burnt): both positions first.
         self.settle(&sender_id);
         self.settle(&receiver_id);
-        let (used, burned) = self.token.internal_ft_resolve_transfer(&sender_id, receiver_id, amount);
+        let (used, burned) =
+            self.token
+                .internal_ft_resolve_transfer(&sender_id, receiver_id, amount);
         if burned > 0 {
             near_sdk::log!("Account @{} burned {}", sender_id, burned);
         }
@@ -210,12 +269,24 @@ impl FungibleTokenResolver for ModelToken {
 #[near]
 impl StorageManagement for ModelToken {
     #[payable]
-    fn storage_deposit(&mut self, account_id: Option<AccountId>, registration_only: Option<bool>) -> StorageBalance {
-        let account = account_id.clone().unwrap_or_else(env::predecessor_account_id);
+    fn storage_deposit(
+        &mut self,
+        account_id: Option<AccountId>,
+        registration_only: Option<bool>,
+    ) -> StorageBalance {
+        let account = account_id
+            .clone()
+            .unwrap_or_else(env::predecessor_account_id);
         let balance = self.token.storage_deposit(account_id, registration_only);
         // A new holder starts at the current accumulator: it earns only what comes later.
         if self.positions.get(&account).is_none() {
-            self.positions.insert(&account, &Position { checkpoint: self.pool.acc, ..Position::default() });
+            self.positions.insert(
+                &account,
+                &Position {
+                    checkpoint: self.pool.acc,
+                    ..Position::default()
+                },
+            );
         }
         balance
     }
@@ -231,7 +302,10 @@ impl StorageManagement for ModelToken {
         let account_id = env::predecessor_account_id();
         self.settle(&account_id);
         let owed = self.positions.get(&account_id).map_or(0, |p| p.owed);
-        require!(owed == 0, format!("{account_id} has {owed} yocto of revenue to claim first"));
+        require!(
+            owed == 0,
+            format!("{account_id} has {owed} yocto of revenue to claim first")
+        );
         let unregistered = self.token.internal_storage_unregister(force);
         if unregistered.is_some() {
             self.positions.remove(&account_id);

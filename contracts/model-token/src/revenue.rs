@@ -17,7 +17,6 @@ uint::construct_uint! {
     pub struct U256(4);
 }
 
-
 /// U256 as stored: 32 little-endian bytes.
 #[near(serializers = [borsh])]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,12 +61,18 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(scale: u128) -> Self {
-        Self { scale: scale.max(1), ..Self::default() }
+        Self {
+            scale: scale.max(1),
+            ..Self::default()
+        }
     }
 
     /// Adds `revenue` for `supply` tokens held.
     pub fn distribute(&mut self, revenue: u128, supply: u128) {
-        self.total_revenue = self.total_revenue.checked_add(revenue).expect("revenue overflows u128");
+        self.total_revenue = self
+            .total_revenue
+            .checked_add(revenue)
+            .expect("revenue overflows u128");
         if supply == 0 {
             self.unallocated += revenue;
             return;
@@ -85,7 +90,10 @@ impl Pool {
         let delta = U256::from(self.acc) - U256::from(position.checkpoint);
         let earned = U256::from(balance) * delta + U256::from(position.dust);
         let scale = U256::from(self.scale);
-        position.owed = position.owed.checked_add((earned / scale).as_u128()).expect("owed overflows u128");
+        position.owed = position
+            .owed
+            .checked_add((earned / scale).as_u128())
+            .expect("owed overflows u128");
         position.dust = (earned % scale).as_u128();
         position.checkpoint = self.acc;
     }

@@ -36,7 +36,11 @@ fn token() -> ModelToken {
         decimals: 18,
     };
     // Developer 70 %, the training content's owners 30 %.
-    ModelToken::new(acc("hub.near"), metadata, vec![(acc(ALICE), U128(700)), (acc(BOB), U128(300))])
+    ModelToken::new(
+        acc("hub.near"),
+        metadata,
+        vec![(acc(ALICE), U128(700)), (acc(BOB), U128(300))],
+    )
 }
 
 fn claimable(t: &ModelToken, who: &str) -> u128 {
@@ -68,7 +72,14 @@ fn holders_earn_for_the_time_they_hold() {
     call("hub.near", 2_000);
     t.on_revenue();
     // Alice 500/1000 of 2,000, Bob 300/1000, Carol 200/1000.
-    assert_eq!((claimable(&t, ALICE), claimable(&t, BOB), claimable(&t, CAROL)), (1_700, 900, 400));
+    assert_eq!(
+        (
+            claimable(&t, ALICE),
+            claimable(&t, BOB),
+            claimable(&t, CAROL)
+        ),
+        (1_700, 900, 400)
+    );
 
     call(CAROL, 0);
     assert_eq!(t.claim().0, 400);
@@ -104,7 +115,10 @@ fn a_failed_claim_is_put_back() {
     assert_eq!(t.claim().0, 300);
     assert_eq!(claimable(&t, BOB), 0);
     testing_env!(
-        VMContextBuilder::new().current_account_id(acc("model.hub.near")).predecessor_account_id(acc("model.hub.near")).build(),
+        VMContextBuilder::new()
+            .current_account_id(acc("model.hub.near"))
+            .predecessor_account_id(acc("model.hub.near"))
+            .build(),
         near_sdk::test_vm_config(),
         near_sdk::RuntimeFeesConfig::test(),
         Default::default(),

@@ -8,7 +8,9 @@ use local_chain::{rpc, Chain};
 use near_crypto::{KeyType, SecretKey};
 
 #[derive(Parser)]
-#[command(about = "An embedded NEAR chain: contracts run in nearcore's VM with nearcore's gas schedule")]
+#[command(
+    about = "An embedded NEAR chain: contracts run in nearcore's VM with nearcore's gas schedule"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +40,13 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let Command::Serve { port, chain_id, root, seed, data_dir } = Cli::parse().command;
+    let Command::Serve {
+        port,
+        chain_id,
+        root,
+        seed,
+        data_dir,
+    } = Cli::parse().command;
     let root: near_primitives::types::AccountId = root.parse()?;
     let key = SecretKey::from_seed(KeyType::ED25519, &seed);
     let saved = match &data_dir {
@@ -47,13 +55,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let chain = match saved {
         Some(chain) => {
-            println!("loaded the chain saved in {} (height {})", data_dir.as_ref().unwrap().display(), chain.height());
+            println!(
+                "loaded the chain saved in {} (height {})",
+                data_dir.as_ref().unwrap().display(),
+                chain.height()
+            );
             chain
         }
-        None => Chain::new(&chain_id, &root, &key.public_key(), 1_000_000_000 * 10u128.pow(24)),
+        None => Chain::new(
+            &chain_id,
+            &root,
+            &key.public_key(),
+            1_000_000_000 * 10u128.pow(24),
+        ),
     };
     let (root, chain_id) = (chain.root().clone(), chain.chain_id().to_owned());
-    let (addr, server) = rpc::serve(rpc::Node::persistent(chain, data_dir), SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    let (addr, server) = rpc::serve(
+        rpc::Node::persistent(chain, data_dir),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+    .await?;
     println!("local-chain `{chain_id}` serving JSON-RPC on http://{addr}");
     println!("root account: {root}");
     println!("root secret key: {key}");

@@ -16,7 +16,9 @@ const TGAS_F: f64 = 1e12;
 /// Gas the receipts of a call burnt (the contract's execution and its fees), and the
 /// whole transaction's.
 fn gas(result: &TxResult) -> (u64, u64) {
-    result.result().unwrap_or_else(|e| panic!("benchmark call failed: {e}"));
+    result
+        .result()
+        .unwrap_or_else(|e| panic!("benchmark call failed: {e}"));
     (result.receipts[0].gas_burnt, result.gas_burnt())
 }
 
@@ -41,14 +43,22 @@ fn main() {
         "tokenizer_sha256": "11111111111111111111111111111111", "uri": "pypi:x==1", "size_bytes": "1"}}), NEAR / 10);
     let (a, b) = gas(&r);
     methods.push(("add_model_version".into(), a, b));
-    let r = m.env.call(&dev, &hub, "update_model", json!({"model_id": "bench-model", "update": {"price_in_per_1k": "2"}}), 0);
+    let r = m.env.call(
+        &dev,
+        &hub,
+        "update_model",
+        json!({"model_id": "bench-model", "update": {"price_in_per_1k": "2"}}),
+        0,
+    );
     let (a, b) = gas(&r);
     methods.push(("update_model".into(), a, b));
 
     for i in 0..users {
         let user = m.add_user(&format!("user{i}.near"), 10 * NEAR);
         if i == 0 {
-            let r = m.env.call(&user, &hub, "fund_channel", json!({"runner": runner}), NEAR);
+            let r = m
+                .env
+                .call(&user, &hub, "fund_channel", json!({"runner": runner}), NEAR);
             let (a, b) = gas(&r);
             methods.push(("fund_channel (existing channel)".into(), a, b));
         }
@@ -56,14 +66,28 @@ fn main() {
     // The setup calls of the last user, re-measured on a fresh one.
     let probe = m.env.create_account("probe.near", 20 * NEAR);
     let key = market_protocol::crypto::native::KeyPair::from_seed([77; 32]);
-    let r = m.env.call(&probe, &hub, "register_user_key", json!({"key": String::from(&key.public_key())}), NEAR / 10);
+    let r = m.env.call(
+        &probe,
+        &hub,
+        "register_user_key",
+        json!({"key": String::from(&key.public_key())}),
+        NEAR / 10,
+    );
     let (a, b) = gas(&r);
     methods.push(("register_user_key".into(), a, b));
-    let r = m.env.call(&probe, &hub, "fund_channel", json!({"runner": runner}), 5 * NEAR);
+    let r = m.env.call(
+        &probe,
+        &hub,
+        "fund_channel",
+        json!({"runner": runner}),
+        5 * NEAR,
+    );
     let (a, b) = gas(&r);
     methods.push(("fund_channel (opening)".into(), a, b));
 
-    let auths: Vec<_> = (0..users).map(|i| m.authorization(i, 1_000 * NEAR)).collect();
+    let auths: Vec<_> = (0..users)
+        .map(|i| m.authorization(i, 1_000 * NEAR))
+        .collect();
     let mut seq = vec![0u64; users];
     let batch = |m: &mut Market, n: usize, attach: bool, seq: &mut Vec<u64>| -> Vec<SettleItem> {
         (0..n)
@@ -82,15 +106,29 @@ fn main() {
     let relayer = m.env.create_account("relayer.near", 10 * NEAR);
     // (receipts, attach the authorization, relayed, label)
     let cases = [
-        (1, true, false, "first receipt of a channel (authorization verified)"),
+        (
+            1,
+            true,
+            false,
+            "first receipt of a channel (authorization verified)",
+        ),
         (1, false, false, "later receipt (authorization remembered)"),
         (10, false, false, "later receipts"),
         (100, false, false, "later receipts"),
-        (100, false, true, "later receipts, relayed (runner signatures checked)"),
+        (
+            100,
+            false,
+            true,
+            "later receipts, relayed (runner signatures checked)",
+        ),
     ];
     for (n, attach, relayed, label) in cases {
         let items = batch(&mut m, n, attach, &mut seq);
-        let r = if relayed { m.settle_as(&relayer, &items, 300 * TGAS) } else { m.settle(&items, 300 * TGAS) };
+        let r = if relayed {
+            m.settle_as(&relayer, &items, 300 * TGAS)
+        } else {
+            m.settle(&items, 300 * TGAS)
+        };
         let (receipt_gas, total) = gas(&r);
         settle_rows.push((n, label, receipt_gas, total));
     }
@@ -107,13 +145,25 @@ fn main() {
                 *s -= 1;
             }
         }
-        eprintln!("  {mid} receipts: {}", if ok { "fit" } else { "over 300 Tgas" });
-        if ok { lo = mid } else { hi = mid - 1 }
+        eprintln!(
+            "  {mid} receipts: {}",
+            if ok { "fit" } else { "over 300 Tgas" }
+        );
+        if ok {
+            lo = mid
+        } else {
+            hi = mid - 1
+        }
     }
     let items = batch(&mut m, lo, false, &mut seq);
     let r = m.settle(&items, 300 * TGAS);
     let (max_gas, max_total) = gas(&r);
-    settle_rows.push((lo, "largest batch of later receipts in one 300 Tgas call", max_gas, max_total));
+    settle_rows.push((
+        lo,
+        "largest batch of later receipts in one 300 Tgas call",
+        max_gas,
+        max_total,
+    ));
     if lo == users {
         eprintln!("note: every one of the {users} channels fit; the real ceiling is higher");
     }
@@ -122,11 +172,23 @@ fn main() {
     let (a, b) = gas(&r);
     methods.push(("withdraw_earnings (with callback)".into(), a, b));
     let user = m.users[0].0.clone();
-    let r = m.env.call(&user, &hub, "request_withdrawal", json!({"runner": runner}), 0);
+    let r = m.env.call(
+        &user,
+        &hub,
+        "request_withdrawal",
+        json!({"runner": runner}),
+        0,
+    );
     let (a, b) = gas(&r);
     methods.push(("request_withdrawal".into(), a, b));
     m.env.chain.fast_forward(3 * 3_600);
-    let r = m.env.call(&user, &hub, "finish_withdrawal", json!({"runner": runner}), 0);
+    let r = m.env.call(
+        &user,
+        &hub,
+        "finish_withdrawal",
+        json!({"runner": runner}),
+        0,
+    );
     let (a, b) = gas(&r);
     methods.push(("finish_withdrawal (with callback)".into(), a, b));
 
@@ -143,10 +205,22 @@ fn main() {
     let (a, b) = gas(&r);
     token_rows.push(("on_revenue".into(), a, b));
     let bounds = m.env.view(&token, "storage_balance_bounds", json!({}));
-    let r = m.env.call(&acc("user0.near"), &token, "storage_deposit", json!({}), yocto(&bounds["min"]));
+    let r = m.env.call(
+        &acc("user0.near"),
+        &token,
+        "storage_deposit",
+        json!({}),
+        yocto(&bounds["min"]),
+    );
     let (a, b) = gas(&r);
     token_rows.push(("storage_deposit".into(), a, b));
-    let r = m.env.call(&dev, &token, "ft_transfer", json!({"receiver_id": "user0.near", "amount": "100"}), 1);
+    let r = m.env.call(
+        &dev,
+        &token,
+        "ft_transfer",
+        json!({"receiver_id": "user0.near", "amount": "100"}),
+        1,
+    );
     let (a, b) = gas(&r);
     token_rows.push(("ft_transfer (both positions updated)".into(), a, b));
     let r = m.env.call(&dev, &token, "claim", json!({}), 0);
@@ -156,39 +230,86 @@ fn main() {
     // Issuance by the hub, without global contract code: the token's code is stored on
     // its own account, so its storage dominates.
     let owner = acc("owner.near");
-    let r = m.env.call_raw(&owner, &hub, "set_token_code", borsh::to_vec(&wasm("model_token")).unwrap(), 3 * NEAR, 300 * TGAS);
+    let r = m.env.call_raw(
+        &owner,
+        &hub,
+        "set_token_code",
+        borsh::to_vec(&wasm("model_token")).unwrap(),
+        3 * NEAR,
+        300 * TGAS,
+    );
     gas(&r);
     let before = m.env.balance(&dev);
     m.env.call(&dev, &hub, "register_content", json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}), NEAR / 10).result().unwrap();
     let r = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 30}], "developer_weight": 70}), 3 * NEAR);
     let (a, b) = gas(&r);
-    let spent = before - m.env.balance(&dev) - (r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>());
+    let spent = before
+        - m.env.balance(&dev)
+        - (r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>());
     let token_account = acc(&format!("{MODEL}.{hub}"));
-    let used = m.env.chain.account(&token_account).map_or(0, |a| a.storage_usage);
+    let used = m
+        .env
+        .chain
+        .account(&token_account)
+        .map_or(0, |a| a.storage_usage);
     methods.push((format!("issue_token (deploys {} bytes; token account stores {used} bytes: {:.3} NEAR of storage)", wasm("model_token").len(), spent as f64 / NEAR as f64), a, b));
     // The same with the token as a global contract, deployed once by hash.
     let publisher = m.env.create_account("publisher.near", 30 * NEAR);
     let code = wasm("model_token");
     m.env
-        .send(&publisher, &publisher, vec![near_primitives::action::Action::DeployGlobalContract(near_primitives::action::DeployGlobalContractAction {
-            code: code.clone().into(),
-            deploy_mode: near_primitives::action::GlobalContractDeployMode::CodeHash,
-        })])
+        .send(
+            &publisher,
+            &publisher,
+            vec![near_primitives::action::Action::DeployGlobalContract(
+                near_primitives::action::DeployGlobalContractAction {
+                    code: code.clone().into(),
+                    deploy_mode: near_primitives::action::GlobalContractDeployMode::CodeHash,
+                },
+            )],
+        )
         .result()
         .expect("deploy global contract");
-    m.env.call(&owner, &hub, "set_token_code_hash", json!({"code_hash": near_primitives::hash::hash(&code).to_string()}), 0).result().unwrap();
+    m.env
+        .call(
+            &owner,
+            &hub,
+            "set_token_code_hash",
+            json!({"code_hash": near_primitives::hash::hash(&code).to_string()}),
+            0,
+        )
+        .result()
+        .unwrap();
     m.env.call(&dev, &hub, "register_model", json!({"model_id": "second-model", "price_in_per_1k": "1", "price_out_per_1k": "1", "runner_bps": 7000, "runner_policy": "Open"}), NEAR / 10).result().unwrap();
     let before = m.env.balance(&dev);
-    let r = m.env.call(&dev, &hub, "issue_token", json!({"model_id": "second-model", "symbol": "TWO", "manifest": [], "developer_weight": 1}), NEAR / 10);
+    let r = m.env.call(
+        &dev,
+        &hub,
+        "issue_token",
+        json!({"model_id": "second-model", "symbol": "TWO", "manifest": [], "developer_weight": 1}),
+        NEAR / 10,
+    );
     let (a, b) = gas(&r);
-    let spent = before - m.env.balance(&dev) - (r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>());
-    let used = m.env.chain.account(&acc(&format!("second-model.{hub}"))).map_or(0, |a| a.storage_usage);
+    let spent = before
+        - m.env.balance(&dev)
+        - (r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>());
+    let used = m
+        .env
+        .chain
+        .account(&acc(&format!("second-model.{hub}")))
+        .map_or(0, |a| a.storage_usage);
     methods.push((format!("issue_token with global code (token account stores {used} bytes: {:.3} NEAR of storage; the code was published once for {:.1} NEAR)", spent as f64 / NEAR as f64, (code.len() as f64) * 1e-4), a, b));
 
     let auth = m.authorization(0, 1_000 * NEAR);
     seq[0] += 1;
-    m.settle(&[m.receipt(&auth, seq[0], u128::from(seq[0]) * 1_000_000)], 300 * TGAS).result().unwrap();
-    let r = m.env.call(&runner, &hub, "flush", json!({"model_id": MODEL}), 0);
+    m.settle(
+        &[m.receipt(&auth, seq[0], u128::from(seq[0]) * 1_000_000)],
+        300 * TGAS,
+    )
+    .result()
+    .unwrap();
+    let r = m
+        .env
+        .call(&runner, &hub, "flush", json!({"model_id": MODEL}), 0);
     let (a, b) = gas(&r);
     methods.push(("flush (one call to the token, with callback)".into(), a, b));
 
@@ -198,22 +319,50 @@ fn main() {
     writeln!(out, "# Benchmarks\n").unwrap();
     writeln!(out, "Measured by `cargo run -p sandbox-tests --bin gas_bench` (after `scripts/build.sh`) on the embedded").unwrap();
     writeln!(out, "local chain: the optimized wasm in nearcore's VM (near-vm-runner 0.38, wasmtime) with the gas").unwrap();
-    writeln!(out, "schedule of protocol version {}, storage reads and writes charged for trie nodes as", near_primitives::version::PROTOCOL_VERSION).unwrap();
-    writeln!(out, "`local-chain/README.md` states. Gas does not depend on the machine.\n").unwrap();
+    writeln!(
+        out,
+        "schedule of protocol version {}, storage reads and writes charged for trie nodes as",
+        near_primitives::version::PROTOCOL_VERSION
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "`local-chain/README.md` states. Gas does not depend on the machine.\n"
+    )
+    .unwrap();
     writeln!(out, "## Size\n\n| contract | bytes |\n|---|---|\n| `res/market_hub.wasm` | {size} |\n| `res/model_token.wasm` | {token_size} |\n").unwrap();
     writeln!(out, "## Gas per method\n\n\"Contract\" is what the hub's receipt burnt (execution and action fees); \"transaction\" adds the").unwrap();
-    writeln!(out, "transaction's own fees and every receipt it caused (transfers, callbacks, refunds).\n").unwrap();
-    writeln!(out, "| method | contract Tgas | transaction Tgas |\n|---|---|---|").unwrap();
+    writeln!(
+        out,
+        "transaction's own fees and every receipt it caused (transfers, callbacks, refunds).\n"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "| method | contract Tgas | transaction Tgas |\n|---|---|---|"
+    )
+    .unwrap();
     for (name, a, b) in &methods {
         writeln!(out, "| `{name}` | {} | {} |", tgas(*a), tgas(*b)).unwrap();
     }
     writeln!(out, "\n## `settle`\n\n| receipts | kind | Tgas | Tgas per receipt | receipts per 300 Tgas |\n|---|---|---|---|---|").unwrap();
     for (n, label, g, _) in &settle_rows {
         let per = *g as f64 / *n as f64;
-        writeln!(out, "| {n} | {label} | {} | {:.3} | {:.0} |", tgas(*g), per / TGAS_F, 300.0 * TGAS_F / per).unwrap();
+        writeln!(
+            out,
+            "| {n} | {label} | {} | {:.3} | {:.0} |",
+            tgas(*g),
+            per / TGAS_F,
+            300.0 * TGAS_F / per
+        )
+        .unwrap();
     }
     writeln!(out, "\nThe largest batch is found by binary search over real `settle` calls with 300 Tgas attached.").unwrap();
-    writeln!(out, "\n## Model token\n\n| method | contract Tgas | transaction Tgas |\n|---|---|---|").unwrap();
+    writeln!(
+        out,
+        "\n## Model token\n\n| method | contract Tgas | transaction Tgas |\n|---|---|---|"
+    )
+    .unwrap();
     for (name, a, b) in &token_rows {
         writeln!(out, "| `{name}` | {} | {} |", tgas(*a), tgas(*b)).unwrap();
     }

@@ -5,12 +5,22 @@ use super::*;
 
 /// Settles `item` expecting rejection `code`, and checks the channel did not move.
 fn refused(w: &mut World, item: SettleItem, code: &str) {
-    let before = w.hub.channel(acc("alice.near"), acc("runner.near")).unwrap().channel;
+    let before = w
+        .hub
+        .channel(acc("alice.near"), acc("runner.near"))
+        .unwrap()
+        .channel;
     let earnings = w.hub.runner(acc("runner.near")).unwrap().earnings;
     let liabilities = w.liabilities();
     let result = w.settle_one(item);
     assert_eq!(rejected(&result), code, "{result:?}");
-    assert_eq!(w.hub.channel(acc("alice.near"), acc("runner.near")).unwrap().channel, before);
+    assert_eq!(
+        w.hub
+            .channel(acc("alice.near"), acc("runner.near"))
+            .unwrap()
+            .channel,
+        before
+    );
     assert_eq!(w.hub.runner(acc("runner.near")).unwrap().earnings, earnings);
     assert_eq!(w.liabilities(), liabilities);
 }
@@ -121,7 +131,10 @@ fn receipt_over_the_cap_pays_nothing() {
     let item = w.receipt(&auth, 1, NEAR / 10 + 1);
     refused(&mut w, item, "over_cap");
     // Exactly the cap settles.
-    assert_eq!(charge(&w.settle_one(w.receipt(&auth, 1, NEAR / 10))), NEAR / 10);
+    assert_eq!(
+        charge(&w.settle_one(w.receipt(&auth, 1, NEAR / 10))),
+        NEAR / 10
+    );
 }
 
 #[test]
@@ -147,18 +160,33 @@ fn another_channels_authorization_pays_nothing() {
     let bob_before = w.hub.channel(acc("bob.near"), acc("runner.near")).unwrap();
     let result = w.settle_one(item);
     assert_eq!(rejected(&result), "wrong_channel");
-    assert_eq!(w.hub.channel(acc("bob.near"), acc("runner.near")).unwrap().channel, bob_before.channel);
+    assert_eq!(
+        w.hub
+            .channel(acc("bob.near"), acc("runner.near"))
+            .unwrap()
+            .channel,
+        bob_before.channel
+    );
 }
 
 #[test]
 fn model_outside_the_authorization_pays_nothing() {
     let mut w = World::new();
     w.as_("dev.near", NEAR);
-    w.hub.register_model("other-model".into(), U128(1), U128(1), 7_000, RunnerPolicy::Open);
+    w.hub.register_model(
+        "other-model".into(),
+        U128(1),
+        U128(1),
+        7_000,
+        RunnerPolicy::Open,
+    );
     w.as_("dev.near", NEAR);
-    w.hub.add_model_version("other-model".into(), version_input());
+    w.hub
+        .add_model_version("other-model".into(), version_input());
     let auth = w.authorization(NEAR, START + HOUR);
-    let item = w.receipt_with(&auth, 1, NEAR / 100, |r| r.lines[0].model_id = "other-model".into());
+    let item = w.receipt_with(&auth, 1, NEAR / 100, |r| {
+        r.lines[0].model_id = "other-model".into()
+    });
     refused(&mut w, item, "model_not_authorized");
 }
 
@@ -166,7 +194,13 @@ fn model_outside_the_authorization_pays_nothing() {
 fn runner_outside_a_closed_models_allowlist_pays_nothing() {
     let mut w = World::new();
     w.as_("dev.near", NEAR);
-    w.hub.update_model(MODEL.into(), ModelUpdate { runner_policy: Some(RunnerPolicy::Allowlist(vec![acc("trusted.near")])), ..Default::default() });
+    w.hub.update_model(
+        MODEL.into(),
+        ModelUpdate {
+            runner_policy: Some(RunnerPolicy::Allowlist(vec![acc("trusted.near")])),
+            ..Default::default()
+        },
+    );
     let auth = w.authorization(NEAR, START + HOUR);
     let item = w.receipt(&auth, 1, NEAR / 100);
     refused(&mut w, item, "runner_not_allowed");
@@ -218,7 +252,10 @@ fn earned_funds_settle_while_a_withdrawal_waits() {
 fn non_owner_cannot_change_fees() {
     let mut w = World::new();
     w.as_("mallory.near", 0);
-    w.hub.set_config(crate::admin::ConfigUpdate { protocol_fee_bps: Some(2_000), ..Default::default() });
+    w.hub.set_config(crate::admin::ConfigUpdate {
+        protocol_fee_bps: Some(2_000),
+        ..Default::default()
+    });
 }
 
 #[test]
@@ -242,7 +279,13 @@ fn non_owner_cannot_take_protocol_fees() {
 fn unpaid_storage_for_a_model_is_refused() {
     let mut w = World::new();
     w.as_("dev.near", 0);
-    w.hub.register_model("free-rider".into(), U128(1), U128(1), 7_000, RunnerPolicy::Open);
+    w.hub.register_model(
+        "free-rider".into(),
+        U128(1),
+        U128(1),
+        7_000,
+        RunnerPolicy::Open,
+    );
 }
 
 #[test]
@@ -250,7 +293,8 @@ fn unpaid_storage_for_a_model_is_refused() {
 fn unpaid_storage_for_a_user_key_is_refused() {
     let mut w = World::new();
     w.as_("bob.near", 1);
-    w.hub.register_user_key(KeyPair::from_seed([9; 32]).public_key());
+    w.hub
+        .register_user_key(KeyPair::from_seed([9; 32]).public_key());
 }
 
 #[test]
@@ -266,7 +310,8 @@ fn unpaid_storage_for_a_channel_is_refused() {
 fn storage_surplus_is_refunded() {
     let mut w = World::new();
     w.as_("bob.near", NEAR);
-    w.hub.register_user_key(KeyPair::from_seed([9; 32]).public_key());
+    w.hub
+        .register_user_key(KeyPair::from_seed([9; 32]).public_key());
     let refund = transfers();
     let cost = NEAR - refund;
     // A key entry is ~ 100-200 bytes at 10^19 yocto per byte.

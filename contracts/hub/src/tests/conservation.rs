@@ -8,19 +8,38 @@ use super::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Fund { bob: bool, amount: u128 },
-    Settle { bob: bool, increment: u128, tamper: bool },
-    RequestWithdrawal { bob: bool },
-    FinishWithdrawal { bob: bool },
+    Fund {
+        bob: bool,
+        amount: u128,
+    },
+    Settle {
+        bob: bool,
+        increment: u128,
+        tamper: bool,
+    },
+    RequestWithdrawal {
+        bob: bool,
+    },
+    FinishWithdrawal {
+        bob: bool,
+    },
     WithdrawEarnings,
     WithdrawProtocolFees,
-    Wait { hours: u64 },
+    Wait {
+        hours: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (any::<bool>(), 1..5 * NEAR).prop_map(|(bob, amount)| Op::Fund { bob, amount }),
-        (any::<bool>(), 0..3 * NEAR, proptest::bool::weighted(0.2)).prop_map(|(bob, increment, tamper)| Op::Settle { bob, increment, tamper }),
+        (any::<bool>(), 0..3 * NEAR, proptest::bool::weighted(0.2)).prop_map(
+            |(bob, increment, tamper)| Op::Settle {
+                bob,
+                increment,
+                tamper
+            }
+        ),
         any::<bool>().prop_map(|bob| Op::RequestWithdrawal { bob }),
         any::<bool>().prop_map(|bob| Op::FinishWithdrawal { bob }),
         Just(Op::WithdrawEarnings),
@@ -30,7 +49,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn user(bob: bool) -> &'static str {
-    if bob { "bob.near" } else { "alice.near" }
+    if bob {
+        "bob.near"
+    } else {
+        "alice.near"
+    }
 }
 
 fn try_call(f: impl FnOnce()) {

@@ -36,7 +36,11 @@ impl Ledger for Memory {
         self.channels.get(id).cloned()
     }
     fn model_terms(&self, model_id: &str) -> Option<ModelTerms> {
-        (model_id == MODEL).then(|| ModelTerms { runner_bps: 7_000, versions: 1, runner_policy: RunnerPolicy::Open })
+        (model_id == MODEL).then(|| ModelTerms {
+            runner_bps: 7_000,
+            versions: 1,
+            runner_policy: RunnerPolicy::Open,
+        })
     }
     fn put_channel(&mut self, id: ChannelId, channel: Channel) {
         self.channels.insert(id, channel);
@@ -51,7 +55,10 @@ impl Ledger for Memory {
         self.protocol += amount;
     }
     fn content_terms(&self, content_id: &str) -> Option<crate::engine::ContentTerms> {
-        (content_id == "wiki").then(|| crate::engine::ContentTerms { owner: acc("wiki.near"), price_per_use: Some(10) })
+        (content_id == "wiki").then(|| crate::engine::ContentTerms {
+            owner: acc("wiki.near"),
+            price_per_use: Some(10),
+        })
     }
     fn credit_content_owner(&mut self, _: &AccountId, amount: u128) {
         self.holders += 0;
@@ -63,18 +70,37 @@ impl Ledger for Memory {
 fn setup() -> (World, Memory) {
     let w = World::bare();
     let mut m = Memory::default();
-    m.runner_keys.insert(w.runner_key.public_key(), RunnerKey { runner: acc("runner.near"), revoked: false });
-    m.user_keys.insert(w.user_key.public_key(), acc("alice.near"));
+    m.runner_keys.insert(
+        w.runner_key.public_key(),
+        RunnerKey {
+            runner: acc("runner.near"),
+            revoked: false,
+        },
+    );
+    m.user_keys
+        .insert(w.user_key.public_key(), acc("alice.near"));
     m.channels.insert(
-        ChannelId { user: acc("alice.near"), runner: acc("runner.near") },
-        Channel { deposited: U128(1_000_000), ..Channel::default() },
+        ChannelId {
+            user: acc("alice.near"),
+            runner: acc("runner.near"),
+        },
+        Channel {
+            deposited: U128(1_000_000),
+            ..Channel::default()
+        },
     );
     (w, m)
 }
 
 fn ctx(hub: &AccountId) -> Context<'_> {
     // Submitted by the hub account itself, a relayer: every signature is checked.
-    Context { hub, submitter: hub, chain_id: CHAIN, now_ns: START, protocol_fee_bps: 1_000 }
+    Context {
+        hub,
+        submitter: hub,
+        chain_id: CHAIN,
+        now_ns: START,
+        protocol_fee_bps: 1_000,
+    }
 }
 
 #[test]
@@ -103,9 +129,15 @@ fn checks_run_in_a_fixed_order() {
     let mut engine = Engine::new(&mut m, &NativeCrypto, ctx(&hub));
     assert_eq!(engine.settle(&item).unwrap_err().code(), "unknown_channel");
     item.receipt.signature.0[0] ^= 1;
-    assert_eq!(engine.settle(&item).unwrap_err().code(), "bad_runner_signature");
+    assert_eq!(
+        engine.settle(&item).unwrap_err().code(),
+        "bad_runner_signature"
+    );
     item.receipt.runner_key = KeyPair::from_seed([50; 32]).public_key();
-    assert_eq!(engine.settle(&item).unwrap_err().code(), "unknown_runner_key");
+    assert_eq!(
+        engine.settle(&item).unwrap_err().code(),
+        "unknown_runner_key"
+    );
     let item = w.receipt(&auth, 1, 1);
     assert_eq!(engine.settle(&item).unwrap_err().code(), "wrong_chain");
     assert_eq!(engine.finalize().unwrap().0, 0);
@@ -118,7 +150,10 @@ fn rejected_receipts_leave_the_ledger_untouched() {
     let auth = w.authorization(500, START + HOUR);
     let before = m.channels.clone();
     let mut engine = Engine::new(&mut m, &NativeCrypto, ctx(&hub));
-    assert_eq!(engine.settle(&w.receipt(&auth, 1, 501)).unwrap_err().code(), "over_cap");
+    assert_eq!(
+        engine.settle(&w.receipt(&auth, 1, 501)).unwrap_err().code(),
+        "over_cap"
+    );
     engine.finalize().unwrap();
     assert_eq!(m.channels, before);
     assert_eq!(m.runner_earnings + m.holders + m.protocol, 0);

@@ -9,8 +9,8 @@ mod lifecycle;
 mod settlement;
 
 use market_protocol::{
-    crypto::native::KeyPair, receipt::next_transcript, Authorization, NativeCrypto, SettleItem, SignedAuthorization,
-    SignedReceipt, UsageLine, UsageReceipt,
+    crypto::native::KeyPair, receipt::next_transcript, Authorization, NativeCrypto, SettleItem,
+    SignedAuthorization, SignedReceipt, UsageLine, UsageReceipt,
 };
 use near_sdk::{
     json_types::{U128, U64},
@@ -64,7 +64,13 @@ impl World {
     pub fn new() -> Self {
         let mut w = Self::bare();
         w.as_("dev.near", NEAR);
-        w.hub.register_model(MODEL.into(), U128(1_000), U128(2_000), 7_000, RunnerPolicy::Open);
+        w.hub.register_model(
+            MODEL.into(),
+            U128(1_000),
+            U128(2_000),
+            7_000,
+            RunnerPolicy::Open,
+        );
         w.as_("dev.near", NEAR);
         w.hub.add_model_version(MODEL.into(), version_input());
         let key = w.runner_key.public_key();
@@ -110,7 +116,6 @@ impl World {
             vec![result],
         );
     }
-
 }
 
 fn context(now: u64, who: &str, deposit: u128) -> near_sdk::VMContext {
@@ -140,7 +145,12 @@ impl World {
         self.authorization_with(|_| {}, cap, expires_at_ns)
     }
 
-    pub fn authorization_with(&self, edit: impl FnOnce(&mut Authorization), cap: u128, expires_at_ns: u64) -> SignedAuthorization {
+    pub fn authorization_with(
+        &self,
+        edit: impl FnOnce(&mut Authorization),
+        cap: u128,
+        expires_at_ns: u64,
+    ) -> SignedAuthorization {
         let mut a = Authorization {
             hub: acc("hub.near"),
             chain_id: CHAIN.into(),
@@ -160,22 +170,43 @@ impl World {
         self.receipt_with(auth, seq, amount, |_| {})
     }
 
-    pub fn receipt_with(&self, auth: &SignedAuthorization, seq: u64, amount: u128, edit: impl FnOnce(&mut UsageReceipt)) -> SettleItem {
+    pub fn receipt_with(
+        &self,
+        auth: &SignedAuthorization,
+        seq: u64,
+        amount: u128,
+        edit: impl FnOnce(&mut UsageReceipt),
+    ) -> SettleItem {
         let mut r = UsageReceipt {
             user: auth.authorization.user.clone(),
             runner: auth.authorization.runner.clone(),
             authorization: auth.prehash(&NativeCrypto).into(),
             seq: U64(seq),
-            lines: vec![UsageLine { model_id: MODEL.into(), version: 1, units_in: U64(seq * 100), units_out: U64(seq * 10), amount: U128(amount) }],
+            lines: vec![UsageLine {
+                model_id: MODEL.into(),
+                version: 1,
+                units_in: U64(seq * 100),
+                units_out: U64(seq * 10),
+                amount: U128(amount),
+            }],
             content: vec![],
             amount: U128(amount),
             request_hash: [seq as u8; 32].into(),
             output_hash: [seq as u8 + 1; 32].into(),
-            transcript: next_transcript(&NativeCrypto, &[0; 32], &[seq as u8; 32], &[seq as u8 + 1; 32]).into(),
+            transcript: next_transcript(
+                &NativeCrypto,
+                &[0; 32],
+                &[seq as u8; 32],
+                &[seq as u8 + 1; 32],
+            )
+            .into(),
             issued_at_ns: U64(self.now),
         };
         edit(&mut r);
-        SettleItem { receipt: SignedReceipt::sign(r, &self.runner_key), authorization: Some(auth.clone()) }
+        SettleItem {
+            receipt: SignedReceipt::sign(r, &self.runner_key),
+            authorization: Some(auth.clone()),
+        }
     }
 
     /// Settles as a relayer, so every signature is checked (see `settle_as`).
@@ -193,16 +224,36 @@ impl World {
     }
 
     pub fn channel_unspent(&self) -> u128 {
-        self.hub.channel(acc("alice.near"), acc("runner.near")).map_or(0, |c| c.unspent.0)
+        self.hub
+            .channel(acc("alice.near"), acc("runner.near"))
+            .map_or(0, |c| c.unspent.0)
     }
 
     /// Every yocto the hub owes: escrow, runners' bonds and earnings, the protocol's fees
     /// and the holders' accruals.
     pub fn liabilities(&self) -> u128 {
-        let escrow: u128 = self.hub.channels(None, Some(200)).iter().map(|c| c.unspent.0).sum();
-        let runners: u128 = self.hub.runners(None, Some(200)).iter().map(|r| r.state.bond.0 + r.state.earnings.0).sum();
-        let holders: u128 = self.hub.models.iter().map(|(_, m)| m.holders_accrued.0).sum();
-        let content: u128 = ["wiki.near", "news.near"].iter().map(|o| self.hub.content_earnings(acc(o)).0).sum();
+        let escrow: u128 = self
+            .hub
+            .channels(None, Some(200))
+            .iter()
+            .map(|c| c.unspent.0)
+            .sum();
+        let runners: u128 = self
+            .hub
+            .runners(None, Some(200))
+            .iter()
+            .map(|r| r.state.bond.0 + r.state.earnings.0)
+            .sum();
+        let holders: u128 = self
+            .hub
+            .models
+            .iter()
+            .map(|(_, m)| m.holders_accrued.0)
+            .sum();
+        let content: u128 = ["wiki.near", "news.near"]
+            .iter()
+            .map(|o| self.hub.content_earnings(acc(o)).0)
+            .sum();
         escrow + runners + holders + content + self.hub.protocol_earnings
     }
 }
@@ -220,8 +271,12 @@ pub fn version_input() -> VersionInput {
 
 /// The contract's panic message of `f` (the mock wraps it in a host error).
 pub fn panic_message(f: impl FnOnce()) -> String {
-    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("expected a panic");
-    let text = err.downcast::<String>().map(|s| *s).unwrap_or_else(|e| e.downcast::<&str>().unwrap().to_string());
+    let err =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("expected a panic");
+    let text = err
+        .downcast::<String>()
+        .map(|s| *s)
+        .unwrap_or_else(|e| e.downcast::<&str>().unwrap().to_string());
     match (text.find("panic_msg: \""), text.rfind("\" })")) {
         (Some(start), Some(end)) => text[start + 12..end].replace("\\\"", "\""),
         _ => text,
@@ -262,5 +317,8 @@ pub fn events() -> Vec<near_sdk::serde_json::Value> {
 }
 
 pub fn hide(hidden: bool) -> ModelUpdate {
-    ModelUpdate { hidden: Some(hidden), ..Default::default() }
+    ModelUpdate {
+        hidden: Some(hidden),
+        ..Default::default()
+    }
 }
