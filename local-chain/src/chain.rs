@@ -556,7 +556,6 @@ impl Chain {
         let mut refund_gas: u64 = 0;
         let mut deleted_to: Option<AccountId> = None;
         let mut created_account = false;
-        let extra = config.fees.storage_usage_config.num_extra_bytes_record;
 
         let mut failure: Option<ActionError> = None;
         for (index, action) in r.actions.iter().enumerate() {
@@ -722,7 +721,7 @@ impl Chain {
                         break;
                     }
                     let base = created.len();
-                    created.extend(self.receipts_from(&r, &run.actions, base));
+                    created.extend(self.receipts_from(&r, &run.actions));
                     if last {
                         result = match run.return_data {
                             ReturnData::Value(v) => Status::Value(v),
@@ -787,7 +786,6 @@ impl Chain {
                 receipt_ids = created.iter().map(|c| c.id).collect();
             }
         }
-        let _ = extra;
         if refund_gas > 0 && !r.is_refund {
             refunds.push(self.refund(&r, &r.signer, u128::from(refund_gas) * r.gas_price, 2));
         }
@@ -844,7 +842,7 @@ impl Chain {
     }
 
     /// The receipts a contract created, from the VM's action log.
-    fn receipts_from(&self, parent: &Receipt, log: &[MockAction], base: usize) -> Vec<Receipt> {
+    fn receipts_from(&self, parent: &Receipt, log: &[MockAction]) -> Vec<Receipt> {
         // Action-log index of each created receipt → its position in the result.
         let mut position: HashMap<u64, usize> = HashMap::new();
         let mut out: Vec<Receipt> = Vec::new();
@@ -958,7 +956,6 @@ impl Chain {
                 }
             }
         }
-        let _ = base;
         out
     }
 

@@ -300,3 +300,54 @@ async fn a_persistent_node_survives_a_restart() {
     assert!(format!("{err:?}").contains("InvalidNonce"), "{err:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn bad_requests_get_nearcore_errors_and_the_node_keeps_serving() {
+    let root: AccountId = "test.near".parse().unwrap();
+    let key = SecretKey::from_seed(KeyType::ED25519, "bad-input");
+    let (addr, _server) = rpc::serve(
+        rpc::Node::new(Chain::new("localnet", &root, &key.public_key(), NEAR)),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap();
+    let post = |body: &'static str| async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+            .await
+            .unwrap();
+        let mut response = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
+            .await
+            .unwrap();
+        response
+    };
+    let unknown = post(r#"{"jsonrpc":"2.0","id":"1","method":"no_such_method","params":{}}"#).await;
+    assert!(unknown.starts_with("HTTP/1.1 200"), "{unknown}");
+    assert!(
+        unknown.contains(r#""name":"METHOD_NOT_FOUND""#),
+        "{unknown}"
+    );
+    let garbage = post(
+        r#"{"jsonrpc":"2.0","id":"2","method":"broadcast_tx_commit","params":["not base64!"]}"#,
+    )
+    .await;
+    assert!(
+        garbage.contains(r#""name":"PARSE_ERROR""#) && garbage.contains("invalid base64"),
+        "{garbage}"
+    );
+    let not_json = post("{").await;
+    assert!(not_json.contains("PARSE_ERROR"), "{not_json}");
+    // Still serving, and nothing changed.
+    let client = JsonRpcClient::connect(format!("http://{addr}"));
+    assert_eq!(
+        client
+            .call(methods::status::RpcStatusRequest)
+            .await
+            .unwrap()
+            .sync_info
+            .latest_block_height,
+        1
+    );
+}

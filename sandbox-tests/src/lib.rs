@@ -167,6 +167,66 @@ impl Env {
     }
 }
 
+/// A settle item: the runner's signed receipt for `MODEL` v1 with cumulative `amount`,
+/// under `auth`, which is attached.
+pub fn signed_receipt(
+    auth: &SignedAuthorization,
+    runner_key: &KeyPair,
+    seq: u64,
+    amount: u128,
+    issued_at_ns: u64,
+) -> SettleItem {
+    let a = &auth.authorization;
+    let (request, output) = ([seq as u8; 32], [seq as u8 ^ 0xff; 32]);
+    SettleItem {
+        receipt: SignedReceipt::sign(
+            UsageReceipt {
+                user: a.user.clone(),
+                runner: a.runner.clone(),
+                authorization: auth.prehash(&NativeCrypto).into(),
+                seq: U64(seq),
+                lines: vec![UsageLine {
+                    model_id: MODEL.into(),
+                    version: 1,
+                    units_in: U64(seq * 100),
+                    units_out: U64(seq * 20),
+                    amount: U128(amount),
+                }],
+                content: vec![],
+                amount: U128(amount),
+                request_hash: request.into(),
+                output_hash: output.into(),
+                transcript: next_transcript(&NativeCrypto, &[0; 32], &request, &output).into(),
+                issued_at_ns: U64(issued_at_ns),
+            },
+            runner_key,
+        ),
+        authorization: Some(auth.clone()),
+    }
+}
+
+/// Publishes the model token as a global contract by hash from `publisher` (the chain
+/// burns its storage at the global price) and returns the hash.
+pub fn publish_token_globally(
+    env: &mut Env,
+    publisher: &AccountId,
+) -> near_primitives::hash::CryptoHash {
+    let code = wasm("model_token");
+    env.send(
+        publisher,
+        publisher,
+        vec![Action::DeployGlobalContract(
+            near_primitives::action::DeployGlobalContractAction {
+                code: code.clone().into(),
+                deploy_mode: near_primitives::action::GlobalContractDeployMode::CodeHash,
+            },
+        )],
+    )
+    .result()
+    .expect("deploy global contract");
+    near_primitives::hash::hash(&code)
+}
+
 /// Parses a `U128`-style JSON string.
 pub fn yocto(v: &Value) -> u128 {
     v.as_str()
@@ -287,33 +347,13 @@ impl Market {
 
     /// A receipt for `MODEL` v1 with cumulative `amount`; the authorization is attached.
     pub fn receipt(&self, auth: &SignedAuthorization, seq: u64, amount: u128) -> SettleItem {
-        let a = &auth.authorization;
-        let (request, output) = ([seq as u8; 32], [seq as u8 ^ 0xff; 32]);
-        SettleItem {
-            receipt: SignedReceipt::sign(
-                UsageReceipt {
-                    user: a.user.clone(),
-                    runner: a.runner.clone(),
-                    authorization: auth.prehash(&NativeCrypto).into(),
-                    seq: U64(seq),
-                    lines: vec![UsageLine {
-                        model_id: MODEL.into(),
-                        version: 1,
-                        units_in: U64(seq * 100),
-                        units_out: U64(seq * 20),
-                        amount: U128(amount),
-                    }],
-                    content: vec![],
-                    amount: U128(amount),
-                    request_hash: request.into(),
-                    output_hash: output.into(),
-                    transcript: next_transcript(&NativeCrypto, &[0; 32], &request, &output).into(),
-                    issued_at_ns: U64(self.env.chain.timestamp_ns()),
-                },
-                &self.runner_key,
-            ),
-            authorization: Some(auth.clone()),
-        }
+        signed_receipt(
+            auth,
+            &self.runner_key,
+            seq,
+            amount,
+            self.env.chain.timestamp_ns(),
+        )
     }
 
     /// `settle` sent by the runner with `gas` (its own receipts' signatures are not

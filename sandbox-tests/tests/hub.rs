@@ -167,8 +167,6 @@ fn a_failed_payout_is_seen_by_its_callback_and_recredited() {
     m.settle(&[m.receipt(&auth, 1, 10_000_000)], 300 * TGAS)
         .result()
         .unwrap();
-    let owner = m.env.create_account("owner2.near", NEAR);
-    let _ = owner;
     let owner = acc("owner.near");
     // Paying protocol fees to an account that does not exist: the transfer fails, the
     // callback sees the failed promise and puts the fees back.
@@ -418,24 +416,10 @@ fn the_hub_issues_a_model_token_and_flushes_holders_revenue_to_it() {
 fn with_global_token_code_issuance_costs_little_storage() {
     let mut m = Market::new(0);
     let hub = m.hub.clone();
-    let code = wasm("model_token");
     // The owner deploys the token once as a global contract (the chain burns its storage,
     // 10x the price per byte), and points the hub at its hash.
     let publisher = m.env.create_account("publisher.near", 30 * NEAR);
-    m.env
-        .send(
-            &publisher,
-            &publisher,
-            vec![near_primitives::action::Action::DeployGlobalContract(
-                near_primitives::action::DeployGlobalContractAction {
-                    code: code.clone().into(),
-                    deploy_mode: near_primitives::action::GlobalContractDeployMode::CodeHash,
-                },
-            )],
-        )
-        .result()
-        .expect("deploy global contract");
-    let hash = near_primitives::hash::hash(&code);
+    let hash = publish_token_globally(&mut m.env, &publisher);
     m.env
         .call(
             &acc("owner.near"),

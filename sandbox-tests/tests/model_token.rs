@@ -6,9 +6,8 @@ use sandbox_tests::*;
 use serde_json::json;
 
 fn issue(env: &mut Env) -> near_primitives::types::AccountId {
-    let hub = env.create_account("hub.near", 50 * NEAR);
+    env.create_account("hub.near", 50 * NEAR);
     let token = env.create_account("smol-token.near", 5 * NEAR);
-    let _ = hub;
     env.deploy(&token, wasm("model_token"));
     env.call(&token, &token, "new", json!({
         "hub": "hub.near",

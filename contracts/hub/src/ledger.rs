@@ -42,7 +42,7 @@ impl<K, V> Default for SortedMap<K, V> {
     }
 }
 
-impl<K: Ord, V: Default> SortedMap<K, V> {
+impl<K: Ord, V> SortedMap<K, V> {
     fn get(&self, key: &K) -> Option<&V> {
         self.0
             .binary_search_by(|(k, _)| k.cmp(key))
@@ -50,7 +50,8 @@ impl<K: Ord, V: Default> SortedMap<K, V> {
             .map(|i| &self.0[i].1)
     }
 
-    fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &V
+    /// The value under `key`, inserting `make()` first if there is none.
+    fn entry_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &mut V
     where
         K: Clone,
     {
@@ -58,17 +59,6 @@ impl<K: Ord, V: Default> SortedMap<K, V> {
             Ok(i) => i,
             Err(i) => {
                 self.0.insert(i, (key.clone(), make()));
-                i
-            }
-        };
-        &self.0[i].1
-    }
-
-    fn entry(&mut self, key: K) -> &mut V {
-        let i = match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
-            Ok(i) => i,
-            Err(i) => {
-                self.0.insert(i, (key, V::default()));
                 i
             }
         };
@@ -139,7 +129,7 @@ impl Ledger for Overlay<'_> {
     fn runner_key(&self, key: &PublicKey) -> Option<RunnerKey> {
         self.runner_keys
             .borrow_mut()
-            .get_or_insert_with(key, || self.state.runner_keys.get(key))
+            .entry_with(key, || self.state.runner_keys.get(key))
             .clone()
     }
 
@@ -147,7 +137,7 @@ impl Ledger for Overlay<'_> {
         *self
             .runners_left
             .borrow_mut()
-            .get_or_insert_with(runner, || self.state.runners.get(runner).map(|r| r.left))
+            .entry_with(runner, || self.state.runners.get(runner).map(|r| r.left))
     }
 
     fn user_key_owner(&self, key: &PublicKey) -> Option<AccountId> {
@@ -166,7 +156,7 @@ impl Ledger for Overlay<'_> {
         let id = model_id.to_owned();
         self.models
             .borrow_mut()
-            .get_or_insert_with(&id, || {
+            .entry_with(&id, || {
                 self.state.models.get(&id).map(|m| ModelTerms {
                     runner_bps: m.runner_bps,
                     versions: m.versions,
@@ -177,22 +167,25 @@ impl Ledger for Overlay<'_> {
     }
 
     fn put_channel(&mut self, id: ChannelId, channel: Channel) {
-        *self.writes.channels.entry(id) = channel;
+        *self.writes.channels.entry_with(&id, Channel::default) = channel;
     }
 
     fn credit_runner(&mut self, runner: &AccountId, amount: u128) {
-        add(self.writes.runners.entry(runner.clone()), amount);
+        add(self.writes.runners.entry_with(runner, || 0), amount);
     }
 
     fn credit_holders(&mut self, model_id: &str, amount: u128) {
-        add(self.writes.holders.entry(model_id.to_owned()), amount);
+        add(
+            self.writes.holders.entry_with(&model_id.to_owned(), || 0),
+            amount,
+        );
     }
 
     fn content_terms(&self, content_id: &str) -> Option<ContentTerms> {
         let id = content_id.to_owned();
         self.content
             .borrow_mut()
-            .get_or_insert_with(&id, || {
+            .entry_with(&id, || {
                 self.state.content.get(&id).map(|c| ContentTerms {
                     owner: c.owner,
                     price_per_use: match c.license {
@@ -205,7 +198,7 @@ impl Ledger for Overlay<'_> {
     }
 
     fn credit_content_owner(&mut self, owner: &AccountId, amount: u128) {
-        add(self.writes.content_owners.entry(owner.clone()), amount);
+        add(self.writes.content_owners.entry_with(owner, || 0), amount);
     }
 
     fn credit_protocol(&mut self, amount: u128) {

@@ -36,21 +36,13 @@ fn main() {
     step("starting the local chain and deploying res/market_hub.wasm");
     let mut m = Market::new(0);
     let (hub, runner) = (m.hub.clone(), m.runner.clone());
-    let model = m.env.view(&hub, "model", json!({"model_id": MODEL}));
-    let (price_in, price_out) = (
-        yocto(&model["model"]["price_in_per_1k"]),
-        yocto(&model["model"]["price_out_per_1k"]),
-    );
-    // Market::new registers the model at 1,000 / 2,000 yocto per 1k tokens; set real prices.
+    // Market::new registers the model at placeholder prices; the demo's are set here.
     let dev = acc("dev.near");
-    let (price_in, price_out) = if price_in < MILLI {
-        m.env.call(&dev, &hub, "update_model", json!({"model_id": MODEL, "update": {"price_in_per_1k": (MILLI / 5).to_string(), "price_out_per_1k": (MILLI * 3 / 5).to_string()}}), 0)
-            .result()
-            .expect("update_model");
-        (MILLI / 5, MILLI * 3 / 5)
-    } else {
-        (price_in, price_out)
-    };
+    let (price_in, price_out) = (MILLI / 5, MILLI * 3 / 5);
+    m.env
+        .call(&dev, &hub, "update_model", json!({"model_id": MODEL, "update": {"price_in_per_1k": price_in.to_string(), "price_out_per_1k": price_out.to_string()}}), 0)
+        .result()
+        .expect("update_model");
     println!("    model {MODEL} v1 by dev.near: {} NEAR / 1k input tokens, {} NEAR / 1k output tokens, runner share 70 %, protocol 10 %, holders 20 %", near(price_in), near(price_out));
     println!("    runner runner.near registered with a receipt key and a 2 NEAR bond");
 

@@ -544,3 +544,68 @@ fn a_failed_flush_loses_nothing_and_can_be_retried() {
     );
     assert_eq!(events()[0]["event"], "revenue_flushed");
 }
+
+#[test]
+fn token_issuance_refuses_bad_requests_before_anything_moves() {
+    use crate::{state::License, tokens::ManifestEntry};
+    let mut w = World::new();
+    let issue =
+        |w: &mut World, who: &str, model: &str, manifest: Vec<ManifestEntry>, deposit: u128| {
+            w.as_(who, deposit);
+            panic_message(|| {
+                w.hub
+                    .issue_token(model.into(), "SMOL".into(), manifest, 1)
+                    .detach();
+            })
+        };
+    assert_eq!(
+        issue(&mut w, "mallory.near", MODEL, vec![], NEAR),
+        format!("mallory.near does not own model `{MODEL}`")
+    );
+    assert_eq!(
+        issue(&mut w, "dev.near", MODEL, vec![], NEAR),
+        "the hub has no token code yet"
+    );
+    w.as_("news.near", NEAR);
+    w.hub.register_content(
+        "paywalled".into(),
+        [1; 32].into(),
+        "u".into(),
+        License::InferenceOnly {
+            price_per_use: U128(1),
+        },
+    );
+    let paywalled = vec![ManifestEntry {
+        content_id: "paywalled".into(),
+        weight: 1,
+    }];
+    assert_eq!(
+        issue(&mut w, "dev.near", MODEL, paywalled, NEAR),
+        "content `paywalled` is inference-only and cannot be named in a training manifest"
+    );
+    let unknown = vec![ManifestEntry {
+        content_id: "nothing".into(),
+        weight: 1,
+    }];
+    assert_eq!(
+        issue(&mut w, "dev.near", MODEL, unknown, NEAR),
+        "content `nothing` is not registered"
+    );
+    w.as_("dev.near", NEAR);
+    w.hub.register_model(
+        "dotted.model".into(),
+        U128(1),
+        U128(1),
+        7_000,
+        RunnerPolicy::Open,
+    );
+    assert!(issue(&mut w, "dev.near", "dotted.model", vec![], NEAR)
+        .contains("cannot name a token account"));
+    // With code set but too little attached, nothing is created and the model has no token.
+    w.as_("owner.near", 10 * NEAR);
+    w.hub.set_token_code(vec![0; 1_000]);
+    let msg = issue(&mut w, "dev.near", MODEL, vec![], 1);
+    assert!(msg.starts_with("issuing a model token needs"), "{msg}");
+    assert!(w.hub.model(MODEL.into()).unwrap().model.token.is_none());
+    assert!(get_created_receipts().is_empty(), "no account was created");
+}
