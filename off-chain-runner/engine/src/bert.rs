@@ -1,0 +1,292 @@
+//! The BERT-family encoder for embeddings, in sentence-transformers' layout: word +
+//! position + token-type embeddings, post-norm layers with GELU, then mean pooling over
+//! the tokens and L2 normalization. One text is one sequence, so no padding exists to mask.
+
+use std::sync::Arc;
+
+use crate::api::Embedding;
+use crate::cpu;
+use crate::gpu::{Bias, Gpu, Program, Weight};
+use crate::llama::Matrix;
+use crate::quant::{dequantize, repack};
+use crate::safetensors_dir::SafetensorsDir;
+use crate::tokenizer::TextCodec;
+use crate::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct BertConfig {
+    pub vocab: usize,
+    pub dim: usize,
+    pub ffn: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub max_positions: usize,
+    pub eps: f32,
+    /// Tokens per text after truncation (sentence-transformers' `max_seq_length`).
+    pub max_tokens: usize,
+}
+
+pub struct BertLayer {
+    pub q: (Matrix, Vec<f32>),
+    pub k: (Matrix, Vec<f32>),
+    pub v: (Matrix, Vec<f32>),
+    pub o: (Matrix, Vec<f32>),
+    pub attn_norm: (Vec<f32>, Vec<f32>),
+    pub up: (Matrix, Vec<f32>),
+    pub down: (Matrix, Vec<f32>),
+    pub out_norm: (Vec<f32>, Vec<f32>),
+}
+
+pub struct BertWeights {
+    pub word: Matrix,
+    pub position: Matrix,
+    pub token_type: Vec<f32>,
+    pub embed_norm: (Vec<f32>, Vec<f32>),
+    pub layers: Vec<BertLayer>,
+}
+
+pub fn from_safetensors(dir: &SafetensorsDir) -> Result<(BertConfig, BertWeights, TextCodec, String)> {
+    // Checkpoints saved from BertModel have bare names, from BertFor* a "bert." prefix.
+    let prefix = if dir.has("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+    let matrix = |name: &str| -> Result<Matrix> {
+        let name = format!("{prefix}{name}");
+        let t = dir.tensor(&name)?;
+        if t.shape.len() != 2 {
+            return Err(Error::Format(format!("tensor {name} is not a matrix: {:?}", t.shape)));
+        }
+        Ok(Matrix { name, format: t.format, n: t.shape[0], k: t.shape[1], bytes: t.data.to_vec() })
+    };
+    let vector = |name: &str| -> Result<Vec<f32>> {
+        let t = dir.tensor(&format!("{prefix}{name}"))?;
+        Ok(dequantize(t.format, t.data))
+    };
+    let linear = |name: &str| -> Result<(Matrix, Vec<f32>)> { Ok((matrix(&format!("{name}.weight"))?, vector(&format!("{name}.bias"))?)) };
+    let norm = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> { Ok((vector(&format!("{name}.weight"))?, vector(&format!("{name}.bias"))?)) };
+    let max_positions = dir.config_usize("max_position_embeddings")?;
+    // sentence-transformers keeps its sequence limit in sentence_bert_config.json.
+    let max_tokens = std::fs::read(dir.dir.join("sentence_bert_config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("max_seq_length").and_then(serde_json::Value::as_u64))
+        .map_or(max_positions, |v| (v as usize).min(max_positions));
+    let config = BertConfig {
+        vocab: dir.config_usize("vocab_size")?,
+        dim: dir.config_usize("hidden_size")?,
+        ffn: dir.config_usize("intermediate_size")?,
+        layers: dir.config_usize("num_hidden_layers")?,
+        heads: dir.config_usize("num_attention_heads")?,
+        max_positions,
+        eps: dir.config_f32("layer_norm_eps", 1e-12),
+        max_tokens,
+    };
+    if config.heads == 0 || config.dim % config.heads != 0 {
+        return Err(Error::Format(format!("inconsistent BERT dimensions: {config:?}")));
+    }
+    if let Some(act) = dir.config.get("hidden_act").and_then(serde_json::Value::as_str) {
+        if act != "gelu" {
+            return Err(Error::Format(format!("BERT activation {act:?} is not supported (gelu)")));
+        }
+    }
+    let layers = (0..config.layers)
+        .map(|i| {
+            let p = format!("encoder.layer.{i}");
+            Ok(BertLayer {
+                q: linear(&format!("{p}.attention.self.query"))?,
+                k: linear(&format!("{p}.attention.self.key"))?,
+                v: linear(&format!("{p}.attention.self.value"))?,
+                o: linear(&format!("{p}.attention.output.dense"))?,
+                attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                up: linear(&format!("{p}.intermediate.dense"))?,
+                down: linear(&format!("{p}.output.dense"))?,
+                out_norm: norm(&format!("{p}.output.LayerNorm"))?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let token_type = matrix("embeddings.token_type_embeddings.weight")?;
+    let weights = BertWeights {
+        word: matrix("embeddings.word_embeddings.weight")?,
+        position: matrix("embeddings.position_embeddings.weight")?,
+        token_type: token_type.row(0),
+        embed_norm: norm("embeddings.LayerNorm")?,
+        layers,
+    };
+    let codec = TextCodec::from_file(&dir.dir.join("tokenizer.json"), Some(config.max_tokens))?;
+    let name = dir.dir.file_name().map_or_else(|| "bert".into(), |n| n.to_string_lossy().into_owned());
+    Ok((config, weights, codec, name))
+}
+
+/// Embedding input of a text: word + position + token type 0, layer-normalized.
+fn embed_input(cfg: &BertConfig, w: &BertWeights, ids: &[u32]) -> Vec<f32> {
+    let mut x = Vec::with_capacity(ids.len() * cfg.dim);
+    for (pos, &id) in ids.iter().enumerate() {
+        let mut row = w.word.row(id as usize);
+        cpu::add(&mut row, &w.position.row(pos));
+        cpu::add(&mut row, &w.token_type);
+        x.extend(row);
+    }
+    cpu::layernorm(&mut x, &w.embed_norm.0, &w.embed_norm.1, cfg.eps);
+    x
+}
+
+/// Hidden states of one text: rows of `dim`.
+pub trait Encode: Send {
+    fn encode(&mut self, ids: &[u32]) -> Result<Vec<f32>>;
+}
+
+pub struct CpuBert {
+    cfg: BertConfig,
+    w: BertWeights,
+    layers: Vec<[Vec<f32>; 6]>,
+}
+
+impl CpuBert {
+    pub fn new(cfg: BertConfig, w: BertWeights) -> CpuBert {
+        let d = |m: &Matrix| dequantize(m.format, &m.bytes);
+        let layers = w.layers.iter().map(|l| [d(&l.q.0), d(&l.k.0), d(&l.v.0), d(&l.o.0), d(&l.up.0), d(&l.down.0)]).collect();
+        CpuBert { cfg, w, layers }
+    }
+}
+
+impl Encode for CpuBert {
+    fn encode(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        let c = &self.cfg;
+        let mut x = embed_input(c, &self.w, ids);
+        for (l, [q, k, v, o, up, down]) in self.w.layers.iter().zip(&self.layers) {
+            let qv = cpu::linear(&x, q, Some(&l.q.1), c.dim, c.dim);
+            let kv = cpu::linear(&x, k, Some(&l.k.1), c.dim, c.dim);
+            let vv = cpu::linear(&x, v, Some(&l.v.1), c.dim, c.dim);
+            let att = cpu::attention(&qv, &kv, &vv, c.heads, c.heads, c.dim / c.heads, false, 0);
+            cpu::add(&mut x, &cpu::linear(&att, o, Some(&l.o.1), c.dim, c.dim));
+            cpu::layernorm(&mut x, &l.attn_norm.0, &l.attn_norm.1, c.eps);
+            let mut h = cpu::linear(&x, up, Some(&l.up.1), c.ffn, c.dim);
+            cpu::gelu(&mut h);
+            cpu::add(&mut x, &cpu::linear(&h, down, Some(&l.down.1), c.dim, c.ffn));
+            cpu::layernorm(&mut x, &l.out_norm.0, &l.out_norm.1, c.eps);
+        }
+        Ok(x)
+    }
+}
+
+pub struct GpuBert {
+    gpu: Arc<Gpu>,
+    cfg: BertConfig,
+    w: BertWeights,
+    x: wgpu::Buffer,
+    program: Program,
+    _weights: Vec<Weight>,
+    _buffers: Vec<wgpu::Buffer>,
+}
+
+impl GpuBert {
+    pub fn new(gpu: &Arc<Gpu>, cfg: BertConfig, w: BertWeights) -> Result<GpuBert> {
+        let c = &cfg;
+        let m = c.max_tokens;
+        let x = gpu.scratch("x", m * c.dim)?;
+        let q = gpu.scratch("q", m * c.dim)?;
+        let k = gpu.scratch("k", m * c.dim)?;
+        let v = gpu.scratch("v", m * c.dim)?;
+        let att = gpu.scratch("att", m * c.dim)?;
+        let h = gpu.scratch("h", m * c.ffn)?;
+        let scores = gpu.scratch("scores", c.heads * m * m)?;
+        let mut program = Program::new(gpu);
+        let mut weights = Vec::new();
+        let mut buffers = Vec::new();
+        let upload = |(m, b): &(Matrix, Vec<f32>)| -> Result<(Weight, wgpu::Buffer)> {
+            Ok((Weight::new(gpu, &m.name, m.format.gpu(), &repack(m.format, &m.bytes), m.n, m.k)?, gpu.upload("bias", b)?))
+        };
+        for l in &w.layers {
+            let (wq, bq) = upload(&l.q)?;
+            let (wk, bk) = upload(&l.k)?;
+            let (wv, bv) = upload(&l.v)?;
+            let (wo, bo) = upload(&l.o)?;
+            let (wu, bu) = upload(&l.up)?;
+            let (wd, bd) = upload(&l.down)?;
+            let [g1, b1, g2, b2] = [&l.attn_norm.0, &l.attn_norm.1, &l.out_norm.0, &l.out_norm.1].map(|v| gpu.upload("norm", v));
+            let (g1, b1, g2, b2) = (g1?, b1?, g2?, b2?);
+            program.linear(&x, &wq, Bias(Some(&bq)), &q, false, false);
+            program.linear(&x, &wk, Bias(Some(&bk)), &k, false, false);
+            program.linear(&x, &wv, Bias(Some(&bv)), &v, false, false);
+            program.attention(&q, &k, &v, &att, &scores, c.heads, c.heads, c.dim / c.heads, false, m);
+            program.linear(&att, &wo, Bias(Some(&bo)), &x, true, false);
+            program.layernorm(&x, &g1, &b1, c.dim, c.eps);
+            program.linear(&x, &wu, Bias(Some(&bu)), &h, false, false);
+            program.gelu(&h, c.ffn);
+            program.linear(&h, &wd, Bias(Some(&bd)), &x, true, false);
+            program.layernorm(&x, &g2, &b2, c.dim, c.eps);
+            weights.extend([wq, wk, wv, wo, wu, wd]);
+            buffers.extend([bq, bk, bv, bo, bu, bd, g1, b1, g2, b2]);
+        }
+        buffers.extend([q, k, v, att, h, scores]);
+        Ok(GpuBert { gpu: gpu.clone(), cfg, w, x, program, _weights: weights, _buffers: buffers })
+    }
+}
+
+impl Encode for GpuBert {
+    fn encode(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        let x = embed_input(&self.cfg, &self.w, ids);
+        self.gpu.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(&x));
+        let mut encoder = self.gpu.encoder();
+        self.program.encode(&mut encoder, ids.len(), 0);
+        self.gpu.finish_and_read(encoder, &self.x, 0, ids.len() * self.cfg.dim)
+    }
+}
+
+/// An embedding model ready to serve.
+pub struct EmbeddingModel {
+    name: String,
+    sha256: [u8; 32],
+    cfg: BertConfig,
+    codec: TextCodec,
+    backend: Box<dyn Encode>,
+}
+
+impl EmbeddingModel {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn weights_sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.cfg.dim
+    }
+
+    /// Tokens per text at most; longer texts are truncated (sentence-transformers does so).
+    pub fn max_tokens(&self) -> usize {
+        self.cfg.max_tokens
+    }
+
+    pub fn count_tokens(&self, text: &str) -> Result<usize> {
+        Ok(self.tokenize(text)?.len())
+    }
+
+    /// Token ids of a text as the model sees it ([CLS] … [SEP], truncated).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        self.codec.encode(text, true)
+    }
+
+    pub fn embed(&mut self, texts: &[&str]) -> Result<Vec<Embedding>> {
+        texts
+            .iter()
+            .map(|text| {
+                let ids = self.tokenize(text)?;
+                if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab) {
+                    return Err(Error::Format(format!("tokenizer produced id {bad} beyond the vocabulary")));
+                }
+                let hidden = self.backend.encode(&ids)?;
+                Ok(Embedding { vector: cpu::mean_pool_normalize(&hidden, self.cfg.dim), tokens: ids.len() })
+            })
+            .collect()
+    }
+}
+
+pub fn load(st: &SafetensorsDir, gpu: Option<&Arc<Gpu>>, sha256: [u8; 32]) -> Result<EmbeddingModel> {
+    let (cfg, w, codec, name) = from_safetensors(st)?;
+    let backend: Box<dyn Encode> = match gpu {
+        Some(gpu) => Box::new(GpuBert::new(gpu, cfg.clone(), w)?),
+        None => Box::new(CpuBert::new(cfg.clone(), w)),
+    };
+    Ok(EmbeddingModel { name, sha256, cfg, codec, backend })
+}

@@ -1,0 +1,60 @@
+//! The runner's inference engine: real models (GGUF llama-family decoders, Hugging Face
+//! safetensors llama and BERT) run by WGSL compute kernels on any wgpu adapter, with a
+//! plain-Rust CPU reference of every op that the kernels are tested against.
+//!
+//! * [`api`]: what the runner service uses ([`Model`], chat and embeddings);
+//! * [`gguf`], [`safetensors_dir`], [`quant`], [`weights`]: model files and weight formats;
+//! * [`tokenizer`], [`template`]: text in and out;
+//! * [`cpu`]: the reference ops; [`gpu`]: the device and the kernels;
+//! * [`llama`], [`bert`]: the two architectures on both backends.
+
+pub mod api;
+pub mod bert;
+#[cfg(feature = "candle")]
+pub mod candle_ref;
+pub mod cpu;
+pub mod gguf;
+pub mod gpu;
+pub mod llama;
+mod load;
+pub mod progress;
+pub mod quant;
+pub mod safetensors_dir;
+pub mod sample;
+pub mod template;
+pub mod testing;
+pub mod tokenizer;
+pub mod weights;
+
+pub use api::{
+    Backend, ChatMessage, Embedding, FinishReason, GenerateOptions, Generation, Model,
+};
+
+/// Everything that can go wrong loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    /// The model files are malformed or of a kind this engine does not run.
+    #[error("model format: {0}")]
+    Format(String),
+    /// The weights are not the ones the caller expected (the hub's registered hash).
+    #[error("weights sha256 is {actual}, expected {expected}: refusing to load")]
+    HashMismatch { expected: String, actual: String },
+    /// No usable adapter, or the device failed.
+    #[error("gpu: {0}")]
+    Gpu(String),
+    /// The request is unusable (too long, empty...): the caller's fault.
+    #[error("{0}")]
+    Input(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.display().to_string(), source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

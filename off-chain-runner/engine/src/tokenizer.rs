@@ -1,0 +1,127 @@
+//! Text ⇄ token ids through the `tokenizers` crate: a Hugging Face `tokenizer.json` as is
+//! (its fixed padding switched off), or one assembled from a GGUF file's vocabulary and
+//! merges with the pre-tokenizer its `tokenizer.ggml.pre` names.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+
+use crate::gguf::{self, Gguf};
+use crate::{Error, Result};
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(e.to_string())
+}
+
+/// A tokenizer with the two operations a model needs.
+pub struct TextCodec {
+    inner: Tokenizer,
+}
+
+impl TextCodec {
+    /// A `tokenizer.json`. Padding is turned off (a batch of one needs none, and padding
+    /// tokens would enter mean pooling); truncation is set to `max_len` when given.
+    pub fn from_file(path: &Path, max_len: Option<usize>) -> Result<TextCodec> {
+        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        inner.with_padding(None::<PaddingParams>);
+        let truncation = max_len.map(|max_length| TruncationParams { max_length, ..TruncationParams::default() });
+        inner.with_truncation(truncation).map_err(err)?;
+        Ok(TextCodec { inner })
+    }
+
+    pub fn from_json(json: &str) -> Result<TextCodec> {
+        let inner: Tokenizer = json.parse().map_err(err)?;
+        Ok(TextCodec { inner })
+    }
+
+    /// Token ids of `text`; `special` adds the tokenizer's own framing (BERT's [CLS]/[SEP]).
+    /// Special tokens written in the text (a chat template's markers) are recognized.
+    pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
+        Ok(self.inner.encode(text, special).map_err(err)?.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(err)
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+}
+
+/// GGUF token types (llama.cpp's `llama_token_type`): 3 control, 4 user-defined.
+const CONTROL: u64 = 3;
+const USER_DEFINED: u64 = 4;
+
+/// Builds the tokenizer a GGUF file describes. Only byte-level BPE (`tokenizer.ggml.model`
+/// "gpt2") is supported, with the pre-tokenizers llama.cpp calls "default"/"gpt2" and
+/// "smollm"; anything else is refused by name rather than tokenized wrongly.
+pub fn from_gguf(file: &Gguf) -> Result<TextCodec> {
+    let model = file.str("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(Error::Format(format!("GGUF tokenizer model {model:?} is not supported (only byte-level BPE, \"gpt2\")")));
+    }
+    let pre = file.get("tokenizer.ggml.pre").and_then(gguf::Value::as_str).unwrap_or("default");
+    let pre_tokenizer = match pre {
+        "default" | "gpt2" => byte_level(),
+        // SmolLM splits every digit, then as GPT-2 (llama.cpp: LLAMA_VOCAB_PRE_TYPE_SMOLLM).
+        "smollm" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level()]}),
+        other => return Err(Error::Format(format!("GGUF pre-tokenizer {other:?} is not supported (default, gpt2, smollm)"))),
+    };
+    let strings = |key: &str| -> Result<Vec<String>> {
+        file.get(key)
+            .and_then(gguf::Value::as_array)
+            .ok_or_else(|| Error::Format(format!("gguf: {key} missing")))?
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| Error::Format(format!("gguf: {key} holds a non-string"))))
+            .collect()
+    };
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let merges = strings("tokenizer.ggml.merges")?;
+    let types: Vec<u64> = file
+        .get("tokenizer.ggml.token_type")
+        .and_then(gguf::Value::as_array)
+        .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1)).collect())
+        .unwrap_or_default();
+    let special: Vec<(u32, &str)> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| matches!(types.get(*i), Some(&CONTROL | &USER_DEFINED)))
+        .map(|(i, t)| (i as u32, t.as_str()))
+        .collect();
+    TextCodec::from_json(&bpe_json(&tokens, &merges, &special, pre_tokenizer).to_string())
+}
+
+fn byte_level() -> Value {
+    json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true})
+}
+
+/// A byte-level BPE `tokenizer.json`: `tokens` by id, `merges` as "a b", and the special
+/// tokens matched whole in input text. Shared by the GGUF loader and the tiny test model.
+pub fn bpe_json(tokens: &[String], merges: &[String], special: &[(u32, &str)], pre_tokenizer: Value) -> Value {
+    let vocab: serde_json::Map<String, Value> =
+        tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+    let added: Vec<Value> = special
+        .iter()
+        .map(|(id, content)| json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true}))
+        .collect();
+    json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": pre_tokenizer, "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": merges}
+    })
+}
+
+/// The 256 characters byte-level BPE stands for bytes with (GPT-2's table).
+pub fn byte_alphabet() -> Vec<String> {
+    let mut chars: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet().into_iter().collect();
+    chars.sort_unstable();
+    chars.into_iter().map(String::from).collect()
+}

@@ -1,0 +1,168 @@
+//! Every kernel against the CPU reference, on the adapter the machine has (lavapipe in CI).
+//!
+//! Bounds. All kernels compute in f32, weights of every format are dequantized to exactly
+//! the values the reference uses, so the only differences are the order of additions and
+//! fused multiply-adds. A sum of k products carries at most about k·ε·Σ|xᵢwᵢ| of rounding
+//! error (ε = 2⁻²³), so linear layers are held to 2·k·ε·Σ|xᵢwᵢ| per output; norms and
+//! attention, whose sums are short, to 1e-5 absolute on values of order 1; GELU to 1e-6
+//! (the erf approximation's 1.5e-7 plus rounding). f16 and quantized weights have no
+//! looser bound than f32 here because no f16 arithmetic happens: halves are widened first.
+
+mod common;
+
+use common::{gpu, max_diff, random, run};
+use market_engine::cpu::{self, RopeLayout};
+use market_engine::gpu::{Bias, Program, Weight};
+use market_engine::quant::{dequantize, quantize, repack, Format};
+
+const EPS: f32 = f32::EPSILON;
+
+fn check_linear(format: Format, m: usize, n: usize, k: usize, bias: bool, accumulate: bool) {
+    let gpu = gpu();
+    let x = random(m * k, 1);
+    let bytes = quantize(format, &random(n * k, 2));
+    let w = dequantize(format, &bytes);
+    let b = random(n, 3);
+    let y0 = random(m * n, 4);
+    let weight = Weight::new(&gpu, "w", format.gpu(), &repack(format, &bytes), n, k).unwrap();
+    let xb = gpu.upload("x", &x).unwrap();
+    let bb = gpu.upload("b", &b).unwrap();
+    let yb = gpu.upload("y", &y0).unwrap();
+    let mut program = Program::new(&gpu);
+    program.linear(&xb, &weight, Bias(bias.then_some(&bb)), &yb, accumulate, false);
+    let got = run(&gpu, &program, m, 0, &yb, m * n);
+
+    let mut want = cpu::linear(&x, &w, bias.then_some(&b[..]), n, k);
+    if accumulate {
+        cpu::add(&mut want, &y0);
+    }
+    for r in 0..m {
+        for j in 0..n {
+            let mag: f32 = (0..k).map(|i| (x[r * k + i] * w[j * k + i]).abs()).sum::<f32>() + 1.0;
+            let bound = 2.0 * k as f32 * EPS * mag;
+            let (g, e) = (got[r * n + j], want[r * n + j]);
+            assert!((g - e).abs() <= bound, "{format:?} m={m} row {r} col {j}: gpu {g} cpu {e} (bound {bound})");
+        }
+    }
+}
+
+#[test]
+fn linear_matrix_vector_every_format() {
+    for format in [Format::F32, Format::F16, Format::BF16, Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+        check_linear(format, 1, 200, 96, false, false);
+        check_linear(format, 1, 72, 576, true, true);
+    }
+}
+
+#[test]
+fn linear_tiled_matrix_multiply_every_format() {
+    for format in [Format::F32, Format::F16, Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+        // Rows and columns that do not fill the 64×64 tiles, too.
+        check_linear(format, 37, 100, 64, true, false);
+        check_linear(format, 70, 64, 160, false, true);
+    }
+}
+
+#[test]
+fn linear_writes_at_the_step_position_for_the_kv_cache() {
+    let gpu = gpu();
+    let (n, k, pos) = (16, 32, 5);
+    let x = random(2 * k, 9);
+    let w = random(n * k, 10);
+    let weight = Weight::new(&gpu, "w", Format::F32.gpu(), &repack(Format::F32, &quantize(Format::F32, &w)), n, k).unwrap();
+    let xb = gpu.upload("x", &x).unwrap();
+    let cache = gpu.scratch("cache", 8 * n).unwrap();
+    let mut program = Program::new(&gpu);
+    program.linear(&xb, &weight, Bias(None), &cache, false, true);
+    let got = run(&gpu, &program, 2, pos, &cache, 8 * n);
+    assert!(got[..pos * n].iter().all(|&v| v == 0.0), "rows before the position untouched");
+    let want = cpu::linear(&x, &w, None, n, k);
+    assert!(max_diff(&got[pos * n..(pos + 2) * n], &want) < 1e-5);
+}
+
+#[test]
+fn rmsnorm_and_layernorm() {
+    let gpu = gpu();
+    let (m, n) = (5, 96);
+    let x = random(m * n, 11);
+    let g = random(n, 12);
+    let b = random(n, 13);
+    let (xb, gb, bb, yb) =
+        (gpu.upload("x", &x).unwrap(), gpu.upload("g", &g).unwrap(), gpu.upload("b", &b).unwrap(), gpu.scratch("y", m * n).unwrap());
+    let mut program = Program::new(&gpu);
+    program.rmsnorm(&xb, &gb, &yb, n, 1e-5, None);
+    let got = run(&gpu, &program, m, 0, &yb, m * n);
+    assert!(max_diff(&got, &cpu::rmsnorm(&x, &g, 1e-5)) < 1e-5);
+
+    let mut program = Program::new(&gpu);
+    program.layernorm(&xb, &gb, &bb, n, 1e-12);
+    let got = run(&gpu, &program, m, 0, &xb, m * n);
+    let mut want = x.clone();
+    cpu::layernorm(&mut want, &g, &b, 1e-12);
+    assert!(max_diff(&got, &want) < 1e-5);
+}
+
+#[test]
+fn rope_both_layouts() {
+    let gpu = gpu();
+    let (m, heads, d, pos) = (3, 4, 16, 7);
+    let table = cpu::rope_table(10_000.0, d, 32);
+    let tb = gpu.upload("table", &table).unwrap();
+    for layout in [RopeLayout::Interleaved, RopeLayout::HalfSplit] {
+        let x = random(m * heads * d, 14);
+        let xb = gpu.upload("x", &x).unwrap();
+        let mut program = Program::new(&gpu);
+        program.rope(&xb, &tb, heads, d, heads * d, layout == RopeLayout::Interleaved, false);
+        let got = run(&gpu, &program, m, pos, &xb, x.len());
+        let mut want = x.clone();
+        cpu::rope(&mut want, heads, d, pos, &table, layout);
+        assert!(max_diff(&got, &want) < 1e-5, "{layout:?}");
+        assert!(max_diff(&got, &x) > 0.01, "{layout:?} rotated something");
+    }
+}
+
+#[test]
+fn attention_causal_with_grouped_heads_and_bidirectional() {
+    let gpu = gpu();
+    let (heads, kv_heads, d, ctx) = (4, 2, 16, 40);
+    for (causal, m, pos) in [(true, 1, 20), (true, 6, 9), (false, 12, 0)] {
+        let keys = if causal { pos + m } else { m };
+        let q = random(m * heads * d, 15);
+        let k = random(keys * kv_heads * d, 16);
+        let v = random(keys * kv_heads * d, 17);
+        let (qb, kb, vb) = (gpu.upload("q", &q).unwrap(), gpu.upload("k", &k).unwrap(), gpu.upload("v", &v).unwrap());
+        let ob = gpu.scratch("o", m * heads * d).unwrap();
+        let scores = gpu.scratch("scores", heads * m * ctx).unwrap();
+        let mut program = Program::new(&gpu);
+        program.attention(&qb, &kb, &vb, &ob, &scores, heads, kv_heads, d, causal, ctx);
+        let got = run(&gpu, &program, m, pos, &ob, q.len());
+        let want = cpu::attention(&q, &k, &v, heads, kv_heads, d, causal, pos);
+        assert!(max_diff(&got, &want) < 1e-5, "causal={causal} m={m}: {}", max_diff(&got, &want));
+    }
+}
+
+#[test]
+fn swiglu_and_gelu() {
+    let gpu = gpu();
+    let (m, n) = (3, 300);
+    let a: Vec<f32> = random(m * n, 18).iter().map(|v| v * 6.0).collect();
+    let b = random(m * n, 19);
+    let (ab, bb) = (gpu.upload("a", &a).unwrap(), gpu.upload("b", &b).unwrap());
+    let mut program = Program::new(&gpu);
+    program.silu_mul(&ab, &bb, n);
+    let got = run(&gpu, &program, m, 0, &ab, m * n);
+    let mut want = a.clone();
+    cpu::silu_mul(&mut want, &b);
+    assert!(max_diff(&got, &want) < 1e-5);
+
+    let ab = gpu.upload("a", &a).unwrap();
+    let mut program = Program::new(&gpu);
+    program.gelu(&ab, n);
+    let got = run(&gpu, &program, m, 0, &ab, m * n);
+    let mut want = a.clone();
+    cpu::gelu(&mut want);
+    // 1e-6 relative: erf's approximation error scaled by |a| up to 6.
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "gelu {g} vs {w}");
+    }
+}

@@ -1,0 +1,56 @@
+//! What can go wrong while serving a request, independent of HTTP. `http::error` maps each
+//! kind to one status and OpenAI's JSON error shape, in one `match`.
+
+/// A failed request: its kind, a stable machine-readable code, and a message that names
+/// the offending value.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub kind: Kind,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Malformed or oversize input.
+    BadInput,
+    /// The bearer token is missing, malformed, or not a valid authorization for this runner.
+    Unauthorized,
+    /// The authorization does not cover what was asked (a model it does not name).
+    Forbidden,
+    /// Over the signed cap, or the channel's escrow is spent or missing.
+    PaymentRequired,
+    /// An unknown model or content item.
+    NotFound,
+    /// Every inference slot and queue place is taken.
+    Overloaded,
+    /// The chain could not be asked and nothing is known from before.
+    Unavailable,
+    Internal,
+}
+
+macro_rules! constructor {
+    ($name:ident, $kind:ident) => {
+        pub fn $name(code: &'static str, message: impl Into<String>) -> Self {
+            Self {
+                kind: Kind::$kind,
+                code,
+                message: message.into(),
+            }
+        }
+    };
+}
+
+impl Error {
+    constructor!(bad_input, BadInput);
+    constructor!(unauthorized, Unauthorized);
+    constructor!(forbidden, Forbidden);
+    constructor!(payment_required, PaymentRequired);
+    constructor!(not_found, NotFound);
+    constructor!(overloaded, Overloaded);
+    constructor!(unavailable, Unavailable);
+    constructor!(internal, Internal);
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

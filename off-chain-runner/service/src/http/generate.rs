@@ -1,0 +1,253 @@
+//! The path every paid request takes after its authorization is checked: a slot on the
+//! model (429 if none), the model's prices, inference with admission (the request's worst
+//! case reserved against the channel's budget before any compute: 402 if it does not
+//! fit), then the receipt, committed durably before anything is returned. Chat and text
+//! completions share it, streamed or not.
+
+use std::{convert::Infallible, sync::Arc};
+
+use axum::response::{sse::Event, IntoResponse, Response, Sse};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    error::{Error, Result},
+    http::auth::Payer,
+    inference::{Generated, Prompt, Sampling},
+    meter::{next_record, price, Charge},
+    metrics::Metrics,
+    state::{wall_clock_ns, AppState, ServedModel},
+    store::ChannelRecord,
+};
+
+pub struct Job {
+    pub payer: Payer,
+    pub model: ServedModel,
+    pub prompt: Prompt,
+    pub sampling: Sampling,
+    /// Content in the context: (content id, price of one use).
+    pub content: Vec<(String, u128)>,
+    pub request_hash: [u8; 32],
+}
+
+pub struct Done {
+    pub generated: Generated,
+    pub record: ChannelRecord,
+    /// What this request added to the channel, in yocto.
+    pub charged: u128,
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// The model's prices per 1,000 input and output units, from the hub (cached).
+pub async fn prices(state: &AppState, model_id: &str) -> Result<(u128, u128)> {
+    let view = state
+        .prices
+        .get(&model_id.to_owned(), || state.hub.model(model_id))
+        .await
+        .map_err(|e| Error::unavailable("rpc_unavailable", format!("reading model prices: {e}")))?
+        .ok_or_else(|| Error::not_found("model_not_found", format!("model `{model_id}` is not registered on the hub")))?;
+    Ok((view.model.price_in_per_1k.0, view.model.price_out_per_1k.0))
+}
+
+pub fn take_slot(model: &ServedModel) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    Arc::clone(&model.slots).try_acquire_owned().map_err(|_| {
+        Error::overloaded(
+            "model_overloaded",
+            format!("model `{}` is saturated (every slot and queue place is taken); retry shortly", model.spec.id),
+        )
+    })
+}
+
+pub fn content_total(content: &[(String, u128)]) -> Result<u128> {
+    content.iter().try_fold(0u128, |s, (_, p)| {
+        s.checked_add(*p)
+            .ok_or_else(|| Error::payment_required("over_cap", "content prices overflow u128"))
+    })
+}
+
+/// Signs the channel's next receipt and commits it durably; then the budget knows it.
+pub async fn commit(state: &Arc<AppState>, payer: &Payer, charge: Charge) -> Result<ChannelRecord> {
+    let st = Arc::clone(state);
+    let p = payer.clone();
+    let record = tokio::task::spawn_blocking(move || {
+        st.store.append(p.user(), |current| {
+            next_record(current, &p.auth, p.auth_id, &charge, &st.receipt_key, wall_clock_ns())
+        })
+    })
+    .await
+    .map_err(|e| Error::internal("join", e.to_string()))??;
+    state.budget.commit(payer.user(), record.amount());
+    Metrics::add(&state.metrics.receipts_signed, 1);
+    Ok(record)
+}
+
+pub async fn run(
+    state: Arc<AppState>,
+    job: Job,
+    mut on_piece: Box<dyn FnMut(&str) -> bool + Send>,
+    admitted: Option<oneshot::Sender<()>>,
+) -> Result<Done> {
+    let permit = take_slot(&job.model)?;
+    let (p_in, p_out) = prices(&state, &job.model.spec.id).await?;
+    let extra = content_total(&job.content)?;
+    let (budget, inference, user, limit) = (
+        Arc::clone(&state.budget),
+        Arc::clone(&state.inference),
+        job.payer.user().clone(),
+        job.payer.limit,
+    );
+    let (model_id, prompt, sampling) = (job.model.spec.id.clone(), job.prompt.clone(), job.sampling.clone());
+    let (generated, reservation) = tokio::task::spawn_blocking(move || {
+        let mut reservation = None;
+        let mut admitted = admitted;
+        let result = {
+            let mut admit = |prompt_tokens: u64, max_out: u64| -> Result<()> {
+                let worst = price(prompt_tokens, max_out, p_in, p_out)?
+                    .checked_add(extra)
+                    .ok_or_else(|| Error::payment_required("over_cap", "the request's cost overflows u128"))?;
+                reservation = Some(budget.reserve(&user, worst, limit)?);
+                if let Some(tx) = admitted.take() {
+                    let _ = tx.send(());
+                }
+                Ok(())
+            };
+            inference.generate(&model_id, &prompt, &sampling, &mut admit, &mut *on_piece)
+        };
+        drop(permit);
+        (result, reservation)
+    })
+    .await
+    .map_err(|e| Error::internal("join", e.to_string()))?;
+    let generated = generated?;
+    let amount = price(generated.prompt_tokens, generated.completion_tokens, p_in, p_out)?;
+    let charge = Charge {
+        model_id: job.model.spec.id.clone(),
+        version: job.model.version,
+        units_in: generated.prompt_tokens,
+        units_out: generated.completion_tokens,
+        amount,
+        content: job.content.clone(),
+        request_hash: job.request_hash,
+        output_hash: sha256(generated.text.as_bytes()),
+    };
+    let charged = charge.total()?;
+    let record = commit(&state, &job.payer, charge).await?;
+    drop(reservation);
+    Metrics::add(&state.metrics.tokens_in, generated.prompt_tokens);
+    Metrics::add(&state.metrics.tokens_out, generated.completion_tokens);
+    Ok(Done { generated, record, charged })
+}
+
+/// Chat completions and text completions differ only in their JSON shapes.
+#[derive(Clone)]
+pub struct Flavor {
+    pub chat: bool,
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+}
+
+impl Flavor {
+    pub fn new(chat: bool, model: &str) -> Self {
+        let created = wall_clock_ns() / 1_000_000_000;
+        let id = format!(
+            "{}-{}",
+            if chat { "chatcmpl" } else { "cmpl" },
+            hex::encode(rand::random::<[u8; 12]>())
+        );
+        Self { chat, id, created, model: model.to_owned() }
+    }
+
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.chat, chunk) {
+            (true, true) => "chat.completion.chunk",
+            (true, false) => "chat.completion",
+            (false, _) => "text_completion",
+        }
+    }
+
+    fn choice(&self, text: &str, finish: Option<&str>, delta: bool, first: bool) -> Value {
+        if !self.chat {
+            return json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish});
+        }
+        if delta {
+            let mut d = json!({"content": text});
+            if first {
+                d["role"] = json!("assistant");
+            }
+            json!({"index": 0, "delta": d, "finish_reason": finish})
+        } else {
+            json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish})
+        }
+    }
+
+    pub fn chunk(&self, piece: &str, first: bool) -> Value {
+        json!({"id": self.id, "object": self.object(true), "created": self.created, "model": self.model,
+               "choices": [self.choice(piece, None, true, first)]})
+    }
+
+    fn usage(done: &Done) -> Value {
+        let g = &done.generated;
+        json!({"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+               "total_tokens": g.prompt_tokens + g.completion_tokens})
+    }
+
+    /// The last streamed chunk: the finish reason, OpenAI's usage, and the receipt.
+    pub fn final_chunk(&self, done: &Done) -> Value {
+        json!({"id": self.id, "object": self.object(true), "created": self.created, "model": self.model,
+               "choices": [self.choice("", Some(done.generated.finish.as_openai()), true, false)],
+               "usage": Self::usage(done), "charged": done.charged.to_string(), "receipt": done.record.receipt})
+    }
+
+    pub fn response(&self, done: &Done) -> Value {
+        json!({"id": self.id, "object": self.object(false), "created": self.created, "model": self.model,
+               "choices": [self.choice(&done.generated.text, Some(done.generated.finish.as_openai()), false, false)],
+               "usage": Self::usage(done), "charged": done.charged.to_string(), "receipt": done.record.receipt})
+    }
+}
+
+/// Answers a generation request, as JSON or as server-sent events.
+pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: bool) -> Response {
+    if !stream {
+        return match run(state, job, Box::new(|_| true), None).await {
+            Ok(done) => axum::Json(flavor.response(&done)).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    let (admit_tx, admit_rx) = oneshot::channel();
+    let pieces = tx.clone();
+    let chunks = flavor.clone();
+    let mut first = true;
+    // A failed send means the client went away: returning false stops generation, and
+    // the tokens produced so far are still metered.
+    let on_piece = Box::new(move |piece: &str| {
+        let event = Event::default().data(chunks.chunk(piece, first).to_string());
+        first = false;
+        pieces.blocking_send(event).is_ok()
+    });
+    let task = tokio::spawn(run(state, job, on_piece, Some(admit_tx)));
+    if admit_rx.await.is_err() {
+        // Refused before generation (429, 402, 400...): a plain HTTP error.
+        return match task.await {
+            Ok(Err(e)) => e.into_response(),
+            Ok(Ok(_)) => Error::internal("admission", "generation ran without admission").into_response(),
+            Err(e) => Error::internal("join", e.to_string()).into_response(),
+        };
+    }
+    tokio::spawn(async move {
+        let last = match task.await {
+            Ok(Ok(done)) => flavor.final_chunk(&done),
+            Ok(Err(e)) => crate::http::error::body(&e),
+            Err(e) => crate::http::error::body(&Error::internal("join", e.to_string())),
+        };
+        let _ = tx.send(Event::default().data(last.to_string())).await;
+        let _ = tx.send(Event::default().data("[DONE]")).await;
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>)).into_response()
+}

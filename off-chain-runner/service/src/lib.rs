@@ -1,0 +1,28 @@
+//! The runner: serves registered models over an OpenAI-compatible HTTP API to users who pay
+//! with a signed spending authorization (the bearer token), signs a cumulative usage
+//! receipt per request, keeps receipts in a crash-safe store, and settles them on the hub.
+//!
+//! * `http`: the API, one module per route; `http::auth` checks the authorization.
+//! * `meter`: prices, the per-channel budget, the next receipt.
+//! * `store`: receipts in redb, durable before each response.
+//! * `settlement`: batches to the hub's `settle`, idempotent.
+//! * `hub`: the hub over NEAR JSON-RPC; `cache`: its views with a short lifetime.
+//! * `registry`: checks against the hub before serving.
+//! * `inference`: the engine behind a trait.
+
+pub mod cache;
+#[cfg(feature = "engine")]
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod inference;
+pub mod keys;
+pub mod meter;
+pub mod metrics;
+pub mod registry;
+pub mod server;
+pub mod settlement;
+pub mod state;
+pub mod store;
+pub mod token;

@@ -1,0 +1,503 @@
+//! `off-chain-runner`: the runner operator's and the user's command line.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use market_protocol::{Authorization, SignedAuthorization};
+use near_sdk::{
+    json_types::{U128, U64},
+    AccountId,
+};
+use off_chain_runner::{
+    hub::{Hub, TxSender},
+    inference::{Echo, Inference, Kind, ModelSpec},
+    keys::Credentials,
+    registry,
+    server::{self, store_path},
+    settlement::{Settings, Settler},
+    store::Store,
+    token,
+};
+
+const NEAR: u128 = 1_000_000_000_000_000_000_000_000;
+
+#[derive(Parser)]
+#[command(
+    name = "off-chain-runner",
+    version,
+    about = "Serve registered models over an OpenAI-compatible API, paid by signed spending authorizations, and settle usage receipts on the hub",
+    long_about = "The runner of the AI market on NEAR.\n\nAn operator generates keys (`keys`), registers them on the hub (`register`), and serves models (`serve`): every request is paid by the user's signed spending authorization, sent as the API key, and metered in a cumulative receipt that is stored durably and settled on chain in batches. A user signs an authorization with `authorize`. `settle` and `status` work on a runner's receipt store."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the hub is.
+#[derive(Args, Clone)]
+struct ChainArgs {
+    /// The hub contract's account.
+    #[arg(long)]
+    hub: AccountId,
+    /// `local` (a local-chain node on 127.0.0.1:3030, chain id `localnet`), `testnet`,
+    /// `mainnet`, or any chain id together with --rpc.
+    #[arg(long, default_value = "local")]
+    chain: String,
+    /// The JSON-RPC URL; defaults to the chain's public endpoint.
+    #[arg(long)]
+    rpc: Option<String>,
+}
+
+impl ChainArgs {
+    fn hub(&self) -> anyhow::Result<Hub> {
+        let (chain_id, default_rpc) = match self.chain.as_str() {
+            "local" | "localnet" => ("localnet", Some("http://127.0.0.1:3030")),
+            "testnet" => ("testnet", Some("https://rpc.testnet.near.org")),
+            "mainnet" => ("mainnet", Some("https://rpc.mainnet.near.org")),
+            other => (other, None),
+        };
+        let rpc = match (&self.rpc, default_rpc) {
+            (Some(url), _) => url.clone(),
+            (None, Some(url)) => url.to_owned(),
+            (None, None) => bail!("chain `{}` has no default RPC endpoint: pass --rpc URL", self.chain),
+        };
+        Ok(Hub::new(&rpc, self.hub.clone(), chain_id.to_owned()))
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// The wgpu engine on the best adapter (a GPU, or a CPU Vulkan driver such as lavapipe).
+    #[cfg(feature = "engine")]
+    Gpu,
+    /// The engine's plain-Rust CPU reference: slow, needs no driver.
+    #[cfg(feature = "engine")]
+    Cpu,
+    /// No model: echoes prompts and hashes inputs. Checks payments end to end.
+    Echo,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve models over HTTP and settle receipts in the background.
+    ///
+    /// Before serving, checks that the runner and its receipt key are registered, that each
+    /// model's weights hash to a registered version whose runner policy admits this runner,
+    /// and that each content file is registered inference-only content; refuses to start
+    /// otherwise.
+    Serve {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The runner account's key (NEAR credential JSON): signs `settle` transactions.
+        #[arg(long)]
+        account_key: PathBuf,
+        /// The receipt key (NEAR credential JSON), registered on the hub.
+        #[arg(long)]
+        receipt_key: PathBuf,
+        /// A model to serve: `<model_id>=<path>`, the path a .gguf/.safetensors file or a
+        /// directory. Repeatable.
+        #[arg(long = "model", value_parser = parse_model, required = true)]
+        models: Vec<(String, PathBuf)>,
+        /// A directory of inference-only content files, each named `<content_id>.<ext>`.
+        #[arg(long)]
+        content_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = if cfg!(feature = "engine") { "gpu" } else { "echo" })]
+        backend: Backend,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where receipts are kept (`receipts.redb`).
+        #[arg(long, default_value = "runner-data")]
+        data_dir: PathBuf,
+        /// Receipts per `settle` transaction.
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
+        /// Seconds between settlement rounds.
+        #[arg(long, default_value_t = 30.0)]
+        settle_interval: f64,
+        /// Requests that may wait per model besides the running one; more get 429.
+        #[arg(long, default_value_t = 8)]
+        queue: usize,
+        /// How long hub views (keys, channels, prices) are cached, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        view_ttl_ms: u64,
+        #[arg(long, default_value_t = off_chain_runner::http::DEFAULT_MAX_BODY_BYTES)]
+        max_body_bytes: usize,
+        /// max_tokens for requests that name none.
+        #[arg(long, default_value_t = 256)]
+        default_max_tokens: usize,
+        /// Serve without settling (settle with `off-chain-runner settle` instead).
+        #[arg(long)]
+        no_settle: bool,
+    },
+    /// Generate or show keys (NEAR credential JSON files, as near-cli stores them).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// (User) Sign a spending authorization for a channel; prints the API key to use.
+    Authorize {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The user's key file (its public key must be registered with `register_user_key`).
+        #[arg(long)]
+        user_key: PathBuf,
+        #[arg(long)]
+        runner: AccountId,
+        /// Cumulative cap over the channel's life, in NEAR (e.g. 0.5) ...
+        #[arg(long, conflicts_with = "cap_yocto")]
+        cap: Option<String>,
+        /// ... or in yocto.
+        #[arg(long)]
+        cap_yocto: Option<u128>,
+        /// Model ids covered, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        models: Vec<String>,
+        /// Hours until it expires (by the chain's clock).
+        #[arg(long, default_value_t = 24 * 7)]
+        expires_in_hours: u64,
+    },
+    /// Register the runner on the hub with its receipt key and a bond.
+    Register {
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[arg(long)]
+        account_key: PathBuf,
+        #[arg(long)]
+        receipt_key: PathBuf,
+        /// Bond plus storage to attach, in NEAR.
+        #[arg(long, default_value = "2")]
+        deposit: String,
+    },
+    /// Settle every pending receipt now and print the outcome.
+    Settle {
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[arg(long)]
+        account_key: PathBuf,
+        #[arg(long, default_value = "runner-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
+    },
+    /// Backlog, last settled sequence per channel, and earnings on the hub.
+    Status {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The runner account.
+        #[arg(long)]
+        runner: AccountId,
+        #[arg(long, default_value = "runner-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a new ed25519 key for an account into a new file (never overwrites).
+    Generate {
+        #[arg(long)]
+        account: AccountId,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a key file's account and public key.
+    Show { file: PathBuf },
+}
+
+fn parse_model(s: &str) -> Result<(String, PathBuf), String> {
+    let (id, path) = s.split_once('=').ok_or("expected <model_id>=<path>")?;
+    market_protocol::validate_model_id(id)?;
+    Ok((id.to_owned(), PathBuf::from(path)))
+}
+
+/// "1.5" NEAR → yocto, exactly (no floating point).
+fn parse_near(s: &str) -> anyhow::Result<u128> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 24 || whole.is_empty() && frac.is_empty() {
+        bail!("`{s}` is not an amount of NEAR with at most 24 decimals");
+    }
+    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().with_context(|| format!("`{s}` is not a number"))? };
+    let frac_yocto: u128 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<24}").parse().with_context(|| format!("`{s}` is not a number"))?
+    };
+    whole
+        .checked_mul(NEAR)
+        .and_then(|w| w.checked_add(frac_yocto))
+        .with_context(|| format!("{s} NEAR overflows u128 yocto"))
+}
+
+fn near_text(yocto: u128) -> String {
+    format!("{}.{:024}", yocto / NEAR, yocto % NEAR)
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_owned()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "off_chain_runner=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Keys { command } => keys(command),
+        Command::Authorize { chain, user_key, runner, cap, cap_yocto, models, expires_in_hours } => {
+            let cap = match (cap, cap_yocto) {
+                (Some(near), None) => parse_near(&near)?,
+                (None, Some(yocto)) => yocto,
+                _ => bail!("give the cap with --cap NEAR or --cap-yocto YOCTO"),
+            };
+            authorize(&chain, &user_key, runner, cap, models, expires_in_hours).await
+        }
+        Command::Register { chain, account_key, receipt_key, deposit } => {
+            let hub = chain.hub()?;
+            let account = Credentials::read(&account_key)?;
+            let receipt = Credentials::read(&receipt_key)?;
+            let sender = TxSender::new(hub.clone(), account.signer()?);
+            let args = serde_json::json!({"keys": [receipt.public_key]}).to_string().into_bytes();
+            sender
+                .call("register_runner", args, parse_near(&deposit)?, 30_000_000_000_000)
+                .await
+                .context("register_runner")?;
+            println!("registered runner {} on {} with receipt key {}", account.account_id, hub.account, receipt.public_key);
+            Ok(())
+        }
+        Command::Settle { chain, account_key, data_dir, batch } => {
+            let hub = chain.hub()?;
+            let account = Credentials::read(&account_key)?;
+            let settler = Settler {
+                store: Arc::new(Store::open(&store_path(&data_dir))?),
+                hub: hub.clone(),
+                sender: TxSender::new(hub, account.signer()?),
+                settings: Settings { batch, ..Settings::default() },
+                metrics: None,
+            };
+            let report = settler.drain().await?;
+            println!(
+                "sent {} receipts: {} settled, {} already settled, {} refused",
+                report.sent, report.settled, report.already, report.rejected.len()
+            );
+            for (user, seq, code) in report.rejected {
+                println!("  refused: {user} #{seq}: {code}");
+            }
+            Ok(())
+        }
+        Command::Status { chain, runner, data_dir } => status(&chain, &runner, &data_dir).await,
+        Command::Serve {
+            chain, account_key, receipt_key, models, content_dir, backend, listen, data_dir, batch,
+            settle_interval, queue, view_ttl_ms, max_body_bytes, default_max_tokens, no_settle,
+        } => {
+            let hub = chain.hub()?;
+            let account = Credentials::read(&account_key)?;
+            let receipt = Credentials::read(&receipt_key)?;
+            let receipt_key = receipt.key_pair()?;
+            registry::check_runner(&hub, &account.account_id, &receipt_key.public_key()).await?;
+            let mut registered = Vec::new();
+            for (id, path) in &models {
+                eprintln!("checking the weights of `{id}` at {}", path.display());
+                let r = registry::check_model(&hub, &account.account_id, id, path, progress(id.clone())).await?;
+                eprintln!("\n`{id}` is registered version {} ({}, {})", r.version, r.architecture, r.format);
+                registered.push(r);
+            }
+            let content = match &content_dir {
+                Some(dir) => registry::load_content(&hub, dir).await?,
+                None => Default::default(),
+            };
+            let inference: Arc<dyn Inference> = match backend {
+                Backend::Echo => Arc::new(Echo::new(
+                    registered.iter().map(echo_spec).collect(),
+                    Duration::ZERO,
+                )),
+                #[cfg(feature = "engine")]
+                Backend::Gpu | Backend::Cpu => {
+                    let engine_backend = if matches!(backend, Backend::Gpu) {
+                        off_chain_runner::engine::EngineBackend::Gpu
+                    } else {
+                        off_chain_runner::engine::EngineBackend::Cpu
+                    };
+                    let list: Vec<(String, PathBuf, [u8; 32])> = registered
+                        .iter()
+                        .zip(&models)
+                        .map(|(r, (_, path))| (r.model_id.clone(), path.clone(), r.weights_sha256))
+                        .collect();
+                    eprintln!("loading {} model(s) into the engine", list.len());
+                    let engine = tokio::task::spawn_blocking(move || {
+                        let refs: Vec<(String, &Path, [u8; 32])> =
+                            list.iter().map(|(id, p, h)| (id.clone(), p.as_path(), *h)).collect();
+                        off_chain_runner::engine::Engine::load(&refs, engine_backend)
+                    })
+                    .await?
+                    .context("loading the models")?;
+                    Arc::new(engine)
+                }
+            };
+            let running = server::start(server::Config {
+                hub,
+                runner: account.account_id.clone(),
+                receipt_key,
+                account_signer: if no_settle { None } else { Some(account.signer()?) },
+                data_dir,
+                listen,
+                inference,
+                registered,
+                content,
+                queue,
+                view_ttl: Duration::from_millis(view_ttl_ms),
+                settle: Settings {
+                    batch,
+                    interval: Duration::from_secs_f64(settle_interval),
+                    ..Settings::default()
+                },
+                max_body_bytes,
+                default_max_tokens,
+            })
+            .await?;
+            // Tests and scripts wait for this line.
+            println!("serving on http://{}", running.addr);
+            tokio::select! {
+                r = running.wait() => r?,
+                _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Embedding architectures (encoders) by the registry's `architecture`; the rest are chat.
+fn echo_spec(r: &registry::Registered) -> ModelSpec {
+    let embedding = matches!(r.architecture.as_str(), "bert" | "nomic-bert" | "xlm-roberta");
+    ModelSpec {
+        id: r.model_id.clone(),
+        kind: if embedding { Kind::Embedding } else { Kind::Chat },
+        context_length: if embedding { 512 } else { 2048 },
+    }
+}
+
+fn progress(id: String) -> impl FnMut(u64, u64) + Send + 'static {
+    let mut shown = 0;
+    move |done, total| {
+        let pct = if total == 0 { 100 } else { done * 100 / total };
+        if pct >= shown + 5 || done == total {
+            shown = pct;
+            eprint!("\r  hashing `{id}`: {pct:3}% of {} MB", total >> 20);
+        }
+    }
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Generate { account, out } => {
+            let creds = Credentials::generate(account);
+            creds.write_new(&out)?;
+            println!("{} {} -> {}", creds.account_id, creds.public_key, out.display());
+        }
+        KeysCommand::Show { file } => {
+            let creds = Credentials::read(&file)?;
+            println!("{} {}", creds.account_id, creds.public_key);
+        }
+    }
+    Ok(())
+}
+
+async fn authorize(
+    chain: &ChainArgs,
+    user_key: &Path,
+    runner: AccountId,
+    cap: u128,
+    models: Vec<String>,
+    expires_in_hours: u64,
+) -> anyhow::Result<()> {
+    let hub = chain.hub()?;
+    let creds = Credentials::read(user_key)?;
+    let key = creds.key_pair()?;
+    let now = match hub.block_time_ns().await {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("warning: reading the chain's clock failed ({e}); using this machine's");
+            off_chain_runner::state::wall_clock_ns()
+        }
+    };
+    let authorization = Authorization {
+        hub: hub.account.clone(),
+        chain_id: hub.chain_id.clone(),
+        user: creds.account_id.clone(),
+        runner,
+        cap: U128(cap),
+        expires_at_ns: U64(now.saturating_add(expires_in_hours.saturating_mul(3_600_000_000_000))),
+        models,
+        public_key: key.public_key(),
+    };
+    authorization.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let signed = SignedAuthorization::sign(authorization, rand::random(), &key);
+    eprintln!("{}", signed.authorization.message());
+    println!("{}", token::encode(&signed));
+    Ok(())
+}
+
+async fn status(chain: &ChainArgs, runner: &AccountId, data_dir: &Path) -> anyhow::Result<()> {
+    let hub = chain.hub()?;
+    let store = Store::open(&store_path(data_dir))?;
+    let channels = store.channels()?;
+    let backlog: Vec<_> = channels.iter().filter(|(_, r)| r.pending()).collect();
+    let unsettled = backlog
+        .iter()
+        .try_fold(0u128, |s, (_, r)| s.checked_add(r.amount() - r.settled_amount))
+        .context("backlog overflows")?;
+    println!("runner {runner} on {} ({})", hub.account, hub.chain_id);
+    println!("backlog: {} channels, {} NEAR unsettled", backlog.len(), near_text(unsettled));
+    println!("{:<40} {:>6} {:>8} {:>26} {:>26}  note", "user", "seq", "settled", "charged (NEAR)", "settled (NEAR)");
+    for (user, r) in &channels {
+        let note = match &r.rejected {
+            Some((seq, code)) if *seq >= r.seq() => format!("refused: {code}"),
+            _ if r.pending() => "pending".to_owned(),
+            _ => String::new(),
+        };
+        println!(
+            "{:<40} {:>6} {:>8} {:>26} {:>26}  {note}",
+            user.as_str(),
+            r.seq(),
+            r.settled_seq,
+            near_text(r.amount()),
+            near_text(r.settled_amount)
+        );
+    }
+    match hub.runner(runner).await {
+        Ok(Some(state)) => println!(
+            "on chain: earnings {} NEAR, bond {} NEAR{}",
+            near_text(state.earnings.0),
+            near_text(state.bond.0),
+            if state.left { " (left)" } else { "" }
+        ),
+        Ok(None) => println!("on chain: {runner} is not registered"),
+        Err(e) => println!("on chain: unknown ({e})"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_amounts_parse_exactly() {
+        assert_eq!(parse_near("1").unwrap(), NEAR);
+        assert_eq!(parse_near("0.5").unwrap(), NEAR / 2);
+        assert_eq!(parse_near(".000000000000000000000001").unwrap(), 1);
+        assert!(parse_near("0.0000000000000000000000001").is_err());
+        assert!(parse_near("1e3").is_err());
+        assert!(parse_near("").is_err());
+        assert_eq!(near_text(NEAR + NEAR / 4), "1.25");
+        assert_eq!(near_text(0), "0");
+    }
+}

@@ -1,0 +1,125 @@
+//! Checks against the hub before serving: the runner and its receipt key are registered,
+//! each model's weights match a registered version whose policy admits this runner, and
+//! each content file is registered inference-only content with the same hash. The runner
+//! refuses to start otherwise, with a message that says which check failed.
+
+use std::{collections::HashMap, path::Path};
+
+use anyhow::{bail, Context};
+use market_protocol::validate_content_id;
+use near_sdk::{AccountId, PublicKey};
+
+use crate::{hub::Hub, state::LocalContent};
+
+/// A served model as the hub knows it.
+#[derive(Clone, Debug)]
+pub struct Registered {
+    pub model_id: String,
+    pub version: u32,
+    pub architecture: String,
+    pub format: String,
+    pub weights_sha256: [u8; 32],
+}
+
+pub async fn check_runner(hub: &Hub, runner: &AccountId, receipt_key: &PublicKey) -> anyhow::Result<()> {
+    let state = hub
+        .runner(runner)
+        .await?
+        .with_context(|| format!("{runner} is not a registered runner on hub {}: run `off-chain-runner register` first", hub.account))?;
+    if state.left {
+        bail!("runner {runner} has left hub {}", hub.account);
+    }
+    let key = String::from(receipt_key);
+    match hub.key_info(receipt_key).await? {
+        Some(k) if k.role == "runner" && &k.owner == runner && !k.revoked => Ok(()),
+        Some(k) if k.revoked => bail!("receipt key {key} was revoked on hub {}; generate and register a new one", hub.account),
+        Some(k) => bail!("receipt key {key} belongs to {} ({}), not to runner {runner}", k.owner, k.role),
+        None => bail!("receipt key {key} is not registered on hub {}: add it with `off-chain-runner register`", hub.account),
+    }
+}
+
+/// Hashes the weights at `path` (the protocol crate's definition) and finds the registered
+/// version of `model_id` that has that hash.
+pub async fn check_model(
+    hub: &Hub,
+    runner: &AccountId,
+    model_id: &str,
+    path: &Path,
+    progress: impl FnMut(u64, u64) + Send + 'static,
+) -> anyhow::Result<Registered> {
+    let owned = path.to_path_buf();
+    let hash = tokio::task::spawn_blocking(move || market_protocol::weights::weights_sha256(&owned, progress))
+        .await?
+        .with_context(|| format!("hashing the weights at {}", path.display()))?;
+    let model = hub
+        .model(model_id)
+        .await?
+        .with_context(|| format!("model `{model_id}` is not registered on hub {}", hub.account))?;
+    if !model.model.allows(runner) {
+        bail!(
+            "model `{model_id}`'s runner policy {} does not allow runner {runner}",
+            model.model.runner_policy
+        );
+    }
+    let mut registered = Vec::new();
+    for version in (1..=model.model.versions).rev() {
+        let Some(v) = hub.model_version(model_id, version).await? else {
+            continue;
+        };
+        let weights: [u8; 32] = v.weights_sha256.into();
+        if weights == hash {
+            return Ok(Registered {
+                model_id: model_id.to_owned(),
+                version,
+                architecture: v.architecture,
+                format: v.format,
+                weights_sha256: hash,
+            });
+        }
+        registered.push(format!("v{version} {}", hex::encode(weights)));
+    }
+    bail!(
+        "the weights at {} (sha256 {}) match no registered version of model `{model_id}` (registered: {})",
+        path.display(),
+        hex::encode(hash),
+        if registered.is_empty() { "none".to_owned() } else { registered.join(", ") }
+    )
+}
+
+/// Loads every file in `dir` as content named by its file stem (`<content_id>.txt`).
+pub async fn load_content(hub: &Hub, dir: &Path) -> anyhow::Result<HashMap<String, LocalContent>> {
+    use sha2::Digest;
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading content directory {}", dir.display()))? {
+        let path = entry?.path();
+        if !path.is_file() {
+            continue;
+        }
+        let id = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .with_context(|| format!("{}: file name is not UTF-8", path.display()))?
+            .to_owned();
+        validate_content_id(&id).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let bytes = std::fs::read(&path)?;
+        let hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        let item = hub
+            .content(&id)
+            .await?
+            .with_context(|| format!("content `{id}` ({}) is not registered on hub {}", path.display(), hub.account))?;
+        if <[u8; 32]>::from(item.sha256) != hash {
+            bail!(
+                "content `{id}`: {} has sha256 {}, the hub registered {}",
+                path.display(),
+                hex::encode(hash),
+                hex::encode(<[u8; 32]>::from(item.sha256))
+            );
+        }
+        let price_per_use = item
+            .price_per_use()
+            .with_context(|| format!("content `{id}` is not inference-only content (license {})", item.license))?;
+        let text = String::from_utf8(bytes).with_context(|| format!("content `{id}` is not UTF-8 text"))?;
+        out.insert(id, LocalContent { text, price_per_use });
+    }
+    Ok(out)
+}

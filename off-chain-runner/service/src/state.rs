@@ -1,0 +1,99 @@
+//! What every request handler shares: the hub and its cached views, the receipt store and
+//! budget, the served models with their queues, and the runner's receipt key.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use market_protocol::crypto::native::KeyPair;
+use near_sdk::AccountId;
+use tokio::sync::Semaphore;
+
+use crate::{
+    cache::TtlCache,
+    hub::{ChannelView, Hub, KeyInfo, ModelView},
+    inference::{Inference, ModelSpec},
+    meter::Budget,
+    metrics::Metrics,
+    store::Store,
+};
+
+/// A model this runner serves, as registered on the hub.
+#[derive(Clone)]
+pub struct ServedModel {
+    pub spec: ModelSpec,
+    /// The registered version whose weights' hash the loaded weights have.
+    pub version: u32,
+    /// Places for requests: one running plus the queue. A request that finds none is
+    /// answered 429 at once instead of waiting without bound.
+    pub slots: Arc<Semaphore>,
+}
+
+/// Registered inference-only content the runner holds locally (checked against its hash).
+#[derive(Clone, Debug)]
+pub struct LocalContent {
+    pub text: String,
+    pub price_per_use: u128,
+}
+
+/// The chain's clock: the final block's timestamp plus local time since it was read, so
+/// expiry is judged as the hub will judge it without asking the node on every request.
+pub struct ChainClock {
+    ttl: Duration,
+    last: Mutex<Option<(u64, Instant)>>,
+}
+
+impl ChainClock {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            last: Mutex::new(None),
+        }
+    }
+
+    pub async fn now_ns(&self, hub: &Hub) -> u64 {
+        let known = *self.last.lock().expect("clock lock");
+        let extrapolate = |(ns, at): (u64, Instant)| {
+            ns.saturating_add(u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        };
+        if let Some(k) = known.filter(|(_, at)| at.elapsed() < self.ttl) {
+            return extrapolate(k);
+        }
+        match hub.block_time_ns().await {
+            Ok(ns) => {
+                *self.last.lock().expect("clock lock") = Some((ns, Instant::now()));
+                ns
+            }
+            Err(e) => {
+                tracing::warn!("reading the chain's clock: {e}");
+                known.map_or_else(wall_clock_ns, extrapolate)
+            }
+        }
+    }
+}
+
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+pub struct AppState {
+    pub hub: Hub,
+    pub runner: AccountId,
+    pub receipt_key: KeyPair,
+    pub store: Arc<Store>,
+    pub budget: Arc<Budget>,
+    pub inference: Arc<dyn Inference>,
+    pub models: HashMap<String, ServedModel>,
+    pub content: HashMap<String, LocalContent>,
+    pub user_keys: TtlCache<String, Option<KeyInfo>>,
+    pub channels: TtlCache<AccountId, Option<ChannelView>>,
+    pub prices: TtlCache<String, Option<ModelView>>,
+    pub clock: ChainClock,
+    pub metrics: Arc<Metrics>,
+    /// `max_tokens` when a request names none; bounds the budget a request reserves.
+    pub default_max_tokens: usize,
+}

@@ -1,0 +1,211 @@
+//! The crash-safe receipt store (redb). Per channel (one user paying this runner): the
+//! latest signed receipt, the authorization it spends under, and how far settlement got;
+//! and every receipt ever signed, by (user, seq), as the record of what was charged.
+//!
+//! Each receipt is written in one write transaction that is committed with redb's default
+//! durability (fsync) before the response is sent, so a crash after a response never loses
+//! what the user was charged for. redb runs one write transaction at a time, and the next
+//! receipt is built from the stored latest inside that transaction, so concurrent requests
+//! on a channel can never sign two receipts with the same sequence.
+
+use std::path::Path;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use market_protocol::{SignedAuthorization, SignedReceipt};
+use near_sdk::AccountId;
+use redb::{Database, ReadableTable, TableDefinition};
+
+use crate::error::{Error, Result};
+
+/// user → borsh(`ChannelRecord`).
+const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
+/// (user, seq) → borsh(`SignedReceipt`).
+const RECEIPTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("receipts");
+
+#[derive(BorshSerialize, BorshDeserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChannelRecord {
+    /// The latest receipt: cumulative, so it alone needs to reach the chain.
+    pub receipt: SignedReceipt,
+    /// The authorization `receipt` names, attached when it is settled.
+    pub authorization: SignedAuthorization,
+    /// The highest sequence whose settlement on chain is final (0: none).
+    pub settled_seq: u64,
+    /// The cumulative amount of receipt `settled_seq`.
+    pub settled_amount: u128,
+    /// The latest receipt the hub refused, with its error code; not resent until a newer
+    /// receipt supersedes it.
+    pub rejected: Option<(u64, String)>,
+}
+
+impl ChannelRecord {
+    pub fn seq(&self) -> u64 {
+        self.receipt.receipt.seq.0
+    }
+
+    pub fn amount(&self) -> u128 {
+        self.receipt.receipt.amount.0
+    }
+
+    /// Signed but not settled, and not refused as it stands.
+    pub fn pending(&self) -> bool {
+        self.seq() > self.settled_seq
+            && self.rejected.as_ref().is_none_or(|(seq, _)| *seq < self.seq())
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::internal("store", format!("receipt store: {e}"))
+}
+
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(internal)?;
+        }
+        let db = Database::create(path).map_err(internal)?;
+        let txn = db.begin_write().map_err(internal)?;
+        txn.open_table(CHANNELS).map_err(internal)?;
+        txn.open_table(RECEIPTS).map_err(internal)?;
+        txn.commit().map_err(internal)?;
+        Ok(Self { db })
+    }
+
+    pub fn channel(&self, user: &AccountId) -> Result<Option<ChannelRecord>> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(CHANNELS).map_err(internal)?;
+        let value = table.get(user.as_str()).map_err(internal)?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    pub fn channels(&self) -> Result<Vec<(AccountId, ChannelRecord)>> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(CHANNELS).map_err(internal)?;
+        let mut all = Vec::new();
+        for entry in table.iter().map_err(internal)? {
+            let (k, v) = entry.map_err(internal)?;
+            all.push((k.value().parse().map_err(internal)?, decode(v.value())?));
+        }
+        Ok(all)
+    }
+
+    /// Up to `limit` channels with a receipt to settle.
+    pub fn pending(&self, limit: usize) -> Result<Vec<(AccountId, ChannelRecord)>> {
+        let mut all = self.channels()?;
+        all.retain(|(_, r)| r.pending());
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// A receipt from the history.
+    pub fn receipt(&self, user: &AccountId, seq: u64) -> Result<Option<SignedReceipt>> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(RECEIPTS).map_err(internal)?;
+        let value = table.get((user.as_str(), seq)).map_err(internal)?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Builds the channel's next record from its current one and commits it durably, in
+    /// one write transaction. `next` must return a record whose receipt sequence is above
+    /// the current one's.
+    pub fn append(
+        &self,
+        user: &AccountId,
+        next: impl FnOnce(Option<&ChannelRecord>) -> Result<ChannelRecord>,
+    ) -> Result<ChannelRecord> {
+        let txn = self.db.begin_write().map_err(internal)?;
+        let record = {
+            let mut channels = txn.open_table(CHANNELS).map_err(internal)?;
+            let current = channels
+                .get(user.as_str())
+                .map_err(internal)?
+                .map(|v| decode::<ChannelRecord>(v.value()))
+                .transpose()?;
+            let record = next(current.as_ref())?;
+            if current.as_ref().is_some_and(|c| record.seq() <= c.seq()) {
+                return Err(Error::internal(
+                    "sequence",
+                    format!("receipt sequence {} does not advance", record.seq()),
+                ));
+            }
+            channels
+                .insert(user.as_str(), encode(&record).as_slice())
+                .map_err(internal)?;
+            let mut receipts = txn.open_table(RECEIPTS).map_err(internal)?;
+            receipts
+                .insert((user.as_str(), record.seq()), encode(&record.receipt).as_slice())
+                .map_err(internal)?;
+            record
+        };
+        txn.commit().map_err(internal)?;
+        Ok(record)
+    }
+
+    fn update(&self, user: &AccountId, change: impl FnOnce(&mut ChannelRecord, &dyn Fn(u64) -> Result<Option<u128>>)) -> Result<()> {
+        let txn = self.db.begin_write().map_err(internal)?;
+        {
+            let mut channels = txn.open_table(CHANNELS).map_err(internal)?;
+            let receipts = txn.open_table(RECEIPTS).map_err(internal)?;
+            let Some(mut record) = channels
+                .get(user.as_str())
+                .map_err(internal)?
+                .map(|v| decode::<ChannelRecord>(v.value()))
+                .transpose()?
+            else {
+                return Ok(());
+            };
+            let amount_of = |seq: u64| -> Result<Option<u128>> {
+                let value = receipts.get((user.as_str(), seq)).map_err(internal)?;
+                Ok(value
+                    .map(|v| decode::<SignedReceipt>(v.value()))
+                    .transpose()?
+                    .map(|r| r.receipt.amount.0))
+            };
+            change(&mut record, &amount_of);
+            channels
+                .insert(user.as_str(), encode(&record).as_slice())
+                .map_err(internal)?;
+        }
+        txn.commit().map_err(internal)?;
+        Ok(())
+    }
+
+    /// Records that receipt `seq` of the channel is settled on chain (final). Never moves
+    /// backwards.
+    pub fn mark_settled(&self, user: &AccountId, seq: u64) -> Result<()> {
+        let mut failed = None;
+        self.update(user, |record, amount_of| {
+            if seq <= record.settled_seq {
+                return;
+            }
+            match amount_of(seq) {
+                Ok(Some(amount)) => {
+                    record.settled_seq = seq;
+                    record.settled_amount = amount;
+                }
+                Ok(None) => failed = Some(internal(format!("no receipt {seq} of {user}"))),
+                Err(e) => failed = Some(e),
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    pub fn mark_rejected(&self, user: &AccountId, seq: u64, code: &str) -> Result<()> {
+        self.update(user, |record, _| {
+            if seq > record.settled_seq {
+                record.rejected = Some((seq, code.to_owned()));
+            }
+        })
+    }
+}
+
+fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
+    borsh::to_vec(value).expect("serializing to a Vec cannot fail")
+}
+
+fn decode<T: BorshDeserialize>(bytes: &[u8]) -> Result<T> {
+    borsh::from_slice(bytes).map_err(internal)
+}

@@ -1,0 +1,296 @@
+//! A market on the local chain served over JSON-RPC, and runners against it.
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use axum::{
+    extract::Request,
+    middleware::{self, Next},
+    response::IntoResponse,
+};
+use market_protocol::{crypto::native::KeyPair, Authorization, Crypto, Hash32, NativeCrypto, SignedAuthorization};
+use near_crypto::{ED25519SecretKey, KeyType, SecretKey};
+use near_sdk::json_types::{U128, U64};
+use off_chain_runner::{
+    hub::Hub,
+    inference::{Echo, Kind, ModelSpec},
+    keys::Credentials,
+    registry,
+    server::{self, Running},
+    settlement::Settings,
+    state::LocalContent,
+};
+use sandbox_tests::{Market, HOUR_NS, MODEL, NEAR};
+use serde_json::{json, Value};
+
+pub const EMBED: &str = "minilm";
+pub const CONTENT: &str = "encyclopedia";
+pub const CONTENT_TEXT: &str = "Paris is the capital of France.";
+pub const CONTENT_PRICE: u128 = 7_000_000;
+
+pub fn hash32(bytes: &[u8]) -> Value {
+    serde_json::to_value(Hash32::from(NativeCrypto.sha256(bytes))).unwrap()
+}
+
+/// The hub with `MODEL` (chat, version 2 = our weights file) and `EMBED`, inference-only
+/// content, a runner, funded users, served over JSON-RPC with a switch to take it down.
+pub struct Net {
+    pub node: Arc<local_chain::rpc::Node>,
+    pub rpc: String,
+    pub down: Arc<AtomicBool>,
+    pub hub: near_sdk::AccountId,
+    pub runner: near_sdk::AccountId,
+    pub runner_key: KeyPair,
+    pub users: Vec<(near_sdk::AccountId, KeyPair)>,
+    pub dir: PathBuf,
+    pub chat_weights: PathBuf,
+    pub embed_weights: PathBuf,
+    pub content_dir: PathBuf,
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("runner-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Net {
+    pub async fn start(name: &str, users: usize) -> Self {
+        Self::start_with(name, users, None).await
+    }
+
+    /// As `start`, with `chat_weights` (a model file or directory) registered as `MODEL` v2.
+    pub async fn start_with(name: &str, users: usize, chat_weights: Option<PathBuf>) -> Self {
+        let dir = temp_dir(name);
+        let chat_weights = chat_weights.unwrap_or_else(|| {
+            let file = dir.join("chat.gguf");
+            std::fs::write(&file, b"chat weights for the runner tests").unwrap();
+            file
+        });
+        let embed_weights = dir.join("embed.safetensors");
+        std::fs::write(&embed_weights, b"embedding weights for the runner tests").unwrap();
+        let content_dir = dir.join("content");
+        std::fs::create_dir_all(&content_dir).unwrap();
+        std::fs::write(content_dir.join(format!("{CONTENT}.txt")), CONTENT_TEXT).unwrap();
+
+        let mut market = Market::new(users);
+        let dev: near_sdk::AccountId = "dev.near".parse().unwrap();
+        let hub = market.hub.clone();
+        let env = &mut market.env;
+        let version = |weights: &PathBuf, arch: &str| json!({
+            "weights_sha256": Hash32::from(market_protocol::weights::weights_sha256(weights, |_, _| {}).unwrap()), "format": "gguf", "architecture": arch,
+            "tokenizer_sha256": hash32(b"tok"), "uri": "test:weights", "size_bytes": "30"});
+        env.call(&dev, &hub, "add_model_version", json!({"model_id": MODEL, "version": version(&chat_weights, "llama")}), NEAR / 10)
+            .result().expect("add_model_version");
+        env.call(&dev, &hub, "register_model", json!({"model_id": EMBED, "price_in_per_1k": "500000", "price_out_per_1k": "0", "runner_bps": 7000, "runner_policy": "Open"}), NEAR / 10)
+            .result().expect("register_model");
+        env.call(&dev, &hub, "add_model_version", json!({"model_id": EMBED, "version": version(&embed_weights, "bert")}), NEAR / 10)
+            .result().expect("add_model_version");
+        let publisher = env.create_account("press.near", 10 * NEAR);
+        env.call(&publisher, &hub, "register_content", json!({"content_id": CONTENT, "sha256": hash32(CONTENT_TEXT.as_bytes()),
+            "uri": "https://press.example/encyclopedia", "license": {"InferenceOnly": {"price_per_use": CONTENT_PRICE.to_string()}}}), NEAR / 10)
+            .result().expect("register_content");
+        // The last user has a registered key and no channel.
+        let lonely = market.env.create_account("lonely.near", 5 * NEAR);
+        let lonely_key = KeyPair::from_seed(NativeCrypto.sha256(b"lonely.near"));
+        market.env.call(&lonely, &hub, "register_user_key", json!({"key": String::from(&lonely_key.public_key())}), NEAR / 10)
+            .result().expect("register_user_key");
+        market.users.push((lonely, lonely_key));
+        let sandbox_tests::Market { env, hub, runner, runner_key, users, .. } = market;
+        let sandbox_tests::Env { chain, .. } = env;
+        let node = local_chain::rpc::Node::new(chain);
+        let down = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&down);
+        let app = local_chain::rpc::router(Arc::clone(&node)).layer(middleware::from_fn(move |req: Request, next: Next| {
+            let down = flag.load(Ordering::SeqCst);
+            async move {
+                if down {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "node down").into_response()
+                } else {
+                    next.run(req).await
+                }
+            }
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            node,
+            rpc: format!("http://{addr}"),
+            down,
+            hub: hub.as_str().parse().unwrap(),
+            runner: runner.as_str().parse().unwrap(),
+            runner_key,
+            users: users.into_iter().map(|(u, k)| (u.as_str().parse().unwrap(), k)).collect(),
+            dir,
+            chat_weights,
+            embed_weights,
+            content_dir,
+        }
+    }
+
+    pub fn hub_client(&self) -> Hub {
+        Hub::new(&self.rpc, self.hub.clone(), sandbox_tests::CHAIN_ID.into())
+    }
+
+    pub async fn view(&self, method: &str, args: Value) -> Value {
+        let hub: near_primitives::types::AccountId = self.hub.as_str().parse().unwrap();
+        let chain = self.node.chain().await;
+        let (bytes, _) = chain.view(&hub, method, args.to_string().as_bytes()).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    pub async fn now_ns(&self) -> u64 {
+        self.node.chain().await.timestamp_ns()
+    }
+
+    /// A signed authorization of user `i` for both models.
+    pub async fn authorization(&self, i: usize, cap: u128) -> SignedAuthorization {
+        let expires = self.now_ns().await + 1_000 * HOUR_NS;
+        self.authorization_with(i, cap, expires, vec![MODEL.into(), EMBED.into()], self.hub.clone())
+    }
+
+    pub fn authorization_with(&self, i: usize, cap: u128, expires_at_ns: u64, models: Vec<String>, hub: near_sdk::AccountId) -> SignedAuthorization {
+        let (user, key) = &self.users[i];
+        SignedAuthorization::sign(
+            Authorization {
+                hub,
+                chain_id: sandbox_tests::CHAIN_ID.into(),
+                user: user.clone(),
+                runner: self.runner.clone(),
+                cap: U128(cap),
+                expires_at_ns: U64(expires_at_ns),
+                models,
+                public_key: key.public_key(),
+            },
+            rand::random(),
+            key,
+        )
+    }
+
+    pub fn account_key(&self) -> SecretKey {
+        SecretKey::from_seed(KeyType::ED25519, self.runner.as_str())
+    }
+
+    /// The receipt key as a near-crypto secret key (seed ‖ public key).
+    pub fn receipt_secret(&self) -> SecretKey {
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(&self.runner_key.0.to_bytes());
+        bytes[32..].copy_from_slice(&self.runner_key.0.verifying_key().to_bytes());
+        SecretKey::ED25519(ED25519SecretKey(bytes))
+    }
+
+    /// Credential files for the runner's account and receipt keys.
+    pub fn key_files(&self) -> (PathBuf, PathBuf) {
+        let account = self.dir.join("account.json");
+        let receipt = self.dir.join("receipt.json");
+        if !account.exists() {
+            Credentials::from_secret(self.runner.clone(), &self.account_key()).write_new(&account).unwrap();
+            Credentials::from_secret(self.runner.clone(), &self.receipt_secret()).write_new(&receipt).unwrap();
+        }
+        (account, receipt)
+    }
+
+    /// A runner in this process, with the echo backend.
+    pub async fn runner(&self, data: &str, opts: Opts) -> Running {
+        let models = vec![
+            ModelSpec { id: MODEL.into(), kind: Kind::Chat, context_length: 2048 },
+            ModelSpec { id: EMBED.into(), kind: Kind::Embedding, context_length: 512 },
+        ];
+        let echo = Arc::new(Echo::new(models, opts.delay));
+        self.runner_with(data, opts, echo).await
+    }
+
+    /// A runner in this process with `inference`.
+    pub async fn runner_with(&self, data: &str, opts: Opts, inference: Arc<dyn off_chain_runner::inference::Inference>) -> Running {
+        let hub = self.hub_client();
+        let mut registered = vec![
+            registry::check_model(&hub, &self.runner, MODEL, &self.chat_weights, |_, _| {}).await.unwrap(),
+            registry::check_model(&hub, &self.runner, EMBED, &self.embed_weights, |_, _| {}).await.unwrap(),
+        ];
+        registered.sort_by_key(|r| r.model_id.clone());
+        let content = registry::load_content(&hub, &self.content_dir).await.unwrap();
+        assert_eq!(content.get(CONTENT).map(|c: &LocalContent| c.price_per_use), Some(CONTENT_PRICE));
+        server::start(server::Config {
+            hub,
+            runner: self.runner.clone(),
+            receipt_key: KeyPair::from_seed(self.runner_key.0.to_bytes()),
+            account_signer: opts.settle.then(|| near_crypto::InMemorySigner::from_secret_key(self.runner.clone(), self.account_key())),
+            data_dir: self.dir.join(data),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            inference,
+            registered,
+            content,
+            queue: opts.queue,
+            view_ttl: opts.view_ttl,
+            settle: Settings { batch: opts.batch, interval: opts.interval, max_backoff: Duration::from_millis(400) },
+            max_body_bytes: 64 * 1024,
+            default_max_tokens: 16,
+        })
+        .await
+        .unwrap()
+    }
+}
+
+pub struct Opts {
+    pub settle: bool,
+    pub delay: Duration,
+    pub queue: usize,
+    pub view_ttl: Duration,
+    pub batch: usize,
+    pub interval: Duration,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            settle: false,
+            delay: Duration::ZERO,
+            queue: 64,
+            view_ttl: Duration::from_secs(2),
+            batch: 50,
+            interval: Duration::from_millis(100),
+        }
+    }
+}
+
+pub async fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.post(format!("http://{addr}{path}")).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+}
+
+pub fn chat(text: &str) -> Value {
+    json!({"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": 8})
+}
+
+pub fn yocto(v: &Value) -> u128 {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).parse().unwrap()
+}
+
+/// Waits until `cond` holds, up to `secs`.
+pub async fn eventually<F: std::future::Future<Output = bool>>(secs: u64, mut cond: impl FnMut() -> F) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond().await {
+        assert!(std::time::Instant::now() < deadline, "condition not met within {secs}s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn prices() -> (u128, u128) {
+    (1000, 2000)
+}
