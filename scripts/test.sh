@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-gpu.sh
+# The Vulkan loader complains on stderr when this is unset (no display server here).
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 scripts/fetch-models.sh
 scripts/build.sh
 cargo test --workspace --locked
