@@ -9,6 +9,7 @@
 //! * [`llama`], [`bert`]: the two architectures on both backends.
 
 pub mod api;
+pub mod bench;
 pub mod bert;
 #[cfg(feature = "candle")]
 pub mod candle_ref;

@@ -185,14 +185,6 @@ async fn main() {
     );
     print!("{section}");
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_default();
-    let doc = match doc.find("## Runner overhead") {
-        Some(start) => {
-            let end = doc[start + 1..].find("\n## ").map_or(doc.len(), |e| start + 1 + e + 1);
-            format!("{}{section}{}", &doc[..start], &doc[end..])
-        }
-        None => format!("{}\n\n{section}", doc.trim_end()),
-    };
-    std::fs::write(&path, doc).unwrap();
+    market_engine::bench::write_section(&path, "## Runner overhead", &section).unwrap();
     eprintln!("wrote {}", path.display());
 }

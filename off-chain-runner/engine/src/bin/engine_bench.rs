@@ -3,7 +3,7 @@
 //! on the CPU, all in one run; plus, for wgpu decode, the weight bytes read per second and
 //! (with PEAK_BANDWIDTH_GBPS set to the GPU's peak) the fraction of it reached.
 //!     cargo run -p market-engine --features candle --bin engine_bench
-//! Writes docs/benchmarks-engine.md.
+//! Writes the "Inference engine" section of docs/benchmarks.md.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -118,7 +118,7 @@ fn main() -> R<()> {
 
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut out = String::new();
-    writeln!(out, "# Inference engine benchmark\n")?;
+    writeln!(out, "## Inference engine\n")?;
     writeln!(out, "Measured by `cargo run -p market-engine --features candle --bin engine_bench` (after")?;
     writeln!(out, "`scripts/fetch-models.sh`), all rows in the same process, on a machine with {threads} CPU threads.")?;
     writeln!(out, "wgpu adapter: **{adapter}**.\n")?;
@@ -138,8 +138,8 @@ fn main() -> R<()> {
         writeln!(out, "| {name} | {e:.1} | {:.2}× |", e / candle_bert_fig)?;
     }
     print!("{out}");
-    let path = root.join("docs/benchmarks-engine.md");
-    std::fs::write(&path, out)?;
+    let path = root.join("docs/benchmarks.md");
+    market_engine::bench::write_section(&path, "## Inference engine", &out)?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
