@@ -356,12 +356,15 @@ fn main() {
 
     print!("{out}");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
-    // The runner's section is written by its own benchmark
-    // (`cargo run -p off-chain-runner --example overhead_bench`): keep it.
-    if let Some(runner) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|old| old.find("## Runner overhead").map(|i| old[i..].to_owned()))
-    {
+    // The off-chain sections are written by their own benchmarks (`overhead_bench` of
+    // the runner, `engine_bench` of the engine): keep them.
+    if let Some(runner) = std::fs::read_to_string(&path).ok().and_then(|old| {
+        ["## Runner overhead", "## Inference engine"]
+            .iter()
+            .filter_map(|h| old.find(h))
+            .min()
+            .map(|i| old[i..].to_owned())
+    }) {
         out = format!("{}\n\n{runner}", out.trim_end());
     }
     std::fs::write(&path, out).expect("write docs/benchmarks.md");
