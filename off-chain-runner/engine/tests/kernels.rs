@@ -12,7 +12,7 @@ mod common;
 
 use common::{gpu, max_diff, random, run};
 use market_engine::cpu::{self, RopeLayout};
-use market_engine::gpu::{Bias, Program, Weight};
+use market_engine::gpu::{Bias, Gpu, Program, Weight};
 use market_engine::quant::{dequantize, quantize, repack, Format};
 
 const EPS: f32 = f32::EPSILON;
@@ -54,12 +54,39 @@ fn linear_matrix_vector_every_format() {
     }
 }
 
+/// One matrix-vector product of seeded data on `gpu`.
+fn matvec(gpu: &std::sync::Arc<Gpu>, format: Format, n: usize, k: usize) -> Vec<f32> {
+    let x = random(k, 5);
+    let bytes = quantize(format, &random(n * k, 6));
+    let weight = Weight::new(gpu, "w", format.gpu(), &repack(format, &bytes), n, k).unwrap();
+    let (xb, yb) = (gpu.upload("x", &x).unwrap(), gpu.scratch("y", n).unwrap());
+    let mut program = Program::new(gpu);
+    program.linear_one(&xb, &weight, &yb);
+    run(gpu, &program, 1, 0, &yb, n)
+}
+
+#[test]
+fn subgroup_reductions_match_the_plain_kernel_bit_for_bit() {
+    let fast = gpu();
+    let plain = Gpu::without_subgroups().unwrap();
+    assert!(!plain.subgroups);
+    // lavapipe (CI) has subgroups of 8, so there this compares two different kernels.
+    eprintln!("{}: subgroups {}", fast.adapter_name(), fast.subgroups);
+    for format in [Format::F32, Format::F16, Format::BF16, Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+        let (a, b) = (matvec(&fast, format, 200, 576), matvec(&plain, format, 200, 576));
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{format:?}: {}", max_diff(&a, &b));
+    }
+}
+
 #[test]
 fn linear_tiled_matrix_multiply_every_format() {
     for format in [Format::F32, Format::F16, Format::Q4_0, Format::Q4_1, Format::Q8_0] {
         // Rows and columns that do not fill the 64×64 tiles, too.
         check_linear(format, 37, 100, 64, true, false);
         check_linear(format, 70, 64, 160, false, true);
+        // Short steps run on 16-row tiles.
+        check_linear(format, 2, 100, 64, true, false);
+        check_linear(format, 16, 72, 96, false, true);
     }
 }
 

@@ -15,7 +15,8 @@
 //!
 //! `MODELS_DIR` overrides where the models are (default `models/`, filled by
 //! scripts/fetch-models.sh); `DEMO_BACKEND=cpu` runs the engine's CPU reference instead of
-//! wgpu.
+//! wgpu; `DEMO_PAUSE=1` keeps the runner serving after the scripted requests, with an API
+//! key printed, until Enter is pressed, so a stock OpenAI client can be tried against it.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -271,6 +272,19 @@ async fn main() -> anyhow::Result<()> {
     );
     let (status, err) = post_raw(&http, &running, "/v1/chat/completions", "not-an-authorization", &json!({"model": MODEL, "messages": []})).await?;
     println!("    a request with a forged API key gets {status}: {}", err["error"]["message"].as_str().unwrap_or_default());
+
+    if std::env::var_os("DEMO_PAUSE").is_some() {
+        println!("\n    The runner is serving: try any OpenAI client, then press Enter to settle and pay out.");
+        println!("    OPENAI_BASE_URL=http://{}/v1", running.addr);
+        println!("    OPENAI_API_KEY={}  ({})\n", keys[0], users[0].0);
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
+    // What the runner's receipts charged each channel, by its own durable store.
+    for (user, record) in running.state.store.channels()? {
+        if let Some(i) = users.iter().position(|(u, _)| u.as_str() == user.as_str()) {
+            expected[i] = record.amount();
+        }
+    }
 
     step("the runner's settlement task sends the latest receipt per channel to the hub's settle");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -15,7 +15,11 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     LinearVec(GpuFormat),
+    /// `LinearVec` reduced with subgroup shuffles (adapters with subgroups of ≥ 8 lanes).
+    LinearVecSubgroup(GpuFormat),
     LinearMat(GpuFormat),
+    /// `LinearMat` with 16-row tiles, for steps of at most [`SHORT_ROWS`] rows.
+    LinearMatShort(GpuFormat),
     RmsNorm,
     LayerNorm,
     Rope,
@@ -30,7 +34,9 @@ impl Kernel {
         };
         match self {
             Kernel::LinearVec(f) => linear(include_str!("linear_vec.wgsl"), f),
+            Kernel::LinearVecSubgroup(f) => linear(include_str!("linear_vec_subgroup.wgsl"), f),
             Kernel::LinearMat(f) => linear(include_str!("linear_mat.wgsl"), f),
+            Kernel::LinearMatShort(f) => linear(include_str!("linear_mat16.wgsl"), f),
             Kernel::RmsNorm => include_str!("rmsnorm.wgsl").into(),
             Kernel::LayerNorm => include_str!("layernorm.wgsl").into(),
             Kernel::Rope => include_str!("rope.wgsl").into(),
@@ -46,6 +52,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// Whether the decode kernels reduce with subgroup shuffles.
+    pub subgroups: bool,
     pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
 }
 
@@ -54,8 +62,18 @@ const NO_ADAPTER: &str = "no wgpu adapter found. On a machine without a GPU inst
     scripts/setup-gpu.sh does); with a GPU, install its Vulkan, Metal or DX12 driver";
 
 impl Gpu {
-    /// The highest-performance adapter wgpu finds (a discrete GPU before lavapipe).
+    /// The highest-performance adapter wgpu finds (a discrete GPU before lavapipe), with
+    /// subgroup reductions where the adapter has subgroups of at least 8 lanes.
     pub fn new() -> Result<Arc<Gpu>> {
+        Self::open(true)
+    }
+
+    /// As [`Gpu::new`], always on the plain kernels (the reference for the subgroup path).
+    pub fn without_subgroups() -> Result<Arc<Gpu>> {
+        Self::open(false)
+    }
+
+    fn open(use_subgroups: bool) -> Result<Arc<Gpu>> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
@@ -72,18 +90,28 @@ impl Gpu {
             max_storage_buffers_per_shader_stage: supported.max_storage_buffers_per_shader_stage.min(16),
             ..wgpu::Limits::default()
         };
+        // The shuffles pair lanes up to 4 apart within one row's 8 lanes: every subgroup
+        // must hold whole rows.
+        let subgroups = use_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("market-engine"),
+            required_features: if subgroups { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() },
             required_limits: limits.clone(),
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("{} refused a device: {e}", info.name)))?;
-        Ok(Arc::new(Gpu { device, queue, info, limits, pipelines: Mutex::default() }))
+        Ok(Arc::new(Gpu { device, queue, info, limits, subgroups, pipelines: Mutex::default() }))
+    }
+
+    /// The batch-1 matrix-vector kernel for weights in `format`.
+    fn linear_vec(&self, format: GpuFormat) -> Arc<wgpu::ComputePipeline> {
+        self.pipeline(if self.subgroups { Kernel::LinearVecSubgroup(format) } else { Kernel::LinearVec(format) })
     }
 
     /// "name (backend, driver)", for benchmark reports and logs.
     pub fn adapter_name(&self) -> String {
-        format!("{} ({:?}, {} {})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
+        let reduce = if self.subgroups { format!(", subgroups of {}", self.info.subgroup_min_size) } else { String::new() };
+        format!("{} ({:?}, {} {}{reduce})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
     }
 
     pub fn pipeline(&self, kernel: Kernel) -> Arc<wgpu::ComputePipeline> {
@@ -297,11 +325,16 @@ enum Grid {
     FixedRows(u32),
 }
 
+/// Steps of at most this many rows run linear layers on 16-row tiles.
+pub const SHORT_ROWS: u32 = 16;
+
 struct Dispatch {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind: wgpu::BindGroup,
     /// For linear layers: the matrix-vector kernel used when a step has one row.
     single: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
+    /// For linear layers: the 16-row tiled kernel used for steps of 2 to `SHORT_ROWS` rows.
+    short: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
     grid: Grid,
 }
 
@@ -333,20 +366,22 @@ impl Program {
             &placeholder
         };
         let buffers = [x, &w.buffer, bias, y, &params, &self.step];
-        let vec = self.gpu.pipeline(Kernel::LinearVec(w.format));
+        let vec = self.gpu.linear_vec(w.format);
         let mat = self.gpu.pipeline(Kernel::LinearMat(w.format));
+        let short = self.gpu.pipeline(Kernel::LinearMatShort(w.format));
         let single = Some((vec.clone(), self.gpu.bind(&vec, &buffers)));
+        let short = Some((short.clone(), self.gpu.bind(&short, &buffers)));
         let bind = self.gpu.bind(&mat, &buffers);
-        self.dispatches.push(Dispatch { pipeline: mat, bind, single, grid: Grid::Linear { n: w.n as u32 } });
+        self.dispatches.push(Dispatch { pipeline: mat, bind, single, short, grid: Grid::Linear { n: w.n as u32 } });
     }
 
     /// Linear layer always run as matrix-vector on the first row (logits of the last token).
     pub fn linear_one(&mut self, x: &wgpu::Buffer, w: &Weight, y: &wgpu::Buffer) {
         let params = self.gpu.uniform("linear", &LinearParams { n: w.n as u32, k: w.k as u32, flags: 0, pad: 0 });
         let placeholder = self.gpu.scratch("no-bias", 1).expect("one word fits");
-        let vec = self.gpu.pipeline(Kernel::LinearVec(w.format));
+        let vec = self.gpu.linear_vec(w.format);
         let bind = self.gpu.bind(&vec, &[x, &w.buffer, &placeholder, y, &params, &self.step]);
-        self.dispatches.push(Dispatch { pipeline: vec, bind, single: None, grid: Grid::Linear { n: w.n as u32 } });
+        self.dispatches.push(Dispatch { pipeline: vec, bind, single: None, short: None, grid: Grid::Linear { n: w.n as u32 } });
     }
 
     pub fn rmsnorm(&mut self, x: &wgpu::Buffer, g: &wgpu::Buffer, y: &wgpu::Buffer, n: usize, eps: f32, rows: Option<u32>) {
@@ -354,14 +389,14 @@ impl Program {
         let pipeline = self.gpu.pipeline(Kernel::RmsNorm);
         let bind = self.gpu.bind(&pipeline, &[x, g, y, &params, &self.step]);
         let grid = rows.map_or(Grid::Rows, Grid::FixedRows);
-        self.dispatches.push(Dispatch { pipeline, bind, single: None, grid });
+        self.dispatches.push(Dispatch { pipeline, bind, single: None, short: None, grid });
     }
 
     pub fn layernorm(&mut self, x: &wgpu::Buffer, g: &wgpu::Buffer, b: &wgpu::Buffer, n: usize, eps: f32) {
         let params = self.gpu.uniform("layernorm", &NormParams { n: n as u32, eps, pad: [0; 2] });
         let pipeline = self.gpu.pipeline(Kernel::LayerNorm);
         let bind = self.gpu.bind(&pipeline, &[x, g, b, &params, &self.step]);
-        self.dispatches.push(Dispatch { pipeline, bind, single: None, grid: Grid::Rows });
+        self.dispatches.push(Dispatch { pipeline, bind, single: None, short: None, grid: Grid::Rows });
     }
 
     /// Rotates rows of `t` (stride `row_stride` floats) in place.
@@ -375,7 +410,7 @@ impl Program {
         let pipeline = self.gpu.pipeline(Kernel::Rope);
         let bind = self.gpu.bind(&pipeline, &[t, table, &params, &self.step]);
         let pairs = (heads * head_dim / 2) as u32;
-        self.dispatches.push(Dispatch { pipeline, bind, single: None, grid: Grid::Rope { pairs } });
+        self.dispatches.push(Dispatch { pipeline, bind, single: None, short: None, grid: Grid::Rope { pairs } });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -406,7 +441,7 @@ impl Program {
         );
         let pipeline = self.gpu.pipeline(Kernel::Attention);
         let bind = self.gpu.bind(&pipeline, &[q, k, v, o, scores, &params, &self.step]);
-        self.dispatches.push(Dispatch { pipeline, bind, single: None, grid: Grid::Heads { heads: heads as u32 } });
+        self.dispatches.push(Dispatch { pipeline, bind, single: None, short: None, grid: Grid::Heads { heads: heads as u32 } });
     }
 
     /// `a = silu(a) * b` over rows of `n`.
@@ -424,7 +459,7 @@ impl Program {
         let params = self.gpu.uniform("elementwise", &ElementwiseParams { n: n as u32, op, pad: [0; 2] });
         let pipeline = self.gpu.pipeline(Kernel::Elementwise);
         let bind = self.gpu.bind(&pipeline, &[a, b, &params, &self.step]);
-        self.dispatches.push(Dispatch { pipeline, bind, single: None, grid: Grid::Elements { n: n as u32 } });
+        self.dispatches.push(Dispatch { pipeline, bind, single: None, short: None, grid: Grid::Elements { n: n as u32 } });
     }
 
     /// Encodes every dispatch for a step of `m` rows starting at position `pos`, in one
@@ -434,8 +469,9 @@ impl Program {
         let m = m as u32;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
         for d in &self.dispatches {
-            let (pipeline, bind) = match (&d.single, m) {
-                (Some((p, b)), 1) => (p, b),
+            let (pipeline, bind) = match (&d.single, &d.short, m) {
+                (Some((p, b)), _, 1) => (p, b),
+                (_, Some((p, b)), 2..=SHORT_ROWS) => (p, b),
                 _ => (&d.pipeline, &d.bind),
             };
             let (x, y) = match d.grid {
@@ -443,6 +479,7 @@ impl Program {
                     let groups = n.div_ceil(8);
                     (groups.min(32768), groups.div_ceil(32768))
                 }
+                Grid::Linear { n } if m <= SHORT_ROWS => (n.div_ceil(64), 1),
                 Grid::Linear { n } => (n.div_ceil(64), m.div_ceil(64)),
                 Grid::Rows => (m, 1),
                 Grid::FixedRows(rows) => (rows, 1),
