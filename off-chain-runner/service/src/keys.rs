@@ -1,6 +1,8 @@
 //! Keys on disk, as NEAR credential JSON files like near-cli's
 //! (`~/.near-credentials/<network>/<account>.json`):
 //! `{"account_id": "...", "public_key": "ed25519:...", "private_key": "ed25519:..."}`.
+//! near-cli-rs writes its legacy-keychain files without `account_id` (and with fields of
+//! its own): there the account is the file's name, as that keychain names them.
 //!
 //! A runner has two keys: its account's access key, which signs the `settle` transactions,
 //! and a receipt key registered on the hub, which signs usage receipts. Keeping them apart
@@ -36,14 +38,34 @@ impl Credentials {
     }
 
     pub fn read(path: &Path) -> anyhow::Result<Self> {
+        #[derive(Deserialize)]
+        struct OnDisk {
+            account_id: Option<AccountId>,
+            public_key: String,
+            private_key: String,
+        }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the key file {}", path.display()))?;
-        let creds: Self = serde_json::from_str(&text).with_context(|| {
+        let on_disk: OnDisk = serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is not a NEAR credential file ({{\"account_id\", \"public_key\", \"private_key\"}})",
                 path.display()
             )
         })?;
+        let account_id = match on_disk.account_id {
+            Some(id) => id,
+            None => path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse().ok())
+                .with_context(|| {
+                    format!(
+                        "{} names no account_id and its file name is not an account id (near-cli names key files <account>.json)",
+                        path.display()
+                    )
+                })?,
+        };
+        let creds = Self { account_id, public_key: on_disk.public_key, private_key: on_disk.private_key };
         let secret = creds.secret()?;
         if secret.public_key().to_string() != creds.public_key {
             bail!(
@@ -134,6 +156,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("does not belong"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn near_cli_rs_key_files_name_the_account_by_file_name() {
+        let dir = std::env::temp_dir().join(format!("runner-keys-rs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let creds = Credentials::generate("gpu.testnet".parse().unwrap());
+        // near-cli-rs's legacy keychain: no account_id, fields of its own.
+        let file = serde_json::json!({"implicit_account_id": "ab12", "master_seed_phrase": "x y z",
+            "public_key": creds.public_key, "private_key": creds.private_key});
+        let path = dir.join("gpu.testnet.json");
+        std::fs::write(&path, file.to_string()).unwrap();
+        assert_eq!(Credentials::read(&path).unwrap().account_id.as_str(), "gpu.testnet");
+        let unnamed = dir.join("Not An Account.json");
+        std::fs::write(&unnamed, file.to_string()).unwrap();
+        assert!(Credentials::read(&unnamed).unwrap_err().to_string().contains("names no account_id"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
