@@ -28,13 +28,14 @@ cargo test --workspace --locked --no-run -q
 WORK=$(mktemp -d)
 export HOME="$WORK/home"
 mkdir -p "$HOME"
-PORT=${CHECK_DEPLOY_PORT:-3041}
-target/debug/local-chain serve --port "$PORT" > "$WORK/node.log" 2>&1 &
+# Any free port: the node prints the one it bound.
+target/debug/local-chain serve --port "${CHECK_DEPLOY_PORT:-0}" > "$WORK/node.log" 2>&1 &
 NODE=$!
 trap 'kill $NODE 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 50); do grep -q "root secret key" "$WORK/node.log" && break; sleep 0.2; done
 SECRET=$(sed -n 's/^root secret key: //p' "$WORK/node.log")
-[ -n "$SECRET" ] || { cat "$WORK/node.log" >&2; exit 1; }
+PORT=$(sed -n 's|.*serving JSON-RPC on http://127.0.0.1:\([0-9]*\).*|\1|p' "$WORK/node.log")
+[ -n "$SECRET" ] && [ -n "$PORT" ] || { cat "$WORK/node.log" >&2; exit 1; }
 
 # near-cli's legacy keychain: ~/.near-credentials/<network>/<account>.json.
 mkdir -p "$HOME/.near-credentials/localnet"
