@@ -20,7 +20,10 @@ use sha2::{Digest, Sha256};
 
 /// Is this file a weight file?
 pub fn is_weight_file(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("gguf" | "safetensors"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("gguf" | "safetensors")
+    )
 }
 
 /// The weight files of a model path, sorted by file name.
@@ -49,7 +52,10 @@ pub fn weight_files(path: &Path) -> io::Result<Vec<PathBuf>> {
 /// and the total, so callers can draw a progress bar.
 pub fn weights_sha256(path: &Path, mut progress: impl FnMut(u64, u64)) -> io::Result<[u8; 32]> {
     let files = weight_files(path)?;
-    let total = files.iter().map(|f| f.metadata().map(|m| m.len())).sum::<io::Result<u64>>()?;
+    let total = files
+        .iter()
+        .map(|f| f.metadata().map(|m| m.len()))
+        .sum::<io::Result<u64>>()?;
     let mut done = 0u64;
     let mut digests = Vec::with_capacity(files.len());
     for file in &files {
@@ -101,7 +107,11 @@ mod tests {
         std::fs::write(dir.join("config.json"), b"{}").unwrap();
         std::fs::write(dir.join("model-00002-of-00002.safetensors"), b"second").unwrap();
         let single = weights_sha256(&dir, |_, _| {}).unwrap();
-        assert_eq!(single, sha(b"second"), "one weight file hashes as sha256sum does");
+        assert_eq!(
+            single,
+            sha(b"second"),
+            "one weight file hashes as sha256sum does"
+        );
 
         std::fs::write(dir.join("model-00001-of-00002.safetensors"), b"first").unwrap();
         let listing = format!(
@@ -119,7 +129,11 @@ mod tests {
         assert_eq!(sharded, sha(listing.as_bytes()));
 
         std::fs::write(dir.join("model-00001-of-00002.safetensors"), b"First").unwrap();
-        assert_ne!(weights_sha256(&dir, |_, _| {}).unwrap(), sharded, "any byte counts");
+        assert_ne!(
+            weights_sha256(&dir, |_, _| {}).unwrap(),
+            sharded,
+            "any byte counts"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(weights_sha256(&dir, |_, _| {}).is_err());
     }

@@ -11,8 +11,18 @@ pub fn write_section(path: &Path, heading: &str, section: &str) -> std::io::Resu
     let section = format!("{}\n", section.trim_end());
     let doc = match doc.find(heading) {
         Some(start) => {
-            let end = doc[start + 1..].find("\n## ").map_or(doc.len(), |e| start + e + 2);
-            format!("{}{section}{}", &doc[..start], if end < doc.len() { format!("\n{}", &doc[end..]) } else { String::new() })
+            let end = doc[start + 1..]
+                .find("\n## ")
+                .map_or(doc.len(), |e| start + e + 2);
+            format!(
+                "{}{section}{}",
+                &doc[..start],
+                if end < doc.len() {
+                    format!("\n{}", &doc[end..])
+                } else {
+                    String::new()
+                }
+            )
         }
         None => format!("{}\n\n{section}", doc.trim_end()),
     };
@@ -24,11 +34,20 @@ mod tests {
     #[test]
     fn a_section_is_replaced_and_its_neighbours_kept() {
         let path = std::env::temp_dir().join(format!("bench-section-{}.md", std::process::id()));
-        std::fs::write(&path, "# B\n\n## Gas\ng\n\n## Engine\nold\n\n## Runner\nr\n").unwrap();
+        std::fs::write(
+            &path,
+            "# B\n\n## Gas\ng\n\n## Engine\nold\n\n## Runner\nr\n",
+        )
+        .unwrap();
         super::write_section(&path, "## Engine", "## Engine\nnew\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "# B\n\n## Gas\ng\n\n## Engine\nnew\n\n## Runner\nr\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# B\n\n## Gas\ng\n\n## Engine\nnew\n\n## Runner\nr\n"
+        );
         super::write_section(&path, "## Disk", "## Disk\nd").unwrap();
-        assert!(std::fs::read_to_string(&path).unwrap().ends_with("## Runner\nr\n\n## Disk\nd\n"));
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with("## Runner\nr\n\n## Disk\nd\n"));
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -45,23 +45,48 @@ pub struct BertWeights {
     pub layers: Vec<BertLayer>,
 }
 
-pub fn from_safetensors(dir: &SafetensorsDir) -> Result<(BertConfig, BertWeights, TextCodec, String)> {
+pub fn from_safetensors(
+    dir: &SafetensorsDir,
+) -> Result<(BertConfig, BertWeights, TextCodec, String)> {
     // Checkpoints saved from BertModel have bare names, from BertFor* a "bert." prefix.
-    let prefix = if dir.has("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+    let prefix = if dir.has("bert.embeddings.word_embeddings.weight") {
+        "bert."
+    } else {
+        ""
+    };
     let matrix = |name: &str| -> Result<Matrix> {
         let name = format!("{prefix}{name}");
         let t = dir.tensor(&name)?;
         if t.shape.len() != 2 {
-            return Err(Error::Format(format!("tensor {name} is not a matrix: {:?}", t.shape)));
+            return Err(Error::Format(format!(
+                "tensor {name} is not a matrix: {:?}",
+                t.shape
+            )));
         }
-        Ok(Matrix { name, format: t.format, n: t.shape[0], k: t.shape[1], bytes: t.data.to_vec() })
+        Ok(Matrix {
+            name,
+            format: t.format,
+            n: t.shape[0],
+            k: t.shape[1],
+            bytes: t.data.to_vec(),
+        })
     };
     let vector = |name: &str| -> Result<Vec<f32>> {
         let t = dir.tensor(&format!("{prefix}{name}"))?;
         Ok(dequantize(t.format, t.data))
     };
-    let linear = |name: &str| -> Result<(Matrix, Vec<f32>)> { Ok((matrix(&format!("{name}.weight"))?, vector(&format!("{name}.bias"))?)) };
-    let norm = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> { Ok((vector(&format!("{name}.weight"))?, vector(&format!("{name}.bias"))?)) };
+    let linear = |name: &str| -> Result<(Matrix, Vec<f32>)> {
+        Ok((
+            matrix(&format!("{name}.weight"))?,
+            vector(&format!("{name}.bias"))?,
+        ))
+    };
+    let norm = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((
+            vector(&format!("{name}.weight"))?,
+            vector(&format!("{name}.bias"))?,
+        ))
+    };
     let max_positions = dir.config_usize("max_position_embeddings")?;
     // sentence-transformers keeps its sequence limit in sentence_bert_config.json.
     let max_tokens = std::fs::read(dir.dir.join("sentence_bert_config.json"))
@@ -80,11 +105,19 @@ pub fn from_safetensors(dir: &SafetensorsDir) -> Result<(BertConfig, BertWeights
         max_tokens,
     };
     if config.heads == 0 || config.dim % config.heads != 0 {
-        return Err(Error::Format(format!("inconsistent BERT dimensions: {config:?}")));
+        return Err(Error::Format(format!(
+            "inconsistent BERT dimensions: {config:?}"
+        )));
     }
-    if let Some(act) = dir.config.get("hidden_act").and_then(serde_json::Value::as_str) {
+    if let Some(act) = dir
+        .config
+        .get("hidden_act")
+        .and_then(serde_json::Value::as_str)
+    {
         if act != "gelu" {
-            return Err(Error::Format(format!("BERT activation {act:?} is not supported (gelu)")));
+            return Err(Error::Format(format!(
+                "BERT activation {act:?} is not supported (gelu)"
+            )));
         }
     }
     let layers = (0..config.layers)
@@ -111,7 +144,10 @@ pub fn from_safetensors(dir: &SafetensorsDir) -> Result<(BertConfig, BertWeights
         layers,
     };
     let codec = TextCodec::from_file(&dir.dir.join("tokenizer.json"), Some(config.max_tokens))?;
-    let name = dir.dir.file_name().map_or_else(|| "bert".into(), |n| n.to_string_lossy().into_owned());
+    let name = dir
+        .dir
+        .file_name()
+        .map_or_else(|| "bert".into(), |n| n.to_string_lossy().into_owned());
     Ok((config, weights, codec, name))
 }
 
@@ -142,7 +178,20 @@ pub struct CpuBert {
 impl CpuBert {
     pub fn new(cfg: BertConfig, w: BertWeights) -> CpuBert {
         let d = |m: &Matrix| dequantize(m.format, &m.bytes);
-        let layers = w.layers.iter().map(|l| [d(&l.q.0), d(&l.k.0), d(&l.v.0), d(&l.o.0), d(&l.up.0), d(&l.down.0)]).collect();
+        let layers = w
+            .layers
+            .iter()
+            .map(|l| {
+                [
+                    d(&l.q.0),
+                    d(&l.k.0),
+                    d(&l.v.0),
+                    d(&l.o.0),
+                    d(&l.up.0),
+                    d(&l.down.0),
+                ]
+            })
+            .collect();
         CpuBert { cfg, w, layers }
     }
 }
@@ -160,7 +209,10 @@ impl Encode for CpuBert {
             cpu::layernorm(&mut x, &l.attn_norm.0, &l.attn_norm.1, c.eps);
             let mut h = cpu::linear(&x, up, Some(&l.up.1), c.ffn, c.dim);
             cpu::gelu(&mut h);
-            cpu::add(&mut x, &cpu::linear(&h, down, Some(&l.down.1), c.dim, c.ffn));
+            cpu::add(
+                &mut x,
+                &cpu::linear(&h, down, Some(&l.down.1), c.dim, c.ffn),
+            );
             cpu::layernorm(&mut x, &l.out_norm.0, &l.out_norm.1, c.eps);
         }
         Ok(x)
@@ -192,7 +244,17 @@ impl GpuBert {
         let mut weights = Vec::new();
         let mut buffers = Vec::new();
         let upload = |(m, b): &(Matrix, Vec<f32>)| -> Result<(Weight, wgpu::Buffer)> {
-            Ok((Weight::new(gpu, &m.name, m.format.gpu(), &repack(m.format, &m.bytes), m.n, m.k)?, gpu.upload("bias", b)?))
+            Ok((
+                Weight::new(
+                    gpu,
+                    &m.name,
+                    m.format.gpu(),
+                    &repack(m.format, &m.bytes),
+                    m.n,
+                    m.k,
+                )?,
+                gpu.upload("bias", b)?,
+            ))
         };
         for l in &w.layers {
             let (wq, bq) = upload(&l.q)?;
@@ -201,12 +263,24 @@ impl GpuBert {
             let (wo, bo) = upload(&l.o)?;
             let (wu, bu) = upload(&l.up)?;
             let (wd, bd) = upload(&l.down)?;
-            let [g1, b1, g2, b2] = [&l.attn_norm.0, &l.attn_norm.1, &l.out_norm.0, &l.out_norm.1].map(|v| gpu.upload("norm", v));
+            let [g1, b1, g2, b2] = [&l.attn_norm.0, &l.attn_norm.1, &l.out_norm.0, &l.out_norm.1]
+                .map(|v| gpu.upload("norm", v));
             let (g1, b1, g2, b2) = (g1?, b1?, g2?, b2?);
             program.linear(&x, &wq, Bias(Some(&bq)), &q, false, false);
             program.linear(&x, &wk, Bias(Some(&bk)), &k, false, false);
             program.linear(&x, &wv, Bias(Some(&bv)), &v, false, false);
-            program.attention(&q, &k, &v, &att, &scores, c.heads, c.heads, c.dim / c.heads, false, m);
+            program.attention(
+                &q,
+                &k,
+                &v,
+                &att,
+                &scores,
+                c.heads,
+                c.heads,
+                c.dim / c.heads,
+                false,
+                m,
+            );
             program.linear(&att, &wo, Bias(Some(&bo)), &x, true, false);
             program.layernorm(&x, &g1, &b1, c.dim, c.eps);
             program.linear(&x, &wu, Bias(Some(&bu)), &h, false, false);
@@ -217,17 +291,28 @@ impl GpuBert {
             buffers.extend([bq, bk, bv, bo, bu, bd, g1, b1, g2, b2]);
         }
         buffers.extend([q, k, v, att, h, scores]);
-        Ok(GpuBert { gpu: gpu.clone(), cfg, w, x, program, _weights: weights, _buffers: buffers })
+        Ok(GpuBert {
+            gpu: gpu.clone(),
+            cfg,
+            w,
+            x,
+            program,
+            _weights: weights,
+            _buffers: buffers,
+        })
     }
 }
 
 impl Encode for GpuBert {
     fn encode(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
         let x = embed_input(&self.cfg, &self.w, ids);
-        self.gpu.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(&x));
+        self.gpu
+            .queue
+            .write_buffer(&self.x, 0, bytemuck::cast_slice(&x));
         let mut encoder = self.gpu.encoder();
         self.program.encode(&mut encoder, ids.len(), 0);
-        self.gpu.finish_and_read(encoder, &self.x, 0, ids.len() * self.cfg.dim)
+        self.gpu
+            .finish_and_read(encoder, &self.x, 0, ids.len() * self.cfg.dim)
     }
 }
 
@@ -273,20 +358,35 @@ impl EmbeddingModel {
             .map(|text| {
                 let ids = self.tokenize(text)?;
                 if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab) {
-                    return Err(Error::Format(format!("tokenizer produced id {bad} beyond the vocabulary")));
+                    return Err(Error::Format(format!(
+                        "tokenizer produced id {bad} beyond the vocabulary"
+                    )));
                 }
                 let hidden = self.backend.encode(&ids)?;
-                Ok(Embedding { vector: cpu::mean_pool_normalize(&hidden, self.cfg.dim), tokens: ids.len() })
+                Ok(Embedding {
+                    vector: cpu::mean_pool_normalize(&hidden, self.cfg.dim),
+                    tokens: ids.len(),
+                })
             })
             .collect()
     }
 }
 
-pub fn load(st: &SafetensorsDir, gpu: Option<&Arc<Gpu>>, sha256: [u8; 32]) -> Result<EmbeddingModel> {
+pub fn load(
+    st: &SafetensorsDir,
+    gpu: Option<&Arc<Gpu>>,
+    sha256: [u8; 32],
+) -> Result<EmbeddingModel> {
     let (cfg, w, codec, name) = from_safetensors(st)?;
     let backend: Box<dyn Encode> = match gpu {
         Some(gpu) => Box::new(GpuBert::new(gpu, cfg.clone(), w)?),
         None => Box::new(CpuBert::new(cfg.clone(), w)),
     };
-    Ok(EmbeddingModel { name, sha256, cfg, codec, backend })
+    Ok(EmbeddingModel {
+        name,
+        sha256,
+        cfg,
+        codec,
+        backend,
+    })
 }

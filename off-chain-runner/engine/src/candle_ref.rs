@@ -26,13 +26,20 @@ impl CandleLlama {
         let mut file = std::fs::File::open(path)?;
         let content = gguf_file::Content::read(&mut file)?;
         let model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)?;
-        Ok(CandleLlama { path: path.to_path_buf(), model })
+        Ok(CandleLlama {
+            path: path.to_path_buf(),
+            model,
+        })
     }
 
     /// Logits of the last of `tokens`, fed at positions `pos..`.
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> R<Vec<f32>> {
         let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-        Ok(self.model.forward(&input, pos)?.squeeze(0)?.to_vec1::<f32>()?)
+        Ok(self
+            .model
+            .forward(&input, pos)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?)
     }
 
     /// Greedy generation of up to `n` tokens, stopping before any of `stop`.
@@ -65,30 +72,58 @@ impl CandleLlamaF32 {
     pub fn load(path: &Path) -> R<CandleLlamaF32> {
         let mut file = std::fs::File::open(path)?;
         let content = gguf_file::Content::read(&mut file)?;
-        let md = |k: &str| content.metadata.get(k).ok_or_else(|| format!("{k} missing"));
+        let md = |k: &str| {
+            content
+                .metadata
+                .get(k)
+                .ok_or_else(|| format!("{k} missing"))
+        };
         let heads = md("llama.attention.head_count")?.to_u32()? as usize;
         let kv_heads = md("llama.attention.head_count_kv")?.to_u32()? as usize;
         let layers = md("llama.block_count")?.to_u32()? as usize;
         let dim = md("llama.embedding_length")?.to_u32()? as usize;
         let dev = Device::Cpu;
-        let mut get = |name: &str| -> R<Tensor> { Ok(content.tensor(&mut file, name, &dev)?.dequantize(&dev)?) };
+        let mut get = |name: &str| -> R<Tensor> {
+            Ok(content.tensor(&mut file, name, &dev)?.dequantize(&dev)?)
+        };
         // llama.cpp stores HF rows (h, s·d/2 + i) at (h, 2i + s); undo it.
         let unpermute = |t: Tensor, n: usize| -> R<Tensor> {
             let (rows, cols) = t.dims2()?;
-            Ok(t.reshape((n, rows / n / 2, 2, cols))?.transpose(1, 2)?.contiguous()?.reshape((rows, cols))?)
+            Ok(t.reshape((n, rows / n / 2, 2, cols))?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((rows, cols))?)
         };
         let mut ts = HashMap::new();
-        ts.insert("model.embed_tokens.weight".to_owned(), get("token_embd.weight")?);
+        ts.insert(
+            "model.embed_tokens.weight".to_owned(),
+            get("token_embd.weight")?,
+        );
         ts.insert("model.norm.weight".to_owned(), get("output_norm.weight")?);
         for i in 0..layers {
             let p = format!("model.layers.{i}");
             let b = format!("blk.{i}");
-            ts.insert(format!("{p}.self_attn.q_proj.weight"), unpermute(get(&format!("{b}.attn_q.weight"))?, heads)?);
-            ts.insert(format!("{p}.self_attn.k_proj.weight"), unpermute(get(&format!("{b}.attn_k.weight"))?, kv_heads)?);
-            for (hf, gg) in [("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"), ("mlp.gate_proj", "ffn_gate"),
-                ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down"), ("input_layernorm", "attn_norm"),
-                ("post_attention_layernorm", "ffn_norm")] {
-                ts.insert(format!("{p}.{hf}.weight"), get(&format!("{b}.{gg}.weight"))?);
+            ts.insert(
+                format!("{p}.self_attn.q_proj.weight"),
+                unpermute(get(&format!("{b}.attn_q.weight"))?, heads)?,
+            );
+            ts.insert(
+                format!("{p}.self_attn.k_proj.weight"),
+                unpermute(get(&format!("{b}.attn_k.weight"))?, kv_heads)?,
+            );
+            for (hf, gg) in [
+                ("self_attn.v_proj", "attn_v"),
+                ("self_attn.o_proj", "attn_output"),
+                ("mlp.gate_proj", "ffn_gate"),
+                ("mlp.up_proj", "ffn_up"),
+                ("mlp.down_proj", "ffn_down"),
+                ("input_layernorm", "attn_norm"),
+                ("post_attention_layernorm", "ffn_norm"),
+            ] {
+                ts.insert(
+                    format!("{p}.{hf}.weight"),
+                    get(&format!("{b}.{gg}.weight"))?,
+                );
             }
         }
         let vocab = ts["model.embed_tokens.weight"].dims2()?.0;
@@ -100,7 +135,10 @@ impl CandleLlamaF32 {
             "tie_word_embeddings": true}))?;
         let config = config.into_config(false);
         let vb = VarBuilder::from_tensors(ts, DType::F32, &dev);
-        Ok(CandleLlamaF32 { model: llama::Llama::load(vb, &config)?, config })
+        Ok(CandleLlamaF32 {
+            model: llama::Llama::load(vb, &config)?,
+            config,
+        })
     }
 
     /// Greedy generation of up to `n` tokens, stopping before any of `stop`.
@@ -108,7 +146,11 @@ impl CandleLlamaF32 {
         let mut cache = llama::Cache::new(true, DType::F32, &self.config, &Device::Cpu)?;
         let run = |tokens: &[u32], pos: usize, cache: &mut llama::Cache| -> R<Vec<f32>> {
             let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-            Ok(self.model.forward(&input, pos, cache)?.squeeze(0)?.to_vec1::<f32>()?)
+            Ok(self
+                .model
+                .forward(&input, pos, cache)?
+                .squeeze(0)?
+                .to_vec1::<f32>()?)
         };
         let mut logits = run(prompt, 0, &mut cache)?;
         let mut out = Vec::new();
@@ -132,8 +174,14 @@ pub struct CandleBert {
 impl CandleBert {
     pub fn load(dir: &Path) -> R<CandleBert> {
         let config: Config = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
-        let vb = VarBuilder::from_buffered_safetensors(std::fs::read(dir.join("model.safetensors"))?, DType::F32, &Device::Cpu)?;
-        Ok(CandleBert { model: BertModel::load(vb, &config)? })
+        let vb = VarBuilder::from_buffered_safetensors(
+            std::fs::read(dir.join("model.safetensors"))?,
+            DType::F32,
+            &Device::Cpu,
+        )?;
+        Ok(CandleBert {
+            model: BertModel::load(vb, &config)?,
+        })
     }
 
     /// Mean-pooled, L2-normalized embedding of one tokenized text.

@@ -39,7 +39,10 @@ pub fn layernorm(x: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
         let mean = row.iter().sum::<f32>() / n as f32;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n as f32;
         let inv = 1.0 / (var + eps).sqrt();
-        row.iter_mut().zip(g).zip(b).for_each(|((v, g), b)| *v = (*v - mean) * inv * g + b);
+        row.iter_mut()
+            .zip(g)
+            .zip(b)
+            .for_each(|((v, g), b)| *v = (*v - mean) * inv * g + b);
     }
 }
 
@@ -70,7 +73,14 @@ pub enum RopeLayout {
 
 /// Rotates `heads` heads of `head_dim` in each row of `t` (rows of `heads * head_dim`),
 /// row `r` being at position `start + r`.
-pub fn rope(t: &mut [f32], heads: usize, head_dim: usize, start: usize, table: &[f32], layout: RopeLayout) {
+pub fn rope(
+    t: &mut [f32],
+    heads: usize,
+    head_dim: usize,
+    start: usize,
+    table: &[f32],
+    layout: RopeLayout,
+) {
     let half = head_dim / 2;
     for (r, row) in t.chunks_exact_mut(heads * head_dim).enumerate() {
         let pos = start + r;
@@ -106,19 +116,26 @@ pub fn attention(
     let scale = 1.0 / (d as f32).sqrt();
     let keys = k.len() / (kv_heads * d);
     let mut out = vec![0.0; q.len()];
-    for (r, (qr, or)) in q.chunks_exact(heads * d).zip(out.chunks_exact_mut(heads * d)).enumerate() {
+    for (r, (qr, or)) in q
+        .chunks_exact(heads * d)
+        .zip(out.chunks_exact_mut(heads * d))
+        .enumerate()
+    {
         let len = if causal { start + r + 1 } else { keys };
         for h in 0..heads {
             let kvh = h / (heads / kv_heads);
             let qh = &qr[h * d..(h + 1) * d];
             let key = |j: usize| &k[(j * kv_heads + kvh) * d..(j * kv_heads + kvh + 1) * d];
-            let scores: Vec<f32> =
-                (0..len).map(|j| qh.iter().zip(key(j)).map(|(a, b)| a * b).sum::<f32>() * scale).collect();
+            let scores: Vec<f32> = (0..len)
+                .map(|j| qh.iter().zip(key(j)).map(|(a, b)| a * b).sum::<f32>() * scale)
+                .collect();
             let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let e: Vec<f32> = scores.iter().map(|s| (s - top).exp()).collect();
             let sum: f32 = e.iter().sum();
             for i in 0..d {
-                let acc: f32 = (0..len).map(|j| e[j] * v[(j * kv_heads + kvh) * d + i]).sum();
+                let acc: f32 = (0..len)
+                    .map(|j| e[j] * v[(j * kv_heads + kvh) * d + i])
+                    .sum();
                 or[h * d + i] = acc / sum;
             }
         }
@@ -128,12 +145,15 @@ pub fn attention(
 
 /// SwiGLU's gate: `a = silu(a) * b`.
 pub fn silu_mul(a: &mut [f32], b: &[f32]) {
-    a.iter_mut().zip(b).for_each(|(a, b)| *a = *a / (1.0 + (-*a).exp()) * b);
+    a.iter_mut()
+        .zip(b)
+        .for_each(|(a, b)| *a = *a / (1.0 + (-*a).exp()) * b);
 }
 
 /// BERT's exact GELU.
 pub fn gelu(a: &mut [f32]) {
-    a.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2)));
+    a.iter_mut()
+        .for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2)));
 }
 
 /// Mean over rows, then L2 normalization (sentence-transformers' pooling).

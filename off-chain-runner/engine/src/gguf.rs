@@ -96,9 +96,16 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
-            Error::Format(format!("gguf: truncated at byte {} (wanted {n} more)", self.pos))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or_else(|| {
+                Error::Format(format!(
+                    "gguf: truncated at byte {} (wanted {n} more)",
+                    self.pos
+                ))
+            })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -168,7 +175,11 @@ impl Gguf {
         // hash is checked before use.
         let map = map_readonly(&file).map_err(|e| Error::io(path, e))?;
         let (metadata, tensors) = parse(&map)?;
-        Ok(Gguf { metadata, tensors, map })
+        Ok(Gguf {
+            metadata,
+            tensors,
+            map,
+        })
     }
 
     /// The raw bytes of a tensor.
@@ -199,7 +210,9 @@ impl Gguf {
     }
 
     pub fn tensor(&self, name: &str) -> Result<&TensorInfo> {
-        self.tensors.get(name).ok_or_else(|| Error::Format(format!("gguf: tensor {name} missing")))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::Format(format!("gguf: tensor {name} missing")))
     }
 }
 
@@ -218,7 +231,9 @@ fn parse(data: &[u8]) -> Result<Parsed> {
     }
     let version = r.u32()?;
     if !(2..=3).contains(&version) {
-        return Err(Error::Format(format!("gguf version {version} is not supported (2 or 3)")));
+        return Err(Error::Format(format!(
+            "gguf version {version} is not supported (2 or 3)"
+        )));
     }
     let n_tensors = r.len()?;
     let n_kv = r.len()?;
@@ -228,7 +243,10 @@ fn parse(data: &[u8]) -> Result<Parsed> {
         let kind = r.u32()?;
         metadata.insert(key, r.value(kind, 0)?);
     }
-    let alignment = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32);
+    let alignment = metadata
+        .get("general.alignment")
+        .and_then(Value::as_u64)
+        .unwrap_or(32);
     let alignment = usize::try_from(alignment)
         .ok()
         .filter(|a| a.is_power_of_two())
@@ -238,7 +256,9 @@ fn parse(data: &[u8]) -> Result<Parsed> {
         let name = r.string()?;
         let n_dims = r.u32()? as usize;
         if n_dims == 0 || n_dims > 4 {
-            return Err(Error::Format(format!("gguf: tensor {name} has {n_dims} dimensions")));
+            return Err(Error::Format(format!(
+                "gguf: tensor {name} has {n_dims} dimensions"
+            )));
         }
         let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
         let kind = r.u32()?;
@@ -248,19 +268,35 @@ fn parse(data: &[u8]) -> Result<Parsed> {
     let data_start = r.pos.div_ceil(alignment) * alignment;
     let mut tensors = BTreeMap::new();
     for (name, dims, kind, offset) in infos {
-        let format = Format::from_ggml_type(kind)
-            .ok_or_else(|| Error::Format(format!("gguf: tensor {name} has unsupported type {kind}")))?;
+        let format = Format::from_ggml_type(kind).ok_or_else(|| {
+            Error::Format(format!("gguf: tensor {name} has unsupported type {kind}"))
+        })?;
         let elements = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
-        let bytes = elements
-            .and_then(|n| format.bytes_for(n))
-            .ok_or_else(|| Error::Format(format!("gguf: tensor {name} has a bad shape {dims:?}")))?;
-        let start = usize::try_from(offset).ok().and_then(|o| o.checked_add(data_start));
-        let fits = start.and_then(|s| s.checked_add(bytes)).is_some_and(|end| end <= data.len());
+        let bytes = elements.and_then(|n| format.bytes_for(n)).ok_or_else(|| {
+            Error::Format(format!("gguf: tensor {name} has a bad shape {dims:?}"))
+        })?;
+        let start = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(data_start));
+        let fits = start
+            .and_then(|s| s.checked_add(bytes))
+            .is_some_and(|end| end <= data.len());
         if !fits {
-            return Err(Error::Format(format!("gguf: tensor {name} lies outside the file")));
+            return Err(Error::Format(format!(
+                "gguf: tensor {name} lies outside the file"
+            )));
         }
         let offset = start.expect("checked");
-        tensors.insert(name.clone(), TensorInfo { name, dims, format, offset, bytes });
+        tensors.insert(
+            name.clone(),
+            TensorInfo {
+                name,
+                dims,
+                format,
+                offset,
+                bytes,
+            },
+        );
     }
     Ok((metadata, tensors))
 }

@@ -27,15 +27,16 @@ pub mod testing;
 pub mod tokenizer;
 pub mod weights;
 
-pub use api::{
-    Backend, ChatMessage, Embedding, FinishReason, GenerateOptions, Generation, Model,
-};
+pub use api::{Backend, ChatMessage, Embedding, FinishReason, GenerateOptions, Generation, Model};
 
 /// Everything that can go wrong loading or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// The model files are malformed or of a kind this engine does not run.
     #[error("model format: {0}")]
     Format(String),
@@ -54,7 +55,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.display().to_string(), source }
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 

@@ -48,7 +48,9 @@ impl LlamaConfig {
         if ok {
             Ok(())
         } else {
-            Err(Error::Format(format!("inconsistent llama dimensions: {self:?}")))
+            Err(Error::Format(format!(
+                "inconsistent llama dimensions: {self:?}"
+            )))
         }
     }
 }
@@ -64,7 +66,9 @@ pub struct Matrix {
 
 impl Matrix {
     fn row_bytes(&self) -> usize {
-        self.format.bytes_for(self.k as u64).expect("checked at load")
+        self.format
+            .bytes_for(self.k as u64)
+            .expect("checked at load")
     }
 
     /// One row as f32 (embedding lookup).
@@ -74,7 +78,14 @@ impl Matrix {
     }
 
     fn upload(&self, gpu: &Gpu) -> Result<Weight> {
-        Weight::new(gpu, &self.name, self.format.gpu(), &repack(self.format, &self.bytes), self.n, self.k)
+        Weight::new(
+            gpu,
+            &self.name,
+            self.format.gpu(),
+            &repack(self.format, &self.bytes),
+            self.n,
+            self.k,
+        )
     }
 }
 
@@ -108,16 +119,30 @@ pub struct ChatText {
 
 fn matrix(name: &str, format: Format, n: usize, k: usize, bytes: &[u8]) -> Result<Matrix> {
     if format.bytes_for((n * k) as u64) != Some(bytes.len()) {
-        return Err(Error::Format(format!("tensor {name}: {} bytes do not hold {n}×{k} {format:?}", bytes.len())));
+        return Err(Error::Format(format!(
+            "tensor {name}: {} bytes do not hold {n}×{k} {format:?}",
+            bytes.len()
+        )));
     }
-    Ok(Matrix { name: name.into(), format, n, k, bytes: bytes.to_vec() })
+    Ok(Matrix {
+        name: name.into(),
+        format,
+        n,
+        k,
+        bytes: bytes.to_vec(),
+    })
 }
 
 /// Reads a GGUF llama: config, weights (still quantized) and text handling.
-pub fn from_gguf(file: &Gguf, context: Option<usize>) -> Result<(LlamaConfig, LlamaWeights, ChatText, String)> {
+pub fn from_gguf(
+    file: &Gguf,
+    context: Option<usize>,
+) -> Result<(LlamaConfig, LlamaWeights, ChatText, String)> {
     let arch = file.str("general.architecture")?;
     if arch != "llama" {
-        return Err(Error::Format(format!("GGUF architecture {arch:?} is not supported (llama)")));
+        return Err(Error::Format(format!(
+            "GGUF architecture {arch:?} is not supported (llama)"
+        )));
     }
     let u = |k: &str| file.u64(&format!("llama.{k}")).map(|v| v as usize);
     let dim = u("embedding_length")?;
@@ -126,9 +151,18 @@ pub fn from_gguf(file: &Gguf, context: Option<usize>) -> Result<(LlamaConfig, Ll
     let matrix_of = |name: &str| -> Result<Matrix> {
         let t = file.tensor(name)?;
         if t.dims.len() != 2 {
-            return Err(Error::Format(format!("tensor {name} is not a matrix: {:?}", t.dims)));
+            return Err(Error::Format(format!(
+                "tensor {name} is not a matrix: {:?}",
+                t.dims
+            )));
         }
-        matrix(name, t.format, t.dims[1] as usize, t.dims[0] as usize, file.data(t))
+        matrix(
+            name,
+            t.format,
+            t.dims[1] as usize,
+            t.dims[0] as usize,
+            file.data(t),
+        )
     };
     let vector = |name: &str| -> Result<Vec<f32>> {
         let t = file.tensor(name)?;
@@ -165,36 +199,76 @@ pub fn from_gguf(file: &Gguf, context: Option<usize>) -> Result<(LlamaConfig, Ll
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let output = if file.tensors.contains_key("output.weight") { Some(matrix_of("output.weight")?) } else { None };
-    let weights = LlamaWeights { embed, output, norm: vector("output_norm.weight")?, layers };
+    let output = if file.tensors.contains_key("output.weight") {
+        Some(matrix_of("output.weight")?)
+    } else {
+        None
+    };
+    let weights = LlamaWeights {
+        embed,
+        output,
+        norm: vector("output_norm.weight")?,
+        layers,
+    };
 
     let codec = tokenizer::from_gguf(file)?;
     let id = |k: &str| file.u64(k).ok().map(|v| v as u32);
     let token = |id: Option<u32>| id.and_then(|i| codec_token(file, i)).unwrap_or_default();
-    let (bos, eos) = (id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"));
-    let add_bos = matches!(file.get("tokenizer.ggml.add_bos_token"), Some(crate::gguf::Value::Bool(true)));
+    let (bos, eos) = (
+        id("tokenizer.ggml.bos_token_id"),
+        id("tokenizer.ggml.eos_token_id"),
+    );
+    let add_bos = matches!(
+        file.get("tokenizer.ggml.add_bos_token"),
+        Some(crate::gguf::Value::Bool(true))
+    );
     let template_src = file.str("tokenizer.chat_template").unwrap_or(CHATML);
     let template = ChatTemplate::new(template_src, &token(bos), &token(eos))?;
-    let mut stop_ids: Vec<u32> = [eos, id("tokenizer.ggml.eot_token_id")].into_iter().flatten().collect();
+    let mut stop_ids: Vec<u32> = [eos, id("tokenizer.ggml.eot_token_id")]
+        .into_iter()
+        .flatten()
+        .collect();
     stop_ids.extend(codec.token_id("<|im_end|>"));
     stop_ids.dedup();
     let name = file.str("general.name").unwrap_or("llama").to_owned();
-    Ok((config, weights, ChatText { codec, template, bos: bos.filter(|_| add_bos), stop_ids }, name))
+    Ok((
+        config,
+        weights,
+        ChatText {
+            codec,
+            template,
+            bos: bos.filter(|_| add_bos),
+            stop_ids,
+        },
+        name,
+    ))
 }
 
 fn codec_token(file: &Gguf, id: u32) -> Option<String> {
-    file.get("tokenizer.ggml.tokens")?.as_array()?.get(id as usize)?.as_str().map(str::to_owned)
+    file.get("tokenizer.ggml.tokens")?
+        .as_array()?
+        .get(id as usize)?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Reads a Hugging Face llama directory (`LlamaForCausalLM` names).
-pub fn from_safetensors(dir: &SafetensorsDir, context: Option<usize>) -> Result<(LlamaConfig, LlamaWeights, ChatText, String)> {
+pub fn from_safetensors(
+    dir: &SafetensorsDir,
+    context: Option<usize>,
+) -> Result<(LlamaConfig, LlamaWeights, ChatText, String)> {
     let dim = dir.config_usize("hidden_size")?;
     let heads = dir.config_usize("num_attention_heads")?;
-    let trained = dir.config_usize("max_position_embeddings").unwrap_or(DEFAULT_CONTEXT);
+    let trained = dir
+        .config_usize("max_position_embeddings")
+        .unwrap_or(DEFAULT_CONTEXT);
     let matrix_of = |name: &str| -> Result<Matrix> {
         let t = dir.tensor(name)?;
         if t.shape.len() != 2 {
-            return Err(Error::Format(format!("tensor {name} is not a matrix: {:?}", t.shape)));
+            return Err(Error::Format(format!(
+                "tensor {name} is not a matrix: {:?}",
+                t.shape
+            )));
         }
         matrix(name, t.format, t.shape[0], t.shape[1], t.data)
     };
@@ -233,29 +307,74 @@ pub fn from_safetensors(dir: &SafetensorsDir, context: Option<usize>) -> Result<
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let tied = dir.config.get("tie_word_embeddings").and_then(serde_json::Value::as_bool).unwrap_or(false);
-    let output = if !tied && dir.has("lm_head.weight") { Some(matrix_of("lm_head.weight")?) } else { None };
-    let weights = LlamaWeights { embed, output, norm: vector("model.norm.weight")?, layers };
+    let tied = dir
+        .config
+        .get("tie_word_embeddings")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let output = if !tied && dir.has("lm_head.weight") {
+        Some(matrix_of("lm_head.weight")?)
+    } else {
+        None
+    };
+    let weights = LlamaWeights {
+        embed,
+        output,
+        norm: vector("model.norm.weight")?,
+        layers,
+    };
 
     let codec = TextCodec::from_file(&dir.dir.join("tokenizer.json"), None)?;
     let tok_config: serde_json::Value = std::fs::read(dir.dir.join("tokenizer_config.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let special = |key: &str| tok_config.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    let special = |key: &str| {
+        tok_config
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let (bos, eos) = (special("bos_token"), special("eos_token"));
-    let template_src = tok_config.get("chat_template").and_then(serde_json::Value::as_str).unwrap_or(CHATML);
+    let template_src = tok_config
+        .get("chat_template")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(CHATML);
     let template = ChatTemplate::new(template_src, &bos, &eos)?;
-    let mut stop_ids: Vec<u32> = [codec.token_id(&eos), codec.token_id("<|im_end|>")].into_iter().flatten().collect();
-    if let Some(id) = dir.config.get("eos_token_id").and_then(serde_json::Value::as_u64) {
+    let mut stop_ids: Vec<u32> = [codec.token_id(&eos), codec.token_id("<|im_end|>")]
+        .into_iter()
+        .flatten()
+        .collect();
+    if let Some(id) = dir
+        .config
+        .get("eos_token_id")
+        .and_then(serde_json::Value::as_u64)
+    {
         stop_ids.push(id as u32);
     }
     stop_ids.sort_unstable();
     stop_ids.dedup();
-    let name = dir.dir.file_name().map_or_else(|| "llama".into(), |n| n.to_string_lossy().into_owned());
-    let add_bos = tok_config.get("add_bos_token").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let name = dir
+        .dir
+        .file_name()
+        .map_or_else(|| "llama".into(), |n| n.to_string_lossy().into_owned());
+    let add_bos = tok_config
+        .get("add_bos_token")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
     let bos = codec.token_id(&bos).filter(|_| add_bos);
-    Ok((config, weights, ChatText { codec, template, bos, stop_ids }, name))
+    Ok((
+        config,
+        weights,
+        ChatText {
+            codec,
+            template,
+            bos,
+            stop_ids,
+        },
+        name,
+    ))
 }
 
 /// One forward step: feed tokens at positions `pos..`, get the last position's logits.
@@ -308,7 +427,15 @@ impl CpuLlama {
             .collect();
         let rope = cpu::rope_table(cfg.rope_theta, cfg.head_dim, cfg.context);
         let cache = vec![(Vec::new(), Vec::new()); cfg.layers];
-        CpuLlama { cfg, embed: w.embed, output, norm: w.norm, layers, rope, cache }
+        CpuLlama {
+            cfg,
+            embed: w.embed,
+            output,
+            norm: w.norm,
+            layers,
+            rope,
+            cache,
+        }
     }
 }
 
@@ -316,7 +443,10 @@ impl Forward for CpuLlama {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
         let c = &self.cfg;
         let kv_dim = c.kv_heads * c.head_dim;
-        let mut x: Vec<f32> = tokens.iter().flat_map(|&t| self.embed.row(t as usize)).collect();
+        let mut x: Vec<f32> = tokens
+            .iter()
+            .flat_map(|&t| self.embed.row(t as usize))
+            .collect();
         for (layer, (kc, vc)) in self.layers.iter().zip(&mut self.cache) {
             kc.truncate(pos * kv_dim);
             vc.truncate(pos * kv_dim);
@@ -370,7 +500,10 @@ impl GpuLlama {
         let gate = gpu.scratch("gate", m * c.ffn)?;
         let up = gpu.scratch("up", m * c.ffn)?;
         let scores = gpu.scratch("scores", c.heads * m * c.context)?;
-        let rope = gpu.upload("rope", &cpu::rope_table(c.rope_theta, c.head_dim, c.context))?;
+        let rope = gpu.upload(
+            "rope",
+            &cpu::rope_table(c.rope_theta, c.head_dim, c.context),
+        )?;
         let last = gpu.scratch("last", c.dim)?;
         let last_n = gpu.scratch("last-normed", c.dim)?;
         let logits = gpu.scratch("logits", c.vocab)?;
@@ -391,8 +524,18 @@ impl GpuLlama {
             layers.linear(&xn, &wk, Bias(None), &kc, false, true);
             layers.linear(&xn, &wv, Bias(None), &vc, false, true);
             layers.rope(&q, &rope, c.heads, c.head_dim, c.dim, interleaved, false);
-            layers.rope(&kc, &rope, c.kv_heads, c.head_dim, kv_dim, interleaved, true);
-            layers.attention(&q, &kc, &vc, &att, &scores, c.heads, c.kv_heads, c.head_dim, true, c.context);
+            layers.rope(
+                &kc,
+                &rope,
+                c.kv_heads,
+                c.head_dim,
+                kv_dim,
+                interleaved,
+                true,
+            );
+            layers.attention(
+                &q, &kc, &vc, &att, &scores, c.heads, c.kv_heads, c.head_dim, true, c.context,
+            );
             layers.linear(&att, &wo, Bias(None), &x, true, false);
             layers.rmsnorm(&x, &ffn_norm, &xn, c.dim, c.eps, None);
             layers.linear(&xn, &wg, Bias(None), &gate, false, false);
@@ -411,7 +554,18 @@ impl GpuLlama {
         head.linear_one(&last_n, &out, &logits);
         weights.push(out);
         buffers.extend([xn, q, att, gate, up, scores, rope, norm, last_n]);
-        Ok(GpuLlama { gpu: gpu.clone(), cfg, embed: w.embed, x, last, logits, layers, head, _weights: weights, _buffers: buffers })
+        Ok(GpuLlama {
+            gpu: gpu.clone(),
+            cfg,
+            embed: w.embed,
+            x,
+            last,
+            logits,
+            layers,
+            head,
+            _weights: weights,
+            _buffers: buffers,
+        })
     }
 }
 
@@ -421,8 +575,13 @@ impl Forward for GpuLlama {
         let chunks: Vec<&[u32]> = tokens.chunks(PREFILL_CHUNK).collect();
         let mut at = pos;
         for (i, chunk) in chunks.iter().enumerate() {
-            let x: Vec<f32> = chunk.iter().flat_map(|&t| self.embed.row(t as usize)).collect();
-            self.gpu.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(&x));
+            let x: Vec<f32> = chunk
+                .iter()
+                .flat_map(|&t| self.embed.row(t as usize))
+                .collect();
+            self.gpu
+                .queue
+                .write_buffer(&self.x, 0, bytemuck::cast_slice(&x));
             let mut encoder = self.gpu.encoder();
             self.layers.encode(&mut encoder, chunk.len(), at);
             at += chunk.len();
@@ -433,7 +592,9 @@ impl Forward for GpuLlama {
             let last_row = ((chunk.len() - 1) * dim * 4) as u64;
             encoder.copy_buffer_to_buffer(&self.x, last_row, &self.last, 0, (dim * 4) as u64);
             self.head.encode(&mut encoder, 1, 0);
-            return self.gpu.finish_and_read(encoder, &self.logits, 0, self.cfg.vocab);
+            return self
+                .gpu
+                .finish_and_read(encoder, &self.logits, 0, self.cfg.vocab);
         }
         Err(Error::Input("nothing to run: no tokens".into()))
     }
@@ -451,8 +612,21 @@ pub struct ChatModel {
 }
 
 impl ChatModel {
-    pub(crate) fn new(name: String, sha256: [u8; 32], cfg: LlamaConfig, text: ChatText, backend: Box<dyn Forward>) -> Self {
-        ChatModel { name, sha256, cfg, text, backend, cached: Vec::new() }
+    pub(crate) fn new(
+        name: String,
+        sha256: [u8; 32],
+        cfg: LlamaConfig,
+        text: ChatText,
+        backend: Box<dyn Forward>,
+    ) -> Self {
+        ChatModel {
+            name,
+            sha256,
+            cfg,
+            text,
+            backend,
+            cached: Vec::new(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -492,12 +666,24 @@ impl ChatModel {
             return Err(Error::Input("empty prompt".into()));
         }
         if tokens.len() > self.cfg.context {
-            return Err(Error::Input(format!("{} tokens exceed the context of {}", tokens.len(), self.cfg.context)));
+            return Err(Error::Input(format!(
+                "{} tokens exceed the context of {}",
+                tokens.len(),
+                self.cfg.context
+            )));
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
-            return Err(Error::Input(format!("token id {bad} is outside the vocabulary of {}", self.cfg.vocab)));
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.cfg.vocab
+            )));
         }
-        let common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        let common = self
+            .cached
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
         // At least the last token runs, to produce its logits.
         let start = common.min(tokens.len() - 1);
         self.cached.truncate(start);
@@ -542,7 +728,13 @@ impl ChatModel {
             tokens.push(next);
             all.push(next);
             text = self.decode(&tokens)?;
-            if let Some(at) = opts.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min() {
+            if let Some(at) = opts
+                .stop
+                .iter()
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
                 text.truncate(at);
                 if at > sent && !on_text(&text[sent..]) {
                     break FinishReason::Stop;
@@ -565,7 +757,12 @@ impl ChatModel {
         if text.len() > sent {
             on_text(&text[sent..]);
         }
-        Ok(Generation { prompt_tokens: prompt.len(), tokens, text, finish_reason: finish })
+        Ok(Generation {
+            prompt_tokens: prompt.len(),
+            tokens,
+            text,
+            finish_reason: finish,
+        })
     }
 }
 

@@ -12,18 +12,32 @@ use crate::{Error, Result};
 
 fn gguf_file(path: &Path) -> Result<Option<PathBuf>> {
     if path.is_file() {
-        return Ok(path.extension().is_some_and(|e| e == "gguf").then(|| path.to_path_buf()));
+        return Ok(path
+            .extension()
+            .is_some_and(|e| e == "gguf")
+            .then(|| path.to_path_buf()));
     }
     let files = crate::weights::weight_files(path)?;
-    let ggufs: Vec<_> = files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "gguf")).collect();
+    let ggufs: Vec<_> = files
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "gguf"))
+        .collect();
     match ggufs.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(one.clone())),
-        _ => Err(Error::Format(format!("{} holds several .gguf files: name one", path.display()))),
+        _ => Err(Error::Format(format!(
+            "{} holds several .gguf files: name one",
+            path.display()
+        ))),
     }
 }
 
-pub fn load(path: &Path, backend: Backend, gpu: Option<&Arc<Gpu>>, expected: Option<[u8; 32]>) -> Result<Model> {
+pub fn load(
+    path: &Path,
+    backend: Backend,
+    gpu: Option<&Arc<Gpu>>,
+    expected: Option<[u8; 32]>,
+) -> Result<Model> {
     load_with_context(path, backend, gpu, expected, None)
 }
 
@@ -36,7 +50,10 @@ pub fn load_with_context(
     context: Option<usize>,
 ) -> Result<Model> {
     if !path.exists() {
-        return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        ));
     }
     let gpu = match backend {
         Backend::Cpu => None,
@@ -45,13 +62,38 @@ pub fn load_with_context(
     let sha256 = crate::weights::check(path, expected)?;
     if let Some(file) = gguf_file(path)? {
         let gguf = Gguf::open(&file)?;
-        return Ok(Model::Chat(crate::llama::load(path, Some(&gguf), None, gpu.as_ref(), sha256, context)?));
+        return Ok(Model::Chat(crate::llama::load(
+            path,
+            Some(&gguf),
+            None,
+            gpu.as_ref(),
+            sha256,
+            context,
+        )?));
     }
     let st = SafetensorsDir::open(path)?;
-    let kind = st.config.get("model_type").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    let kind = st
+        .config
+        .get("model_type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     match kind.as_str() {
-        "llama" => Ok(Model::Chat(crate::llama::load(path, None, Some(&st), gpu.as_ref(), sha256, context)?)),
-        "bert" => Ok(Model::Embedding(crate::bert::load(&st, gpu.as_ref(), sha256)?)),
-        other => Err(Error::Format(format!("model_type {other:?} in config.json is not supported (llama, bert)"))),
+        "llama" => Ok(Model::Chat(crate::llama::load(
+            path,
+            None,
+            Some(&st),
+            gpu.as_ref(),
+            sha256,
+            context,
+        )?)),
+        "bert" => Ok(Model::Embedding(crate::bert::load(
+            &st,
+            gpu.as_ref(),
+            sha256,
+        )?)),
+        other => Err(Error::Format(format!(
+            "model_type {other:?} in config.json is not supported (llama, bert)"
+        ))),
     }
 }

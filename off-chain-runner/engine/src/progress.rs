@@ -16,7 +16,11 @@ pub fn bytes(message: &str, total: u64) -> ProgressBar {
 
 pub fn items(message: &str, total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
-    bar.set_style(ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len}").expect("valid template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     bar.set_message(message.to_owned());
     bar
 }

@@ -119,9 +119,18 @@ fn half_at(bytes: &[u8], at: usize) -> f32 {
 /// the block formats.
 pub fn dequantize(format: Format, bytes: &[u8]) -> Vec<f32> {
     match format {
-        Format::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-        Format::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Format::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Format::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        Format::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Format::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
         Format::Q4_0 | Format::Q4_1 => {
             let mut out = Vec::with_capacity(bytes.len() / format.block_bytes() * BLOCK);
             for block in bytes.chunks_exact(format.block_bytes()) {
@@ -153,9 +162,10 @@ pub fn repack(format: Format, bytes: &[u8]) -> Vec<u32> {
     let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     match format {
         Format::F32 | Format::F16 => bytes.chunks_exact(4).map(word).collect(),
-        Format::BF16 => {
-            dequantize(format, bytes).into_iter().map(f32::to_bits).collect()
-        }
+        Format::BF16 => dequantize(format, bytes)
+            .into_iter()
+            .map(f32::to_bits)
+            .collect(),
         Format::Q4_1 => bytes.chunks_exact(4).map(word).collect(),
         Format::Q4_0 => {
             let mut out = Vec::with_capacity(bytes.len() / 18 * 5);
@@ -184,12 +194,19 @@ pub fn quantize(format: Format, values: &[f32]) -> Vec<u8> {
     let mut out = Vec::new();
     match format {
         Format::F32 => values.iter().for_each(|v| out.extend(v.to_le_bytes())),
-        Format::F16 => values.iter().for_each(|v| out.extend(f16::from_f32(*v).to_le_bytes())),
-        Format::BF16 => values.iter().for_each(|v| out.extend(bf16::from_f32(*v).to_le_bytes())),
+        Format::F16 => values
+            .iter()
+            .for_each(|v| out.extend(f16::from_f32(*v).to_le_bytes())),
+        Format::BF16 => values
+            .iter()
+            .for_each(|v| out.extend(bf16::from_f32(*v).to_le_bytes())),
         Format::Q4_0 => {
             for block in values.chunks_exact(BLOCK) {
                 // The value of largest magnitude maps to -8, as in ggml's quantize_row_q4_0.
-                let max = block.iter().copied().fold(0.0f32, |a, v| if v.abs() > a.abs() { v } else { a });
+                let max = block
+                    .iter()
+                    .copied()
+                    .fold(0.0f32, |a, v| if v.abs() > a.abs() { v } else { a });
                 let d = max / -8.0;
                 let id = if d == 0.0 { 0.0 } else { 1.0 / d };
                 out.extend(f16::from_f32(d).to_le_bytes());
@@ -232,8 +249,14 @@ mod tests {
 
     #[test]
     fn block_formats_round_trip_within_their_step() {
-        let values: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 31.5) / 16.0).collect();
-        for (format, step) in [(Format::Q4_0, 4.0 / 8.0), (Format::Q4_1, 4.0 / 15.0), (Format::Q8_0, 2.0 / 127.0)] {
+        let values: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 64) as f32 - 31.5) / 16.0)
+            .collect();
+        for (format, step) in [
+            (Format::Q4_0, 4.0 / 8.0),
+            (Format::Q4_1, 4.0 / 15.0),
+            (Format::Q8_0, 2.0 / 127.0),
+        ] {
             let back = dequantize(format, &quantize(format, &values));
             assert_eq!(back.len(), 64);
             for (a, b) in values.iter().zip(&back) {
@@ -250,7 +273,10 @@ mod tests {
         let bytes = quantize(Format::Q4_0, &values);
         let words = repack(Format::Q4_0, &bytes);
         let q41: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        assert_eq!(dequantize(Format::Q4_1, &q41), dequantize(Format::Q4_0, &bytes));
+        assert_eq!(
+            dequantize(Format::Q4_1, &q41),
+            dequantize(Format::Q4_0, &bytes)
+        );
         assert!(Format::Q4_0.bytes_for(33).is_none());
     }
 }

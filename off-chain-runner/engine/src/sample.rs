@@ -12,7 +12,11 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(temperature: f32, top_p: f32, seed: u64) -> Sampler {
-        Sampler { rng: ChaCha8Rng::seed_from_u64(seed), temperature, top_p }
+        Sampler {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            temperature,
+            top_p,
+        }
     }
 
     pub fn pick(&mut self, logits: &[f32]) -> u32 {
@@ -21,8 +25,11 @@ impl Sampler {
         }
         let t = f64::from(self.temperature);
         let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut probs: Vec<(u32, f64)> =
-            logits.iter().enumerate().map(|(i, &l)| (i as u32, (f64::from(l - top) / t).exp())).collect();
+        let mut probs: Vec<(u32, f64)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, (f64::from(l - top) / t).exp()))
+            .collect();
         let total: f64 = probs.iter().map(|p| p.1).sum();
         // Most probable first, ties by id, so the cut and the draw are reproducible.
         probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -73,6 +80,9 @@ mod tests {
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
         let mut narrow = Sampler::new(1.0, 0.0001, 1);
-        assert!((0..10).all(|_| narrow.pick(&logits) % 7 == 6), "top-p keeps only the best");
+        assert!(
+            (0..10).all(|_| narrow.pick(&logits) % 7 == 6),
+            "top-p keeps only the best"
+        );
     }
 }

@@ -20,11 +20,19 @@ impl ChatTemplate {
     pub fn new(source: &str, bos: &str, eos: &str) -> Result<ChatTemplate> {
         let mut env = Environment::new();
         // Templates call raise_exception on unsupported conversations (a role they refuse).
-        env.add_function("raise_exception", |msg: String| -> Result<String, JinjaError> {
-            Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
-        });
-        env.add_template_owned("chat", source.to_owned()).map_err(|e| Error::Format(format!("chat template: {e}")))?;
-        Ok(ChatTemplate { env, bos: bos.into(), eos: eos.into() })
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, JinjaError> {
+                Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
+        env.add_template_owned("chat", source.to_owned())
+            .map_err(|e| Error::Format(format!("chat template: {e}")))?;
+        Ok(ChatTemplate {
+            env,
+            bos: bos.into(),
+            eos: eos.into(),
+        })
     }
 
     /// The prompt for `messages`, ending with the assistant's turn opened.
@@ -34,8 +42,10 @@ impl ChatTemplate {
         }
         let template = self.env.get_template("chat").expect("added in new");
         template
-            .render(context! { messages => messages, add_generation_prompt => true,
-                bos_token => &self.bos, eos_token => &self.eos })
+            .render(
+                context! { messages => messages, add_generation_prompt => true,
+                bos_token => &self.bos, eos_token => &self.eos },
+            )
             .map_err(|e| Error::Input(format!("chat template refused the messages: {e}")))
     }
 }

@@ -23,9 +23,13 @@ impl TextCodec {
     /// A `tokenizer.json`. Padding is turned off (a batch of one needs none, and padding
     /// tokens would enter mean pooling); truncation is set to `max_len` when given.
     pub fn from_file(path: &Path, max_len: Option<usize>) -> Result<TextCodec> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        let mut inner = Tokenizer::from_file(path)
+            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         inner.with_padding(None::<PaddingParams>);
-        let truncation = max_len.map(|max_length| TruncationParams { max_length, ..TruncationParams::default() });
+        let truncation = max_len.map(|max_length| TruncationParams {
+            max_length,
+            ..TruncationParams::default()
+        });
         inner.with_truncation(truncation).map_err(err)?;
         Ok(TextCodec { inner })
     }
@@ -38,7 +42,12 @@ impl TextCodec {
     /// Token ids of `text`; `special` adds the tokenizer's own framing (BERT's [CLS]/[SEP]).
     /// Special tokens written in the text (a chat template's markers) are recognized.
     pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
-        Ok(self.inner.encode(text, special).map_err(err)?.get_ids().to_vec())
+        Ok(self
+            .inner
+            .encode(text, special)
+            .map_err(err)?
+            .get_ids()
+            .to_vec())
     }
 
     /// Text of `ids`, special tokens left out.
@@ -61,22 +70,35 @@ const USER_DEFINED: u64 = 4;
 pub fn from_gguf(file: &Gguf) -> Result<TextCodec> {
     let model = file.str("tokenizer.ggml.model")?;
     if model != "gpt2" {
-        return Err(Error::Format(format!("GGUF tokenizer model {model:?} is not supported (only byte-level BPE, \"gpt2\")")));
+        return Err(Error::Format(format!(
+            "GGUF tokenizer model {model:?} is not supported (only byte-level BPE, \"gpt2\")"
+        )));
     }
-    let pre = file.get("tokenizer.ggml.pre").and_then(gguf::Value::as_str).unwrap_or("default");
+    let pre = file
+        .get("tokenizer.ggml.pre")
+        .and_then(gguf::Value::as_str)
+        .unwrap_or("default");
     let pre_tokenizer = match pre {
         "default" | "gpt2" => byte_level(),
         // SmolLM splits every digit, then as GPT-2 (llama.cpp: LLAMA_VOCAB_PRE_TYPE_SMOLLM).
         "smollm" => json!({"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true}, byte_level()]}),
-        other => return Err(Error::Format(format!("GGUF pre-tokenizer {other:?} is not supported (default, gpt2, smollm)"))),
+        other => {
+            return Err(Error::Format(format!(
+                "GGUF pre-tokenizer {other:?} is not supported (default, gpt2, smollm)"
+            )))
+        }
     };
     let strings = |key: &str| -> Result<Vec<String>> {
         file.get(key)
             .and_then(gguf::Value::as_array)
             .ok_or_else(|| Error::Format(format!("gguf: {key} missing")))?
             .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| Error::Format(format!("gguf: {key} holds a non-string"))))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| Error::Format(format!("gguf: {key} holds a non-string")))
+            })
             .collect()
     };
     let tokens = strings("tokenizer.ggml.tokens")?;
@@ -101,13 +123,23 @@ fn byte_level() -> Value {
 
 /// A byte-level BPE `tokenizer.json`: `tokens` by id, `merges` as "a b", and the special
 /// tokens matched whole in input text. Shared by the GGUF loader and the tiny test model.
-pub fn bpe_json(tokens: &[String], merges: &[String], special: &[(u32, &str)], pre_tokenizer: Value) -> Value {
-    let vocab: serde_json::Map<String, Value> =
-        tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+pub fn bpe_json(
+    tokens: &[String],
+    merges: &[String],
+    special: &[(u32, &str)],
+    pre_tokenizer: Value,
+) -> Value {
+    let vocab: serde_json::Map<String, Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect();
     let added: Vec<Value> = special
         .iter()
-        .map(|(id, content)| json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true}))
+        .map(|(id, content)| {
+            json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true})
+        })
         .collect();
     json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
@@ -121,7 +153,9 @@ pub fn bpe_json(tokens: &[String], merges: &[String], special: &[(u32, &str)], p
 
 /// The 256 characters byte-level BPE stands for bytes with (GPT-2's table).
 pub fn byte_alphabet() -> Vec<String> {
-    let mut chars: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet().into_iter().collect();
+    let mut chars: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
+        .into_iter()
+        .collect();
     chars.sort_unstable();
     chars.into_iter().map(String::from).collect()
 }

@@ -29,7 +29,14 @@ fn check_linear(format: Format, m: usize, n: usize, k: usize, bias: bool, accumu
     let bb = gpu.upload("b", &b).unwrap();
     let yb = gpu.upload("y", &y0).unwrap();
     let mut program = Program::new(&gpu);
-    program.linear(&xb, &weight, Bias(bias.then_some(&bb)), &yb, accumulate, false);
+    program.linear(
+        &xb,
+        &weight,
+        Bias(bias.then_some(&bb)),
+        &yb,
+        accumulate,
+        false,
+    );
     let got = run(&gpu, &program, m, 0, &yb, m * n);
 
     let mut want = cpu::linear(&x, &w, bias.then_some(&b[..]), n, k);
@@ -38,17 +45,30 @@ fn check_linear(format: Format, m: usize, n: usize, k: usize, bias: bool, accumu
     }
     for r in 0..m {
         for j in 0..n {
-            let mag: f32 = (0..k).map(|i| (x[r * k + i] * w[j * k + i]).abs()).sum::<f32>() + 1.0;
+            let mag: f32 = (0..k)
+                .map(|i| (x[r * k + i] * w[j * k + i]).abs())
+                .sum::<f32>()
+                + 1.0;
             let bound = 2.0 * k as f32 * EPS * mag;
             let (g, e) = (got[r * n + j], want[r * n + j]);
-            assert!((g - e).abs() <= bound, "{format:?} m={m} row {r} col {j}: gpu {g} cpu {e} (bound {bound})");
+            assert!(
+                (g - e).abs() <= bound,
+                "{format:?} m={m} row {r} col {j}: gpu {g} cpu {e} (bound {bound})"
+            );
         }
     }
 }
 
 #[test]
 fn linear_matrix_vector_every_format() {
-    for format in [Format::F32, Format::F16, Format::BF16, Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+    for format in [
+        Format::F32,
+        Format::F16,
+        Format::BF16,
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q8_0,
+    ] {
         check_linear(format, 1, 200, 96, false, false);
         check_linear(format, 1, 72, 576, true, true);
     }
@@ -72,15 +92,35 @@ fn subgroup_reductions_match_the_plain_kernel_bit_for_bit() {
     assert!(!plain.subgroups);
     // lavapipe (CI) has subgroups of 8, so there this compares two different kernels.
     eprintln!("{}: subgroups {}", fast.adapter_name(), fast.subgroups);
-    for format in [Format::F32, Format::F16, Format::BF16, Format::Q4_0, Format::Q4_1, Format::Q8_0] {
-        let (a, b) = (matvec(&fast, format, 200, 576), matvec(&plain, format, 200, 576));
-        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{format:?}: {}", max_diff(&a, &b));
+    for format in [
+        Format::F32,
+        Format::F16,
+        Format::BF16,
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q8_0,
+    ] {
+        let (a, b) = (
+            matvec(&fast, format, 200, 576),
+            matvec(&plain, format, 200, 576),
+        );
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{format:?}: {}",
+            max_diff(&a, &b)
+        );
     }
 }
 
 #[test]
 fn linear_tiled_matrix_multiply_every_format() {
-    for format in [Format::F32, Format::F16, Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+    for format in [
+        Format::F32,
+        Format::F16,
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q8_0,
+    ] {
         // Rows and columns that do not fill the 64×64 tiles, too.
         check_linear(format, 37, 100, 64, true, false);
         check_linear(format, 70, 64, 160, false, true);
@@ -96,13 +136,24 @@ fn linear_writes_at_the_step_position_for_the_kv_cache() {
     let (n, k, pos) = (16, 32, 5);
     let x = random(2 * k, 9);
     let w = random(n * k, 10);
-    let weight = Weight::new(&gpu, "w", Format::F32.gpu(), &repack(Format::F32, &quantize(Format::F32, &w)), n, k).unwrap();
+    let weight = Weight::new(
+        &gpu,
+        "w",
+        Format::F32.gpu(),
+        &repack(Format::F32, &quantize(Format::F32, &w)),
+        n,
+        k,
+    )
+    .unwrap();
     let xb = gpu.upload("x", &x).unwrap();
     let cache = gpu.scratch("cache", 8 * n).unwrap();
     let mut program = Program::new(&gpu);
     program.linear(&xb, &weight, Bias(None), &cache, false, true);
     let got = run(&gpu, &program, 2, pos, &cache, 8 * n);
-    assert!(got[..pos * n].iter().all(|&v| v == 0.0), "rows before the position untouched");
+    assert!(
+        got[..pos * n].iter().all(|&v| v == 0.0),
+        "rows before the position untouched"
+    );
     let want = cpu::linear(&x, &w, None, n, k);
     assert!(max_diff(&got[pos * n..(pos + 2) * n], &want) < 1e-5);
 }
@@ -114,8 +165,12 @@ fn rmsnorm_and_layernorm() {
     let x = random(m * n, 11);
     let g = random(n, 12);
     let b = random(n, 13);
-    let (xb, gb, bb, yb) =
-        (gpu.upload("x", &x).unwrap(), gpu.upload("g", &g).unwrap(), gpu.upload("b", &b).unwrap(), gpu.scratch("y", m * n).unwrap());
+    let (xb, gb, bb, yb) = (
+        gpu.upload("x", &x).unwrap(),
+        gpu.upload("g", &g).unwrap(),
+        gpu.upload("b", &b).unwrap(),
+        gpu.scratch("y", m * n).unwrap(),
+    );
     let mut program = Program::new(&gpu);
     program.rmsnorm(&xb, &gb, &yb, n, 1e-5, None);
     let got = run(&gpu, &program, m, 0, &yb, m * n);
@@ -139,7 +194,15 @@ fn rope_both_layouts() {
         let x = random(m * heads * d, 14);
         let xb = gpu.upload("x", &x).unwrap();
         let mut program = Program::new(&gpu);
-        program.rope(&xb, &tb, heads, d, heads * d, layout == RopeLayout::Interleaved, false);
+        program.rope(
+            &xb,
+            &tb,
+            heads,
+            d,
+            heads * d,
+            layout == RopeLayout::Interleaved,
+            false,
+        );
         let got = run(&gpu, &program, m, pos, &xb, x.len());
         let mut want = x.clone();
         cpu::rope(&mut want, heads, d, pos, &table, layout);
@@ -157,14 +220,22 @@ fn attention_causal_with_grouped_heads_and_bidirectional() {
         let q = random(m * heads * d, 15);
         let k = random(keys * kv_heads * d, 16);
         let v = random(keys * kv_heads * d, 17);
-        let (qb, kb, vb) = (gpu.upload("q", &q).unwrap(), gpu.upload("k", &k).unwrap(), gpu.upload("v", &v).unwrap());
+        let (qb, kb, vb) = (
+            gpu.upload("q", &q).unwrap(),
+            gpu.upload("k", &k).unwrap(),
+            gpu.upload("v", &v).unwrap(),
+        );
         let ob = gpu.scratch("o", m * heads * d).unwrap();
         let scores = gpu.scratch("scores", heads * m * ctx).unwrap();
         let mut program = Program::new(&gpu);
         program.attention(&qb, &kb, &vb, &ob, &scores, heads, kv_heads, d, causal, ctx);
         let got = run(&gpu, &program, m, pos, &ob, q.len());
         let want = cpu::attention(&q, &k, &v, heads, kv_heads, d, causal, pos);
-        assert!(max_diff(&got, &want) < 1e-5, "causal={causal} m={m}: {}", max_diff(&got, &want));
+        assert!(
+            max_diff(&got, &want) < 1e-5,
+            "causal={causal} m={m}: {}",
+            max_diff(&got, &want)
+        );
     }
 }
 

@@ -19,28 +19,61 @@ fn smol() -> &'static Mutex<ChatModel> {
     static M: OnceLock<Mutex<ChatModel>> = OnceLock::new();
     M.get_or_init(|| {
         let gpu = gpu();
-        let Model::Chat(m) = Model::load(&model(SMOL), Backend::Gpu, Some(&gpu), None).unwrap() else { panic!() };
+        let Model::Chat(m) = Model::load(&model(SMOL), Backend::Gpu, Some(&gpu), None).unwrap()
+        else {
+            panic!()
+        };
         Mutex::new(m)
     })
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
 fn smollm2_greedy_tokens_match_candle_and_it_knows_paris() {
     let r = reference("smollm2.json");
     let mut m = smol().lock().unwrap();
-    assert_eq!(hex::encode(m.weights_sha256()), r["weights_sha256"].as_str().unwrap(), "same file as the reference");
+    assert_eq!(
+        hex::encode(m.weights_sha256()),
+        r["weights_sha256"].as_str().unwrap(),
+        "same file as the reference"
+    );
     for case in r["cases"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
-        let text = m.apply_chat_template(&[ChatMessage { role: "user".into(), content: prompt.into() }]).unwrap();
+        let text = m
+            .apply_chat_template(&[ChatMessage {
+                role: "user".into(),
+                content: prompt.into(),
+            }])
+            .unwrap();
         let prompt_ids = m.encode(&text).unwrap();
-        assert_eq!(prompt_ids, ids(&case["prompt_ids"]), "tokenizer and template are stable for {prompt:?}");
+        assert_eq!(
+            prompt_ids,
+            ids(&case["prompt_ids"]),
+            "tokenizer and template are stable for {prompt:?}"
+        );
         let want = ids(&case["greedy"]);
-        let out = m.generate(&prompt_ids, &GenerateOptions { max_tokens: want.len(), ..Default::default() }, &mut |_| true).unwrap();
-        assert_eq!(out.tokens, want, "{prompt:?}: ours {:?}, candle {:?}", out.text, case["text"]);
+        let out = m
+            .generate(
+                &prompt_ids,
+                &GenerateOptions {
+                    max_tokens: want.len(),
+                    ..Default::default()
+                },
+                &mut |_| true,
+            )
+            .unwrap();
+        assert_eq!(
+            out.tokens, want,
+            "{prompt:?}: ours {:?}, candle {:?}",
+            out.text, case["text"]
+        );
         if prompt.contains("capital of France") {
             assert!(out.text.contains("Paris"), "{:?}", out.text);
         }
@@ -49,24 +82,41 @@ fn smollm2_greedy_tokens_match_candle_and_it_knows_paris() {
 
 #[test]
 fn smollm2_gpu_logits_match_the_cpu_reference_and_repeat_exactly() {
-    let Model::Chat(mut cpu) = Model::load(&model(SMOL), Backend::Cpu, None, None).unwrap() else { panic!() };
+    let Model::Chat(mut cpu) = Model::load(&model(SMOL), Backend::Cpu, None, None).unwrap() else {
+        panic!()
+    };
     let mut m = smol().lock().unwrap();
     let prompt = m.encode("The capital of France is").unwrap();
     let c = cpu.logits(&prompt).unwrap();
     m.logits(&[0]).unwrap();
     let g = m.logits(&prompt).unwrap();
-    let range = c.iter().copied().fold(f32::NEG_INFINITY, f32::max) - c.iter().copied().fold(f32::INFINITY, f32::min);
+    let range = c.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+        - c.iter().copied().fold(f32::INFINITY, f32::min);
     // 30 layers of f32 with reordered sums: within 1e-3 of the logits' range.
-    assert!(max_diff(&c, &g) < 1e-3 * range, "max diff {} over a range of {range}", max_diff(&c, &g));
-    assert_eq!(market_engine::sample::argmax(&c), market_engine::sample::argmax(&g));
+    assert!(
+        max_diff(&c, &g) < 1e-3 * range,
+        "max diff {} over a range of {range}",
+        max_diff(&c, &g)
+    );
+    assert_eq!(
+        market_engine::sample::argmax(&c),
+        market_engine::sample::argmax(&g)
+    );
     m.logits(&[0]).unwrap();
     let again = m.logits(&prompt).unwrap();
-    assert!(g.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()), "bit-identical re-run");
+    assert!(
+        g.iter()
+            .zip(&again)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "bit-identical re-run"
+    );
 }
 
 fn mini(backend: Backend) -> EmbeddingModel {
     let gpu = gpu();
-    let Model::Embedding(m) = Model::load(&model(MINI), backend, Some(&gpu), None).unwrap() else { panic!() };
+    let Model::Embedding(m) = Model::load(&model(MINI), backend, Some(&gpu), None).unwrap() else {
+        panic!()
+    };
     m
 }
 
@@ -85,24 +135,59 @@ fn minilm_embeddings_match_candle_and_rank_meaning() {
     let gpu_out = gpu_model.embed(&texts).unwrap();
     let cpu_out = cpu_model.embed(&texts).unwrap();
     for ((case, g), c) in cases.iter().zip(&gpu_out).zip(&cpu_out) {
-        assert_eq!(gpu_model.tokenize(case["text"].as_str().unwrap()).unwrap(), ids(&case["ids"]));
+        assert_eq!(
+            gpu_model.tokenize(case["text"].as_str().unwrap()).unwrap(),
+            ids(&case["ids"])
+        );
         assert_eq!(g.tokens, ids(&case["ids"]).len());
-        let want: Vec<f32> = case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> = case["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         // Unit vectors of 384 components: 1e-4 per component is far below what changes a
         // cosine similarity in its third decimal, and far above f32 reordering (~1e-6).
-        assert!(max_diff(&g.vector, &want) < 1e-4, "vs candle: {}", max_diff(&g.vector, &want));
-        assert!(max_diff(&g.vector, &c.vector) < 1e-5, "vs CPU reference: {}", max_diff(&g.vector, &c.vector));
+        assert!(
+            max_diff(&g.vector, &want) < 1e-4,
+            "vs candle: {}",
+            max_diff(&g.vector, &want)
+        );
+        assert!(
+            max_diff(&g.vector, &c.vector) < 1e-5,
+            "vs CPU reference: {}",
+            max_diff(&g.vector, &c.vector)
+        );
         let norm: f32 = g.vector.iter().map(|v| v * v).sum();
         assert!((norm - 1.0).abs() < 1e-5);
     }
-    let (guitar, strum, stocks, plants) = (&gpu_out[0].vector, &gpu_out[1].vector, &gpu_out[2].vector, &gpu_out[3].vector);
-    assert!(cosine(guitar, strum) > cosine(guitar, stocks) + 0.2, "similar sentences score higher");
+    let (guitar, strum, stocks, plants) = (
+        &gpu_out[0].vector,
+        &gpu_out[1].vector,
+        &gpu_out[2].vector,
+        &gpu_out[3].vector,
+    );
+    assert!(
+        cosine(guitar, strum) > cosine(guitar, stocks) + 0.2,
+        "similar sentences score higher"
+    );
     assert!(cosine(guitar, strum) > cosine(guitar, plants) + 0.2);
 
     // Determinism, and fixed padding in tokenizer.json does not leak into the count.
     let again = gpu_model.embed(&texts[..1]).unwrap();
-    assert!(again[0].vector.iter().zip(&gpu_out[0].vector).all(|(a, b)| a.to_bits() == b.to_bits()));
-    assert!(gpu_model.count_tokens("hi").unwrap() < 8, "no padding to 128");
+    assert!(again[0]
+        .vector
+        .iter()
+        .zip(&gpu_out[0].vector)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(
+        gpu_model.count_tokens("hi").unwrap() < 8,
+        "no padding to 128"
+    );
     let long = "word ".repeat(1000);
-    assert_eq!(gpu_model.embed(&[&long]).unwrap()[0].tokens, gpu_model.max_tokens(), "truncated to max_seq_length");
+    assert_eq!(
+        gpu_model.embed(&[&long]).unwrap()[0].tokens,
+        gpu_model.max_tokens(),
+        "truncated to max_seq_length"
+    );
 }

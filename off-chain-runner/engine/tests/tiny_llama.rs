@@ -13,7 +13,10 @@ use market_engine::{Backend, ChatMessage, Error, GenerateOptions, Model};
 
 /// A fresh copy per test: tests run in parallel and delete their copies.
 fn tiny(format: Format, test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tiny-llama-{test}-{format:?}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "tiny-llama-{test}-{format:?}-{}",
+        std::process::id()
+    ));
     write_tiny_llama(&dir, format, 42).unwrap();
     dir
 }
@@ -40,7 +43,12 @@ fn gpu_logits_match_the_cpu_reference_in_every_weight_format() {
             let (c, g) = (cpu.logits(&tokens).unwrap(), gpu.logits(&tokens).unwrap());
             assert_eq!(c.len(), g.len());
             // Logits are O(1..10) here; 1e-3 leaves room for two layers of f32 reordering.
-            assert!(max_diff(&c, &g) < 1e-3, "{format:?} after {} tokens: {}", tokens.len(), max_diff(&c, &g));
+            assert!(
+                max_diff(&c, &g) < 1e-3,
+                "{format:?} after {} tokens: {}",
+                tokens.len(),
+                max_diff(&c, &g)
+            );
             tokens.push(next);
         }
         std::fs::remove_dir_all(dir).unwrap();
@@ -57,20 +65,38 @@ fn prefill_equals_token_by_token_decode_and_runs_are_bit_identical() {
     for i in 1..=PROMPT.len() {
         stepwise = b.logits(&PROMPT[..i]).unwrap();
     }
-    assert!(max_diff(&whole, &stepwise) < 1e-4, "tiled prefill vs matrix-vector decode");
+    assert!(
+        max_diff(&whole, &stepwise) < 1e-4,
+        "tiled prefill vs matrix-vector decode"
+    );
 
     // Same input, same adapter: the very same bits, for a fresh model and a re-run.
     let mut c = chat(&dir, Backend::Gpu);
     let again = c.logits(&PROMPT).unwrap();
-    assert_eq!(whole.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), again.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        whole.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        again.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
     c.logits(&[5]).unwrap();
     let rerun = c.logits(&PROMPT).unwrap();
-    assert!(whole.iter().zip(&rerun).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(whole
+        .iter()
+        .zip(&rerun)
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
 
-    let opts = GenerateOptions { max_tokens: 12, temperature: 0.9, top_p: 0.95, seed: 7, stop: vec![] };
+    let opts = GenerateOptions {
+        max_tokens: 12,
+        temperature: 0.9,
+        top_p: 0.95,
+        seed: 7,
+        stop: vec![],
+    };
     let first = a.generate(&PROMPT, &opts, &mut |_| true).unwrap();
     let second = c.generate(&PROMPT, &opts, &mut |_| true).unwrap();
-    assert_eq!(first.tokens, second.tokens, "seeded sampling re-runs exactly");
+    assert_eq!(
+        first.tokens, second.tokens,
+        "seeded sampling re-runs exactly"
+    );
     assert_eq!(first.tokens.len(), 12);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -79,16 +105,28 @@ fn prefill_equals_token_by_token_decode_and_runs_are_bit_identical() {
 fn generation_streams_its_text_and_honours_stops() {
     let dir = tiny(Format::F32, "stream");
     let mut m = chat(&dir, Backend::Gpu);
-    let prompt = m.apply_chat_template(&[ChatMessage { role: "user".into(), content: "hi".into() }]).unwrap();
+    let prompt = m
+        .apply_chat_template(&[ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+        }])
+        .unwrap();
     assert!(prompt.ends_with("<|im_start|>assistant\n"), "{prompt}");
     let ids = m.encode(&prompt).unwrap();
     assert_eq!(ids[0], 1, "<|im_start|> is one special token");
     let mut streamed = String::new();
     let out = m
-        .generate(&ids, &GenerateOptions { max_tokens: 20, ..Default::default() }, &mut |piece| {
-            streamed.push_str(piece);
-            true
-        })
+        .generate(
+            &ids,
+            &GenerateOptions {
+                max_tokens: 20,
+                ..Default::default()
+            },
+            &mut |piece| {
+                streamed.push_str(piece);
+                true
+            },
+        )
         .unwrap();
     assert_eq!(streamed, out.text, "the pieces add up to the text");
     assert_eq!(out.prompt_tokens, ids.len());
@@ -97,16 +135,36 @@ fn generation_streams_its_text_and_honours_stops() {
     if out.text.chars().count() > 3 {
         let stop: String = out.text.chars().skip(2).take(2).collect();
         let cut = m
-            .generate(&ids, &GenerateOptions { max_tokens: 20, stop: vec![stop.clone()], ..Default::default() }, &mut |_| true)
+            .generate(
+                &ids,
+                &GenerateOptions {
+                    max_tokens: 20,
+                    stop: vec![stop.clone()],
+                    ..Default::default()
+                },
+                &mut |_| true,
+            )
             .unwrap();
-        assert!(!cut.text.contains(&stop) && out.text.starts_with(&cut.text), "{:?} / {:?}", cut.text, out.text);
+        assert!(
+            !cut.text.contains(&stop) && out.text.starts_with(&cut.text),
+            "{:?} / {:?}",
+            cut.text,
+            out.text
+        );
     }
     let mut calls = 0;
     let cancelled = m
-        .generate(&ids, &GenerateOptions { max_tokens: 20, ..Default::default() }, &mut |_| {
-            calls += 1;
-            false
-        })
+        .generate(
+            &ids,
+            &GenerateOptions {
+                max_tokens: 20,
+                ..Default::default()
+            },
+            &mut |_| {
+                calls += 1;
+                false
+            },
+        )
         .unwrap();
     assert!(calls <= 2 && cancelled.tokens.len() < 20);
     std::fs::remove_dir_all(dir).unwrap();
@@ -117,25 +175,44 @@ fn weights_hash_is_checked_and_bad_input_refused() {
     let dir = tiny(Format::F16, "hash");
     let hash = market_protocol::weights::weights_sha256(&dir, |_, _| {}).unwrap();
     let gpu = gpu();
-    let Model::Chat(mut m) = Model::load(&dir, Backend::Gpu, Some(&gpu), Some(hash)).unwrap() else { panic!() };
+    let Model::Chat(mut m) = Model::load(&dir, Backend::Gpu, Some(&gpu), Some(hash)).unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(m.weights_sha256(), hash);
     let mut wrong = hash;
     wrong[0] ^= 1;
-    let err = Model::load(&dir, Backend::Cpu, None, Some(wrong)).err().unwrap();
+    let err = Model::load(&dir, Backend::Cpu, None, Some(wrong))
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::HashMismatch { .. }), "{err}");
-    assert!(err.to_string().contains(&hex::encode(hash)), "says what it found: {err}");
+    assert!(
+        err.to_string().contains(&hex::encode(hash)),
+        "says what it found: {err}"
+    );
 
     let err = m.logits(&[1, 9999]).unwrap_err();
-    assert!(matches!(err, Error::Input(_)) && err.to_string().contains("vocabulary"), "{err}");
+    assert!(
+        matches!(err, Error::Input(_)) && err.to_string().contains("vocabulary"),
+        "{err}"
+    );
     let long = vec![5u32; m.context_length() + 1];
-    let err = m.generate(&long, &GenerateOptions::default(), &mut |_| true).unwrap_err();
-    assert!(matches!(err, Error::Input(_)) && err.to_string().contains("context"), "{err}");
+    let err = m
+        .generate(&long, &GenerateOptions::default(), &mut |_| true)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Input(_)) && err.to_string().contains("context"),
+        "{err}"
+    );
     assert!(m.apply_chat_template(&[]).is_err());
     // The model still answers after refusing.
     assert_eq!(m.logits(&PROMPT).unwrap().len(), 259);
 
     std::fs::remove_file(dir.join("config.json")).unwrap();
-    let err = Model::load(&dir, Backend::Cpu, None, None).err().unwrap().to_string();
+    let err = Model::load(&dir, Backend::Cpu, None, None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("config.json"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

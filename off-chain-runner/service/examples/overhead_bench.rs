@@ -43,7 +43,11 @@ struct Row {
 impl Row {
     fn new(what: &str, mut samples: Vec<Duration>, per_second: Option<f64>) -> Self {
         samples.sort_unstable();
-        Self { what: what.into(), samples, per_second }
+        Self {
+            what: what.into(),
+            samples,
+            per_second,
+        }
     }
 
     fn line(&self) -> String {
@@ -60,24 +64,34 @@ impl Row {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let n: usize = std::env::args().nth(1).map_or(1000, |a| a.parse().expect("a request count"));
+    let n: usize = std::env::args()
+        .nth(1)
+        .map_or(1000, |a| a.parse().expect("a request count"));
     let users = 16;
     let net = Net::start("bench", users).await;
     let running = net.runner("data", Opts::default()).await;
     let state = Arc::clone(&running.state);
-    let tokens: Vec<String> = futures_util::future::join_all((0..users).map(|i| net.authorization(i, 1000 * NEAR)))
-        .await
-        .iter()
-        .map(token::encode)
-        .collect();
-    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1});
+    let tokens: Vec<String> =
+        futures_util::future::join_all((0..users).map(|i| net.authorization(i, 1000 * NEAR)))
+            .await
+            .iter()
+            .map(token::encode)
+            .collect();
+    let body =
+        json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1});
     let client = reqwest::Client::new();
     let url = format!("http://{}/v1/chat/completions", running.addr);
     let request = move |token: String| {
         let (client, url, body) = (client.clone(), url.clone(), body.clone());
         async move {
             let t = Instant::now();
-            let resp = client.post(&url).bearer_auth(token).json(&body).send().await.unwrap();
+            let resp = client
+                .post(&url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200);
             resp.bytes().await.unwrap();
             t.elapsed()
@@ -91,14 +105,21 @@ async fn main() {
     let mut rows = Vec::new();
     // 1. Components, called directly.
     let mut headers = axum::http::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {}", tokens[0]).parse().unwrap());
+    headers.insert(
+        "authorization",
+        format!("Bearer {}", tokens[0]).parse().unwrap(),
+    );
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
         auth::payer(&state, &headers).await.unwrap();
         samples.push(t.elapsed());
     }
-    rows.push(Row::new("authorization check (decode, ed25519 verify, cached hub views)", samples, None));
+    rows.push(Row::new(
+        "authorization check (decode, ed25519 verify, cached hub views)",
+        samples,
+        None,
+    ));
 
     let payer = auth::payer(&state, &headers).await.unwrap();
     let charge = Charge {
@@ -116,13 +137,25 @@ async fn main() {
     for _ in 0..n {
         let current = state.store.channel(payer.user()).unwrap();
         let t = Instant::now();
-        let record = next_record(current.as_ref(), &payer.auth, payer.auth_id, &charge, &state.receipt_key, wall_clock_ns()).unwrap();
+        let record = next_record(
+            current.as_ref(),
+            &payer.auth,
+            payer.auth_id,
+            &charge,
+            &state.receipt_key,
+            wall_clock_ns(),
+        )
+        .unwrap();
         sign.push(t.elapsed());
         let t = Instant::now();
         state.store.append(payer.user(), |_| Ok(record)).unwrap();
         write.push(t.elapsed());
     }
-    rows.push(Row::new("next receipt built and signed (ed25519)", sign, None));
+    rows.push(Row::new(
+        "next receipt built and signed (ed25519)",
+        sign,
+        None,
+    ));
     rows.push(Row::new("receipt committed to redb (fsync)", write, None));
 
     // 2. Whole requests over HTTP (keep-alive, 1 output token of the echo backend).
@@ -132,9 +165,16 @@ async fn main() {
         samples.push(request(tokens[i % users].clone()).await);
     }
     let rate = n as f64 / t0.elapsed().as_secs_f64();
-    rows.push(Row::new("whole request, one client, sequential", samples, Some(rate)));
+    rows.push(Row::new(
+        "whole request, one client, sequential",
+        samples,
+        Some(rate),
+    ));
 
-    for (label, channels) in [("16 clients on 16 channels", users), ("16 clients on one channel", 1)] {
+    for (label, channels) in [
+        ("16 clients on 16 channels", users),
+        ("16 clients on one channel", 1),
+    ] {
         let t0 = Instant::now();
         let per_client = n / 16;
         let tasks: Vec<_> = (0..16)
@@ -150,15 +190,27 @@ async fn main() {
                 })
             })
             .collect();
-        let samples: Vec<Duration> = futures_util::future::join_all(tasks).await.into_iter().flat_map(Result::unwrap).collect();
+        let samples: Vec<Duration> = futures_util::future::join_all(tasks)
+            .await
+            .into_iter()
+            .flat_map(Result::unwrap)
+            .collect();
         let rate = samples.len() as f64 / t0.elapsed().as_secs_f64();
-        rows.push(Row::new(&format!("whole request, {label}"), samples, Some(rate)));
+        rows.push(Row::new(
+            &format!("whole request, {label}"),
+            samples,
+            Some(rate),
+        ));
     }
     running.stop().await;
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let mut section = String::new();
@@ -173,7 +225,10 @@ async fn main() {
         if cfg!(debug_assertions) { "dev" } else { "release" },
         if cfg!(debug_assertions) { "opt-level 0" } else { "opt-level 3" },
     );
-    let _ = writeln!(section, "| what | samples | p50 µs | p99 µs | requests/s |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        section,
+        "| what | samples | p50 µs | p99 µs | requests/s |\n|---|---|---|---|---|"
+    );
     for row in &rows {
         let _ = writeln!(section, "{}", row.line());
     }
@@ -184,7 +239,8 @@ async fn main() {
          matters more than per-request durability."
     );
     print!("{section}");
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md");
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md");
     market_engine::bench::write_section(&path, "## Runner overhead", &section).unwrap();
     eprintln!("wrote {}", path.display());
 }

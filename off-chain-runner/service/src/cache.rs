@@ -86,7 +86,9 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(60)).await;
         let got = cache.get(&"k", || async { Err("down".to_owned()) }).await;
         assert_eq!(got, Ok(3), "node down: the stale value");
-        let got = cache.get(&"other", || async { Err::<u32, _>("down".to_owned()) }).await;
+        let got = cache
+            .get(&"other", || async { Err::<u32, _>("down".to_owned()) })
+            .await;
         assert_eq!(got, Err("down".into()), "nothing known: the error");
     }
 }

@@ -8,7 +8,9 @@ use market_engine::{gpu::Gpu, Backend, ChatMessage, GenerateOptions, Model};
 
 use crate::{
     error::{Error, Result},
-    inference::{Admit, Embedded, Finish, Generated, Inference, Kind, ModelSpec, OnPiece, Prompt, Sampling},
+    inference::{
+        Admit, Embedded, Finish, Generated, Inference, Kind, ModelSpec, OnPiece, Prompt, Sampling,
+    },
 };
 
 pub use market_engine::Backend as EngineBackend;
@@ -27,7 +29,10 @@ fn engine_error(e: market_engine::Error) -> Error {
 impl Engine {
     /// Loads each `(model id, path, registered weights hash)`; the engine refuses weights
     /// whose hash differs. One GPU device is shared by every model.
-    pub fn load(models: &[(String, &Path, [u8; 32])], backend: Backend) -> Result<Self, market_engine::Error> {
+    pub fn load(
+        models: &[(String, &Path, [u8; 32])],
+        backend: Backend,
+    ) -> Result<Self, market_engine::Error> {
         let gpu: Option<Arc<Gpu>> = match backend {
             Backend::Gpu => Some(Gpu::new()?),
             Backend::Cpu => None,
@@ -36,8 +41,16 @@ impl Engine {
         for (id, path, sha256) in models {
             let model = Model::load(path, backend, gpu.as_ref(), Some(*sha256))?;
             let spec = match &model {
-                Model::Chat(m) => ModelSpec { id: id.clone(), kind: Kind::Chat, context_length: m.context_length() },
-                Model::Embedding(m) => ModelSpec { id: id.clone(), kind: Kind::Embedding, context_length: m.max_tokens() },
+                Model::Chat(m) => ModelSpec {
+                    id: id.clone(),
+                    kind: Kind::Chat,
+                    context_length: m.context_length(),
+                },
+                Model::Embedding(m) => ModelSpec {
+                    id: id.clone(),
+                    kind: Kind::Embedding,
+                    context_length: m.max_tokens(),
+                },
             };
             loaded.push((spec, Mutex::new(model)));
         }
@@ -49,7 +62,12 @@ impl Engine {
             .models
             .iter()
             .find(|(s, _)| s.id == id)
-            .ok_or_else(|| Error::not_found("model_not_found", format!("model `{id}` is not served here")))?;
+            .ok_or_else(|| {
+                Error::not_found(
+                    "model_not_found",
+                    format!("model `{id}` is not served here"),
+                )
+            })?;
         // A panic mid-request leaves the model usable: the engine forgets its KV cache on
         // any failed step.
         Ok(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
@@ -71,13 +89,19 @@ impl Inference for Engine {
     ) -> Result<Generated> {
         let mut guard = self.model(model)?;
         let Model::Chat(m) = &mut *guard else {
-            return Err(Error::bad_input("model_not_supported", format!("model `{model}` is an embedding model")));
+            return Err(Error::bad_input(
+                "model_not_supported",
+                format!("model `{model}` is an embedding model"),
+            ));
         };
         let text = match prompt {
             Prompt::Chat(messages) => {
                 let messages: Vec<ChatMessage> = messages
                     .iter()
-                    .map(|x| ChatMessage { role: x.role.clone(), content: x.content.clone() })
+                    .map(|x| ChatMessage {
+                        role: x.role.clone(),
+                        content: x.content.clone(),
+                    })
                     .collect();
                 m.apply_chat_template(&messages).map_err(engine_error)?
             }
@@ -88,7 +112,10 @@ impl Inference for Engine {
         if ids.len() >= context {
             return Err(Error::bad_input(
                 "context_length_exceeded",
-                format!("the prompt has {} tokens; model `{model}` holds {context}", ids.len()),
+                format!(
+                    "the prompt has {} tokens; model `{model}` holds {context}",
+                    ids.len()
+                ),
             ));
         }
         let max_tokens = sampling.max_tokens.min(context - ids.len());
@@ -123,7 +150,10 @@ impl Inference for Engine {
     fn embed(&self, model: &str, inputs: &[String], admit: Admit<'_>) -> Result<Embedded> {
         let mut guard = self.model(model)?;
         let Model::Embedding(m) = &mut *guard else {
-            return Err(Error::bad_input("model_not_supported", format!("model `{model}` is a chat model")));
+            return Err(Error::bad_input(
+                "model_not_supported",
+                format!("model `{model}` is a chat model"),
+            ));
         };
         let mut tokens = 0u64;
         for input in inputs {
@@ -131,7 +161,10 @@ impl Inference for Engine {
             if n > m.max_tokens() {
                 return Err(Error::bad_input(
                     "context_length_exceeded",
-                    format!("an input has {n} tokens; model `{model}` embeds at most {}", m.max_tokens()),
+                    format!(
+                        "an input has {n} tokens; model `{model}` embeds at most {}",
+                        m.max_tokens()
+                    ),
                 ));
             }
             tokens += n as u64;

@@ -177,7 +177,11 @@ impl Hub {
     }
 
     /// A view call on the hub with JSON args, at the final block.
-    pub async fn view<T: DeserializeOwned>(&self, method: &str, args: Value) -> Result<T, ChainError> {
+    pub async fn view<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: Value,
+    ) -> Result<T, ChainError> {
         let response = self
             .client
             .call(methods::query::RpcQueryRequest {
@@ -193,7 +197,9 @@ impl Hub {
         match response.kind {
             QueryResponseKind::CallResult(r) => serde_json::from_slice(&r.result)
                 .map_err(|e| ChainError::Unexpected(format!("`{method}` returned {e}"))),
-            _ => Err(ChainError::Unexpected(format!("`{method}` is not a call result"))),
+            _ => Err(ChainError::Unexpected(format!(
+                "`{method}` is not a call result"
+            ))),
         }
     }
 
@@ -201,21 +207,34 @@ impl Hub {
         self.view("key_info", json!({ "key": key })).await
     }
 
-    pub async fn channel(&self, user: &AccountId, runner: &AccountId) -> Result<Option<ChannelView>, ChainError> {
-        self.view("channel", json!({ "user": user, "runner": runner })).await
+    pub async fn channel(
+        &self,
+        user: &AccountId,
+        runner: &AccountId,
+    ) -> Result<Option<ChannelView>, ChainError> {
+        self.view("channel", json!({ "user": user, "runner": runner }))
+            .await
     }
 
     pub async fn model(&self, model_id: &str) -> Result<Option<ModelView>, ChainError> {
         self.view("model", json!({ "model_id": model_id })).await
     }
 
-    pub async fn model_version(&self, model_id: &str, version: u32) -> Result<Option<ModelVersion>, ChainError> {
-        self.view("model_version", json!({ "model_id": model_id, "version": version }))
-            .await
+    pub async fn model_version(
+        &self,
+        model_id: &str,
+        version: u32,
+    ) -> Result<Option<ModelVersion>, ChainError> {
+        self.view(
+            "model_version",
+            json!({ "model_id": model_id, "version": version }),
+        )
+        .await
     }
 
     pub async fn content(&self, content_id: &str) -> Result<Option<ContentItem>, ChainError> {
-        self.view("content", json!({ "content_id": content_id })).await
+        self.view("content", json!({ "content_id": content_id }))
+            .await
     }
 
     pub async fn runner(&self, runner: &AccountId) -> Result<Option<RunnerState>, ChainError> {
@@ -270,7 +289,9 @@ impl TxSender {
         gas: u64,
     ) -> Result<Vec<u8>, ChainError> {
         let mut nonce = self.nonce.lock().await;
-        let result = self.call_locked(&mut nonce, method, args, deposit, gas).await;
+        let result = self
+            .call_locked(&mut nonce, method, args, deposit, gas)
+            .await;
         if result.is_err() {
             *nonce = None;
         }

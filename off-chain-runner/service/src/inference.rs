@@ -115,10 +115,12 @@ impl Echo {
     }
 
     fn spec(&self, model: &str) -> Result<&ModelSpec> {
-        self.models
-            .iter()
-            .find(|m| m.id == model)
-            .ok_or_else(|| Error::not_found("model_not_found", format!("model `{model}` is not served here")))
+        self.models.iter().find(|m| m.id == model).ok_or_else(|| {
+            Error::not_found(
+                "model_not_found",
+                format!("model `{model}` is not served here"),
+            )
+        })
     }
 }
 
@@ -150,7 +152,10 @@ impl Inference for Echo {
         if prompt_tokens >= spec.context_length {
             return Err(Error::bad_input(
                 "context_length_exceeded",
-                format!("the prompt has {prompt_tokens} tokens; model `{model}` holds {}", spec.context_length),
+                format!(
+                    "the prompt has {prompt_tokens} tokens; model `{model}` holds {}",
+                    spec.context_length
+                ),
             ));
         }
         let max = sampling.max_tokens.min(spec.context_length - prompt_tokens);
@@ -164,7 +169,11 @@ impl Inference for Echo {
                 finish = Finish::Stop;
                 break;
             }
-            let piece = if out.is_empty() { (*word).to_owned() } else { format!(" {word}") };
+            let piece = if out.is_empty() {
+                (*word).to_owned()
+            } else {
+                format!(" {word}")
+            };
             out.push_str(&piece);
             produced += 1;
             if !on_piece(&piece) {
@@ -187,11 +196,17 @@ impl Inference for Echo {
         use sha2::Digest;
         let spec = self.spec(model)?;
         let _one_at_a_time = self.lock.lock().expect("model lock");
-        let counts: Vec<usize> = inputs.iter().map(|i| i.split_whitespace().count().max(1)).collect();
+        let counts: Vec<usize> = inputs
+            .iter()
+            .map(|i| i.split_whitespace().count().max(1))
+            .collect();
         if let Some(n) = counts.iter().find(|n| **n > spec.context_length) {
             return Err(Error::bad_input(
                 "context_length_exceeded",
-                format!("an input has {n} tokens; model `{model}` embeds at most {}", spec.context_length),
+                format!(
+                    "an input has {n} tokens; model `{model}` embeds at most {}",
+                    spec.context_length
+                ),
             ));
         }
         let tokens = counts.iter().sum::<usize>() as u64;

@@ -65,7 +65,11 @@ impl Credentials {
                     )
                 })?,
         };
-        let creds = Self { account_id, public_key: on_disk.public_key, private_key: on_disk.private_key };
+        let creds = Self {
+            account_id,
+            public_key: on_disk.public_key,
+            private_key: on_disk.private_key,
+        };
         let secret = creds.secret()?;
         if secret.public_key().to_string() != creds.public_key {
             bail!(
@@ -169,10 +173,16 @@ mod tests {
             "public_key": creds.public_key, "private_key": creds.private_key});
         let path = dir.join("gpu.testnet.json");
         std::fs::write(&path, file.to_string()).unwrap();
-        assert_eq!(Credentials::read(&path).unwrap().account_id.as_str(), "gpu.testnet");
+        assert_eq!(
+            Credentials::read(&path).unwrap().account_id.as_str(),
+            "gpu.testnet"
+        );
         let unnamed = dir.join("Not An Account.json");
         std::fs::write(&unnamed, file.to_string()).unwrap();
-        assert!(Credentials::read(&unnamed).unwrap_err().to_string().contains("names no account_id"));
+        assert!(Credentials::read(&unnamed)
+            .unwrap_err()
+            .to_string()
+            .contains("names no account_id"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

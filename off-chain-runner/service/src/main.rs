@@ -65,7 +65,10 @@ impl ChainArgs {
         let rpc = match (&self.rpc, default_rpc) {
             (Some(url), _) => url.clone(),
             (None, Some(url)) => url.to_owned(),
-            (None, None) => bail!("chain `{}` has no default RPC endpoint: pass --rpc URL", self.chain),
+            (None, None) => bail!(
+                "chain `{}` has no default RPC endpoint: pass --rpc URL",
+                self.chain
+            ),
         };
         Ok(Hub::new(&rpc, self.hub.clone(), chain_id.to_owned()))
     }
@@ -222,11 +225,19 @@ fn parse_near(s: &str) -> anyhow::Result<u128> {
     if frac.len() > 24 || whole.is_empty() && frac.is_empty() {
         bail!("`{s}` is not an amount of NEAR with at most 24 decimals");
     }
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().with_context(|| format!("`{s}` is not a number"))? };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole
+            .parse()
+            .with_context(|| format!("`{s}` is not a number"))?
+    };
     let frac_yocto: u128 = if frac.is_empty() {
         0
     } else {
-        format!("{frac:0<24}").parse().with_context(|| format!("`{s}` is not a number"))?
+        format!("{frac:0<24}")
+            .parse()
+            .with_context(|| format!("`{s}` is not a number"))?
     };
     whole
         .checked_mul(NEAR)
@@ -252,7 +263,15 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Keys { command } => keys(command),
-        Command::Authorize { chain, user_key, runner, cap, cap_yocto, models, expires_in_hours } => {
+        Command::Authorize {
+            chain,
+            user_key,
+            runner,
+            cap,
+            cap_yocto,
+            models,
+            expires_in_hours,
+        } => {
             let cap = match (cap, cap_yocto) {
                 (Some(near), None) => parse_near(&near)?,
                 (None, Some(yocto)) => yocto,
@@ -260,43 +279,86 @@ async fn main() -> anyhow::Result<()> {
             };
             authorize(&chain, &user_key, runner, cap, models, expires_in_hours).await
         }
-        Command::Register { chain, account_key, receipt_key, deposit } => {
+        Command::Register {
+            chain,
+            account_key,
+            receipt_key,
+            deposit,
+        } => {
             let hub = chain.hub()?;
             let account = Credentials::read(&account_key)?;
             let receipt = Credentials::read(&receipt_key)?;
             let sender = TxSender::new(hub.clone(), account.signer()?);
-            let args = serde_json::json!({"keys": [receipt.public_key]}).to_string().into_bytes();
+            let args = serde_json::json!({"keys": [receipt.public_key]})
+                .to_string()
+                .into_bytes();
             sender
-                .call("register_runner", args, parse_near(&deposit)?, 30_000_000_000_000)
+                .call(
+                    "register_runner",
+                    args,
+                    parse_near(&deposit)?,
+                    30_000_000_000_000,
+                )
                 .await
                 .context("register_runner")?;
-            println!("registered runner {} on {} with receipt key {}", account.account_id, hub.account, receipt.public_key);
+            println!(
+                "registered runner {} on {} with receipt key {}",
+                account.account_id, hub.account, receipt.public_key
+            );
             Ok(())
         }
-        Command::Settle { chain, account_key, data_dir, batch } => {
+        Command::Settle {
+            chain,
+            account_key,
+            data_dir,
+            batch,
+        } => {
             let hub = chain.hub()?;
             let account = Credentials::read(&account_key)?;
             let settler = Settler {
                 store: Arc::new(Store::open(&store_path(&data_dir))?),
                 hub: hub.clone(),
                 sender: TxSender::new(hub, account.signer()?),
-                settings: Settings { batch, ..Settings::default() },
+                settings: Settings {
+                    batch,
+                    ..Settings::default()
+                },
                 metrics: None,
             };
             let report = settler.drain().await?;
             println!(
                 "sent {} receipts: {} settled, {} already settled, {} refused",
-                report.sent, report.settled, report.already, report.rejected.len()
+                report.sent,
+                report.settled,
+                report.already,
+                report.rejected.len()
             );
             for (user, seq, code) in report.rejected {
                 println!("  refused: {user} #{seq}: {code}");
             }
             Ok(())
         }
-        Command::Status { chain, runner, data_dir } => status(&chain, &runner, &data_dir).await,
+        Command::Status {
+            chain,
+            runner,
+            data_dir,
+        } => status(&chain, &runner, &data_dir).await,
         Command::Serve {
-            chain, account_key, receipt_key, models, content_dir, backend, listen, data_dir, batch,
-            settle_interval, queue, view_ttl_ms, max_body_bytes, default_max_tokens, no_settle,
+            chain,
+            account_key,
+            receipt_key,
+            models,
+            content_dir,
+            backend,
+            listen,
+            data_dir,
+            batch,
+            settle_interval,
+            queue,
+            view_ttl_ms,
+            max_body_bytes,
+            default_max_tokens,
+            no_settle,
         } => {
             let hub = chain.hub()?;
             let account = Credentials::read(&account_key)?;
@@ -306,8 +368,18 @@ async fn main() -> anyhow::Result<()> {
             let mut registered = Vec::new();
             for (id, path) in &models {
                 eprintln!("checking the weights of `{id}` at {}", path.display());
-                let r = registry::check_model(&hub, &account.account_id, id, path, progress(id.clone())).await?;
-                eprintln!("\n`{id}` is registered version {} ({}, {})", r.version, r.architecture, r.format);
+                let r = registry::check_model(
+                    &hub,
+                    &account.account_id,
+                    id,
+                    path,
+                    progress(id.clone()),
+                )
+                .await?;
+                eprintln!(
+                    "\n`{id}` is registered version {} ({}, {})",
+                    r.version, r.architecture, r.format
+                );
                 registered.push(r);
             }
             let content = match &content_dir {
@@ -333,8 +405,10 @@ async fn main() -> anyhow::Result<()> {
                         .collect();
                     eprintln!("loading {} model(s) into the engine", list.len());
                     let engine = tokio::task::spawn_blocking(move || {
-                        let refs: Vec<(String, &Path, [u8; 32])> =
-                            list.iter().map(|(id, p, h)| (id.clone(), p.as_path(), *h)).collect();
+                        let refs: Vec<(String, &Path, [u8; 32])> = list
+                            .iter()
+                            .map(|(id, p, h)| (id.clone(), p.as_path(), *h))
+                            .collect();
                         off_chain_runner::engine::Engine::load(&refs, engine_backend)
                     })
                     .await?
@@ -346,7 +420,11 @@ async fn main() -> anyhow::Result<()> {
                 hub,
                 runner: account.account_id.clone(),
                 receipt_key,
-                account_signer: if no_settle { None } else { Some(account.signer()?) },
+                account_signer: if no_settle {
+                    None
+                } else {
+                    Some(account.signer()?)
+                },
                 data_dir,
                 listen,
                 inference,
@@ -376,10 +454,17 @@ async fn main() -> anyhow::Result<()> {
 
 /// Embedding architectures (encoders) by the registry's `architecture`; the rest are chat.
 fn echo_spec(r: &registry::Registered) -> ModelSpec {
-    let embedding = matches!(r.architecture.as_str(), "bert" | "nomic-bert" | "xlm-roberta");
+    let embedding = matches!(
+        r.architecture.as_str(),
+        "bert" | "nomic-bert" | "xlm-roberta"
+    );
     ModelSpec {
         id: r.model_id.clone(),
-        kind: if embedding { Kind::Embedding } else { Kind::Chat },
+        kind: if embedding {
+            Kind::Embedding
+        } else {
+            Kind::Chat
+        },
         context_length: if embedding { 512 } else { 2048 },
     }
 }
@@ -400,7 +485,12 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Generate { account, out } => {
             let creds = Credentials::generate(account);
             creds.write_new(&out)?;
-            println!("{} {} -> {}", creds.account_id, creds.public_key, out.display());
+            println!(
+                "{} {} -> {}",
+                creds.account_id,
+                creds.public_key,
+                out.display()
+            );
         }
         KeysCommand::Show { file } => {
             let creds = Credentials::read(&file)?;
@@ -452,11 +542,20 @@ async fn status(chain: &ChainArgs, runner: &AccountId, data_dir: &Path) -> anyho
     let backlog: Vec<_> = channels.iter().filter(|(_, r)| r.pending()).collect();
     let unsettled = backlog
         .iter()
-        .try_fold(0u128, |s, (_, r)| s.checked_add(r.amount() - r.settled_amount))
+        .try_fold(0u128, |s, (_, r)| {
+            s.checked_add(r.amount() - r.settled_amount)
+        })
         .context("backlog overflows")?;
     println!("runner {runner} on {} ({})", hub.account, hub.chain_id);
-    println!("backlog: {} channels, {} NEAR unsettled", backlog.len(), near_text(unsettled));
-    println!("{:<40} {:>6} {:>8} {:>26} {:>26}  note", "user", "seq", "settled", "charged (NEAR)", "settled (NEAR)");
+    println!(
+        "backlog: {} channels, {} NEAR unsettled",
+        backlog.len(),
+        near_text(unsettled)
+    );
+    println!(
+        "{:<40} {:>6} {:>8} {:>26} {:>26}  note",
+        "user", "seq", "settled", "charged (NEAR)", "settled (NEAR)"
+    );
     for (user, r) in &channels {
         let note = match &r.rejected {
             Some((seq, code)) if *seq >= r.seq() => format!("refused: {code}"),

@@ -25,8 +25,14 @@ use crate::{
 
 /// yocto for `units_in` and `units_out` at the model's prices per 1,000 units, rounded up
 /// (a request is never free because it is short).
-pub fn price(units_in: u64, units_out: u64, price_in_per_1k: u128, price_out_per_1k: u128) -> Result<u128> {
-    let overflow = || Error::payment_required("over_cap", "the price of this request overflows u128");
+pub fn price(
+    units_in: u64,
+    units_out: u64,
+    price_in_per_1k: u128,
+    price_out_per_1k: u128,
+) -> Result<u128> {
+    let overflow =
+        || Error::payment_required("over_cap", "the price of this request overflows u128");
     let total = u128::from(units_in)
         .checked_mul(price_in_per_1k)
         .and_then(|a| a.checked_add(u128::from(units_out).checked_mul(price_out_per_1k)?))
@@ -52,8 +58,9 @@ pub struct Charge {
 impl Charge {
     pub fn total(&self) -> Result<u128> {
         self.content.iter().try_fold(self.amount, |sum, (_, p)| {
-            sum.checked_add(*p)
-                .ok_or_else(|| Error::payment_required("over_cap", "the request's total overflows u128"))
+            sum.checked_add(*p).ok_or_else(|| {
+                Error::payment_required("over_cap", "the request's total overflows u128")
+            })
         })
     }
 }
@@ -166,7 +173,13 @@ pub fn next_record(
         amount: U128(amount),
         request_hash: charge.request_hash.into(),
         output_hash: charge.output_hash.into(),
-        transcript: next_transcript(&NativeCrypto, &transcript, &charge.request_hash, &charge.output_hash).into(),
+        transcript: next_transcript(
+            &NativeCrypto,
+            &transcript,
+            &charge.request_hash,
+            &charge.output_hash,
+        )
+        .into(),
         issued_at_ns: U64(now_ns),
     };
     receipt
@@ -202,7 +215,15 @@ impl Budget {
             channels: Mutex::new(
                 committed
                     .into_iter()
-                    .map(|(user, committed)| (user, Entry { committed, reserved: 0 }))
+                    .map(|(user, committed)| {
+                        (
+                            user,
+                            Entry {
+                                committed,
+                                reserved: 0,
+                            },
+                        )
+                    })
                     .collect(),
             ),
         }
@@ -217,7 +238,12 @@ impl Budget {
     }
 
     /// Reserves `amount` if committed + reserved + `amount` stays within `limit`.
-    pub fn reserve(self: &Arc<Self>, user: &AccountId, amount: u128, limit: u128) -> Result<Reservation> {
+    pub fn reserve(
+        self: &Arc<Self>,
+        user: &AccountId,
+        amount: u128,
+        limit: u128,
+    ) -> Result<Reservation> {
         let mut channels = self.channels.lock().expect("budget lock");
         let entry = channels.entry(user.clone()).or_default();
         let after = entry
@@ -279,7 +305,10 @@ mod tests {
         assert_eq!(price(1, 1, 1, 1).unwrap(), 1, "2/1000 rounds up to 1");
         assert_eq!(price(0, 0, 5, 5).unwrap(), 0);
         assert_eq!(price(1500, 500, 1000, 2000).unwrap(), 2500);
-        assert_eq!(price(u64::MAX, 0, u128::MAX, 0).unwrap_err().code, "over_cap");
+        assert_eq!(
+            price(u64::MAX, 0, u128::MAX, 0).unwrap_err().code,
+            "over_cap"
+        );
     }
 
     #[test]
@@ -287,7 +316,10 @@ mod tests {
         let budget = Arc::new(Budget::new([("a.near".parse().unwrap(), 40u128)]));
         let a: AccountId = "a.near".parse().unwrap();
         let r1 = budget.reserve(&a, 30, 100).unwrap();
-        assert_eq!(budget.reserve(&a, 31, 100).err().map(|e| e.code), Some("insufficient_quota"));
+        assert_eq!(
+            budget.reserve(&a, 31, 100).err().map(|e| e.code),
+            Some("insufficient_quota")
+        );
         let r2 = budget.reserve(&a, 30, 100).unwrap();
         drop(r1);
         budget.commit(&a, 50);
@@ -326,8 +358,24 @@ mod tests {
             output_hash: [8; 32],
         };
         let r1 = next_record(None, &auth, id, &charge("m", 100, vec![]), &runner_key, 1).unwrap();
-        let r2 = next_record(Some(&r1), &auth, id, &charge("m", 50, vec![("c".into(), 20)]), &runner_key, 2).unwrap();
-        let r3 = next_record(Some(&r2), &auth, id, &charge("e", 1, vec![("c".into(), 20)]), &runner_key, 3).unwrap();
+        let r2 = next_record(
+            Some(&r1),
+            &auth,
+            id,
+            &charge("m", 50, vec![("c".into(), 20)]),
+            &runner_key,
+            2,
+        )
+        .unwrap();
+        let r3 = next_record(
+            Some(&r2),
+            &auth,
+            id,
+            &charge("e", 1, vec![("c".into(), 20)]),
+            &runner_key,
+            3,
+        )
+        .unwrap();
         let r = &r3.receipt.receipt;
         assert_eq!(r.seq.0, 3);
         assert_eq!(r.amount.0, 191);
@@ -336,8 +384,19 @@ mod tests {
         assert!(r3.receipt.verify(&NativeCrypto));
         let t1 = next_transcript(&NativeCrypto, &[0; 32], &[7; 32], &[8; 32]);
         let t2 = next_transcript(&NativeCrypto, &t1, &[7; 32], &[8; 32]);
-        assert_eq!(<[u8; 32]>::from(r3.receipt.receipt.transcript), next_transcript(&NativeCrypto, &t2, &[7; 32], &[8; 32]));
-        let over = next_record(Some(&r3), &auth, id, &charge("m", 810, vec![]), &runner_key, 4).unwrap_err();
+        assert_eq!(
+            <[u8; 32]>::from(r3.receipt.receipt.transcript),
+            next_transcript(&NativeCrypto, &t2, &[7; 32], &[8; 32])
+        );
+        let over = next_record(
+            Some(&r3),
+            &auth,
+            id,
+            &charge("m", 810, vec![]),
+            &runner_key,
+            4,
+        )
+        .unwrap_err();
         assert_eq!(over.code, "over_cap");
     }
 }

@@ -40,7 +40,10 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# TYPE runner_requests_total counter\n");
         for ((route, status), n) in self.requests.lock().expect("metrics lock").iter() {
-            let _ = writeln!(out, "runner_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "runner_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
         }
         for (name, counter) in [
             ("runner_tokens_in_total", &self.tokens_in),
@@ -51,9 +54,16 @@ impl Metrics {
             ("runner_receipts_settled_total", &self.receipts_settled),
             ("runner_receipts_rejected_total", &self.receipts_rejected),
         ] {
-            let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", counter.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# TYPE {name} counter\n{name} {}",
+                counter.load(Relaxed)
+            );
         }
-        let _ = writeln!(out, "# TYPE runner_settlement_backlog gauge\nrunner_settlement_backlog {backlog}");
+        let _ = writeln!(
+            out,
+            "# TYPE runner_settlement_backlog gauge\nrunner_settlement_backlog {backlog}"
+        );
         out
     }
 }

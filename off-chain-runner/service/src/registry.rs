@@ -21,11 +21,17 @@ pub struct Registered {
     pub weights_sha256: [u8; 32],
 }
 
-pub async fn check_runner(hub: &Hub, runner: &AccountId, receipt_key: &PublicKey) -> anyhow::Result<()> {
-    let state = hub
-        .runner(runner)
-        .await?
-        .with_context(|| format!("{runner} is not a registered runner on hub {}: run `off-chain-runner register` first", hub.account))?;
+pub async fn check_runner(
+    hub: &Hub,
+    runner: &AccountId,
+    receipt_key: &PublicKey,
+) -> anyhow::Result<()> {
+    let state = hub.runner(runner).await?.with_context(|| {
+        format!(
+            "{runner} is not a registered runner on hub {}: run `off-chain-runner register` first",
+            hub.account
+        )
+    })?;
     if state.left {
         bail!("runner {runner} has left hub {}", hub.account);
     }
@@ -48,13 +54,17 @@ pub async fn check_model(
     progress: impl FnMut(u64, u64) + Send + 'static,
 ) -> anyhow::Result<Registered> {
     let owned = path.to_path_buf();
-    let hash = tokio::task::spawn_blocking(move || market_protocol::weights::weights_sha256(&owned, progress))
-        .await?
-        .with_context(|| format!("hashing the weights at {}", path.display()))?;
-    let model = hub
-        .model(model_id)
-        .await?
-        .with_context(|| format!("model `{model_id}` is not registered on hub {}", hub.account))?;
+    let hash = tokio::task::spawn_blocking(move || {
+        market_protocol::weights::weights_sha256(&owned, progress)
+    })
+    .await?
+    .with_context(|| format!("hashing the weights at {}", path.display()))?;
+    let model = hub.model(model_id).await?.with_context(|| {
+        format!(
+            "model `{model_id}` is not registered on hub {}",
+            hub.account
+        )
+    })?;
     if !model.model.allows(runner) {
         bail!(
             "model `{model_id}`'s runner policy {} does not allow runner {runner}",
@@ -90,7 +100,9 @@ pub async fn check_model(
 pub async fn load_content(hub: &Hub, dir: &Path) -> anyhow::Result<HashMap<String, LocalContent>> {
     use sha2::Digest;
     let mut out = HashMap::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading content directory {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("reading content directory {}", dir.display()))?
+    {
         let path = entry?.path();
         if !path.is_file() {
             continue;
@@ -103,10 +115,13 @@ pub async fn load_content(hub: &Hub, dir: &Path) -> anyhow::Result<HashMap<Strin
         validate_content_id(&id).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let bytes = std::fs::read(&path)?;
         let hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
-        let item = hub
-            .content(&id)
-            .await?
-            .with_context(|| format!("content `{id}` ({}) is not registered on hub {}", path.display(), hub.account))?;
+        let item = hub.content(&id).await?.with_context(|| {
+            format!(
+                "content `{id}` ({}) is not registered on hub {}",
+                path.display(),
+                hub.account
+            )
+        })?;
         if <[u8; 32]>::from(item.sha256) != hash {
             bail!(
                 "content `{id}`: {} has sha256 {}, the hub registered {}",
@@ -115,11 +130,21 @@ pub async fn load_content(hub: &Hub, dir: &Path) -> anyhow::Result<HashMap<Strin
                 hex::encode(<[u8; 32]>::from(item.sha256))
             );
         }
-        let price_per_use = item
-            .price_per_use()
-            .with_context(|| format!("content `{id}` is not inference-only content (license {})", item.license))?;
-        let text = String::from_utf8(bytes).with_context(|| format!("content `{id}` is not UTF-8 text"))?;
-        out.insert(id, LocalContent { text, price_per_use });
+        let price_per_use = item.price_per_use().with_context(|| {
+            format!(
+                "content `{id}` is not inference-only content (license {})",
+                item.license
+            )
+        })?;
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("content `{id}` is not UTF-8 text"))?;
+        out.insert(
+            id,
+            LocalContent {
+                text,
+                price_per_use,
+            },
+        );
     }
     Ok(out)
 }

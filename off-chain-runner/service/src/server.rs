@@ -73,7 +73,10 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let store = Arc::new(Store::open(&store_path(&config.data_dir))?);
     let budget = Arc::new(Budget::new(
-        store.channels()?.into_iter().map(|(user, r)| (user, r.amount())),
+        store
+            .channels()?
+            .into_iter()
+            .map(|(user, r)| (user, r.amount())),
     ));
     let mut models = HashMap::new();
     for spec in config.inference.models() {
@@ -81,7 +84,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .registered
             .iter()
             .find(|r| r.model_id == spec.id)
-            .ok_or_else(|| anyhow::anyhow!("model `{}` was loaded but not checked against the hub", spec.id))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "model `{}` was loaded but not checked against the hub",
+                    spec.id
+                )
+            })?;
         models.insert(
             spec.id.clone(),
             ServedModel {

@@ -91,30 +91,44 @@ impl Settler {
             let seq = outcome.seq.0;
             match outcome.result {
                 SettleResult::Settled { .. } => {
-                    self.store.mark_settled(&outcome.user, seq).map_err(store_err)?;
+                    self.store
+                        .mark_settled(&outcome.user, seq)
+                        .map_err(store_err)?;
                     report.settled += 1;
                 }
                 SettleResult::Rejected { code, .. } if code == "stale_sequence" => {
                     // Settled by an attempt whose answer never arrived, or refused; the
                     // hub's channel record says which.
-                    let channel = self.hub.channel(&outcome.user, &self.sender.account()).await?;
+                    let channel = self
+                        .hub
+                        .channel(&outcome.user, &self.sender.account())
+                        .await?;
                     if channel.is_some_and(|c| c.channel.last_seq.0 >= seq) {
-                        self.store.mark_settled(&outcome.user, seq).map_err(store_err)?;
+                        self.store
+                            .mark_settled(&outcome.user, seq)
+                            .map_err(store_err)?;
                         report.already += 1;
                     } else {
-                        self.store.mark_rejected(&outcome.user, seq, &code).map_err(store_err)?;
+                        self.store
+                            .mark_rejected(&outcome.user, seq, &code)
+                            .map_err(store_err)?;
                         report.rejected.push((outcome.user.to_string(), seq, code));
                     }
                 }
                 SettleResult::Rejected { code, reason } => {
                     tracing::warn!(user = %outcome.user, seq, code, "the hub refused a receipt: {reason}");
-                    self.store.mark_rejected(&outcome.user, seq, &code).map_err(store_err)?;
+                    self.store
+                        .mark_rejected(&outcome.user, seq, &code)
+                        .map_err(store_err)?;
                     report.rejected.push((outcome.user.to_string(), seq, code));
                 }
             }
         }
         if let Some(m) = &self.metrics {
-            Metrics::add(&m.receipts_settled, (report.settled + report.already) as u64);
+            Metrics::add(
+                &m.receipts_settled,
+                (report.settled + report.already) as u64,
+            );
             Metrics::add(&m.receipts_rejected, report.rejected.len() as u64);
         }
         Ok(report)
@@ -148,7 +162,13 @@ impl Settler {
             match self.drain().await {
                 Ok(r) => {
                     if r.sent > 0 {
-                        tracing::info!(sent = r.sent, settled = r.settled, already = r.already, rejected = r.rejected.len(), "settled a batch");
+                        tracing::info!(
+                            sent = r.sent,
+                            settled = r.settled,
+                            already = r.already,
+                            rejected = r.rejected.len(),
+                            "settled a batch"
+                        );
                     }
                     wait = self.settings.interval;
                 }

@@ -49,7 +49,10 @@ impl ChannelRecord {
     /// Signed but not settled, and not refused as it stands.
     pub fn pending(&self) -> bool {
         self.seq() > self.settled_seq
-            && self.rejected.as_ref().is_none_or(|(seq, _)| *seq < self.seq())
+            && self
+                .rejected
+                .as_ref()
+                .is_none_or(|(seq, _)| *seq < self.seq())
     }
 }
 
@@ -136,7 +139,10 @@ impl Store {
                 .map_err(internal)?;
             let mut receipts = txn.open_table(RECEIPTS).map_err(internal)?;
             receipts
-                .insert((user.as_str(), record.seq()), encode(&record.receipt).as_slice())
+                .insert(
+                    (user.as_str(), record.seq()),
+                    encode(&record.receipt).as_slice(),
+                )
                 .map_err(internal)?;
             record
         };
@@ -144,7 +150,11 @@ impl Store {
         Ok(record)
     }
 
-    fn update(&self, user: &AccountId, change: impl FnOnce(&mut ChannelRecord, &dyn Fn(u64) -> Result<Option<u128>>)) -> Result<()> {
+    fn update(
+        &self,
+        user: &AccountId,
+        change: impl FnOnce(&mut ChannelRecord, &dyn Fn(u64) -> Result<Option<u128>>),
+    ) -> Result<()> {
         let txn = self.db.begin_write().map_err(internal)?;
         {
             let mut channels = txn.open_table(CHANNELS).map_err(internal)?;

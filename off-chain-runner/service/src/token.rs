@@ -57,9 +57,16 @@ mod tests {
         let token = encode(&auth);
         assert!(token.starts_with(PREFIX));
         assert_eq!(decode(&token).unwrap(), auth);
-        assert!(decode(&token[PREFIX.len()..]).unwrap_err().contains("aimk_"));
-        assert!(decode(&format!("{token}A")).is_err(), "trailing bytes are refused");
+        assert!(decode(&token[PREFIX.len()..])
+            .unwrap_err()
+            .contains("aimk_"));
+        assert!(
+            decode(&format!("{token}A")).is_err(),
+            "trailing bytes are refused"
+        );
         assert!(decode("aimk_!!").unwrap_err().contains("base64url"));
-        assert!(decode(&"a".repeat(MAX_TOKEN_LEN + 1)).unwrap_err().contains("at most"));
+        assert!(decode(&"a".repeat(MAX_TOKEN_LEN + 1))
+            .unwrap_err()
+            .contains("at most"));
     }
 }

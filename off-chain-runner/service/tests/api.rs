@@ -21,43 +21,82 @@ async fn paid_chat_and_embedding_are_metered_and_settled_by_the_hub() {
     let running = net.runner("data", Opts::default()).await;
     let token = token::encode(&net.authorization(0, NEAR).await);
 
-    let (status, models) = reqwest::get(format!("http://{}/v1/models", running.addr)).await.map(|r| (r.status().as_u16(), r)).unwrap();
+    let (status, models) = reqwest::get(format!("http://{}/v1/models", running.addr))
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
     assert_eq!(status, 200);
     let models: Value = models.json().await.unwrap();
     assert_eq!(models["data"][1]["id"], MODEL);
 
-    let (status, body) = post(running.addr, "/v1/chat/completions", Some(&token), chat("say hello to the market")).await;
+    let (status, body) = post(
+        running.addr,
+        "/v1/chat/completions",
+        Some(&token),
+        chat("say hello to the market"),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["object"], "chat.completion");
     let usage = &body["usage"];
     let (p_in, p_out) = prices();
-    let (pt, ct) = (usage["prompt_tokens"].as_u64().unwrap(), usage["completion_tokens"].as_u64().unwrap());
+    let (pt, ct) = (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    );
     assert_eq!(ct, 8, "max_tokens bounds the output");
     let expected = (u128::from(pt) * p_in + u128::from(ct) * p_out).div_ceil(1000);
     assert_eq!(yocto(&body["charged"]), expected);
     let r1 = receipt(&body);
-    assert!(r1.verify(&NativeCrypto), "the receipt is signed by the runner's key");
+    assert!(
+        r1.verify(&NativeCrypto),
+        "the receipt is signed by the runner's key"
+    );
     assert_eq!(r1.runner_key, net.runner_key.public_key());
     assert_eq!((r1.receipt.seq.0, r1.receipt.amount.0), (1, expected));
-    assert_eq!(r1.receipt.lines[0].version, 2, "the version whose weights are served");
+    assert_eq!(
+        r1.receipt.lines[0].version, 2,
+        "the version whose weights are served"
+    );
 
-    let (status, body) = post(running.addr, "/v1/embeddings", Some(&token), json!({"model": EMBED, "input": ["one two three", "four"]})).await;
+    let (status, body) = post(
+        running.addr,
+        "/v1/embeddings",
+        Some(&token),
+        json!({"model": EMBED, "input": ["one two three", "four"]}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
     assert_eq!(body["usage"]["prompt_tokens"], 4);
     let r2 = receipt(&body);
     assert_eq!(r2.receipt.seq.0, 2);
     assert_eq!(r2.receipt.lines.len(), 2, "one cumulative line per model");
-    assert_eq!(r2.receipt.amount.0, expected + 2_000, "4 tokens at 500,000 per 1k");
-    let (status, b64) = post(running.addr, "/v1/embeddings", Some(&token), json!({"model": EMBED, "input": "four", "encoding_format": "base64"})).await;
+    assert_eq!(
+        r2.receipt.amount.0,
+        expected + 2_000,
+        "4 tokens at 500,000 per 1k"
+    );
+    let (status, b64) = post(
+        running.addr,
+        "/v1/embeddings",
+        Some(&token),
+        json!({"model": EMBED, "input": "four", "encoding_format": "base64"}),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(b64["data"][0]["embedding"].as_str().unwrap().len(), 44, "8 f32 in base64");
+    assert_eq!(
+        b64["data"][0]["embedding"].as_str().unwrap().len(),
+        44,
+        "8 f32 in base64"
+    );
 
     let store_dir = net.dir.join("data");
     running.stop().await;
     // The hub's own settlement accepts what the runner signed.
     let hub = net.hub_client();
-    let signer = near_crypto::InMemorySigner::from_secret_key(net.runner.clone(), net.account_key());
+    let signer =
+        near_crypto::InMemorySigner::from_secret_key(net.runner.clone(), net.account_key());
     let settler = Settler {
         store: std::sync::Arc::new(Store::open(&store_dir.join("receipts.redb")).unwrap()),
         hub: hub.clone(),
@@ -66,9 +105,21 @@ async fn paid_chat_and_embedding_are_metered_and_settled_by_the_hub() {
         metrics: None,
     };
     let report = settler.drain().await.unwrap();
-    assert_eq!((report.sent, report.settled), (1, 1), "only the latest receipt is sent");
-    let channel = net.view("channel", json!({"user": net.users[0].0, "runner": net.runner})).await;
-    assert_eq!(yocto(&channel["channel"]["settled"]), expected + 2_000 + 500);
+    assert_eq!(
+        (report.sent, report.settled),
+        (1, 1),
+        "only the latest receipt is sent"
+    );
+    let channel = net
+        .view(
+            "channel",
+            json!({"user": net.users[0].0, "runner": net.runner}),
+        )
+        .await;
+    assert_eq!(
+        yocto(&channel["channel"]["settled"]),
+        expected + 2_000 + 500
+    );
     assert_eq!(channel["channel"]["last_seq"], "3");
     let again = settler.drain().await.unwrap();
     assert_eq!(again.sent, 0, "nothing left to settle");
@@ -89,15 +140,30 @@ async fn streaming_sends_pieces_then_usage_and_the_receipt() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     let text = resp.text().await.unwrap();
-    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
     assert_eq!(*events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
     let last = chunks.last().unwrap();
-    let streamed: String = chunks[..chunks.len() - 1].iter().map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap()).collect();
+    let streamed: String = chunks[..chunks.len() - 1]
+        .iter()
+        .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap())
+        .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    assert_eq!(streamed.split_whitespace().count() as u64, last["usage"]["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        streamed.split_whitespace().count() as u64,
+        last["usage"]["completion_tokens"].as_u64().unwrap()
+    );
     assert_eq!(last["choices"][0]["finish_reason"], "length");
     let r = receipt(last);
     assert!(r.verify(&NativeCrypto));
@@ -110,7 +176,9 @@ async fn streaming_sends_pieces_then_usage_and_the_receipt() {
     let resp = reqwest::Client::new()
         .post(format!("http://{}/v1/completions", running.addr))
         .bearer_auth(&token)
-        .json(&json!({"model": MODEL, "prompt": "once upon a time", "max_tokens": 3, "stream": true}))
+        .json(
+            &json!({"model": MODEL, "prompt": "once upon a time", "max_tokens": 3, "stream": true}),
+        )
         .send()
         .await
         .unwrap();
@@ -123,58 +191,206 @@ async fn streaming_sends_pieces_then_usage_and_the_receipt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_bad_request_gets_an_openai_error_and_the_server_keeps_serving() {
     let mut net = Net::start("errors", 2).await;
-    let running = net.runner("data", Opts { queue: 0, delay: Duration::from_millis(400), ..Opts::default() }).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                queue: 0,
+                delay: Duration::from_millis(400),
+                ..Opts::default()
+            },
+        )
+        .await;
     let addr = running.addr;
     let good = token::encode(&net.authorization(0, NEAR).await);
-    let expect = |status: u16, code: &'static str| move |(s, body): (u16, Value)| {
-        assert_eq!(s, status, "{body}");
-        assert_eq!(body["error"]["code"], code, "{body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
-        assert!(body["error"]["type"].is_string());
+    let expect = |status: u16, code: &'static str| {
+        move |(s, body): (u16, Value)| {
+            assert_eq!(s, status, "{body}");
+            assert_eq!(body["error"]["code"], code, "{body}");
+            assert!(body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
+            assert!(body["error"]["type"].is_string());
+        }
     };
     expect(401, "missing_api_key")(post(addr, "/v1/chat/completions", None, chat("hi")).await);
-    expect(401, "invalid_api_key")(post(addr, "/v1/chat/completions", Some("sk-not-ours"), chat("hi")).await);
+    expect(401, "invalid_api_key")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some("sk-not-ours"),
+            chat("hi"),
+        )
+        .await,
+    );
     // A valid authorization with its cap raised after signing.
     let mut forged = net.authorization(0, 1).await;
     forged.authorization.cap = (1000 * NEAR).into();
-    expect(401, "invalid_signature")(post(addr, "/v1/chat/completions", Some(&token::encode(&forged)), chat("hi")).await);
-    let other_hub = net.authorization_with(0, NEAR, u64::MAX, vec![MODEL.into()], "other-hub.near".parse().unwrap());
-    expect(401, "wrong_hub")(post(addr, "/v1/chat/completions", Some(&token::encode(&other_hub)), chat("hi")).await);
-    let expired = net.authorization_with(0, NEAR, net.now_ns().await - 1, vec![MODEL.into()], net.hub.clone());
-    expect(401, "expired")(post(addr, "/v1/chat/completions", Some(&token::encode(&expired)), chat("hi")).await);
+    expect(401, "invalid_signature")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(&token::encode(&forged)),
+            chat("hi"),
+        )
+        .await,
+    );
+    let other_hub = net.authorization_with(
+        0,
+        NEAR,
+        u64::MAX,
+        vec![MODEL.into()],
+        "other-hub.near".parse().unwrap(),
+    );
+    expect(401, "wrong_hub")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(&token::encode(&other_hub)),
+            chat("hi"),
+        )
+        .await,
+    );
+    let expired = net.authorization_with(
+        0,
+        NEAR,
+        net.now_ns().await - 1,
+        vec![MODEL.into()],
+        net.hub.clone(),
+    );
+    expect(401, "expired")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(&token::encode(&expired)),
+            chat("hi"),
+        )
+        .await,
+    );
     // Signed by a key the user never registered.
     let stranger = market_protocol::crypto::native::KeyPair::from_seed([77; 32]);
     net.users[1].1 = stranger;
     let unknown_key = net.authorization(1, NEAR).await;
-    expect(401, "unknown_user_key")(post(addr, "/v1/chat/completions", Some(&token::encode(&unknown_key)), chat("hi")).await);
+    expect(401, "unknown_user_key")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(&token::encode(&unknown_key)),
+            chat("hi"),
+        )
+        .await,
+    );
     let tiny = token::encode(&net.authorization(0, 5).await);
-    expect(402, "insufficient_quota")(post(addr, "/v1/chat/completions", Some(&tiny), chat("a long enough prompt")).await);
-    expect(404, "model_not_found")(post(addr, "/v1/chat/completions", Some(&good), json!({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]})).await);
-    let chat_only = token::encode(&net.authorization_with(0, NEAR, u64::MAX, vec![MODEL.into()], net.hub.clone()));
-    expect(403, "model_not_authorized")(post(addr, "/v1/embeddings", Some(&chat_only), json!({"model": EMBED, "input": "x"})).await);
-    expect(400, "model_not_supported")(post(addr, "/v1/embeddings", Some(&good), json!({"model": MODEL, "input": "x"})).await);
-    expect(400, "invalid_json")(post(addr, "/v1/chat/completions", Some(&good), json!({"messages": "not a list"})).await);
-    expect(400, "invalid_messages")(post(addr, "/v1/chat/completions", Some(&good), json!({"model": MODEL, "messages": []})).await);
+    expect(402, "insufficient_quota")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(&tiny),
+            chat("a long enough prompt"),
+        )
+        .await,
+    );
+    expect(404, "model_not_found")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(&good),
+            json!({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await,
+    );
+    let chat_only = token::encode(&net.authorization_with(
+        0,
+        NEAR,
+        u64::MAX,
+        vec![MODEL.into()],
+        net.hub.clone(),
+    ));
+    expect(403, "model_not_authorized")(
+        post(
+            addr,
+            "/v1/embeddings",
+            Some(&chat_only),
+            json!({"model": EMBED, "input": "x"}),
+        )
+        .await,
+    );
+    expect(400, "model_not_supported")(
+        post(
+            addr,
+            "/v1/embeddings",
+            Some(&good),
+            json!({"model": MODEL, "input": "x"}),
+        )
+        .await,
+    );
+    expect(400, "invalid_json")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(&good),
+            json!({"messages": "not a list"}),
+        )
+        .await,
+    );
+    expect(400, "invalid_messages")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(&good),
+            json!({"model": MODEL, "messages": []}),
+        )
+        .await,
+    );
     expect(400, "invalid_temperature")(post(addr, "/v1/chat/completions", Some(&good), json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": 9})).await);
     expect(404, "content_not_found")(post(addr, "/v1/chat/completions", Some(&good), json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "content": ["secret-book"]})).await);
     let huge = "word ".repeat(20_000);
     expect(400, "invalid_body")(post(addr, "/v1/chat/completions", Some(&good), chat(&huge)).await);
-    let raw = reqwest::Client::new().post(format!("http://{addr}/v1/chat/completions")).bearer_auth(&good).body("{not json").send().await.unwrap();
+    let raw = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(&good)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(raw.status(), 400);
 
     // One slot, no queue, 400 ms per request: of three at once, some get 429.
-    let statuses: Vec<u16> = futures_util::future::join_all((0..3).map(|_| post(addr, "/v1/chat/completions", Some(&good), chat("busy")))).await.into_iter().map(|(s, body)| {
+    let statuses: Vec<u16> = futures_util::future::join_all(
+        (0..3).map(|_| post(addr, "/v1/chat/completions", Some(&good), chat("busy"))),
+    )
+    .await
+    .into_iter()
+    .map(|(s, body)| {
         if s == 429 {
             assert_eq!(body["error"]["code"], "model_overloaded");
         }
         s
-    }).collect();
-    assert!(statuses.contains(&429) && statuses.contains(&200), "{statuses:?}");
+    })
+    .collect();
+    assert!(
+        statuses.contains(&429) && statuses.contains(&200),
+        "{statuses:?}"
+    );
 
-    let (status, body) = post(addr, "/v1/chat/completions", Some(&good), chat("still serving")).await;
+    let (status, body) = post(
+        addr,
+        "/v1/chat/completions",
+        Some(&good),
+        chat("still serving"),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("runner_requests_total{route=\"/v1/chat/completions\",status=\"401\"} 6"), "{metrics}");
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("runner_requests_total{route=\"/v1/chat/completions\",status=\"401\"} 6"),
+        "{metrics}"
+    );
     running.stop().await;
 }
 
@@ -194,13 +410,22 @@ async fn an_unfunded_channel_and_a_spent_cap_are_refused_with_402() {
             _ => panic!("{s} {body}"),
         }
     }
-    assert!(refused >= 1 && charged <= 50, "charged {charged}, refused {refused}");
+    assert!(
+        refused >= 1 && charged <= 50,
+        "charged {charged}, refused {refused}"
+    );
     running.stop().await;
 
     // A user with a registered key and no channel.
     let running = net.runner("data2", Opts::default()).await;
     let token = token::encode(&net.authorization(1, NEAR).await);
-    let (s, body) = post(running.addr, "/v1/chat/completions", Some(&token), chat("x")).await;
+    let (s, body) = post(
+        running.addr,
+        "/v1/chat/completions",
+        Some(&token),
+        chat("x"),
+    )
+    .await;
     assert_eq!(s, 402, "{body}");
     assert_eq!(body["error"]["code"], "channel_unfunded");
     running.stop().await;
@@ -209,9 +434,25 @@ async fn an_unfunded_channel_and_a_spent_cap_are_refused_with_402() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_on_one_channel_never_fork_the_sequence() {
     let net = Net::start("concurrent", 1).await;
-    let running = net.runner("data", Opts { settle: true, ..Opts::default() }).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                settle: true,
+                ..Opts::default()
+            },
+        )
+        .await;
     let token = token::encode(&net.authorization(0, NEAR).await);
-    let responses = futures_util::future::join_all((0..16).map(|i| post(running.addr, "/v1/chat/completions", Some(&token), chat(&format!("request number {i}"))))).await;
+    let responses = futures_util::future::join_all((0..16).map(|i| {
+        post(
+            running.addr,
+            "/v1/chat/completions",
+            Some(&token),
+            chat(&format!("request number {i}")),
+        )
+    }))
+    .await;
     let mut seqs: Vec<u64> = Vec::new();
     let mut total = 0;
     for (s, body) in &responses {
@@ -220,16 +461,37 @@ async fn concurrent_requests_on_one_channel_never_fork_the_sequence() {
         total += yocto(&body["charged"]);
     }
     seqs.sort_unstable();
-    assert_eq!(seqs, (1..=16).collect::<Vec<_>>(), "one receipt per request, no sequence twice");
-    let last = responses.iter().map(|(_, b)| receipt(b)).max_by_key(|r| r.receipt.seq.0).unwrap();
-    assert_eq!(last.receipt.amount.0, total, "the latest receipt sums every request");
+    assert_eq!(
+        seqs,
+        (1..=16).collect::<Vec<_>>(),
+        "one receipt per request, no sequence twice"
+    );
+    let last = responses
+        .iter()
+        .map(|(_, b)| receipt(b))
+        .max_by_key(|r| r.receipt.seq.0)
+        .unwrap();
+    assert_eq!(
+        last.receipt.amount.0, total,
+        "the latest receipt sums every request"
+    );
     // The settlement task sends it; the hub takes exactly that amount.
     eventually(20, || async {
-        let c = net.view("channel", json!({"user": net.users[0].0, "runner": net.runner})).await;
+        let c = net
+            .view(
+                "channel",
+                json!({"user": net.users[0].0, "runner": net.runner}),
+            )
+            .await;
         c["channel"]["last_seq"] == "16"
     })
     .await;
-    let c = net.view("channel", json!({"user": net.users[0].0, "runner": net.runner})).await;
+    let c = net
+        .view(
+            "channel",
+            json!({"user": net.users[0].0, "runner": net.runner}),
+        )
+        .await;
     assert_eq!(yocto(&c["channel"]["settled"]), total);
     running.stop().await;
 }
@@ -237,51 +499,126 @@ async fn concurrent_requests_on_one_channel_never_fork_the_sequence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn content_used_at_inference_is_charged_per_use_and_paid_to_its_owner() {
     let net = Net::start("content", 1).await;
-    let running = net.runner("data", Opts { settle: true, ..Opts::default() }).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                settle: true,
+                ..Opts::default()
+            },
+        )
+        .await;
     let token = token::encode(&net.authorization(0, NEAR).await);
     let mut body = chat("what is the capital of France?");
     body["content"] = json!([CONTENT]);
     for seq in 1..=2u64 {
-        let (s, resp) = post(running.addr, "/v1/chat/completions", Some(&token), body.clone()).await;
+        let (s, resp) = post(
+            running.addr,
+            "/v1/chat/completions",
+            Some(&token),
+            body.clone(),
+        )
+        .await;
         assert_eq!(s, 200, "{resp}");
-        assert!(resp["choices"][0]["message"]["content"].as_str().unwrap().contains("France"), "the content is in the context");
+        assert!(
+            resp["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("France"),
+            "the content is in the context"
+        );
         let r = receipt(&resp).receipt;
-        assert_eq!((r.content[0].uses.0, r.content[0].amount.0), (seq, u128::from(seq as u32) * CONTENT_PRICE));
+        assert_eq!(
+            (r.content[0].uses.0, r.content[0].amount.0),
+            (seq, u128::from(seq as u32) * CONTENT_PRICE)
+        );
     }
-    eventually(20, || async { sandbox_tests::yocto(&net.view("content_earnings", json!({"owner": "press.near"})).await) == 2 * CONTENT_PRICE }).await;
+    eventually(20, || async {
+        sandbox_tests::yocto(
+            &net.view("content_earnings", json!({"owner": "press.near"}))
+                .await,
+        ) == 2 * CONTENT_PRICE
+    })
+    .await;
     running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_runner_serves_through_an_rpc_outage_and_drains_the_backlog_after() {
     let net = Net::start("outage", 2).await;
-    let running = net.runner("data", Opts { settle: true, view_ttl: Duration::from_millis(200), ..Opts::default() }).await;
-    let tokens = [token::encode(&net.authorization(0, NEAR).await), token::encode(&net.authorization(1, NEAR).await)];
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                settle: true,
+                view_ttl: Duration::from_millis(200),
+                ..Opts::default()
+            },
+        )
+        .await;
+    let tokens = [
+        token::encode(&net.authorization(0, NEAR).await),
+        token::encode(&net.authorization(1, NEAR).await),
+    ];
     for t in &tokens {
-        assert_eq!(post(running.addr, "/v1/chat/completions", Some(t), chat("before")).await.0, 200);
+        assert_eq!(
+            post(
+                running.addr,
+                "/v1/chat/completions",
+                Some(t),
+                chat("before")
+            )
+            .await
+            .0,
+            200
+        );
     }
     net.down.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut totals = [0u128; 2];
     for round in 0..5 {
         for (i, t) in tokens.iter().enumerate() {
-            let (s, body) = post(running.addr, "/v1/chat/completions", Some(t), chat(&format!("during the outage {round}"))).await;
+            let (s, body) = post(
+                running.addr,
+                "/v1/chat/completions",
+                Some(t),
+                chat(&format!("during the outage {round}")),
+            )
+            .await;
             assert_eq!(s, 200, "served on the views it last had: {body}");
             totals[i] = receipt(&body).receipt.amount.0;
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let metrics = reqwest::get(format!("http://{}/metrics", running.addr)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("http://{}/metrics", running.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("runner_settlement_backlog 2"), "{metrics}");
-    assert!(!metrics.contains("runner_settle_failures_total 0"), "settlement tried and failed: {metrics}");
+    assert!(
+        !metrics.contains("runner_settle_failures_total 0"),
+        "settlement tried and failed: {metrics}"
+    );
     net.down.store(false, std::sync::atomic::Ordering::SeqCst);
     eventually(30, || async {
-        let m = reqwest::get(format!("http://{}/metrics", running.addr)).await.unwrap().text().await.unwrap();
+        let m = reqwest::get(format!("http://{}/metrics", running.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         m.contains("runner_settlement_backlog 0")
     })
     .await;
     for (i, total) in totals.iter().enumerate() {
-        let c = net.view("channel", json!({"user": net.users[i].0, "runner": net.runner})).await;
+        let c = net
+            .view(
+                "channel",
+                json!({"user": net.users[i].0, "runner": net.runner}),
+            )
+            .await;
         assert_eq!(yocto(&c["channel"]["settled"]), *total);
     }
     running.stop().await;
@@ -293,15 +630,40 @@ async fn the_runner_refuses_weights_or_a_policy_the_hub_does_not_register() {
     let hub = net.hub_client();
     let wrong = net.dir.join("other.gguf");
     std::fs::write(&wrong, b"some other weights").unwrap();
-    let e = registry::check_model(&hub, &net.runner, MODEL, &wrong, |_, _| {}).await.unwrap_err().to_string();
-    assert!(e.contains("match no registered version of model `smollm2-135m`") && e.contains("v2 ") && e.contains("v1 "), "{e}");
-    let e = registry::check_model(&hub, &net.runner, "unknown-model", &net.chat_weights, |_, _| {}).await.unwrap_err().to_string();
+    let e = registry::check_model(&hub, &net.runner, MODEL, &wrong, |_, _| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("match no registered version of model `smollm2-135m`")
+            && e.contains("v2 ")
+            && e.contains("v1 "),
+        "{e}"
+    );
+    let e = registry::check_model(
+        &hub,
+        &net.runner,
+        "unknown-model",
+        &net.chat_weights,
+        |_, _| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("not registered"), "{e}");
     let stranger: near_sdk::AccountId = "stranger.near".parse().unwrap();
-    let e = registry::check_runner(&hub, &stranger, &net.runner_key.public_key()).await.unwrap_err().to_string();
+    let e = registry::check_runner(&hub, &stranger, &net.runner_key.public_key())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a registered runner"), "{e}");
-    registry::check_runner(&hub, &net.runner, &net.runner_key.public_key()).await.unwrap();
+    registry::check_runner(&hub, &net.runner, &net.runner_key.public_key())
+        .await
+        .unwrap();
     std::fs::write(net.content_dir.join("encyclopedia.txt"), "tampered").unwrap();
-    let e = registry::load_content(&hub, &net.content_dir).await.unwrap_err().to_string();
+    let e = registry::load_content(&hub, &net.content_dir)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("the hub registered"), "{e}");
 }

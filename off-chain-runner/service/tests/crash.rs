@@ -20,20 +20,47 @@ use serde_json::json;
 fn spawn_runner(net: &Net) -> (Child, SocketAddr) {
     let (account, receipt) = net.key_files();
     let mut child = Command::new(env!("CARGO_BIN_EXE_off-chain-runner"))
-        .args(["serve", "--hub", net.hub.as_str(), "--chain", "localnet", "--rpc", &net.rpc])
-        .arg("--account-key").arg(&account)
-        .arg("--receipt-key").arg(&receipt)
-        .arg("--model").arg(format!("{MODEL}={}", net.chat_weights.display()))
-        .arg("--model").arg(format!("{EMBED}={}", net.embed_weights.display()))
-        .args(["--backend", "echo", "--listen", "127.0.0.1:0", "--batch", "2", "--settle-interval", "0.05", "--view-ttl-ms", "500"])
-        .arg("--data-dir").arg(net.dir.join("data"))
+        .args([
+            "serve",
+            "--hub",
+            net.hub.as_str(),
+            "--chain",
+            "localnet",
+            "--rpc",
+            &net.rpc,
+        ])
+        .arg("--account-key")
+        .arg(&account)
+        .arg("--receipt-key")
+        .arg(&receipt)
+        .arg("--model")
+        .arg(format!("{MODEL}={}", net.chat_weights.display()))
+        .arg("--model")
+        .arg(format!("{EMBED}={}", net.embed_weights.display()))
+        .args([
+            "--backend",
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--batch",
+            "2",
+            "--settle-interval",
+            "0.05",
+            "--view-ttl-ms",
+            "500",
+        ])
+        .arg("--data-dir")
+        .arg(net.dir.join("data"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
-        let line = lines.next().expect("the runner prints its address").unwrap();
+        let line = lines
+            .next()
+            .expect("the runner prints its address")
+            .unwrap();
         if let Some(a) = line.strip_prefix("serving on http://") {
             break a.parse().unwrap();
         }
@@ -45,11 +72,12 @@ fn spawn_runner(net: &Net) -> (Child, SocketAddr) {
 async fn sigkill_during_settlement_then_restart_settles_every_receipt_exactly_once() {
     let users = 4;
     let net = Net::start("crash", users).await;
-    let tokens: Vec<String> = futures_util::future::join_all((0..users).map(|i| net.authorization(i, NEAR)))
-        .await
-        .iter()
-        .map(token::encode)
-        .collect();
+    let tokens: Vec<String> =
+        futures_util::future::join_all((0..users).map(|i| net.authorization(i, NEAR)))
+            .await
+            .iter()
+            .map(token::encode)
+            .collect();
     // What each user was answered with (so charged for) while the first process lived.
     let answered = Arc::new(Mutex::new(vec![0u128; users]));
 
@@ -67,7 +95,9 @@ async fn sigkill_during_settlement_then_restart_settles_every_receipt_exactly_on
                         .send()
                         .await;
                     let Ok(resp) = sent else { return n };
-                    let Ok(body) = resp.json::<serde_json::Value>().await else { return n };
+                    let Ok(body) = resp.json::<serde_json::Value>().await else {
+                        return n;
+                    };
                     answered.lock().unwrap()[i] += yocto(&body["charged"]);
                 }
                 unreachable!()
@@ -76,25 +106,48 @@ async fn sigkill_during_settlement_then_restart_settles_every_receipt_exactly_on
         .collect();
     // Let it serve and settle a while, then kill it mid-flight.
     eventually(20, || async {
-        reqwest::get(format!("http://{addr}/metrics")).await.map_or(false, |_| true)
-            && net.view("hub_info", json!({})).await["channels"].as_u64().unwrap() > 0
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .map_or(false, |_| true)
+            && net.view("hub_info", json!({})).await["channels"]
+                .as_u64()
+                .unwrap()
+                > 0
             && settled_channels(&net, users).await >= 2
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200 + u64::from(rand::random::<u8>()))).await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let served: Vec<u32> = futures_util::future::join_all(load).await.into_iter().map(Result::unwrap).collect();
-    assert!(served.iter().all(|n| *n > 2), "each user was served before the kill: {served:?}");
+    let served: Vec<u32> = futures_util::future::join_all(load)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        served.iter().all(|n| *n > 2),
+        "each user was served before the kill: {served:?}"
+    );
 
     let (mut child, addr) = spawn_runner(&net);
     for (i, t) in tokens.iter().enumerate() {
-        let (s, body) = post(addr, "/v1/chat/completions", Some(t), chat("after the restart")).await;
+        let (s, body) = post(
+            addr,
+            "/v1/chat/completions",
+            Some(t),
+            chat("after the restart"),
+        )
+        .await;
         assert_eq!(s, 200, "{body}");
         answered.lock().unwrap()[i] += yocto(&body["charged"]);
     }
     eventually(30, || async {
-        let m = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        let m = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         m.contains("runner_settlement_backlog 0")
     })
     .await;
@@ -105,31 +158,57 @@ async fn sigkill_during_settlement_then_restart_settles_every_receipt_exactly_on
     let mut total = 0u128;
     for (i, (user, _)) in net.users.iter().take(users).enumerate() {
         let record = store.channel(user).unwrap().expect("a channel per user");
-        let c = net.view("channel", json!({"user": user, "runner": net.runner})).await;
-        assert_eq!(c["channel"]["last_seq"].as_str().unwrap().parse::<u64>().unwrap(), record.seq(), "the latest receipt settled");
-        assert_eq!(yocto(&c["channel"]["settled"]), record.amount(), "charged exactly its amount");
-        assert_eq!((record.settled_seq, record.settled_amount), (record.seq(), record.amount()));
+        let c = net
+            .view("channel", json!({"user": user, "runner": net.runner}))
+            .await;
+        assert_eq!(
+            c["channel"]["last_seq"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+            record.seq(),
+            "the latest receipt settled"
+        );
+        assert_eq!(
+            yocto(&c["channel"]["settled"]),
+            record.amount(),
+            "charged exactly its amount"
+        );
+        assert_eq!(
+            (record.settled_seq, record.settled_amount),
+            (record.seq(), record.amount())
+        );
         assert!(
             record.amount() >= answered.lock().unwrap()[i],
             "every answered request is in the receipts (a request cut off by the kill may be too)"
         );
         // Every receipt is in the history, signed, with no gap.
         for seq in 1..=record.seq() {
-            assert!(store.receipt(user, seq).unwrap().is_some(), "receipt {seq} of {user}");
+            assert!(
+                store.receipt(user, seq).unwrap().is_some(),
+                "receipt {seq} of {user}"
+            );
         }
         total += record.amount();
     }
     // Nothing paid twice: what the hub credited equals what the channels settled.
     let runner = net.view("runner", json!({"runner": net.runner})).await;
     let protocol = net.view("hub_info", json!({})).await["protocol_earnings"].clone();
-    let holders = net.view("model", json!({"model_id": MODEL})).await["model"]["holders_accrued"].clone();
-    assert_eq!(yocto(&runner["earnings"]) + yocto(&protocol) + yocto(&holders), total);
+    let holders =
+        net.view("model", json!({"model_id": MODEL})).await["model"]["holders_accrued"].clone();
+    assert_eq!(
+        yocto(&runner["earnings"]) + yocto(&protocol) + yocto(&holders),
+        total
+    );
 }
 
 async fn settled_channels(net: &Net, users: usize) -> usize {
     let mut n = 0;
     for (user, _) in net.users.iter().take(users) {
-        let c = net.view("channel", json!({"user": user, "runner": net.runner})).await;
+        let c = net
+            .view("channel", json!({"user": user, "runner": net.runner}))
+            .await;
         if c["channel"]["last_seq"] != "0" {
             n += 1;
         }

@@ -15,27 +15,55 @@ use serde_json::{json, Value};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
     let weights = temp_dir("tiny-llama");
-    market_engine::testing::write_tiny_llama(&weights, market_engine::quant::Format::F32, 7).unwrap();
+    market_engine::testing::write_tiny_llama(&weights, market_engine::quant::Format::F32, 7)
+        .unwrap();
     let net = Net::start_with("engine", 1, Some(weights.clone())).await;
     let hash = market_protocol::weights::weights_sha256(&weights, |_, _| {}).unwrap();
-    let engine = Engine::load(&[(MODEL.to_owned(), weights.as_path(), hash)], market_engine::Backend::Cpu).unwrap();
-    let wrong = Engine::load(&[(MODEL.to_owned(), weights.as_path(), [0; 32])], market_engine::Backend::Cpu);
-    assert!(wrong.is_err(), "the engine refuses weights whose hash is not the registered one");
-    let running = net.runner_with("data", Opts::default(), Arc::new(engine)).await;
+    let engine = Engine::load(
+        &[(MODEL.to_owned(), weights.as_path(), hash)],
+        market_engine::Backend::Cpu,
+    )
+    .unwrap();
+    let wrong = Engine::load(
+        &[(MODEL.to_owned(), weights.as_path(), [0; 32])],
+        market_engine::Backend::Cpu,
+    );
+    assert!(
+        wrong.is_err(),
+        "the engine refuses weights whose hash is not the registered one"
+    );
+    let running = net
+        .runner_with("data", Opts::default(), Arc::new(engine))
+        .await;
     let token = token::encode(&net.authorization(0, NEAR).await);
 
     let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5, "temperature": 0});
-    let (s, resp) = post(running.addr, "/v1/chat/completions", Some(&token), body.clone()).await;
+    let (s, resp) = post(
+        running.addr,
+        "/v1/chat/completions",
+        Some(&token),
+        body.clone(),
+    )
+    .await;
     assert_eq!(s, 200, "{resp}");
     let usage = &resp["usage"];
-    let (pt, ct) = (usage["prompt_tokens"].as_u64().unwrap(), usage["completion_tokens"].as_u64().unwrap());
+    let (pt, ct) = (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    );
     assert!(pt > 5, "the chat template wraps the message: {pt} tokens");
     assert!((1..=5).contains(&ct), "{ct} tokens");
     let (p_in, p_out) = prices();
-    assert_eq!(yocto(&resp["charged"]), (u128::from(pt) * p_in + u128::from(ct) * p_out).div_ceil(1000));
+    assert_eq!(
+        yocto(&resp["charged"]),
+        (u128::from(pt) * p_in + u128::from(ct) * p_out).div_ceil(1000)
+    );
     let receipt: SignedReceipt = serde_json::from_value(resp["receipt"].clone()).unwrap();
     assert!(receipt.verify(&NativeCrypto));
-    let greedy = resp["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    let greedy = resp["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // Streamed, greedy: the same text, piece by piece, then the receipt.
     let mut streamed = body.clone();
@@ -56,11 +84,23 @@ async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
         .filter(|d| *d != "[DONE]")
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
-    let joined: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
-    assert_eq!(joined, greedy, "greedy decoding is deterministic, streamed or not");
+    let joined: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        joined, greedy,
+        "greedy decoding is deterministic, streamed or not"
+    );
     assert_eq!(chunks.last().unwrap()["receipt"]["receipt"]["seq"], "2");
 
-    let (s, resp) = post(running.addr, "/v1/chat/completions", Some(&token), json!({"model": MODEL, "messages": [{"role": "user", "content": "x".repeat(5000)}]})).await;
+    let (s, resp) = post(
+        running.addr,
+        "/v1/chat/completions",
+        Some(&token),
+        json!({"model": MODEL, "messages": [{"role": "user", "content": "x".repeat(5000)}]}),
+    )
+    .await;
     assert_eq!(s, 400, "longer than the context: {resp}");
     running.stop().await;
 }

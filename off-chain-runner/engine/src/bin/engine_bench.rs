@@ -17,7 +17,8 @@ use market_engine::llama::ChatModel;
 use market_engine::{Backend, ChatMessage, Model};
 
 const DECODE_STEPS: usize = 32;
-const PROMPT: &str = "You are reviewing a pull request that adds a settlement batch size option to a \
+const PROMPT: &str =
+    "You are reviewing a pull request that adds a settlement batch size option to a \
     payment service. Summarize in two sentences what a reviewer should check first.";
 const SENTENCES: [&str; 4] = [
     "A man is playing a guitar.",
@@ -62,7 +63,12 @@ fn embeds_per_s(mut run: impl FnMut() -> R<()>) -> R<f64> {
 }
 
 fn ours_embed(model: &mut EmbeddingModel) -> R<f64> {
-    let texts: Vec<&str> = SENTENCES.iter().copied().cycle().take(SENTENCES.len() * 4).collect();
+    let texts: Vec<&str> = SENTENCES
+        .iter()
+        .copied()
+        .cycle()
+        .take(SENTENCES.len() * 4)
+        .collect();
     embeds_per_s(|| {
         model.embed(&texts)?;
         Ok(())
@@ -78,14 +84,21 @@ fn main() -> R<()> {
     let adapter = gpu.adapter_name();
     eprintln!("adapter: {adapter}");
 
-    let Model::Chat(mut wgpu_llm) = Model::load(&gguf_path, Backend::Gpu, Some(&gpu), None)? else { unreachable!() };
-    let text = wgpu_llm.apply_chat_template(&[ChatMessage { role: "user".into(), content: PROMPT.into() }])?;
+    let Model::Chat(mut wgpu_llm) = Model::load(&gguf_path, Backend::Gpu, Some(&gpu), None)? else {
+        unreachable!()
+    };
+    let text = wgpu_llm.apply_chat_template(&[ChatMessage {
+        role: "user".into(),
+        content: PROMPT.into(),
+    }])?;
     let prompt = wgpu_llm.encode(&text)?;
     ours(&mut wgpu_llm, &prompt)?; // warm-up: shader compilation
     let wgpu_llm_fig = ours(&mut wgpu_llm, &prompt)?;
     drop(wgpu_llm);
     eprintln!("wgpu {wgpu_llm_fig:?}");
-    let Model::Chat(mut cpu_llm) = Model::load(&gguf_path, Backend::Cpu, None, None)? else { unreachable!() };
+    let Model::Chat(mut cpu_llm) = Model::load(&gguf_path, Backend::Cpu, None, None)? else {
+        unreachable!()
+    };
     let cpu_llm_fig = ours(&mut cpu_llm, &prompt)?;
     drop(cpu_llm);
     eprintln!("cpu {cpu_llm_fig:?}");
@@ -99,14 +112,24 @@ fn main() -> R<()> {
     let file = Gguf::open(&gguf_path)?;
     let weight_bytes: usize = file.tensors.values().map(|t| t.bytes).sum();
     let achieved = weight_bytes as f64 * wgpu_llm_fig.1 / 1e9;
-    let peak = std::env::var("PEAK_BANDWIDTH_GBPS").ok().and_then(|v| v.parse::<f64>().ok());
+    let peak = std::env::var("PEAK_BANDWIDTH_GBPS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok());
 
-    let Model::Embedding(mut wgpu_bert) = Model::load(&mini_path, Backend::Gpu, Some(&gpu), None)? else { unreachable!() };
+    let Model::Embedding(mut wgpu_bert) = Model::load(&mini_path, Backend::Gpu, Some(&gpu), None)?
+    else {
+        unreachable!()
+    };
     let wgpu_bert_fig = ours_embed(&mut wgpu_bert)?;
-    let Model::Embedding(mut cpu_bert) = Model::load(&mini_path, Backend::Cpu, None, None)? else { unreachable!() };
+    let Model::Embedding(mut cpu_bert) = Model::load(&mini_path, Backend::Cpu, None, None)? else {
+        unreachable!()
+    };
     let cpu_bert_fig = ours_embed(&mut cpu_bert)?;
     let candle_bert = CandleBert::load(&mini_path)?;
-    let ids: Vec<Vec<u32>> = SENTENCES.iter().map(|s| wgpu_bert.tokenize(s)).collect::<Result<_, _>>()?;
+    let ids: Vec<Vec<u32>> = SENTENCES
+        .iter()
+        .map(|s| wgpu_bert.tokenize(s))
+        .collect::<Result<_, _>>()?;
     let candle_bert_fig = embeds_per_s(|| {
         for _ in 0..4 {
             for i in &ids {
@@ -119,22 +142,51 @@ fn main() -> R<()> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut out = String::new();
     writeln!(out, "## Inference engine\n")?;
-    writeln!(out, "Measured by `cargo run -p market-engine --features candle --bin engine_bench` (after")?;
+    writeln!(
+        out,
+        "Measured by `cargo run -p market-engine --features candle --bin engine_bench` (after"
+    )?;
     writeln!(out, "`scripts/fetch-models.sh`), all rows in the same process, on a machine with {threads} CPU threads.")?;
     writeln!(out, "wgpu adapter: **{adapter}**.\n")?;
     writeln!(out, "SmolLM2-135M-Instruct (GGUF Q4_1, {} prompt tokens, {DECODE_STEPS} decode steps, batch 1):\n", prompt.len())?;
-    writeln!(out, "| implementation | prefill tokens/s | decode tokens/s | decode vs candle |")?;
+    writeln!(
+        out,
+        "| implementation | prefill tokens/s | decode tokens/s | decode vs candle |"
+    )?;
     writeln!(out, "|---|---|---|---|")?;
-    for (name, (p, d)) in [("market-engine, wgpu", wgpu_llm_fig), ("market-engine, CPU reference (1 thread)", cpu_llm_fig), ("candle 0.9, CPU", candle_llm_fig)] {
-        writeln!(out, "| {name} | {p:.1} | {d:.2} | {:.2}× |", d / candle_llm_fig.1)?;
+    for (name, (p, d)) in [
+        ("market-engine, wgpu", wgpu_llm_fig),
+        ("market-engine, CPU reference (1 thread)", cpu_llm_fig),
+        ("candle 0.9, CPU", candle_llm_fig),
+    ] {
+        writeln!(
+            out,
+            "| {name} | {p:.1} | {d:.2} | {:.2}× |",
+            d / candle_llm_fig.1
+        )?;
     }
-    writeln!(out, "\nwgpu decode reads {:.1} MB of weights per token: {achieved:.2} GB/s{}.\n", weight_bytes as f64 / 1e6,
-        peak.map_or_else(|| " (set PEAK_BANDWIDTH_GBPS to the GPU's peak to get the fraction reached)".to_owned(),
-            |p| format!(", {:.0} % of the {p} GB/s peak", 100.0 * achieved / p)))?;
-    writeln!(out, "all-MiniLM-L6-v2 (safetensors f32, {} short sentences, one at a time):\n", SENTENCES.len() * 4)?;
+    writeln!(
+        out,
+        "\nwgpu decode reads {:.1} MB of weights per token: {achieved:.2} GB/s{}.\n",
+        weight_bytes as f64 / 1e6,
+        peak.map_or_else(
+            || " (set PEAK_BANDWIDTH_GBPS to the GPU's peak to get the fraction reached)"
+                .to_owned(),
+            |p| format!(", {:.0} % of the {p} GB/s peak", 100.0 * achieved / p)
+        )
+    )?;
+    writeln!(
+        out,
+        "all-MiniLM-L6-v2 (safetensors f32, {} short sentences, one at a time):\n",
+        SENTENCES.len() * 4
+    )?;
     writeln!(out, "| implementation | embeddings/s | vs candle |")?;
     writeln!(out, "|---|---|---|")?;
-    for (name, e) in [("market-engine, wgpu", wgpu_bert_fig), ("market-engine, CPU reference (1 thread)", cpu_bert_fig), ("candle 0.9, CPU", candle_bert_fig)] {
+    for (name, e) in [
+        ("market-engine, wgpu", wgpu_bert_fig),
+        ("market-engine, CPU reference (1 thread)", cpu_bert_fig),
+        ("candle 0.9, CPU", candle_bert_fig),
+    ] {
         writeln!(out, "| {name} | {e:.1} | {:.2}× |", e / candle_bert_fig)?;
     }
     print!("{out}");

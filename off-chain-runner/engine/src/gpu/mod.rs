@@ -30,7 +30,12 @@ pub enum Kernel {
 impl Kernel {
     fn source(self) -> String {
         let linear = |body: &str, f: GpuFormat| {
-            format!("{}\n{}\n{}", include_str!("linear_common.wgsl"), f.wgsl(), body)
+            format!(
+                "{}\n{}\n{}",
+                include_str!("linear_common.wgsl"),
+                f.wgsl(),
+                body
+            )
         };
         match self {
             Kernel::LinearVec(f) => linear(include_str!("linear_vec.wgsl"), f),
@@ -74,7 +79,8 @@ impl Gpu {
     }
 
     fn open(use_subgroups: bool) -> Result<Arc<Gpu>> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             ..Default::default()
@@ -87,31 +93,57 @@ impl Gpu {
         let limits = wgpu::Limits {
             max_storage_buffer_binding_size: supported.max_storage_buffer_binding_size,
             max_buffer_size: supported.max_buffer_size,
-            max_storage_buffers_per_shader_stage: supported.max_storage_buffers_per_shader_stage.min(16),
+            max_storage_buffers_per_shader_stage: supported
+                .max_storage_buffers_per_shader_stage
+                .min(16),
             ..wgpu::Limits::default()
         };
         // The shuffles pair lanes up to 4 apart within one row's 8 lanes: every subgroup
         // must hold whole rows.
-        let subgroups = use_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8;
+        let subgroups = use_subgroups
+            && adapter.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size >= 8;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("market-engine"),
-            required_features: if subgroups { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() },
+            required_features: if subgroups {
+                wgpu::Features::SUBGROUP
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits.clone(),
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("{} refused a device: {e}", info.name)))?;
-        Ok(Arc::new(Gpu { device, queue, info, limits, subgroups, pipelines: Mutex::default() }))
+        Ok(Arc::new(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            subgroups,
+            pipelines: Mutex::default(),
+        }))
     }
 
     /// The batch-1 matrix-vector kernel for weights in `format`.
     fn linear_vec(&self, format: GpuFormat) -> Arc<wgpu::ComputePipeline> {
-        self.pipeline(if self.subgroups { Kernel::LinearVecSubgroup(format) } else { Kernel::LinearVec(format) })
+        self.pipeline(if self.subgroups {
+            Kernel::LinearVecSubgroup(format)
+        } else {
+            Kernel::LinearVec(format)
+        })
     }
 
     /// "name (backend, driver)", for benchmark reports and logs.
     pub fn adapter_name(&self) -> String {
-        let reduce = if self.subgroups { format!(", subgroups of {}", self.info.subgroup_min_size) } else { String::new() };
-        format!("{} ({:?}, {} {}{reduce})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
+        let reduce = if self.subgroups {
+            format!(", subgroups of {}", self.info.subgroup_min_size)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} ({:?}, {} {}{reduce})",
+            self.info.name, self.info.backend, self.info.driver, self.info.driver_info
+        )
     }
 
     pub fn pipeline(&self, kernel: Kernel) -> Arc<wgpu::ComputePipeline> {
@@ -120,18 +152,23 @@ impl Gpu {
             .entry(kernel)
             .or_insert_with(|| {
                 let label = format!("{kernel:?}");
-                let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(&label),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
-                });
-                Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(&label),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: wgpu::PipelineCompilationOptions::default(),
-                    cache: None,
-                }))
+                let module = self
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&label),
+                        source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                    });
+                Arc::new(
+                    self.device
+                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(&label),
+                            layout: None,
+                            module: &module,
+                            entry_point: Some("main"),
+                            compilation_options: wgpu::PipelineCompilationOptions::default(),
+                            cache: None,
+                        }),
+                )
             })
             .clone()
     }
@@ -148,44 +185,61 @@ impl Gpu {
         }
         // wgpu refuses empty bindings; a placeholder still needs one word.
         let contents: &[u8] = if bytes.is_empty() { &[0; 4] } else { bytes };
-        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        }))
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            }))
     }
 
     /// A zeroed storage buffer of `floats` f32s.
     pub fn scratch(&self, label: &str, floats: usize) -> Result<wgpu::Buffer> {
         let bytes = (floats.max(1) * 4) as u64;
         if bytes > u64::from(self.limits.max_storage_buffer_binding_size) {
-            return Err(Error::Format(format!("{label} needs {bytes} bytes, over this adapter's binding limit")));
+            return Err(Error::Format(format!(
+                "{label} needs {bytes} bytes, over this adapter's binding limit"
+            )));
         }
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
 
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
     }
 
     pub fn encoder(&self) -> wgpu::CommandEncoder {
-        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default())
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default())
     }
 
-    pub fn bind(&self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    pub fn bind(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
@@ -223,7 +277,9 @@ impl Gpu {
             .map_err(|_| Error::Gpu("readback never completed".into()))?
             .map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
         let out = {
-            let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("readback map: {e}")))?;
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Gpu(format!("readback map: {e}")))?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
@@ -296,7 +352,14 @@ pub struct Weight {
 
 impl Weight {
     /// Uploads a tensor already repacked by [`crate::quant::repack`].
-    pub fn new(gpu: &Gpu, label: &str, format: GpuFormat, words: &[u32], n: usize, k: usize) -> Result<Weight> {
+    pub fn new(
+        gpu: &Gpu,
+        label: &str,
+        format: GpuFormat,
+        words: &[u32],
+        n: usize,
+        k: usize,
+    ) -> Result<Weight> {
         if k % format.row_multiple() != 0 || k % 16 != 0 {
             return Err(Error::Format(format!(
                 "{label}: rows of {k} are not a multiple of {} as the {} kernels need",
@@ -304,7 +367,12 @@ impl Weight {
                 format.name()
             )));
         }
-        Ok(Weight { buffer: gpu.upload(label, words)?, format, n, k })
+        Ok(Weight {
+            buffer: gpu.upload(label, words)?,
+            format,
+            n,
+            k,
+        })
     }
 }
 
@@ -350,14 +418,42 @@ pub struct Bias<'a>(pub Option<&'a wgpu::Buffer>);
 
 impl Program {
     pub fn new(gpu: &Arc<Gpu>) -> Program {
-        let step = gpu.uniform("step", &Step { m: 0, pos: 0, pad: [0; 2] });
-        Program { gpu: gpu.clone(), step, dispatches: Vec::new() }
+        let step = gpu.uniform(
+            "step",
+            &Step {
+                m: 0,
+                pos: 0,
+                pad: [0; 2],
+            },
+        );
+        Program {
+            gpu: gpu.clone(),
+            step,
+            dispatches: Vec::new(),
+        }
     }
 
     /// `y = x · Wᵀ (+ bias) (+ y)`; `at_pos` writes rows at the step's position.
-    pub fn linear(&mut self, x: &wgpu::Buffer, w: &Weight, bias: Bias, y: &wgpu::Buffer, accumulate: bool, at_pos: bool) {
-        let flags = u32::from(bias.0.is_some()) | (u32::from(accumulate) << 1) | (u32::from(at_pos) << 2);
-        let params = self.gpu.uniform("linear", &LinearParams { n: w.n as u32, k: w.k as u32, flags, pad: 0 });
+    pub fn linear(
+        &mut self,
+        x: &wgpu::Buffer,
+        w: &Weight,
+        bias: Bias,
+        y: &wgpu::Buffer,
+        accumulate: bool,
+        at_pos: bool,
+    ) {
+        let flags =
+            u32::from(bias.0.is_some()) | (u32::from(accumulate) << 1) | (u32::from(at_pos) << 2);
+        let params = self.gpu.uniform(
+            "linear",
+            &LinearParams {
+                n: w.n as u32,
+                k: w.k as u32,
+                flags,
+                pad: 0,
+            },
+        );
         let placeholder;
         let bias = if let Some(b) = bias.0 {
             b
@@ -372,45 +468,128 @@ impl Program {
         let single = Some((vec.clone(), self.gpu.bind(&vec, &buffers)));
         let short = Some((short.clone(), self.gpu.bind(&short, &buffers)));
         let bind = self.gpu.bind(&mat, &buffers);
-        self.dispatches.push(Dispatch { pipeline: mat, bind, single, short, grid: Grid::Linear { n: w.n as u32 } });
+        self.dispatches.push(Dispatch {
+            pipeline: mat,
+            bind,
+            single,
+            short,
+            grid: Grid::Linear { n: w.n as u32 },
+        });
     }
 
     /// Linear layer always run as matrix-vector on the first row (logits of the last token).
     pub fn linear_one(&mut self, x: &wgpu::Buffer, w: &Weight, y: &wgpu::Buffer) {
-        let params = self.gpu.uniform("linear", &LinearParams { n: w.n as u32, k: w.k as u32, flags: 0, pad: 0 });
+        let params = self.gpu.uniform(
+            "linear",
+            &LinearParams {
+                n: w.n as u32,
+                k: w.k as u32,
+                flags: 0,
+                pad: 0,
+            },
+        );
         let placeholder = self.gpu.scratch("no-bias", 1).expect("one word fits");
         let vec = self.gpu.linear_vec(w.format);
-        let bind = self.gpu.bind(&vec, &[x, &w.buffer, &placeholder, y, &params, &self.step]);
-        self.dispatches.push(Dispatch { pipeline: vec, bind, single: None, short: None, grid: Grid::Linear { n: w.n as u32 } });
+        let bind = self
+            .gpu
+            .bind(&vec, &[x, &w.buffer, &placeholder, y, &params, &self.step]);
+        self.dispatches.push(Dispatch {
+            pipeline: vec,
+            bind,
+            single: None,
+            short: None,
+            grid: Grid::Linear { n: w.n as u32 },
+        });
     }
 
-    pub fn rmsnorm(&mut self, x: &wgpu::Buffer, g: &wgpu::Buffer, y: &wgpu::Buffer, n: usize, eps: f32, rows: Option<u32>) {
-        let params = self.gpu.uniform("rmsnorm", &NormParams { n: n as u32, eps, pad: [0; 2] });
+    pub fn rmsnorm(
+        &mut self,
+        x: &wgpu::Buffer,
+        g: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        n: usize,
+        eps: f32,
+        rows: Option<u32>,
+    ) {
+        let params = self.gpu.uniform(
+            "rmsnorm",
+            &NormParams {
+                n: n as u32,
+                eps,
+                pad: [0; 2],
+            },
+        );
         let pipeline = self.gpu.pipeline(Kernel::RmsNorm);
         let bind = self.gpu.bind(&pipeline, &[x, g, y, &params, &self.step]);
         let grid = rows.map_or(Grid::Rows, Grid::FixedRows);
-        self.dispatches.push(Dispatch { pipeline, bind, single: None, short: None, grid });
+        self.dispatches.push(Dispatch {
+            pipeline,
+            bind,
+            single: None,
+            short: None,
+            grid,
+        });
     }
 
-    pub fn layernorm(&mut self, x: &wgpu::Buffer, g: &wgpu::Buffer, b: &wgpu::Buffer, n: usize, eps: f32) {
-        let params = self.gpu.uniform("layernorm", &NormParams { n: n as u32, eps, pad: [0; 2] });
+    pub fn layernorm(
+        &mut self,
+        x: &wgpu::Buffer,
+        g: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        n: usize,
+        eps: f32,
+    ) {
+        let params = self.gpu.uniform(
+            "layernorm",
+            &NormParams {
+                n: n as u32,
+                eps,
+                pad: [0; 2],
+            },
+        );
         let pipeline = self.gpu.pipeline(Kernel::LayerNorm);
         let bind = self.gpu.bind(&pipeline, &[x, g, b, &params, &self.step]);
-        self.dispatches.push(Dispatch { pipeline, bind, single: None, short: None, grid: Grid::Rows });
+        self.dispatches.push(Dispatch {
+            pipeline,
+            bind,
+            single: None,
+            short: None,
+            grid: Grid::Rows,
+        });
     }
 
     /// Rotates rows of `t` (stride `row_stride` floats) in place.
     #[allow(clippy::too_many_arguments)]
-    pub fn rope(&mut self, t: &wgpu::Buffer, table: &wgpu::Buffer, heads: usize, head_dim: usize, row_stride: usize, interleaved: bool, at_pos: bool) {
+    pub fn rope(
+        &mut self,
+        t: &wgpu::Buffer,
+        table: &wgpu::Buffer,
+        heads: usize,
+        head_dim: usize,
+        row_stride: usize,
+        interleaved: bool,
+        at_pos: bool,
+    ) {
         let flags = u32::from(interleaved) | (u32::from(at_pos) << 1);
         let params = self.gpu.uniform(
             "rope",
-            &RopeParams { heads: heads as u32, head_dim: head_dim as u32, flags, row_stride: row_stride as u32 },
+            &RopeParams {
+                heads: heads as u32,
+                head_dim: head_dim as u32,
+                flags,
+                row_stride: row_stride as u32,
+            },
         );
         let pipeline = self.gpu.pipeline(Kernel::Rope);
         let bind = self.gpu.bind(&pipeline, &[t, table, &params, &self.step]);
         let pairs = (heads * head_dim / 2) as u32;
-        self.dispatches.push(Dispatch { pipeline, bind, single: None, short: None, grid: Grid::Rope { pairs } });
+        self.dispatches.push(Dispatch {
+            pipeline,
+            bind,
+            single: None,
+            short: None,
+            grid: Grid::Rope { pairs },
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -440,8 +619,18 @@ impl Program {
             },
         );
         let pipeline = self.gpu.pipeline(Kernel::Attention);
-        let bind = self.gpu.bind(&pipeline, &[q, k, v, o, scores, &params, &self.step]);
-        self.dispatches.push(Dispatch { pipeline, bind, single: None, short: None, grid: Grid::Heads { heads: heads as u32 } });
+        let bind = self
+            .gpu
+            .bind(&pipeline, &[q, k, v, o, scores, &params, &self.step]);
+        self.dispatches.push(Dispatch {
+            pipeline,
+            bind,
+            single: None,
+            short: None,
+            grid: Grid::Heads {
+                heads: heads as u32,
+            },
+        });
     }
 
     /// `a = silu(a) * b` over rows of `n`.
@@ -456,16 +645,37 @@ impl Program {
     }
 
     fn elementwise(&mut self, a: &wgpu::Buffer, b: &wgpu::Buffer, n: usize, op: u32) {
-        let params = self.gpu.uniform("elementwise", &ElementwiseParams { n: n as u32, op, pad: [0; 2] });
+        let params = self.gpu.uniform(
+            "elementwise",
+            &ElementwiseParams {
+                n: n as u32,
+                op,
+                pad: [0; 2],
+            },
+        );
         let pipeline = self.gpu.pipeline(Kernel::Elementwise);
         let bind = self.gpu.bind(&pipeline, &[a, b, &params, &self.step]);
-        self.dispatches.push(Dispatch { pipeline, bind, single: None, short: None, grid: Grid::Elements { n: n as u32 } });
+        self.dispatches.push(Dispatch {
+            pipeline,
+            bind,
+            single: None,
+            short: None,
+            grid: Grid::Elements { n: n as u32 },
+        });
     }
 
     /// Encodes every dispatch for a step of `m` rows starting at position `pos`, in one
     /// compute pass. The caller writes nothing else between this and the submission.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, m: usize, pos: usize) {
-        self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { m: m as u32, pos: pos as u32, pad: [0; 2] }));
+        self.gpu.queue.write_buffer(
+            &self.step,
+            0,
+            bytemuck::bytes_of(&Step {
+                m: m as u32,
+                pos: pos as u32,
+                pad: [0; 2],
+            }),
+        );
         let m = m as u32;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
         for d in &self.dispatches {

@@ -12,7 +12,8 @@ use rand_chacha::ChaCha8Rng;
 /// The adapter every test uses; no adapter fails the test with the way to get one.
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("{e}"))).clone()
+    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("{e}")))
+        .clone()
 }
 
 pub fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -28,18 +29,34 @@ fn root() -> PathBuf {
 pub fn model(rel: &str) -> PathBuf {
     let dir = std::env::var_os("MODELS_DIR").map_or_else(|| root().join("models"), PathBuf::from);
     let path = dir.join(rel);
-    assert!(path.exists(), "{} is missing: run scripts/fetch-models.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-models.sh",
+        path.display()
+    );
     path
 }
 
 /// Reference outputs committed with the tests.
 pub fn reference(name: &str) -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(name);
-    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference")
+        .join(name);
+    serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 /// Runs a recorded program for `m` rows at `pos` and reads `floats` of `out` back.
-pub fn run(gpu: &Gpu, program: &Program, m: usize, pos: usize, out: &wgpu::Buffer, floats: usize) -> Vec<f32> {
+pub fn run(
+    gpu: &Gpu,
+    program: &Program,
+    m: usize,
+    pos: usize,
+    out: &wgpu::Buffer,
+    floats: usize,
+) -> Vec<f32> {
     let mut encoder = gpu.encoder();
     program.encode(&mut encoder, m, pos);
     gpu.finish_and_read(encoder, out, 0, floats).unwrap()
@@ -48,5 +65,8 @@ pub fn run(gpu: &Gpu, program: &Program, m: usize, pos: usize, out: &wgpu::Buffe
 /// Largest |a - b|.
 pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
 }

@@ -39,47 +39,68 @@ fn bearer(headers: &HeaderMap) -> Result<&str> {
             )
         })?
         .to_str()
-        .map_err(|_| Error::unauthorized("invalid_api_key", "the Authorization header is not ASCII"))?;
-    value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .ok_or_else(|| Error::unauthorized("invalid_api_key", "the Authorization header must be `Bearer <key>`"))
+        .map_err(|_| {
+            Error::unauthorized("invalid_api_key", "the Authorization header is not ASCII")
+        })?;
+    value.strip_prefix("Bearer ").map(str::trim).ok_or_else(|| {
+        Error::unauthorized(
+            "invalid_api_key",
+            "the Authorization header must be `Bearer <key>`",
+        )
+    })
 }
 
 pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
-    let auth = token::decode(bearer(headers)?).map_err(|e| Error::unauthorized("invalid_api_key", e))?;
+    let auth =
+        token::decode(bearer(headers)?).map_err(|e| Error::unauthorized("invalid_api_key", e))?;
     let a = &auth.authorization;
-    a.validate()
-        .map_err(|e| Error::unauthorized("invalid_api_key", format!("malformed authorization: {e}")))?;
+    a.validate().map_err(|e| {
+        Error::unauthorized("invalid_api_key", format!("malformed authorization: {e}"))
+    })?;
     let auth_id = auth.verify(&NativeCrypto).ok_or_else(|| {
         Error::unauthorized(
             "invalid_signature",
-            format!("the authorization's signature by {} does not verify", String::from(&a.public_key)),
+            format!(
+                "the authorization's signature by {} does not verify",
+                String::from(&a.public_key)
+            ),
         )
     })?;
     if a.hub != state.hub.account {
         return Err(Error::unauthorized(
             "wrong_hub",
-            format!("the authorization is for hub {}; this runner settles on {}", a.hub, state.hub.account),
+            format!(
+                "the authorization is for hub {}; this runner settles on {}",
+                a.hub, state.hub.account
+            ),
         ));
     }
     if a.chain_id != state.hub.chain_id {
         return Err(Error::unauthorized(
             "wrong_chain",
-            format!("the authorization is for chain `{}`; this runner is on `{}`", a.chain_id, state.hub.chain_id),
+            format!(
+                "the authorization is for chain `{}`; this runner is on `{}`",
+                a.chain_id, state.hub.chain_id
+            ),
         ));
     }
     if a.runner != state.runner {
         return Err(Error::unauthorized(
             "wrong_runner",
-            format!("the authorization pays runner {}; this is {}", a.runner, state.runner),
+            format!(
+                "the authorization pays runner {}; this is {}",
+                a.runner, state.runner
+            ),
         ));
     }
     let now = state.clock.now_ns(&state.hub).await;
     if now >= a.expires_at_ns.0 {
         return Err(Error::unauthorized(
             "expired",
-            format!("the authorization expired at {} ns; the chain's time is {now} ns", a.expires_at_ns.0),
+            format!(
+                "the authorization expired at {} ns; the chain's time is {now} ns",
+                a.expires_at_ns.0
+            ),
         ));
     }
     let key = String::from(&a.public_key);
@@ -87,13 +108,18 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
         .user_keys
         .get(&key, || state.hub.key_info(&a.public_key))
         .await
-        .map_err(|e| Error::unavailable("rpc_unavailable", format!("checking the user's key: {e}")))?;
+        .map_err(|e| {
+            Error::unavailable("rpc_unavailable", format!("checking the user's key: {e}"))
+        })?;
     match info {
         Some(k) if k.role == "user" && k.owner == a.user => {}
         _ => {
             return Err(Error::unauthorized(
                 "unknown_user_key",
-                format!("key {key} is not registered to {} on hub {}", a.user, state.hub.account),
+                format!(
+                    "key {key} is not registered to {} on hub {}",
+                    a.user, state.hub.account
+                ),
             ))
         }
     }
@@ -105,7 +131,10 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
         .ok_or_else(|| {
             Error::payment_required(
                 "channel_unfunded",
-                format!("{} has no channel to {} on hub {}: call fund_channel first", a.user, state.runner, state.hub.account),
+                format!(
+                    "{} has no channel to {} on hub {}: call fund_channel first",
+                    a.user, state.runner, state.hub.account
+                ),
             )
         })?;
     let limit = a.cap.0.min(channel.channel.deposited.0);
@@ -119,5 +148,9 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
             ),
         ));
     }
-    Ok(Payer { auth, auth_id, limit })
+    Ok(Payer {
+        auth,
+        auth_id,
+        limit,
+    })
 }

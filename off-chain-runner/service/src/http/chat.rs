@@ -98,7 +98,10 @@ async fn prepare(
     if req.messages.is_empty() || req.messages.len() > MAX_MESSAGES {
         return Err(Error::bad_input(
             "invalid_messages",
-            format!("a chat has 1 to {MAX_MESSAGES} messages, not {}", req.messages.len()),
+            format!(
+                "a chat has 1 to {MAX_MESSAGES} messages, not {}",
+                req.messages.len()
+            ),
         ));
     }
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
@@ -115,11 +118,24 @@ async fn prepare(
         });
     }
     for m in req.messages {
-        if !matches!(m.role.as_str(), "system" | "developer" | "user" | "assistant") {
-            return Err(Error::bad_input("invalid_role", format!("unknown message role `{}`", m.role)));
+        if !matches!(
+            m.role.as_str(),
+            "system" | "developer" | "user" | "assistant"
+        ) {
+            return Err(Error::bad_input(
+                "invalid_role",
+                format!("unknown message role `{}`", m.role),
+            ));
         }
-        let role = if m.role == "developer" { "system".to_owned() } else { m.role };
-        messages.push(Message { role, content: m.content.text()? });
+        let role = if m.role == "developer" {
+            "system".to_owned()
+        } else {
+            m.role
+        };
+        messages.push(Message {
+            role,
+            content: m.content.text()?,
+        });
     }
     let sampling = req.sampling.sampling(state.default_max_tokens)?;
     let flavor = Flavor::new(true, &req.model);
@@ -128,7 +144,10 @@ async fn prepare(
         model,
         prompt: Prompt::Chat(messages),
         sampling,
-        content: content.into_iter().map(|(id, _, price)| (id, price)).collect(),
+        content: content
+            .into_iter()
+            .map(|(id, _, price)| (id, price))
+            .collect(),
         request_hash: sha256(&bytes),
     };
     Ok((job, flavor, req.stream))

@@ -57,8 +57,15 @@ async fn prepare(
     // prompt per request keeps one receipt per response.
     let prompt = match req.prompt {
         serde_json::Value::String(s) => s,
-        serde_json::Value::Array(a) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or_default().to_owned(),
-        _ => return Err(Error::bad_input("invalid_prompt", "`prompt` must be one string")),
+        serde_json::Value::Array(a) if a.len() == 1 && a[0].is_string() => {
+            a[0].as_str().unwrap_or_default().to_owned()
+        }
+        _ => {
+            return Err(Error::bad_input(
+                "invalid_prompt",
+                "`prompt` must be one string",
+            ))
+        }
     };
     let content = request::content(state, &req.content)?;
     let mut text = String::new();
@@ -74,7 +81,10 @@ async fn prepare(
         model,
         prompt: Prompt::Text(text),
         sampling,
-        content: content.into_iter().map(|(id, _, price)| (id, price)).collect(),
+        content: content
+            .into_iter()
+            .map(|(id, _, price)| (id, price))
+            .collect(),
         request_hash: sha256(&bytes),
     };
     Ok((job, flavor, req.stream))

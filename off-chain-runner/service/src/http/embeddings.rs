@@ -56,18 +56,18 @@ async fn run(
     let payer = auth::payer(&state, &headers).await?;
     let (req, bytes): (EmbeddingRequest, _) = request::json_body(body)?;
     let model = request::model(&state, &payer, &req.model, Kind::Embedding)?;
-    let inputs: Vec<String> = match req.input {
-        Value::String(s) => vec![s],
-        Value::Array(a) if a.iter().all(Value::is_string) => {
-            a.into_iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect()
-        }
-        _ => {
-            return Err(Error::bad_input(
+    let inputs: Vec<String> =
+        match req.input {
+            Value::String(s) => vec![s],
+            Value::Array(a) if a.iter().all(Value::is_string) => a
+                .into_iter()
+                .map(|v| v.as_str().unwrap_or_default().to_owned())
+                .collect(),
+            _ => return Err(Error::bad_input(
                 "invalid_input",
                 "`input` must be a string or an array of strings (token arrays are not supported)",
-            ))
-        }
-    };
+            )),
+        };
     if inputs.is_empty() || inputs.len() > MAX_INPUTS || inputs.iter().any(String::is_empty) {
         return Err(Error::bad_input(
             "invalid_input",
@@ -85,7 +85,10 @@ async fn run(
         }
     };
     if req.dimensions.is_some() {
-        return Err(Error::bad_input("unsupported_dimensions", "`dimensions` is not supported"));
+        return Err(Error::bad_input(
+            "unsupported_dimensions",
+            "`dimensions` is not supported",
+        ));
     }
     let permit = take_slot(&model)?;
     let (p_in, _) = prices(&state, &model.spec.id).await?;

@@ -50,7 +50,12 @@ pub async fn prices(state: &AppState, model_id: &str) -> Result<(u128, u128)> {
         .get(&model_id.to_owned(), || state.hub.model(model_id))
         .await
         .map_err(|e| Error::unavailable("rpc_unavailable", format!("reading model prices: {e}")))?
-        .ok_or_else(|| Error::not_found("model_not_found", format!("model `{model_id}` is not registered on the hub")))?;
+        .ok_or_else(|| {
+            Error::not_found(
+                "model_not_found",
+                format!("model `{model_id}` is not registered on the hub"),
+            )
+        })?;
     Ok((view.model.price_in_per_1k.0, view.model.price_out_per_1k.0))
 }
 
@@ -58,7 +63,10 @@ pub fn take_slot(model: &ServedModel) -> Result<tokio::sync::OwnedSemaphorePermi
     Arc::clone(&model.slots).try_acquire_owned().map_err(|_| {
         Error::overloaded(
             "model_overloaded",
-            format!("model `{}` is saturated (every slot and queue place is taken); retry shortly", model.spec.id),
+            format!(
+                "model `{}` is saturated (every slot and queue place is taken); retry shortly",
+                model.spec.id
+            ),
         )
     })
 }
@@ -76,7 +84,14 @@ pub async fn commit(state: &Arc<AppState>, payer: &Payer, charge: Charge) -> Res
     let p = payer.clone();
     let record = tokio::task::spawn_blocking(move || {
         st.store.append(p.user(), |current| {
-            next_record(current, &p.auth, p.auth_id, &charge, &st.receipt_key, wall_clock_ns())
+            next_record(
+                current,
+                &p.auth,
+                p.auth_id,
+                &charge,
+                &st.receipt_key,
+                wall_clock_ns(),
+            )
         })
     })
     .await
@@ -101,7 +116,11 @@ pub async fn run(
         job.payer.user().clone(),
         job.payer.limit,
     );
-    let (model_id, prompt, sampling) = (job.model.spec.id.clone(), job.prompt.clone(), job.sampling.clone());
+    let (model_id, prompt, sampling) = (
+        job.model.spec.id.clone(),
+        job.prompt.clone(),
+        job.sampling.clone(),
+    );
     let (generated, reservation) = tokio::task::spawn_blocking(move || {
         let mut reservation = None;
         let mut admitted = admitted;
@@ -109,7 +128,9 @@ pub async fn run(
             let mut admit = |prompt_tokens: u64, max_out: u64| -> Result<()> {
                 let worst = price(prompt_tokens, max_out, p_in, p_out)?
                     .checked_add(extra)
-                    .ok_or_else(|| Error::payment_required("over_cap", "the request's cost overflows u128"))?;
+                    .ok_or_else(|| {
+                        Error::payment_required("over_cap", "the request's cost overflows u128")
+                    })?;
                 reservation = Some(budget.reserve(&user, worst, limit)?);
                 if let Some(tx) = admitted.take() {
                     let _ = tx.send(());
@@ -124,7 +145,12 @@ pub async fn run(
     .await
     .map_err(|e| Error::internal("join", e.to_string()))?;
     let generated = generated?;
-    let amount = price(generated.prompt_tokens, generated.completion_tokens, p_in, p_out)?;
+    let amount = price(
+        generated.prompt_tokens,
+        generated.completion_tokens,
+        p_in,
+        p_out,
+    )?;
     let charge = Charge {
         model_id: job.model.spec.id.clone(),
         version: job.model.version,
@@ -140,7 +166,11 @@ pub async fn run(
     drop(reservation);
     Metrics::add(&state.metrics.tokens_in, generated.prompt_tokens);
     Metrics::add(&state.metrics.tokens_out, generated.completion_tokens);
-    Ok(Done { generated, record, charged })
+    Ok(Done {
+        generated,
+        record,
+        charged,
+    })
 }
 
 /// Chat completions and text completions differ only in their JSON shapes.
@@ -160,7 +190,12 @@ impl Flavor {
             if chat { "chatcmpl" } else { "cmpl" },
             hex::encode(rand::random::<[u8; 12]>())
         );
-        Self { chat, id, created, model: model.to_owned() }
+        Self {
+            chat,
+            id,
+            created,
+            model: model.to_owned(),
+        }
     }
 
     fn object(&self, chunk: bool) -> &'static str {
@@ -236,7 +271,9 @@ pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: boo
         // Refused before generation (429, 402, 400...): a plain HTTP error.
         return match task.await {
             Ok(Err(e)) => e.into_response(),
-            Ok(Ok(_)) => Error::internal("admission", "generation ran without admission").into_response(),
+            Ok(Ok(_)) => {
+                Error::internal("admission", "generation ran without admission").into_response()
+            }
             Err(e) => Error::internal("join", e.to_string()).into_response(),
         };
     }
@@ -249,5 +286,6 @@ pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: boo
         let _ = tx.send(Event::default().data(last.to_string())).await;
         let _ = tx.send(Event::default().data("[DONE]")).await;
     });
-    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>)).into_response()
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>))
+        .into_response()
 }

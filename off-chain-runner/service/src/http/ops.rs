@@ -22,14 +22,19 @@ pub async fn models(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    Json(json!({"status": "ok", "runner": state.runner, "hub": state.hub.account,
-                "chain_id": state.hub.chain_id, "models": state.models.len()}))
+    Json(
+        json!({"status": "ok", "runner": state.runner, "hub": state.hub.account,
+                "chain_id": state.hub.chain_id, "models": state.models.len()}),
+    )
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let backlog = state.store.pending(usize::MAX).map_or(0, |p| p.len());
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(backlog),
     )
 }

@@ -21,20 +21,33 @@ pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Re
             format!("the request body could not be read: {e} (bodies are limited in size)"),
         )
     })?;
-    let value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::bad_input("invalid_json", format!("the request body is not valid: {e}")))?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::bad_input(
+            "invalid_json",
+            format!("the request body is not valid: {e}"),
+        )
+    })?;
     Ok((value, bytes))
 }
 
 pub fn model(state: &AppState, payer: &Payer, id: &str, kind: Kind) -> Result<ServedModel> {
-    let served = state
-        .models
-        .get(id)
-        .ok_or_else(|| Error::not_found("model_not_found", format!("model `{id}` is not served here (see GET /v1/models)")))?;
+    let served = state.models.get(id).ok_or_else(|| {
+        Error::not_found(
+            "model_not_found",
+            format!("model `{id}` is not served here (see GET /v1/models)"),
+        )
+    })?;
     if served.spec.kind != kind {
         return Err(Error::bad_input(
             "model_not_supported",
-            format!("model `{id}` is {} model", if kind == Kind::Chat { "an embedding" } else { "a chat" }),
+            format!(
+                "model `{id}` is {} model",
+                if kind == Kind::Chat {
+                    "an embedding"
+                } else {
+                    "a chat"
+                }
+            ),
         ));
     }
     if !payer.auth.authorization.covers(id) {
@@ -51,16 +64,25 @@ pub fn content(state: &AppState, ids: &[String]) -> Result<Vec<(String, String, 
     if ids.len() > MAX_CONTENT_PER_REQUEST {
         return Err(Error::bad_input(
             "too_much_content",
-            format!("a request names at most {MAX_CONTENT_PER_REQUEST} content items, not {}", ids.len()),
+            format!(
+                "a request names at most {MAX_CONTENT_PER_REQUEST} content items, not {}",
+                ids.len()
+            ),
         ));
     }
     let mut out: Vec<(String, String, u128)> = Vec::with_capacity(ids.len());
     for id in ids {
         if out.iter().any(|(c, _, _)| c == id) {
-            return Err(Error::bad_input("duplicate_content", format!("content `{id}` is named twice")));
+            return Err(Error::bad_input(
+                "duplicate_content",
+                format!("content `{id}` is named twice"),
+            ));
         }
         let item = state.content.get(id).ok_or_else(|| {
-            Error::not_found("content_not_found", format!("content `{id}` is not held by this runner"))
+            Error::not_found(
+                "content_not_found",
+                format!("content `{id}` is not held by this runner"),
+            )
         })?;
         out.push((id.clone(), item.text.clone(), item.price_per_use));
     }
@@ -93,14 +115,25 @@ impl SamplingFields {
         }
         let temperature = self.temperature.unwrap_or(1.0);
         if !(0.0..=2.0).contains(&temperature) {
-            return Err(Error::bad_input("invalid_temperature", format!("temperature must be within 0 to 2, not {temperature}")));
+            return Err(Error::bad_input(
+                "invalid_temperature",
+                format!("temperature must be within 0 to 2, not {temperature}"),
+            ));
         }
         let top_p = self.top_p.unwrap_or(1.0);
         if !(top_p > 0.0 && top_p <= 1.0) {
-            return Err(Error::bad_input("invalid_top_p", format!("top_p must be within (0, 1], not {top_p}")));
+            return Err(Error::bad_input(
+                "invalid_top_p",
+                format!("top_p must be within (0, 1], not {top_p}"),
+            ));
         }
         let max_tokens = match self.max_completion_tokens.or(self.max_tokens) {
-            Some(0) => return Err(Error::bad_input("invalid_max_tokens", "max_tokens must be at least 1")),
+            Some(0) => {
+                return Err(Error::bad_input(
+                    "invalid_max_tokens",
+                    "max_tokens must be at least 1",
+                ))
+            }
             Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
             None => default_max_tokens,
         };
@@ -109,12 +142,24 @@ impl SamplingFields {
             Some(Stop::One(s)) => vec![s.clone()],
             Some(Stop::Many(v)) if v.len() <= 4 => v.clone(),
             Some(Stop::Many(v)) => {
-                return Err(Error::bad_input("invalid_stop", format!("at most 4 stop sequences, not {}", v.len())))
+                return Err(Error::bad_input(
+                    "invalid_stop",
+                    format!("at most 4 stop sequences, not {}", v.len()),
+                ))
             }
         };
         if stop.iter().any(String::is_empty) {
-            return Err(Error::bad_input("invalid_stop", "stop sequences may not be empty"));
+            return Err(Error::bad_input(
+                "invalid_stop",
+                "stop sequences may not be empty",
+            ));
         }
-        Ok(Sampling { max_tokens, temperature, top_p, seed: self.seed, stop })
+        Ok(Sampling {
+            max_tokens,
+            temperature,
+            top_p,
+            seed: self.seed,
+            stop,
+        })
     }
 }

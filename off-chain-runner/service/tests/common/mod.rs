@@ -16,7 +16,9 @@ use axum::{
     middleware::{self, Next},
     response::IntoResponse,
 };
-use market_protocol::{crypto::native::KeyPair, Authorization, Crypto, Hash32, NativeCrypto, SignedAuthorization};
+use market_protocol::{
+    crypto::native::KeyPair, Authorization, Crypto, Hash32, NativeCrypto, SignedAuthorization,
+};
 use near_crypto::{ED25519SecretKey, KeyType, SecretKey};
 use near_sdk::json_types::{U128, U64};
 use off_chain_runner::{
@@ -57,7 +59,11 @@ pub struct Net {
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("runner-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
+    let dir = std::env::temp_dir().join(format!(
+        "runner-{name}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -85,15 +91,31 @@ impl Net {
         let dev: near_sdk::AccountId = "dev.near".parse().unwrap();
         let hub = market.hub.clone();
         let env = &mut market.env;
-        let version = |weights: &PathBuf, arch: &str| json!({
+        let version = |weights: &PathBuf, arch: &str| {
+            json!({
             "weights_sha256": Hash32::from(market_protocol::weights::weights_sha256(weights, |_, _| {}).unwrap()), "format": "gguf", "architecture": arch,
-            "tokenizer_sha256": hash32(b"tok"), "uri": "test:weights", "size_bytes": "30"});
-        env.call(&dev, &hub, "add_model_version", json!({"model_id": MODEL, "version": version(&chat_weights, "llama")}), NEAR / 10)
-            .result().expect("add_model_version");
+            "tokenizer_sha256": hash32(b"tok"), "uri": "test:weights", "size_bytes": "30"})
+        };
+        env.call(
+            &dev,
+            &hub,
+            "add_model_version",
+            json!({"model_id": MODEL, "version": version(&chat_weights, "llama")}),
+            NEAR / 10,
+        )
+        .result()
+        .expect("add_model_version");
         env.call(&dev, &hub, "register_model", json!({"model_id": EMBED, "price_in_per_1k": "500000", "price_out_per_1k": "0", "runner_bps": 7000, "runner_policy": "Open"}), NEAR / 10)
             .result().expect("register_model");
-        env.call(&dev, &hub, "add_model_version", json!({"model_id": EMBED, "version": version(&embed_weights, "bert")}), NEAR / 10)
-            .result().expect("add_model_version");
+        env.call(
+            &dev,
+            &hub,
+            "add_model_version",
+            json!({"model_id": EMBED, "version": version(&embed_weights, "bert")}),
+            NEAR / 10,
+        )
+        .result()
+        .expect("add_model_version");
         let publisher = env.create_account("press.near", 10 * NEAR);
         env.call(&publisher, &hub, "register_content", json!({"content_id": CONTENT, "sha256": hash32(CONTENT_TEXT.as_bytes()),
             "uri": "https://press.example/encyclopedia", "license": {"InferenceOnly": {"price_per_use": CONTENT_PRICE.to_string()}}}), NEAR / 10)
@@ -101,24 +123,42 @@ impl Net {
         // The last user has a registered key and no channel.
         let lonely = market.env.create_account("lonely.near", 5 * NEAR);
         let lonely_key = KeyPair::from_seed(NativeCrypto.sha256(b"lonely.near"));
-        market.env.call(&lonely, &hub, "register_user_key", json!({"key": String::from(&lonely_key.public_key())}), NEAR / 10)
-            .result().expect("register_user_key");
+        market
+            .env
+            .call(
+                &lonely,
+                &hub,
+                "register_user_key",
+                json!({"key": String::from(&lonely_key.public_key())}),
+                NEAR / 10,
+            )
+            .result()
+            .expect("register_user_key");
         market.users.push((lonely, lonely_key));
-        let sandbox_tests::Market { env, hub, runner, runner_key, users, .. } = market;
+        let sandbox_tests::Market {
+            env,
+            hub,
+            runner,
+            runner_key,
+            users,
+            ..
+        } = market;
         let sandbox_tests::Env { chain, .. } = env;
         let node = local_chain::rpc::Node::new(chain);
         let down = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&down);
-        let app = local_chain::rpc::router(Arc::clone(&node)).layer(middleware::from_fn(move |req: Request, next: Next| {
-            let down = flag.load(Ordering::SeqCst);
-            async move {
-                if down {
-                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "node down").into_response()
-                } else {
-                    next.run(req).await
+        let app = local_chain::rpc::router(Arc::clone(&node)).layer(middleware::from_fn(
+            move |req: Request, next: Next| {
+                let down = flag.load(Ordering::SeqCst);
+                async move {
+                    if down {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "node down").into_response()
+                    } else {
+                        next.run(req).await
+                    }
                 }
-            }
-        }));
+            },
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -129,7 +169,10 @@ impl Net {
             hub: hub.as_str().parse().unwrap(),
             runner: runner.as_str().parse().unwrap(),
             runner_key,
-            users: users.into_iter().map(|(u, k)| (u.as_str().parse().unwrap(), k)).collect(),
+            users: users
+                .into_iter()
+                .map(|(u, k)| (u.as_str().parse().unwrap(), k))
+                .collect(),
             dir,
             chat_weights,
             embed_weights,
@@ -144,7 +187,9 @@ impl Net {
     pub async fn view(&self, method: &str, args: Value) -> Value {
         let hub: near_primitives::types::AccountId = self.hub.as_str().parse().unwrap();
         let chain = self.node.chain().await;
-        let (bytes, _) = chain.view(&hub, method, args.to_string().as_bytes()).unwrap();
+        let (bytes, _) = chain
+            .view(&hub, method, args.to_string().as_bytes())
+            .unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
 
@@ -155,10 +200,23 @@ impl Net {
     /// A signed authorization of user `i` for both models.
     pub async fn authorization(&self, i: usize, cap: u128) -> SignedAuthorization {
         let expires = self.now_ns().await + 1_000 * HOUR_NS;
-        self.authorization_with(i, cap, expires, vec![MODEL.into(), EMBED.into()], self.hub.clone())
+        self.authorization_with(
+            i,
+            cap,
+            expires,
+            vec![MODEL.into(), EMBED.into()],
+            self.hub.clone(),
+        )
     }
 
-    pub fn authorization_with(&self, i: usize, cap: u128, expires_at_ns: u64, models: Vec<String>, hub: near_sdk::AccountId) -> SignedAuthorization {
+    pub fn authorization_with(
+        &self,
+        i: usize,
+        cap: u128,
+        expires_at_ns: u64,
+        models: Vec<String>,
+        hub: near_sdk::AccountId,
+    ) -> SignedAuthorization {
         let (user, key) = &self.users[i];
         SignedAuthorization::sign(
             Authorization {
@@ -193,8 +251,12 @@ impl Net {
         let account = self.dir.join("account.json");
         let receipt = self.dir.join("receipt.json");
         if !account.exists() {
-            Credentials::from_secret(self.runner.clone(), &self.account_key()).write_new(&account).unwrap();
-            Credentials::from_secret(self.runner.clone(), &self.receipt_secret()).write_new(&receipt).unwrap();
+            Credentials::from_secret(self.runner.clone(), &self.account_key())
+                .write_new(&account)
+                .unwrap();
+            Credentials::from_secret(self.runner.clone(), &self.receipt_secret())
+                .write_new(&receipt)
+                .unwrap();
         }
         (account, receipt)
     }
@@ -202,28 +264,55 @@ impl Net {
     /// A runner in this process, with the echo backend.
     pub async fn runner(&self, data: &str, opts: Opts) -> Running {
         let models = vec![
-            ModelSpec { id: MODEL.into(), kind: Kind::Chat, context_length: 2048 },
-            ModelSpec { id: EMBED.into(), kind: Kind::Embedding, context_length: 512 },
+            ModelSpec {
+                id: MODEL.into(),
+                kind: Kind::Chat,
+                context_length: 2048,
+            },
+            ModelSpec {
+                id: EMBED.into(),
+                kind: Kind::Embedding,
+                context_length: 512,
+            },
         ];
         let echo = Arc::new(Echo::new(models, opts.delay));
         self.runner_with(data, opts, echo).await
     }
 
     /// A runner in this process with `inference`.
-    pub async fn runner_with(&self, data: &str, opts: Opts, inference: Arc<dyn off_chain_runner::inference::Inference>) -> Running {
+    pub async fn runner_with(
+        &self,
+        data: &str,
+        opts: Opts,
+        inference: Arc<dyn off_chain_runner::inference::Inference>,
+    ) -> Running {
         let hub = self.hub_client();
         let mut registered = vec![
-            registry::check_model(&hub, &self.runner, MODEL, &self.chat_weights, |_, _| {}).await.unwrap(),
-            registry::check_model(&hub, &self.runner, EMBED, &self.embed_weights, |_, _| {}).await.unwrap(),
+            registry::check_model(&hub, &self.runner, MODEL, &self.chat_weights, |_, _| {})
+                .await
+                .unwrap(),
+            registry::check_model(&hub, &self.runner, EMBED, &self.embed_weights, |_, _| {})
+                .await
+                .unwrap(),
         ];
         registered.sort_by_key(|r| r.model_id.clone());
-        let content = registry::load_content(&hub, &self.content_dir).await.unwrap();
-        assert_eq!(content.get(CONTENT).map(|c: &LocalContent| c.price_per_use), Some(CONTENT_PRICE));
+        let content = registry::load_content(&hub, &self.content_dir)
+            .await
+            .unwrap();
+        assert_eq!(
+            content.get(CONTENT).map(|c: &LocalContent| c.price_per_use),
+            Some(CONTENT_PRICE)
+        );
         server::start(server::Config {
             hub,
             runner: self.runner.clone(),
             receipt_key: KeyPair::from_seed(self.runner_key.0.to_bytes()),
-            account_signer: opts.settle.then(|| near_crypto::InMemorySigner::from_secret_key(self.runner.clone(), self.account_key())),
+            account_signer: opts.settle.then(|| {
+                near_crypto::InMemorySigner::from_secret_key(
+                    self.runner.clone(),
+                    self.account_key(),
+                )
+            }),
             data_dir: self.dir.join(data),
             listen: "127.0.0.1:0".parse().unwrap(),
             inference,
@@ -231,7 +320,11 @@ impl Net {
             content,
             queue: opts.queue,
             view_ttl: opts.view_ttl,
-            settle: Settings { batch: opts.batch, interval: opts.interval, max_backoff: Duration::from_millis(400) },
+            settle: Settings {
+                batch: opts.batch,
+                interval: opts.interval,
+                max_backoff: Duration::from_millis(400),
+            },
             max_body_bytes: 64 * 1024,
             default_max_tokens: 16,
         })
@@ -271,7 +364,10 @@ pub async fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: Value
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
+    )
 }
 
 pub fn chat(text: &str) -> Value {
@@ -279,14 +375,23 @@ pub fn chat(text: &str) -> Value {
 }
 
 pub fn yocto(v: &Value) -> u128 {
-    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).parse().unwrap()
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .parse()
+        .unwrap()
 }
 
 /// Waits until `cond` holds, up to `secs`.
-pub async fn eventually<F: std::future::Future<Output = bool>>(secs: u64, mut cond: impl FnMut() -> F) {
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    secs: u64,
+    mut cond: impl FnMut() -> F,
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     while !cond().await {
-        assert!(std::time::Instant::now() < deadline, "condition not met within {secs}s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {secs}s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
