@@ -62,12 +62,7 @@ impl Engine {
             .models
             .iter()
             .find(|(s, _)| s.id == id)
-            .ok_or_else(|| {
-                Error::not_found(
-                    "model_not_found",
-                    format!("model `{id}` is not served here"),
-                )
-            })?;
+            .ok_or_else(|| Error::model_not_served(id))?;
         // A panic mid-request leaves the model usable: the engine forgets its KV cache on
         // any failed step.
         Ok(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))

@@ -43,6 +43,15 @@ macro_rules! constructor {
 }
 
 impl Error {
+    /// A model this runner does not serve (whether asked by the client or reached by a
+    /// backend): one code and message everywhere.
+    pub fn model_not_served(id: &str) -> Self {
+        Self::not_found(
+            "model_not_found",
+            format!("model `{id}` is not served here (see GET /v1/models)"),
+        )
+    }
+
     constructor!(bad_input, BadInput);
     constructor!(unauthorized, Unauthorized);
     constructor!(forbidden, Forbidden);

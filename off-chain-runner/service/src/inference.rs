@@ -115,12 +115,10 @@ impl Echo {
     }
 
     fn spec(&self, model: &str) -> Result<&ModelSpec> {
-        self.models.iter().find(|m| m.id == model).ok_or_else(|| {
-            Error::not_found(
-                "model_not_found",
-                format!("model `{model}` is not served here"),
-            )
-        })
+        self.models
+            .iter()
+            .find(|m| m.id == model)
+            .ok_or_else(|| Error::model_not_served(model))
     }
 }
 

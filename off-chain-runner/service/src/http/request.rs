@@ -31,12 +31,10 @@ pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Re
 }
 
 pub fn model(state: &AppState, payer: &Payer, id: &str, kind: Kind) -> Result<ServedModel> {
-    let served = state.models.get(id).ok_or_else(|| {
-        Error::not_found(
-            "model_not_found",
-            format!("model `{id}` is not served here (see GET /v1/models)"),
-        )
-    })?;
+    let served = state
+        .models
+        .get(id)
+        .ok_or_else(|| Error::model_not_served(id))?;
     if served.spec.kind != kind {
         return Err(Error::bad_input(
             "model_not_supported",
