@@ -66,6 +66,17 @@ wallet_url = "http://127.0.0.1:$PORT/"
 explorer_transaction_url = "http://127.0.0.1:$PORT/"
 EOF
 
+echo "==> bad options are refused before any transaction"
+for bad in "--withdrawal-delay-h 1" "--protocol-fee-bps 9000" "--min-runner-bond lots" "--bogus"; do
+  # shellcheck disable=SC2086
+  if out=$(scripts/deploy-testnet.sh --account test.near --network localnet --skip-build $bad 2>&1); then
+    echo "check-deploy: deploy-testnet.sh accepted $bad" >&2; exit 1
+  fi
+  grep -q "^deploy-testnet: " <<<"$out" || { echo "check-deploy: no clear error for $bad: $out" >&2; exit 1; }
+  echo "    $bad: ${out#deploy-testnet: }"
+done
+# Had any of them sent a transaction, creating hub.test.near below would fail.
+
 echo "==> deploy-testnet.sh against the local chain on port $PORT"
 scripts/deploy-testnet.sh --account test.near --network localnet --chain-id localnet --skip-build \
   | tee "$WORK/deploy.log"
