@@ -75,6 +75,7 @@ struct Receipt {
 
 pub struct Chain {
     config: Arc<RuntimeConfig>,
+    #[allow(clippy::struct_field_names)] // nearcore's own name for it
     chain_id: String,
     root: AccountId,
     accounts: BTreeMap<AccountId, Account>,
@@ -595,7 +596,7 @@ impl Chain {
                     created_account = true;
                 }
                 Action::Transfer(TransferAction { deposit }) => {
-                    account.amount += deposit.as_yoctonear()
+                    account.amount += deposit.as_yoctonear();
                 }
                 Action::DeployContract(DeployContractAction { code }) => {
                     account.storage_usage =
@@ -721,7 +722,7 @@ impl Chain {
                         break;
                     }
                     let base = created.len();
-                    created.extend(self.receipts_from(&r, &run.actions));
+                    created.extend(Self::receipts_from(&r, &run.actions));
                     if last {
                         result = match run.return_data {
                             ReturnData::Value(v) => Status::Value(v),
@@ -757,37 +758,39 @@ impl Chain {
 
         let mut refunds = Vec::new();
         let receipt_ids;
-        match failure {
-            Some(error) => {
-                // All or nothing: the account is left as it was, nothing it created is sent,
-                // and the deposits go back to whoever attached them.
-                created.clear();
-                result = Status::Failure(error);
-                let deposits: u128 = r
-                    .actions
-                    .iter()
-                    .map(|a| a.get_deposit_balance().as_yoctonear())
-                    .sum();
-                if deposits > 0 && !r.is_refund {
-                    refunds.push(self.refund(&r, &r.refund_to, deposits, 0));
-                }
-                receipt_ids = vec![];
+        if let Some(error) = failure {
+            // All or nothing: the account is left as it was, nothing it created is sent,
+            // and the deposits go back to whoever attached them.
+            created.clear();
+            result = Status::Failure(error);
+            let deposits: u128 = r
+                .actions
+                .iter()
+                .map(|a| a.get_deposit_balance().as_yoctonear())
+                .sum();
+            if deposits > 0 && !r.is_refund {
+                refunds.push(Self::refund(&r, &r.refund_to, deposits, 0));
             }
-            None => {
-                if let Some(beneficiary) = deleted_to {
-                    let amount = account.amount;
-                    self.accounts.remove(&r.receiver);
-                    if amount > 0 {
-                        refunds.push(self.refund(&r, &beneficiary, amount, 1));
-                    }
-                } else {
-                    self.accounts.insert(r.receiver.clone(), account);
+            receipt_ids = vec![];
+        } else {
+            if let Some(beneficiary) = deleted_to {
+                let amount = account.amount;
+                self.accounts.remove(&r.receiver);
+                if amount > 0 {
+                    refunds.push(Self::refund(&r, &beneficiary, amount, 1));
                 }
-                receipt_ids = created.iter().map(|c| c.id).collect();
+            } else {
+                self.accounts.insert(r.receiver.clone(), account);
             }
+            receipt_ids = created.iter().map(|c| c.id).collect();
         }
         if refund_gas > 0 && !r.is_refund {
-            refunds.push(self.refund(&r, &r.signer, u128::from(refund_gas) * r.gas_price, 2));
+            refunds.push(Self::refund(
+                &r,
+                &r.signer,
+                u128::from(refund_gas) * r.gas_price,
+                2,
+            ));
         }
         // Deliver this receipt's result to whoever waits on it, or hand the waiters on to
         // the receipt whose result it returned.
@@ -823,7 +826,7 @@ impl Chain {
         (outcome, created)
     }
 
-    fn refund(&self, r: &Receipt, to: &AccountId, amount: u128, kind: u64) -> Receipt {
+    fn refund(r: &Receipt, to: &AccountId, amount: u128, kind: u64) -> Receipt {
         Receipt {
             id: derive(&r.id, b"refund", kind),
             predecessor: "system".parse().expect("valid account id"),
@@ -842,7 +845,7 @@ impl Chain {
     }
 
     /// The receipts a contract created, from the VM's action log.
-    fn receipts_from(&self, parent: &Receipt, log: &[MockAction]) -> Vec<Receipt> {
+    fn receipts_from(parent: &Receipt, log: &[MockAction]) -> Vec<Receipt> {
         // Action-log index of each created receipt → its position in the result.
         let mut position: HashMap<u64, usize> = HashMap::new();
         let mut out: Vec<Receipt> = Vec::new();
@@ -1092,7 +1095,8 @@ fn distribute_gas(actions: &mut [MockAction], unused: u64) -> u64 {
             let share = if Some(i) == last {
                 unused - given
             } else {
-                (u128::from(unused) * u128::from(*w) / u128::from(total)) as u64
+                u64::try_from(u128::from(unused) * u128::from(*w) / u128::from(total))
+                    .expect("a share of the unused gas is at most the unused gas")
             };
             *prepaid_gas = Gas::from_gas(prepaid_gas.as_gas() + share);
             given += share;
@@ -1103,7 +1107,7 @@ fn distribute_gas(actions: &mut [MockAction], unused: u64) -> u64 {
 
 /// Position among created receipts of the receipt at action-log index `index`.
 fn receipt_position(log: &[MockAction], index: u64) -> usize {
-    log[..index as usize]
+    log[..usize::try_from(index).expect("an action-log index fits in usize")]
         .iter()
         .filter(|a| matches!(a, MockAction::CreateReceipt { .. }))
         .count()
@@ -1134,6 +1138,8 @@ fn action_costs(action: &Action) -> Vec<(ActionCosts, u64)> {
                     p.method_names.iter().map(|m| m.len() as u64 + 1).sum(),
                 ),
             ],
+            // Any other permission kind is charged as a full-access key.
+            #[allow(clippy::match_same_arms)]
             _ => vec![(ActionCosts::add_full_access_key, 1)],
         },
         Action::DeleteKey(_) => vec![(ActionCosts::delete_key, 1)],

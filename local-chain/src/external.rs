@@ -49,8 +49,8 @@ impl AccountExt {
 }
 
 impl External for AccountExt {
-    fn storage_set<'a>(
-        &'a mut self,
+    fn storage_set(
+        &mut self,
         tracker: &mut dyn StorageAccessTracker,
         key: &[u8],
         value: &[u8],

@@ -191,7 +191,7 @@ fn iso8601(ns: u64) -> String {
     // Days-from-civil (Howard Hinnant's algorithm): no date library needed for one field.
     let secs = ns / 1_000_000_000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days as i64 + 719_468;
+    let z = i64::try_from(days).expect("days since 1970 fit in i64") + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;

@@ -16,7 +16,7 @@ use crate::{
     SignedAuthorization,
 };
 
-/// NEP-461 off-chain prefix tag of usage receipts (2^31 + 73_413): distinct from NEP-413's,
+/// NEP-461 off-chain prefix tag of usage receipts (2^31 + 73,413): distinct from NEP-413's,
 /// so a receipt signature can never pass for a wallet message or a transaction.
 pub const RECEIPT_TAG: u32 = (1 << 31) + 73_413;
 
@@ -66,7 +66,7 @@ pub struct UsageReceipt {
     pub issued_at_ns: U64,
 }
 
-/// transcript_n = sha256(transcript_{n-1} ‖ request_hash_n ‖ output_hash_n), from 32 zero
+/// `transcript_n = sha256(transcript_{n-1} ‖ request_hash_n ‖ output_hash_n)`, from 32 zero
 /// bytes; commits the receipt to every request and output the channel served.
 pub fn next_transcript(
     crypto: &impl Crypto,
@@ -82,7 +82,7 @@ pub fn next_transcript(
 }
 
 impl UsageReceipt {
-    /// sha256(borsh(u32 RECEIPT_TAG) ‖ borsh(receipt)).
+    /// `sha256(borsh(u32 RECEIPT_TAG) ‖ borsh(receipt))`.
     pub fn prehash(&self, crypto: &impl Crypto) -> [u8; 32] {
         crypto.sha256(&self.signing_bytes())
     }

@@ -75,7 +75,13 @@ impl Sha256Of for NativeCrypto {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+            write!(s, "{b:02x}").expect("writing to a String cannot fail");
+            s
+        })
 }
 
 /// Every vector, as written to `vectors.json`.

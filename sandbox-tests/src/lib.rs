@@ -207,7 +207,9 @@ pub fn signed_receipt(
     issued_at_ns: u64,
 ) -> SettleItem {
     let a = &auth.authorization;
-    let (request, output) = ([seq as u8; 32], [seq as u8 ^ 0xff; 32]);
+    // Distinct commitments per receipt: the sequence's low byte is enough.
+    let tag = seq.to_le_bytes()[0];
+    let (request, output) = ([tag; 32], [tag ^ 0xff; 32]);
     SettleItem {
         receipt: SignedReceipt::sign(
             UsageReceipt {
@@ -370,7 +372,8 @@ impl Market {
                 models: vec![MODEL.into()],
                 public_key: key.public_key(),
             },
-            [user as u8; 32],
+            // The NEP-413 nonce: each user signs once, so its low byte is nonce enough.
+            [user.to_le_bytes()[0]; 32],
             key,
         )
     }

@@ -5,6 +5,9 @@
 //! what they can still claim, to the yocto (less a carried remainder below one yocto per
 //! holder and event).
 
+// Random choices are indices below 8: the casts to usize are exact.
+#![allow(clippy::cast_possible_truncation)]
+
 use sandbox_tests::*;
 use serde_json::json;
 

@@ -24,17 +24,16 @@ impl Succeeds for near_workspaces::operations::CallTransaction {
 }
 
 async fn worker() -> Worker<near_workspaces::network::Sandbox> {
-    let (url, root, key) = match std::env::var("NEAR_SANDBOX_RPC_ADDR") {
-        Ok(url) => (
+    let (url, root, key) = if let Ok(url) = std::env::var("NEAR_SANDBOX_RPC_ADDR") {
+        (
             url,
             std::env::var("NEAR_SANDBOX_ROOT_ACCOUNT").unwrap_or_else(|_| "test.near".into()),
             std::env::var("NEAR_SANDBOX_ROOT_KEY")
                 .expect("NEAR_SANDBOX_ROOT_KEY: the sandbox's validator secret key"),
-        ),
-        Err(_) => {
-            let (addr, key) = sandbox_tests::start_local_node().await;
-            (format!("http://{addr}"), "test.near".to_owned(), key)
-        }
+        )
+    } else {
+        let (addr, key) = sandbox_tests::start_local_node().await;
+        (format!("http://{addr}"), "test.near".to_owned(), key)
     };
     let key: SecretKey = key.parse().expect("a secret key");
     near_workspaces::sandbox()
@@ -404,7 +403,7 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
         "{:?}",
         failed.logs()
     );
-    assert_eq!(failed.json::<bool>().unwrap(), false);
+    assert!(!failed.json::<bool>().unwrap());
     assert_eq!(accrued(&s).await, 10_000_000);
 
     // Repaired, the retry goes through; holders claim exactly 70 % and 30 %.

@@ -111,7 +111,7 @@ impl Hub {
         self.assert_active();
         let user = env::predecessor_account_id();
         let mut amount = env::attached_deposit().as_yoctonear();
-        if !self.runners.get(&runner).is_some_and(|r| !r.left) {
+        if self.runners.get(&runner).is_none_or(|r| r.left) {
             Error::UnknownRunner(runner).panic();
         }
         let id = ChannelId {

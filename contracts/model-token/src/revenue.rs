@@ -12,10 +12,15 @@
 
 use near_sdk::near;
 
-uint::construct_uint! {
-    /// 256-bit unsigned integer for the accumulator.
-    pub struct U256(4);
+mod u256 {
+    // The macro's expansion is the crate's, not ours to restyle.
+    #![allow(clippy::manual_div_ceil)]
+    uint::construct_uint! {
+        /// 256-bit unsigned integer for the accumulator.
+        pub struct U256(4);
+    }
 }
+pub use u256::U256;
 
 /// U256 as stored: 32 little-endian bytes.
 #[near(serializers = [borsh])]

@@ -24,7 +24,9 @@ fn call(who: &str, deposit: u128) {
 }
 
 fn token() -> ModelToken {
-    drop(near_sdk::mock::with_mocked_blockchain(|b| b.take_storage()));
+    drop(near_sdk::mock::with_mocked_blockchain(
+        near_sdk::MockedBlockchain::take_storage,
+    ));
     call("hub.near", 0);
     let metadata = FungibleTokenMetadata {
         spec: FT_METADATA_SPEC.into(),
@@ -121,7 +123,7 @@ fn a_failed_claim_is_put_back() {
             .build(),
         near_sdk::test_vm_config(),
         near_sdk::RuntimeFeesConfig::test(),
-        Default::default(),
+        std::collections::HashMap::default(),
         vec![near_sdk::PromiseResult::Failed],
     );
     t.on_claim(acc(BOB), U128(300), Err(PromiseError::Failed));

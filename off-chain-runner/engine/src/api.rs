@@ -73,6 +73,8 @@ pub struct Embedding {
 }
 
 /// A loaded model of either family.
+// One per served model, held for the process's life: the variants' size gap costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Model {
     Chat(crate::llama::ChatModel),
     Embedding(crate::bert::EmbeddingModel),

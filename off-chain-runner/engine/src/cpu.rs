@@ -152,8 +152,9 @@ pub fn silu_mul(a: &mut [f32], b: &[f32]) {
 
 /// BERT's exact GELU.
 pub fn gelu(a: &mut [f32]) {
-    a.iter_mut()
-        .for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2)));
+    for v in a.iter_mut() {
+        *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
 }
 
 /// Mean over rows, then L2 normalization (sentence-transformers' pooling).
@@ -163,9 +164,13 @@ pub fn mean_pool_normalize(x: &[f32], n: usize) -> Vec<f32> {
     for row in x.chunks_exact(n) {
         add(&mut mean, row);
     }
-    mean.iter_mut().for_each(|v| *v /= rows as f32);
+    for v in &mut mean {
+        *v /= rows as f32;
+    }
     let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-    mean.iter_mut().for_each(|v| *v /= norm);
+    for v in &mut mean {
+        *v /= norm;
+    }
     mean
 }
 

@@ -150,7 +150,11 @@ pub fn dequantize(format: Format, bytes: &[u8]) -> Vec<f32> {
             let mut out = Vec::with_capacity(bytes.len() / 34 * BLOCK);
             for block in bytes.chunks_exact(34) {
                 let d = half_at(block, 0);
-                out.extend(block[2..].iter().map(|&q| d * f32::from(q as i8)));
+                out.extend(
+                    block[2..]
+                        .iter()
+                        .map(|&q| d * f32::from(i8::from_ne_bytes([q]))),
+                );
             }
             out
         }
@@ -161,12 +165,12 @@ pub fn dequantize(format: Format, bytes: &[u8]) -> Vec<f32> {
 pub fn repack(format: Format, bytes: &[u8]) -> Vec<u32> {
     let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     match format {
-        Format::F32 | Format::F16 => bytes.chunks_exact(4).map(word).collect(),
+        // Q4_1's 20-byte blocks are whole words already.
+        Format::F32 | Format::F16 | Format::Q4_1 => bytes.chunks_exact(4).map(word).collect(),
         Format::BF16 => dequantize(format, bytes)
             .into_iter()
             .map(f32::to_bits)
             .collect(),
-        Format::Q4_1 => bytes.chunks_exact(4).map(word).collect(),
         Format::Q4_0 => {
             let mut out = Vec::with_capacity(bytes.len() / 18 * 5);
             for block in bytes.chunks_exact(18) {

@@ -1,6 +1,6 @@
 //! Model files made on the spot for tests and benchmarks: a tiny llama checkpoint in the
 //! real Hugging Face layout (config.json, tokenizer.json with a byte-level BPE,
-//! tokenizer_config.json with a ChatML template, model.safetensors) with seeded random
+//! `tokenizer_config.json` with a ChatML template, model.safetensors) with seeded random
 //! weights, small enough that every kernel and both backends run on it in milliseconds.
 
 use std::collections::HashMap;
@@ -35,7 +35,7 @@ pub fn write_tiny_llama(dir: &Path, format: Format, seed: u64) -> std::io::Resul
     let pre = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
     std::fs::write(
         dir.join("tokenizer.json"),
-        bpe_json(&tokens, &[], &special, pre).to_string(),
+        bpe_json(&tokens, &[], &special, &pre).to_string(),
     )?;
     std::fs::write(
         dir.join("tokenizer_config.json"),

@@ -114,7 +114,7 @@ pub fn from_gguf(file: &Gguf) -> Result<TextCodec> {
         .filter(|(i, _)| matches!(types.get(*i), Some(&CONTROL | &USER_DEFINED)))
         .map(|(i, t)| (i as u32, t.as_str()))
         .collect();
-    TextCodec::from_json(&bpe_json(&tokens, &merges, &special, pre_tokenizer).to_string())
+    TextCodec::from_json(&bpe_json(&tokens, &merges, &special, &pre_tokenizer).to_string())
 }
 
 fn byte_level() -> Value {
@@ -127,7 +127,7 @@ pub fn bpe_json(
     tokens: &[String],
     merges: &[String],
     special: &[(u32, &str)],
-    pre_tokenizer: Value,
+    pre_tokenizer: &Value,
 ) -> Value {
     let vocab: serde_json::Map<String, Value> = tokens
         .iter()

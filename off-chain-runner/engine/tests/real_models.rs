@@ -1,6 +1,6 @@
 //! The real models (scripts/fetch-models.sh): SmolLM2-135M-Instruct (GGUF, Q4_1 with a Q8_0
 //! embedding) and all-MiniLM-L6-v2 (safetensors), on wgpu, against candle's outputs from
-//! the same files and token ids (tests/reference, written by the candle_reference binary)
+//! the same files and token ids (tests/reference, written by the `candle_reference` binary)
 //! and against the CPU reference.
 
 mod common;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::{gpu, max_diff};
 use market_engine::quant::Format;
@@ -21,7 +21,7 @@ fn tiny(format: Format, test: &str) -> PathBuf {
     dir
 }
 
-fn chat(path: &PathBuf, backend: Backend) -> market_engine::llama::ChatModel {
+fn chat(path: &Path, backend: Backend) -> market_engine::llama::ChatModel {
     let gpu = gpu();
     match Model::load(path, backend, Some(&gpu), None).unwrap() {
         Model::Chat(m) => m,

@@ -6,6 +6,14 @@
 //!
 //! `cargo run -p off-chain-runner --example overhead_bench [requests]`
 
+// Figures are converted to floats only to be printed with a few significant digits; nothing
+// is computed back from them.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -15,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use common::{Net, Opts};
 use off_chain_runner::{
     http::auth,
     meter::{next_record, Charge},
@@ -57,7 +65,7 @@ impl Row {
             self.samples.len(),
             micros(percentile(&self.samples, 0.5)),
             micros(percentile(&self.samples, 0.99)),
-            self.per_second.map_or("".into(), |r| format!("{r:.0}")),
+            self.per_second.map_or(String::new(), |r| format!("{r:.0}")),
         )
     }
 }

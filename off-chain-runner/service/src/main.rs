@@ -1,6 +1,7 @@
 //! `off-chain-runner`: the runner operator's and the user's command line.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -131,7 +132,7 @@ enum Command {
         view_ttl_ms: u64,
         #[arg(long, default_value_t = off_chain_runner::http::DEFAULT_MAX_BODY_BYTES)]
         max_body_bytes: usize,
-        /// max_tokens for requests that name none.
+        /// `max_tokens` for requests that name none.
         #[arg(long, default_value_t = 256)]
         default_max_tokens: usize,
         /// Serve without settling (settle with `off-chain-runner settle` instead).
@@ -384,7 +385,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let content = match &content_dir {
                 Some(dir) => registry::load_content(&hub, dir).await?,
-                None => Default::default(),
+                None => HashMap::default(),
             };
             let inference: Arc<dyn Inference> = match backend {
                 Backend::Echo => Arc::new(Echo::new(
@@ -472,7 +473,7 @@ fn echo_spec(r: &registry::Registered) -> ModelSpec {
 fn progress(id: String) -> impl FnMut(u64, u64) + Send + 'static {
     let mut shown = 0;
     move |done, total| {
-        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
         if pct >= shown + 5 || done == total {
             shown = pct;
             eprint!("\r  hashing `{id}`: {pct:3}% of {} MB", total >> 20);

@@ -36,7 +36,7 @@ impl Default for Settings {
         Self {
             batch: 50,
             interval: Duration::from_secs(30),
-            max_backoff: Duration::from_secs(300),
+            max_backoff: Duration::from_mins(5),
         }
     }
 }

@@ -7,7 +7,13 @@ use std::time::Duration;
 
 use common::*;
 use market_protocol::{NativeCrypto, SignedReceipt};
-use off_chain_runner::{hub::TxSender, registry, settlement::Settler, store::Store, token};
+use off_chain_runner::{
+    hub::TxSender,
+    registry,
+    settlement::{Settings, Settler},
+    store::Store,
+    token,
+};
 use sandbox_tests::{MODEL, NEAR};
 use serde_json::{json, Value};
 
@@ -101,7 +107,7 @@ async fn paid_chat_and_embedding_are_metered_and_settled_by_the_hub() {
         store: std::sync::Arc::new(Store::open(&store_dir.join("receipts.redb")).unwrap()),
         hub: hub.clone(),
         sender: TxSender::new(hub, signer),
-        settings: Default::default(),
+        settings: Settings::default(),
         metrics: None,
     };
     let report = settler.drain().await.unwrap();
@@ -530,7 +536,7 @@ async fn content_used_at_inference_is_charged_per_use_and_paid_to_its_owner() {
         let r = receipt(&resp).receipt;
         assert_eq!(
             (r.content[0].uses.0, r.content[0].amount.0),
-            (seq, u128::from(seq as u32) * CONTENT_PRICE)
+            (seq, u128::from(seq) * CONTENT_PRICE)
         );
     }
     eventually(20, || async {

@@ -108,7 +108,7 @@ async fn sigkill_during_settlement_then_restart_settles_every_receipt_exactly_on
     eventually(20, || async {
         reqwest::get(format!("http://{addr}/metrics"))
             .await
-            .map_or(false, |_| true)
+            .is_ok_and(|_| true)
             && net.view("hub_info", json!({})).await["channels"]
                 .as_u64()
                 .unwrap()

@@ -4,11 +4,20 @@
 //!
 //!     cargo run -p sandbox-tests --bin gas_bench
 
+// Figures are converted to floats only to be printed with a few significant digits; nothing
+// is computed back from them.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+#![allow(clippy::similar_names)] // `spent` beside other figure names reads fine here
+
 use std::{fmt::Write as _, path::PathBuf};
 
 use local_chain::TxResult;
 use market_protocol::SettleItem;
-use sandbox_tests::*;
+use sandbox_tests::{acc, publish_token_globally, wasm, yocto, Market, MODEL, NEAR, TGAS};
 use serde_json::json;
 
 const TGAS_F: f64 = 1e12;
@@ -150,9 +159,9 @@ fn main() {
             if ok { "fit" } else { "over 300 Tgas" }
         );
         if ok {
-            lo = mid
+            lo = mid;
         } else {
-            hi = mid - 1
+            hi = mid - 1;
         }
     }
     let items = batch(&mut m, lo, false, &mut seq);

@@ -185,7 +185,7 @@ fn model_outside_the_authorization_pays_nothing() {
         .add_model_version("other-model".into(), version_input());
     let auth = w.authorization(NEAR, START + HOUR);
     let item = w.receipt_with(&auth, 1, NEAR / 100, |r| {
-        r.lines[0].model_id = "other-model".into()
+        r.lines[0].model_id = "other-model".into();
     });
     refused(&mut w, item, "model_not_authorized");
 }

@@ -36,7 +36,7 @@ impl Ledger for Memory {
         self.channels.get(id).cloned()
     }
     fn model_terms(&self, model_id: &str) -> Option<ModelTerms> {
-        (model_id == MODEL).then(|| ModelTerms {
+        (model_id == MODEL).then_some(ModelTerms {
             runner_bps: 7_000,
             versions: 1,
             runner_policy: RunnerPolicy::Open,

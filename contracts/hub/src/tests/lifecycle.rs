@@ -71,32 +71,32 @@ fn model_registration_rules() {
     w.as_("dev.near", NEAR);
     let msg = panic_message(|| {
         w.hub
-            .register_model(MODEL.into(), U128(1), U128(1), 7_000, RunnerPolicy::Open)
+            .register_model(MODEL.into(), U128(1), U128(1), 7_000, RunnerPolicy::Open);
     });
     assert_eq!(msg, format!("model `{MODEL}` is already registered"));
     w.as_("dev.near", NEAR);
     let msg = panic_message(|| {
         w.hub
-            .register_model("Bad Id".into(), U128(1), U128(1), 7_000, RunnerPolicy::Open)
+            .register_model("Bad Id".into(), U128(1), U128(1), 7_000, RunnerPolicy::Open);
     });
     assert!(msg.contains("contains `B`"), "{msg}");
     w.as_("dev.near", NEAR);
     let msg = panic_message(|| {
         w.hub
-            .register_model("cheap".into(), U128(1), U128(1), 4_999, RunnerPolicy::Open)
+            .register_model("cheap".into(), U128(1), U128(1), 4_999, RunnerPolicy::Open);
     });
     assert_eq!(msg, "runner share 4999 bps is outside 5000..=8000 bps");
     w.as_("dev.near", NEAR);
     let msg = panic_message(|| {
         w.hub
-            .register_model("greedy".into(), U128(1), U128(1), 8_001, RunnerPolicy::Open)
+            .register_model("greedy".into(), U128(1), U128(1), 8_001, RunnerPolicy::Open);
     });
     assert_eq!(msg, "runner share 8001 bps is outside 5000..=8000 bps");
     w.as_("dev.near", NEAR);
     let long = RunnerPolicy::Allowlist((0..17).map(|i| acc(&format!("r{i}.near"))).collect());
     let msg = panic_message(|| {
         w.hub
-            .register_model("closed".into(), U128(1), U128(1), 7_000, long)
+            .register_model("closed".into(), U128(1), U128(1), 7_000, long);
     });
     assert_eq!(msg, "allowlist has 17 runners, at most 16");
     w.as_("dev.near", NEAR);
@@ -166,7 +166,7 @@ fn runner_registration_bond_and_keys() {
     w.as_("poor.near", NEAR / 2);
     let msg = panic_message(|| {
         w.hub
-            .register_runner(vec![KeyPair::from_seed([31; 32]).public_key()])
+            .register_runner(vec![KeyPair::from_seed([31; 32]).public_key()]);
     });
     assert!(
         msg.starts_with("bond of ") && msg.ends_with(&format!("is below the minimum {NEAR}")),
@@ -415,7 +415,7 @@ fn config_rules_and_owner_powers() {
         w.hub.set_config(ConfigUpdate {
             withdrawal_delay_ns: Some(U64(HOUR)),
             ..Default::default()
-        })
+        });
     });
     assert_eq!(
         msg,
@@ -426,7 +426,7 @@ fn config_rules_and_owner_powers() {
         w.hub.set_config(ConfigUpdate {
             protocol_fee_bps: Some(2_001),
             ..Default::default()
-        })
+        });
     });
     assert_eq!(
         msg,
@@ -516,7 +516,7 @@ fn a_failed_flush_loses_nothing_and_can_be_retried() {
     });
     assert_eq!(msg, format!("model `{MODEL}` has no token yet"));
     w.hub.models.update(&MODEL.to_owned(), |m| {
-        m.token = Some(acc("smollm2-135m.hub.near"))
+        m.token = Some(acc("smollm2-135m.hub.near"));
     });
     w.as_("anyone.near", 0);
     w.hub.flush(MODEL.into()).detach();

@@ -89,7 +89,9 @@ impl World {
     pub fn bare() -> Self {
         // A fresh chain: the mock otherwise carries storage over from the previous test
         // on this thread.
-        drop(near_sdk::mock::with_mocked_blockchain(|b| b.take_storage()));
+        drop(near_sdk::mock::with_mocked_blockchain(
+            near_sdk::MockedBlockchain::take_storage,
+        ));
         testing_env!(context(START, "hub.near", 0));
         Self {
             hub: Hub::new(acc("owner.near"), config()),
@@ -112,7 +114,7 @@ impl World {
             context(self.now, "hub.near", 0),
             near_sdk::test_vm_config(),
             RuntimeFeesConfig::test(),
-            Default::default(),
+            std::collections::HashMap::default(),
             vec![result],
         );
     }
@@ -177,6 +179,8 @@ impl World {
         amount: u128,
         edit: impl FnOnce(&mut UsageReceipt),
     ) -> SettleItem {
+        // Distinct commitments per receipt: the sequence's low byte is enough.
+        let tag = seq.to_le_bytes()[0];
         let mut r = UsageReceipt {
             user: auth.authorization.user.clone(),
             runner: auth.authorization.runner.clone(),
@@ -191,13 +195,13 @@ impl World {
             }],
             content: vec![],
             amount: U128(amount),
-            request_hash: [seq as u8; 32].into(),
-            output_hash: [seq as u8 + 1; 32].into(),
+            request_hash: [tag; 32].into(),
+            output_hash: [tag.wrapping_add(1); 32].into(),
             transcript: next_transcript(
                 &NativeCrypto,
                 &[0; 32],
-                &[seq as u8; 32],
-                &[seq as u8 + 1; 32],
+                &[tag; 32],
+                &[tag.wrapping_add(1); 32],
             )
             .into(),
             issued_at_ns: U64(self.now),
@@ -275,8 +279,7 @@ pub fn panic_message(f: impl FnOnce()) -> String {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("expected a panic");
     let text = err
         .downcast::<String>()
-        .map(|s| *s)
-        .unwrap_or_else(|e| e.downcast::<&str>().unwrap().to_string());
+        .map_or_else(|e| e.downcast::<&str>().unwrap().to_string(), |s| *s);
     match (text.find("panic_msg: \""), text.rfind("\" })")) {
         (Some(start), Some(end)) => text[start + 12..end].replace("\\\"", "\""),
         _ => text,

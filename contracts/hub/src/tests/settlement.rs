@@ -385,7 +385,7 @@ fn content_registration_rules() {
             [1; 32].into(),
             "u".into(),
             License::OpenForTraining,
-        )
+        );
     });
     assert_eq!(msg, "content `wiki` is already registered");
     w.as_("news.near", 0);
@@ -395,7 +395,7 @@ fn content_registration_rules() {
             [1; 32].into(),
             "u".into(),
             License::OpenForTraining,
-        )
+        );
     });
     assert!(msg.starts_with("registering content needs"), "{msg}");
 }

@@ -1,6 +1,6 @@
 //! Writes the reference outputs the engine's model tests compare with, computed by candle
 //! from the same files and the same token ids:
-//!     cargo run -p market-engine --features candle --bin candle_reference
+//! `cargo run -p market-engine --features candle --bin candle_reference`
 //! (after scripts/fetch-models.sh). Output: off-chain-runner/engine/tests/reference/*.json.
 
 use std::path::{Path, PathBuf};

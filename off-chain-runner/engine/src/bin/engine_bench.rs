@@ -1,8 +1,8 @@
-//! Inference benchmark: SmolLM2-135M prefill and decode tokens per second and MiniLM
+//! Inference benchmark: `SmolLM2-135M` prefill and decode tokens per second and `MiniLM`
 //! embeddings per second, for wgpu (this machine's adapter), the CPU reference and candle
 //! on the CPU, all in one run; plus, for wgpu decode, the weight bytes read per second and
-//! (with PEAK_BANDWIDTH_GBPS set to the GPU's peak) the fraction of it reached.
-//!     cargo run -p market-engine --features candle --bin engine_bench
+//! (with `PEAK_BANDWIDTH_GBPS` set to the GPU's peak) the fraction of it reached.
+//! `cargo run -p market-engine --features candle --bin engine_bench`
 //! Writes the "Inference engine" section of docs/benchmarks.md.
 
 use std::fmt::Write as _;

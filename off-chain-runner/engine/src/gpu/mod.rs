@@ -176,7 +176,7 @@ impl Gpu {
     /// A storage buffer holding `data`.
     pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        if bytes.len() as u64 > u64::from(self.limits.max_storage_buffer_binding_size) {
+        if bytes.len() as u64 > self.limits.max_storage_buffer_binding_size {
             return Err(Error::Format(format!(
                 "{label} is {} bytes, over this adapter's storage binding limit of {} bytes",
                 bytes.len(),
@@ -199,7 +199,7 @@ impl Gpu {
     /// A zeroed storage buffer of `floats` f32s.
     pub fn scratch(&self, label: &str, floats: usize) -> Result<wgpu::Buffer> {
         let bytes = (floats.max(1) * 4) as u64;
-        if bytes > u64::from(self.limits.max_storage_buffer_binding_size) {
+        if bytes > self.limits.max_storage_buffer_binding_size {
             return Err(Error::Format(format!(
                 "{label} needs {bytes} bytes, over this adapter's binding limit"
             )));
@@ -414,6 +414,7 @@ pub struct Program {
 }
 
 /// A buffer that may stand for "none" (an unused binding).
+#[derive(Clone, Copy)]
 pub struct Bias<'a>(pub Option<&'a wgpu::Buffer>);
 
 impl Program {
@@ -679,6 +680,8 @@ impl Program {
         let m = m as u32;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
         for d in &self.dispatches {
+            // One arm per kernel variant, though two bind the same way.
+            #[allow(clippy::match_same_arms)]
             let (pipeline, bind) = match (&d.single, &d.short, m) {
                 (Some((p, b)), _, 1) => (p, b),
                 (_, Some((p, b)), 2..=SHORT_ROWS) => (p, b),
