@@ -104,7 +104,7 @@ pub fn from_safetensors(
         eps: dir.config_f32("layer_norm_eps", 1e-12),
         max_tokens,
     };
-    if config.heads == 0 || config.dim % config.heads != 0 {
+    if config.heads == 0 || !config.dim.is_multiple_of(config.heads) {
         return Err(Error::Format(format!(
             "inconsistent BERT dimensions: {config:?}"
         )));

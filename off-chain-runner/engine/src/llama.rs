@@ -41,9 +41,9 @@ impl LlamaConfig {
     fn check(&self) -> Result<()> {
         let ok = self.heads > 0
             && self.kv_heads > 0
-            && self.heads % self.kv_heads == 0
+            && self.heads.is_multiple_of(self.kv_heads)
             && self.head_dim * self.heads == self.dim
-            && self.head_dim % 2 == 0
+            && self.head_dim.is_multiple_of(2)
             && self.layers > 0;
         if ok {
             Ok(())

@@ -290,6 +290,7 @@ async fn main() -> anyhow::Result<()> {
         content,
         queue: 8,
         view_ttl: Duration::from_secs(2),
+        expiry_margin: Duration::from_mins(5),
         settle: Settings {
             batch: 50,
             interval: Duration::from_millis(500),

@@ -130,6 +130,11 @@ enum Command {
         /// How long hub views (keys, channels, prices) are cached, in milliseconds.
         #[arg(long, default_value_t = 2000)]
         view_ttl_ms: u64,
+        /// Refuse requests whose authorization expires within this many seconds (401
+        /// `expires_soon`), so every receipt served can be settled before the expiry.
+        /// Keep it well above `--settle-interval`.
+        #[arg(long, default_value_t = 300)]
+        expiry_margin_secs: u64,
         #[arg(long, default_value_t = off_chain_runner::http::DEFAULT_MAX_BODY_BYTES)]
         max_body_bytes: usize,
         /// `max_tokens` for requests that name none.
@@ -357,6 +362,7 @@ async fn main() -> anyhow::Result<()> {
             settle_interval,
             queue,
             view_ttl_ms,
+            expiry_margin_secs,
             max_body_bytes,
             default_max_tokens,
             no_settle,
@@ -433,6 +439,7 @@ async fn main() -> anyhow::Result<()> {
                 content,
                 queue,
                 view_ttl: Duration::from_millis(view_ttl_ms),
+                expiry_margin: Duration::from_secs(expiry_margin_secs),
                 settle: Settings {
                     batch,
                     interval: Duration::from_secs_f64(settle_interval),

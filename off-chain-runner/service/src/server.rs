@@ -34,6 +34,10 @@ pub struct Config {
     /// Requests that may wait for a model besides the one running.
     pub queue: usize,
     pub view_ttl: Duration,
+    /// Requests are refused once their authorization expires within this margin: the hub
+    /// settles nothing under an expired authorization, so the receipt of every request
+    /// served must still reach `settle` before the expiry.
+    pub expiry_margin: Duration,
     pub settle: Settings,
     pub max_body_bytes: usize,
     pub default_max_tokens: usize,
@@ -115,6 +119,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         clock: ChainClock::new(config.view_ttl),
         metrics: Arc::clone(&metrics),
         default_max_tokens: config.default_max_tokens,
+        expiry_margin_ns: u64::try_from(config.expiry_margin.as_nanos()).unwrap_or(u64::MAX),
     });
     let (shutdown, rx) = watch::channel(false);
     let settler = config.account_signer.map(|signer| {

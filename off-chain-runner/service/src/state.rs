@@ -96,4 +96,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `max_tokens` when a request names none; bounds the budget a request reserves.
     pub default_max_tokens: usize,
+    /// See `server::Config::expiry_margin`.
+    pub expiry_margin_ns: u64,
 }

@@ -273,6 +273,23 @@ async fn every_bad_request_gets_an_openai_error_and_the_server_keeps_serving() {
         )
         .await,
     );
+    // Still valid, but too close to its expiry for the receipt to be settled in time.
+    let expiring = net.authorization_with(
+        0,
+        NEAR,
+        net.now_ns().await + u64::try_from(EXPIRY_MARGIN.as_nanos()).unwrap() / 2,
+        vec![MODEL.into()],
+        net.hub.clone(),
+    );
+    expect(401, "expires_soon")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(&token::encode(&expiring)),
+            chat("hi"),
+        )
+        .await,
+    );
     // Signed by a key the user never registered.
     let stranger = market_protocol::crypto::native::KeyPair::from_seed([77; 32]);
     net.users[1].1 = stranger;
@@ -394,7 +411,7 @@ async fn every_bad_request_gets_an_openai_error_and_the_server_keeps_serving() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("runner_requests_total{route=\"/v1/chat/completions\",status=\"401\"} 6"),
+        metrics.contains("runner_requests_total{route=\"/v1/chat/completions\",status=\"401\"} 7"),
         "{metrics}"
     );
     running.stop().await;

@@ -360,7 +360,7 @@ impl Weight {
         n: usize,
         k: usize,
     ) -> Result<Weight> {
-        if k % format.row_multiple() != 0 || k % 16 != 0 {
+        if !k.is_multiple_of(format.row_multiple()) || !k.is_multiple_of(16) {
             return Err(Error::Format(format!(
                 "{label}: rows of {k} are not a multiple of {} as the {} kernels need",
                 format.row_multiple().max(16),

@@ -1,6 +1,7 @@
 //! The bearer token is the user's signed spending authorization. Everything is checked
 //! before any inference, in this order, one error each: a well-formed token, the user's
-//! signature, this hub, this chain, this runner, not expired, the key registered to the
+//! signature, this hub, this chain, this runner, not expired nor about to (within the
+//! settlement margin, so the receipt can still be settled), the key registered to the
 //! user on the hub, a funded channel, and something left under the cap and the escrow.
 //! Model coverage and the request's worst-case cost are checked once the request is read.
 
@@ -100,6 +101,18 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
             format!(
                 "the authorization expired at {} ns; the chain's time is {now} ns",
                 a.expires_at_ns.0
+            ),
+        ));
+    }
+    if now.saturating_add(state.expiry_margin_ns) >= a.expires_at_ns.0 {
+        return Err(Error::unauthorized(
+            "expires_soon",
+            format!(
+                "the authorization expires at {} ns, {} s from the chain's time: this runner \
+                 needs {} s to settle what it serves, sign a new authorization",
+                a.expires_at_ns.0,
+                (a.expires_at_ns.0 - now) / 1_000_000_000,
+                state.expiry_margin_ns / 1_000_000_000
             ),
         ));
     }

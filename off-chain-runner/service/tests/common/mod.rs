@@ -37,6 +37,8 @@ pub const EMBED: &str = "minilm";
 pub const CONTENT: &str = "encyclopedia";
 pub const CONTENT_TEXT: &str = "Paris is the capital of France.";
 pub const CONTENT_PRICE: u128 = 7_000_000;
+/// The runner refuses authorizations that expire sooner than this.
+pub const EXPIRY_MARGIN: Duration = Duration::from_mins(1);
 
 pub fn hash32(bytes: &[u8]) -> Value {
     serde_json::to_value(Hash32::from(NativeCrypto.sha256(bytes))).unwrap()
@@ -320,6 +322,7 @@ impl Net {
             content,
             queue: opts.queue,
             view_ttl: opts.view_ttl,
+            expiry_margin: EXPIRY_MARGIN,
             settle: Settings {
                 batch: opts.batch,
                 interval: opts.interval,
