@@ -8,7 +8,7 @@ use crate::api::Embedding;
 use crate::cpu;
 use crate::gpu::{Bias, Gpu, Program, Weight};
 use crate::llama::Matrix;
-use crate::quant::{dequantize, repack};
+use crate::quant::dequantize;
 use crate::safetensors_dir::SafetensorsDir;
 use crate::tokenizer::TextCodec;
 use crate::{Error, Result};
@@ -244,17 +244,7 @@ impl GpuBert {
         let mut weights = Vec::new();
         let mut buffers = Vec::new();
         let upload = |(m, b): &(Matrix, Vec<f32>)| -> Result<(Weight, wgpu::Buffer)> {
-            Ok((
-                Weight::new(
-                    gpu,
-                    &m.name,
-                    m.format.gpu(),
-                    &repack(m.format, &m.bytes),
-                    m.n,
-                    m.k,
-                )?,
-                gpu.upload("bias", b)?,
-            ))
+            Ok((m.upload(gpu)?, gpu.upload("bias", b)?))
         };
         for l in &w.layers {
             let (wq, bq) = upload(&l.q)?;

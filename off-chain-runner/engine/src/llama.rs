@@ -77,7 +77,7 @@ impl Matrix {
         dequantize(self.format, &self.bytes[i * rb..(i + 1) * rb])
     }
 
-    fn upload(&self, gpu: &Gpu) -> Result<Weight> {
+    pub(crate) fn upload(&self, gpu: &Gpu) -> Result<Weight> {
         Weight::new(
             gpu,
             &self.name,

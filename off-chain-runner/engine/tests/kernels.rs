@@ -59,16 +59,19 @@ fn check_linear(format: Format, m: usize, n: usize, k: usize, bias: bool, accumu
     }
 }
 
+/// Every weight format a checkpoint may hold.
+const FORMATS: [Format; 6] = [
+    Format::F32,
+    Format::F16,
+    Format::BF16,
+    Format::Q4_0,
+    Format::Q4_1,
+    Format::Q8_0,
+];
+
 #[test]
 fn linear_matrix_vector_every_format() {
-    for format in [
-        Format::F32,
-        Format::F16,
-        Format::BF16,
-        Format::Q4_0,
-        Format::Q4_1,
-        Format::Q8_0,
-    ] {
+    for format in FORMATS {
         check_linear(format, 1, 200, 96, false, false);
         check_linear(format, 1, 72, 576, true, true);
     }
@@ -92,14 +95,7 @@ fn subgroup_reductions_match_the_plain_kernel_bit_for_bit() {
     assert!(!plain.subgroups);
     // lavapipe (CI) has subgroups of 8, so there this compares two different kernels.
     eprintln!("{}: subgroups {}", fast.adapter_name(), fast.subgroups);
-    for format in [
-        Format::F32,
-        Format::F16,
-        Format::BF16,
-        Format::Q4_0,
-        Format::Q4_1,
-        Format::Q8_0,
-    ] {
+    for format in FORMATS {
         let (a, b) = (
             matvec(&fast, format, 200, 576),
             matvec(&plain, format, 200, 576),
