@@ -126,7 +126,7 @@ while n: n,r=divmod(n,58); s=A[r]+s
 print("1"*(len(d)-len(d.lstrip(b"\0")))+s)' res/model_token.wasm)
   echo "==> pointing the hub at the token's code hash $CODE_HASH"
   near_cli contract call-function as-transaction "$HUB" set_token_code_hash \
-    json-args "{\"code_hash\":\"$CODE_HASH\"}" prepaid-gas '30.0 Tgas' attached-deposit '0 NEAR' \
+    json-args "{\"code_hash\":\"$CODE_HASH\"}" prepaid-gas '30.0 Tgas' attached-deposit '1 yoctoNEAR' \
     sign-as "$OWNER" network-config "$NETWORK" sign-with-keychain send
 else
   # `set_token_code` takes borsh bytes (a u32 length, then the code): too large for a

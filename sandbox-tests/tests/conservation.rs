@@ -138,7 +138,7 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
                     yocto(&m.env.view(&hub, "runner", json!({"runner": runner}))["earnings"]);
                 if earnings > 0 {
                     m.env
-                        .call(&runner, &hub, "withdraw_earnings", json!({}), 0)
+                        .call(&runner, &hub, "withdraw_earnings", json!({}), 1)
                         .result()
                         .unwrap();
                     paid_out += earnings;
@@ -151,7 +151,7 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
                 ));
                 if royalties > 0 {
                     m.env
-                        .call(&wiki, &hub, "withdraw_content_earnings", json!({}), 0)
+                        .call(&wiki, &hub, "withdraw_content_earnings", json!({}), 1)
                         .result()
                         .unwrap();
                     paid_out += royalties;

@@ -103,3 +103,33 @@ fn a_second_claim_finds_nothing() {
         .unwrap_err();
     assert_eq!(err, "Smart contract panicked: nothing to claim");
 }
+
+/// Audit finding 1 on the compiled token: anyone's free `storage_deposit` naming a holder
+/// (or a wallet pre-registering it) leaves what the holder earned untouched.
+#[test]
+fn registering_a_holder_again_wipes_nothing() {
+    let mut env = Env::new();
+    env.create_account("dev.near", 10 * NEAR);
+    env.create_account("content.near", 10 * NEAR);
+    let mallory = env.create_account("mallory.near", 10 * NEAR);
+    let token = issue(&mut env);
+    env.call(&acc("hub.near"), &token, "on_revenue", json!({}), 1_000)
+        .result()
+        .unwrap();
+    let bounds = env.view(&token, "storage_balance_bounds", json!({}));
+    for deposit in [0, yocto(&bounds["min"])] {
+        env.call(
+            &mallory,
+            &token,
+            "storage_deposit",
+            json!({"account_id": "dev.near"}),
+            deposit,
+        )
+        .result()
+        .unwrap();
+    }
+    let claimable =
+        |env: &Env, who: &str| yocto(&env.view(&token, "claimable", json!({"account_id": who})));
+    assert_eq!(claimable(&env, "dev.near"), 700);
+    assert_eq!(claimable(&env, "content.near"), 300);
+}

@@ -202,6 +202,7 @@ async fn hub_life_cycle_over_json_rpc() {
     let before = s.runner.view_account().await.unwrap().balance;
     s.runner
         .call(s.hub.id(), "withdraw_earnings")
+        .deposit(NearToken::from_yoctonear(1))
         .args_json(json!({}))
         .gas(Gas::from_tgas(50))
         .succeeds()
@@ -230,6 +231,7 @@ async fn hub_life_cycle_over_json_rpc() {
     let early = s
         .user
         .call(s.hub.id(), "finish_withdrawal")
+        .deposit(NearToken::from_yoctonear(1))
         .args_json(json!({"runner": s.runner.id()}))
         .gas(Gas::from_tgas(50))
         .transact()
@@ -240,6 +242,7 @@ async fn hub_life_cycle_over_json_rpc() {
     s.worker.fast_forward(2 * 3_600 + 10).await.unwrap();
     s.user
         .call(s.hub.id(), "finish_withdrawal")
+        .deposit(NearToken::from_yoctonear(1))
         .args_json(json!({"runner": s.runner.id()}))
         .gas(Gas::from_tgas(50))
         .succeeds()
@@ -289,6 +292,7 @@ async fn attacks_replayed_against_the_wasm() {
     let err = s
         .user
         .call(s.hub.id(), "pause")
+        .deposit(NearToken::from_yoctonear(1))
         .transact()
         .await
         .unwrap()

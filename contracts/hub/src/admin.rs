@@ -1,5 +1,7 @@
-//! The owner's powers, all of them: fees within the hard caps, the runner bond, the delays,
-//! pausing, withdrawing protocol fees, and handing over ownership. Each is evented.
+//! The owner's powers, all of them: fees within the hard caps, the runner bond, the delays
+//! (bounded, and changed only by schedule), a bounded pause, withdrawing protocol fees, and
+//! handing over ownership in two steps. Each is evented and needs one yocto attached (a
+//! full-access key), so a leaked function-call key of the owner can do none of them.
 
 use near_sdk::{
     env,
@@ -12,9 +14,13 @@ use crate::{
     events::Event,
     fees::{MAX_PROTOCOL_FEE_BPS, MAX_RUNNER_BPS},
     payouts::Payout,
-    state::Config,
+    state::{Config, Scheduled},
     Hub, HubExt,
 };
+
+/// The longest any of the hub's delays may be, so no setting can freeze escrow or bonds
+/// for good (and `now + delay` never overflows).
+pub const MAX_DELAY_NS: u64 = 30 * 86_400 * 1_000_000_000;
 
 /// Config fields the owner may change (not the chain id); `None` keeps the current value.
 #[near(serializers = [json])]
@@ -32,8 +38,14 @@ pub struct ConfigUpdate {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubInfo {
     pub owner: AccountId,
+    pub proposed_owner: Option<AccountId>,
+    /// The config in effect now.
     pub config: Config,
+    /// A `set_config` waiting for its notice to end.
+    pub pending_config: Option<Scheduled<Config>>,
     pub paused: bool,
+    /// When the current pause ends by itself.
+    pub paused_until_ns: Option<U64>,
     pub protocol_earnings: U128,
     /// Yocto to attach when opening a channel, on top of the first funds.
     pub channel_storage_cost: U128,
@@ -57,6 +69,18 @@ pub fn validate_config(config: &Config) -> Result<(), Error> {
             config.min_runner_bps
         )));
     }
+    for (name, delay) in [
+        ("settlement window", config.settlement_window_ns),
+        ("withdrawal delay", config.withdrawal_delay_ns),
+        ("runner exit delay", config.runner_exit_delay_ns),
+    ] {
+        if delay.0 > MAX_DELAY_NS {
+            return Err(Error::InvalidConfig(format!(
+                "{name} {} ns is above the ceiling of {MAX_DELAY_NS} ns",
+                delay.0
+            )));
+        }
+    }
     // Money and trust rule 4: a user never escapes with funds a runner earned.
     if config.withdrawal_delay_ns.0 <= config.settlement_window_ns.0 {
         return Err(Error::InvalidConfig(format!(
@@ -68,22 +92,63 @@ pub fn validate_config(config: &Config) -> Result<(), Error> {
 }
 
 impl Hub {
+    /// The owner, calling with a full-access key (one yocto attached).
     pub(crate) fn assert_owner(&self) {
+        near_sdk::assert_one_yocto();
+        self.assert_owner_caller();
+    }
+
+    /// The owner, in a call whose required deposit already proves a full-access key.
+    pub(crate) fn assert_owner_caller(&self) {
         let caller = env::predecessor_account_id();
         if caller != self.owner {
             Error::NotOwner { caller }.panic();
+        }
+    }
+
+    /// The config in effect at `now_ns`.
+    pub(crate) fn config_at(&self, now_ns: u64) -> &Config {
+        Scheduled::at(self.pending_config.as_ref(), &self.config, now_ns)
+    }
+
+    /// The config in effect now.
+    pub(crate) fn config_now(&self) -> &Config {
+        self.config_at(env::block_timestamp())
+    }
+
+    /// How long a change that could reduce someone's earnings waits: the withdrawal delay
+    /// in effect, which is longer than the settlement window and at most `MAX_DELAY_NS`.
+    pub(crate) fn notice_ns(&self) -> u64 {
+        self.config_now().withdrawal_delay_ns.0
+    }
+
+    /// Folds a scheduled config that has taken effect into `config`.
+    fn settle_pending_config(&mut self) {
+        let now = env::block_timestamp();
+        if let Some(p) = self.pending_config.take() {
+            if now >= p.effective_at_ns.0 {
+                self.config = p.terms;
+            } else {
+                self.pending_config = Some(p);
+            }
         }
     }
 }
 
 #[near]
 impl Hub {
-    /// Owner: changes any of the fees, the runner bond and the delays; only the fields
-    /// given change, and the result must still be valid (fees within the hard ceilings,
-    /// the withdrawal delay longer than the settlement window). Models keep the runner
-    /// share they set; a new minimum applies when they next change it.
+    /// Owner: schedules a change of any of the fees, the runner bond and the delays; only
+    /// the fields given change, and the result must still be valid (fees within the hard
+    /// ceilings, every delay at most `MAX_DELAY_NS`, the withdrawal delay longer than the
+    /// settlement window). It takes effect after the notice (the withdrawal delay in
+    /// effect now), so receipts settled before then use the old fees; a new call replaces
+    /// a change still waiting. Pending withdrawals and exits keep the ready time they were
+    /// given. Models keep the runner share they set; a new minimum applies when they next
+    /// change it.
+    #[payable]
     pub fn set_config(&mut self, update: ConfigUpdate) {
         self.assert_owner();
+        self.settle_pending_config();
         let mut config = self.config.clone();
         config.protocol_fee_bps = update.protocol_fee_bps.unwrap_or(config.protocol_fee_bps);
         config.min_runner_bps = update.min_runner_bps.unwrap_or(config.min_runner_bps);
@@ -98,25 +163,52 @@ impl Hub {
             .runner_exit_delay_ns
             .unwrap_or(config.runner_exit_delay_ns);
         validate_config(&config).unwrap_or_else(|e| e.panic());
-        self.config = config.clone();
-        Event::ConfigChanged { config }.emit();
+        let effective_at_ns = U64(env::block_timestamp() + self.notice_ns());
+        self.pending_config = Some(Scheduled {
+            terms: config.clone(),
+            effective_at_ns,
+        });
+        Event::ConfigScheduled {
+            config,
+            effective_at_ns,
+        }
+        .emit();
     }
 
-    /// Owner: stops registrations, funding, settlement and withdrawals of escrow until
-    /// `unpause`. Runners' earnings stay withdrawable.
+    /// Owner: stops registrations, funding, settlement and withdrawals of escrow, for at
+    /// most `pause::MAX_PAUSE_NS` (then the hub runs again by itself), and not again
+    /// within `pause::PAUSE_COOLDOWN_NS` of the last pause's end. Every deadline (a
+    /// withdrawal's or exit's ready time, an authorization's expiry) moves later by the
+    /// paused time. Runners' earnings stay withdrawable.
+    #[payable]
     pub fn pause(&mut self) {
         self.assert_owner();
-        self.paused = true;
-        Event::Paused { paused: true }.emit();
+        let until = self
+            .pauses
+            .pause(env::block_timestamp())
+            .unwrap_or_else(|e| Error::InvalidInput(e).panic());
+        Event::Paused {
+            paused: true,
+            until_ns: Some(U64(until)),
+        }
+        .emit();
     }
 
+    #[payable]
     pub fn unpause(&mut self) {
         self.assert_owner();
-        self.paused = false;
-        Event::Paused { paused: false }.emit();
+        self.pauses
+            .unpause(env::block_timestamp())
+            .unwrap_or_else(|e| Error::InvalidInput(e).panic());
+        Event::Paused {
+            paused: false,
+            until_ns: None,
+        }
+        .emit();
     }
 
     /// Owner: pays protocol fees (all, or `amount`) to `receiver`.
+    #[payable]
     pub fn withdraw_protocol_fees(&mut self, receiver: AccountId, amount: Option<U128>) {
         self.assert_owner();
         let available = self.protocol_earnings;
@@ -140,23 +232,40 @@ impl Hub {
         Payout::ProtocolFees.send(&receiver, amount);
     }
 
-    /// Owner: hands the owner role to another account.
-    pub fn set_owner(&mut self, new_owner: AccountId) {
+    /// Owner: proposes another account as owner; nothing changes until it accepts
+    /// (`accept_owner`), so a typo cannot hand the hub to an account nobody controls.
+    #[payable]
+    pub fn propose_owner(&mut self, new_owner: AccountId) {
         self.assert_owner();
-        let from = std::mem::replace(&mut self.owner, new_owner.clone());
-        Event::OwnerChanged {
-            from,
-            to: new_owner,
+        self.proposed_owner = Some(new_owner.clone());
+        Event::OwnerProposed { to: new_owner }.emit();
+    }
+
+    /// The proposed owner takes the role.
+    #[payable]
+    pub fn accept_owner(&mut self) {
+        near_sdk::assert_one_yocto();
+        let caller = env::predecessor_account_id();
+        if self.proposed_owner.as_ref() != Some(&caller) {
+            Error::InvalidInput(format!("{caller} was not proposed as the hub's owner")).panic();
         }
-        .emit();
+        self.proposed_owner = None;
+        let from = std::mem::replace(&mut self.owner, caller.clone());
+        Event::OwnerChanged { from, to: caller }.emit();
     }
 
     /// The hub's settings and totals in one view.
     pub fn hub_info(&self) -> HubInfo {
         HubInfo {
             owner: self.owner.clone(),
-            config: self.config.clone(),
-            paused: self.paused,
+            proposed_owner: self.proposed_owner.clone(),
+            config: self.config_now().clone(),
+            pending_config: self
+                .pending_config
+                .clone()
+                .filter(|p| env::block_timestamp() < p.effective_at_ns.0),
+            paused: self.pauses.is_paused(env::block_timestamp()),
+            paused_until_ns: self.pauses.paused_until(env::block_timestamp()).map(U64),
             protocol_earnings: U128(self.protocol_earnings),
             channel_storage_cost: U128(crate::storage::cost_of(
                 crate::storage::CHANNEL_STORAGE_BYTES,

@@ -75,8 +75,11 @@ impl Hub {
         U128(self.content_earnings.get(&owner).unwrap_or(0))
     }
 
-    /// Pays the caller's content royalties (all of them, or `amount`).
+    /// Pays the caller's content royalties (all of them, or `amount`). One yocto (a
+    /// full-access key).
+    #[payable]
     pub fn withdraw_content_earnings(&mut self, amount: Option<U128>) {
+        near_sdk::assert_one_yocto();
         let owner = env::predecessor_account_id();
         let available = self.content_earnings.get(&owner).unwrap_or(0);
         let amount = amount.map_or(available, |a| a.0);

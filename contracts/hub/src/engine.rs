@@ -12,7 +12,8 @@ use near_sdk::{AccountId, PublicKey};
 use crate::{
     error::{Error, Result},
     fees::Split,
-    state::{ActiveAuthorization, Channel, RunnerKey, RunnerPolicy, SettledContent, SettledLine},
+    pause::Pauses,
+    state::{AccountKey, ActiveAuthorization, Channel, RunnerTerms, SettledContent, SettledLine},
 };
 
 /// What settlement needs to know about a content item.
@@ -23,19 +24,21 @@ pub struct ContentTerms {
     pub price_per_use: Option<u128>,
 }
 
-/// What settlement needs to know about a model.
+/// What settlement needs to know about a model: its versions and the runner terms in
+/// effect at the settlement's time (scheduled changes already applied when due).
 #[derive(Clone, Debug)]
 pub struct ModelTerms {
-    pub runner_bps: u16,
     pub versions: u32,
-    pub runner_policy: RunnerPolicy,
+    pub terms: RunnerTerms,
 }
 
 pub trait Ledger {
-    fn runner_key(&self, key: &PublicKey) -> Option<RunnerKey>;
+    /// A key in `runner`'s own namespace.
+    fn runner_key(&self, runner: &AccountId, key: &PublicKey) -> Option<AccountKey>;
     /// `None` if the runner is unknown, `Some(true)` if it has left.
     fn runner_left(&self, runner: &AccountId) -> Option<bool>;
-    fn user_key_owner(&self, key: &PublicKey) -> Option<AccountId>;
+    /// A key in `user`'s own namespace.
+    fn user_key(&self, user: &AccountId, key: &PublicKey) -> Option<AccountKey>;
     fn channel(&self, id: &ChannelId) -> Option<Channel>;
     fn model_terms(&self, model_id: &str) -> Option<ModelTerms>;
     fn content_terms(&self, content_id: &str) -> Option<ContentTerms>;
@@ -56,6 +59,18 @@ pub struct Context<'a> {
     pub chain_id: &'a str,
     pub now_ns: u64,
     pub protocol_fee_bps: u16,
+    /// Deadlines (an authorization's expiry, a revoked key's notice) move later by the
+    /// paused time within the settlement window before them and after.
+    pub pauses: &'a Pauses,
+    pub settlement_window_ns: u64,
+}
+
+impl Context<'_> {
+    /// Whether `deadline_ns` has passed, pauses counted out.
+    fn passed(&self, deadline_ns: u64) -> bool {
+        let since = deadline_ns.saturating_sub(self.settlement_window_ns);
+        self.now_ns >= self.pauses.extended(deadline_ns, since, self.now_ns)
+    }
 }
 
 /// The result of one settled receipt.
@@ -101,19 +116,12 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         let receipt = &signed.receipt;
         receipt.validate().map_err(Error::Malformed)?;
 
-        // 1. The runner's key: registered to this runner, not revoked, runner still here.
+        // 1. The runner's key: registered by this runner, not revoked, runner still here.
         let key = self
             .ledger
-            .runner_key(&signed.runner_key)
+            .runner_key(&receipt.runner, &signed.runner_key)
             .ok_or_else(|| Error::UnknownRunnerKey(signed.runner_key.clone()))?;
-        if key.runner != receipt.runner {
-            return Err(Error::KeyNotOwned {
-                key: signed.runner_key.clone(),
-                owner: key.runner,
-                claimed: receipt.runner.clone(),
-            });
-        }
-        if key.revoked {
+        if key.revoked_at_ns.is_some() {
             return Err(Error::RevokedRunnerKey(signed.runner_key.clone()));
         }
         match self.ledger.runner_left(&receipt.runner) {
@@ -153,9 +161,17 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             Some(remembered) => remembered.clone(),
             None => self.verify_authorization(item, &channel_id, named)?,
         };
-        // A remembered authorization's key is still registered: revoking a key forgets
-        // every authorization it signed (`revoke_user_key`). Expiry is checked every time.
-        if self.ctx.now_ns >= auth.expires_at_ns.0 {
+        // A remembered authorization whose key was revoked carries the revocation's
+        // notice (`revoke_user_key`). Both deadlines are checked every time.
+        if let Some(until) = auth.revoked_until_ns {
+            if self.ctx.passed(until.0) {
+                return Err(Error::RevokedUserKey {
+                    key: auth.public_key.clone(),
+                    user: receipt.user.clone(),
+                });
+            }
+        }
+        if self.ctx.passed(auth.expires_at_ns.0) {
             return Err(Error::Expired {
                 expires_at_ns: auth.expires_at_ns.0,
                 now_ns: self.ctx.now_ns,
@@ -206,29 +222,12 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
                 receipt: 0,
             });
         }
-        // 6. Each model line: known version, covered, runner allowed, never decreasing.
+        // 6. Each model line: never decreasing; a line that grew is checked against the
+        //    model's terms in effect now (known version, covered, runner allowed). A line
+        //    that did not grow is settled history: it is never re-checked, so no later
+        //    change of a model's terms can freeze a channel that once used it.
         let mut deltas = Vec::with_capacity(receipt.lines.len());
         for line in &receipt.lines {
-            let terms = self
-                .ledger
-                .model_terms(&line.model_id)
-                .ok_or_else(|| Error::UnknownModel(line.model_id.clone()))?;
-            if line.version == 0 || line.version > terms.versions {
-                return Err(Error::UnknownVersion {
-                    model_id: line.model_id.clone(),
-                    version: line.version,
-                    versions: terms.versions,
-                });
-            }
-            if !auth.models.contains(&line.model_id) {
-                return Err(Error::ModelNotAuthorized(line.model_id.clone()));
-            }
-            if !terms.runner_policy.allows(&receipt.runner) {
-                return Err(Error::RunnerNotAllowed {
-                    model_id: line.model_id.clone(),
-                    runner: receipt.runner.clone(),
-                });
-            }
             let before = channel
                 .lines
                 .iter()
@@ -244,13 +243,45 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
                 });
             }
             if line.units_in.0 < in0 || line.units_out.0 < out0 {
+                // Summed in u128: u64 units cannot overflow it, whatever the receipt says.
                 return Err(Error::Decreased {
                     what: what("units"),
-                    settled: u128::from(in0 + out0),
-                    receipt: u128::from(line.units_in.0 + line.units_out.0),
+                    settled: u128::from(in0) + u128::from(out0),
+                    receipt: u128::from(line.units_in.0) + u128::from(line.units_out.0),
                 });
             }
-            deltas.push((line.amount.0 - amount0, terms.runner_bps));
+            if before.is_some()
+                && line.amount.0 == amount0
+                && line.units_in.0 == in0
+                && line.units_out.0 == out0
+            {
+                continue;
+            }
+            let terms = self
+                .ledger
+                .model_terms(&line.model_id)
+                .ok_or_else(|| Error::UnknownModel(line.model_id.clone()))?;
+            if line.version == 0 || line.version > terms.versions {
+                return Err(Error::UnknownVersion {
+                    model_id: line.model_id.clone(),
+                    version: line.version,
+                    versions: terms.versions,
+                });
+            }
+            if !auth.models.contains(&line.model_id) {
+                return Err(Error::ModelNotAuthorized(line.model_id.clone()));
+            }
+            if !terms.terms.runner_policy.allows(&receipt.runner) {
+                return Err(Error::RunnerNotAllowed {
+                    model_id: line.model_id.clone(),
+                    runner: receipt.runner.clone(),
+                });
+            }
+            deltas.push((
+                line.model_id.as_str(),
+                line.amount.0 - amount0,
+                terms.terms.runner_bps,
+            ));
         }
         // A cumulative receipt carries every line the channel ever settled.
         if let Some(dropped) = channel.lines.iter().find(|l| {
@@ -301,9 +332,9 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
 
         // All checks passed: apply.
         let mut split = Split::default();
-        for (line, (delta, runner_bps)) in receipt.lines.iter().zip(deltas) {
+        for (model_id, delta, runner_bps) in deltas {
             let s = Split::of(delta, runner_bps, self.ctx.protocol_fee_bps);
-            self.ledger.credit_holders(&line.model_id, s.holders);
+            self.ledger.credit_holders(model_id, s.holders);
             split = split
                 .checked_add(s)
                 .ok_or_else(|| Error::InvariantViolated("split overflow".into()))?;
@@ -397,11 +428,22 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
                 receipt: (channel.user.clone(), channel.runner.clone()),
             });
         }
-        if self.ledger.user_key_owner(&auth.public_key).as_ref() != Some(&auth.user) {
-            return Err(Error::UnknownUserKey {
-                key: auth.public_key.clone(),
-                user: auth.user.clone(),
-            });
+        // A revoked key signs nothing new: only authorizations pinned before the
+        // revocation keep settling, until its notice ends.
+        match self.ledger.user_key(&auth.user, &auth.public_key) {
+            None => {
+                return Err(Error::UnknownUserKey {
+                    key: auth.public_key.clone(),
+                    user: auth.user.clone(),
+                })
+            }
+            Some(k) if k.revoked_at_ns.is_some() => {
+                return Err(Error::RevokedUserKey {
+                    key: auth.public_key.clone(),
+                    user: auth.user.clone(),
+                })
+            }
+            Some(_) => {}
         }
         let id = signed.verify(self.crypto).ok_or(Error::BadUserSignature)?;
         if id != named {
@@ -416,6 +458,7 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             cap: auth.cap,
             expires_at_ns: auth.expires_at_ns,
             models: auth.models.clone(),
+            revoked_until_ns: None,
         })
     }
 

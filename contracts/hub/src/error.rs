@@ -51,11 +51,6 @@ pub enum Error {
     KeyTaken(PublicKey),
     NotEd25519(PublicKey),
     UnknownRunnerKey(PublicKey),
-    KeyNotOwned {
-        key: PublicKey,
-        owner: AccountId,
-        claimed: AccountId,
-    },
     RevokedRunnerKey(PublicKey),
     LeaveNotRequested(AccountId),
     TooEarly {
@@ -70,6 +65,10 @@ pub enum Error {
     },
     // Users and channels.
     UnknownUserKey {
+        key: PublicKey,
+        user: AccountId,
+    },
+    RevokedUserKey {
         key: PublicKey,
         user: AccountId,
     },
@@ -169,13 +168,13 @@ impl Error {
             Self::KeyTaken(_) => "key_taken",
             Self::NotEd25519(_) => "not_ed25519",
             Self::UnknownRunnerKey(_) => "unknown_runner_key",
-            Self::KeyNotOwned { .. } => "key_not_owned",
             Self::RevokedRunnerKey(_) => "revoked_runner_key",
             Self::LeaveNotRequested(_) => "leave_not_requested",
             Self::TooEarly { .. } => "too_early",
             Self::NothingToWithdraw => "nothing_to_withdraw",
             Self::AmountTooLarge { .. } => "amount_too_large",
             Self::UnknownUserKey { .. } => "unknown_user_key",
+            Self::RevokedUserKey { .. } => "revoked_user_key",
             Self::UnknownChannel { .. } => "unknown_channel",
             Self::WithdrawalNotRequested { .. } => "withdrawal_not_requested",
             Self::Malformed(_) => "malformed",
@@ -249,16 +248,13 @@ impl fmt::Display for Error {
             Self::BondTooSmall { bond, min } => {
                 write!(f, "bond of {bond} yocto is below the minimum {min}")
             }
-            Self::KeyTaken(k) => write!(f, "key {} is already registered on the hub", key(k)),
+            Self::KeyTaken(k) => write!(
+                f,
+                "key {} is already registered (or was revoked) for this account",
+                key(k)
+            ),
             Self::NotEd25519(k) => write!(f, "key {} is not an ed25519 key", key(k)),
             Self::UnknownRunnerKey(k) => write!(f, "runner key {} is not registered", key(k)),
-            Self::KeyNotOwned {
-                key: k,
-                owner,
-                claimed,
-            } => {
-                write!(f, "key {} belongs to {owner}, not {claimed}", key(k))
-            }
             Self::RevokedRunnerKey(k) => write!(f, "runner key {} was revoked", key(k)),
             Self::LeaveNotRequested(r) => write!(f, "runner {r} has not requested to leave"),
             Self::TooEarly {
@@ -280,6 +276,13 @@ impl fmt::Display for Error {
             }
             Self::UnknownUserKey { key: k, user } => {
                 write!(f, "key {} is not registered to user {user}", key(k))
+            }
+            Self::RevokedUserKey { key: k, user } => {
+                write!(
+                    f,
+                    "key {} of user {user} was revoked: it authorizes nothing new, and its pinned authorizations settle only until the revocation's notice ends",
+                    key(k)
+                )
             }
             Self::UnknownChannel { user, runner } => {
                 write!(f, "no channel from {user} to {runner}")

@@ -1,7 +1,7 @@
 //! Users: authorization keys, channel escrow, and withdrawal of unspent funds after a
 //! delay longer than the settlement window (so a runner's earned funds are still there).
 
-use market_protocol::{ed25519_key_bytes, ChannelId};
+use market_protocol::ChannelId;
 use near_sdk::{
     env,
     json_types::{U128, U64},
@@ -12,7 +12,7 @@ use crate::{
     error::Error,
     events::Event,
     payouts::Payout,
-    state::Channel,
+    state::{AccountKey, Channel, Deadline, Update},
     storage::{cost_of, refund, CHANNEL_STORAGE_BYTES},
     Hub, HubExt,
 };
@@ -49,58 +49,84 @@ impl Hub {
 #[near]
 impl Hub {
     /// Registers a key whose NEP-413 signatures authorize spending from the caller's
-    /// channels. Attach storage (surplus refunded).
+    /// channels. Keys live in the caller's own namespace: anyone else registering the same
+    /// public key blocks nothing. Attach storage (surplus refunded); it stays with the key,
+    /// which is kept as a tombstone once revoked.
     #[payable]
     pub fn register_user_key(&mut self, key: PublicKey) {
         let user = env::predecessor_account_id();
-        if ed25519_key_bytes(&key).is_none() {
-            Error::NotEd25519(key).panic();
-        }
-        if self.user_keys.contains_key(&key) || self.runner_keys.contains_key(&key) {
-            Error::KeyTaken(key).panic();
-        }
+        Self::check_new_key(&self.user_keys, &user, &key);
+        let id = (user.clone(), key.clone());
         let ((), surplus) = self.paying_storage(
             env::attached_deposit().as_yoctonear(),
             "registering a user key",
             |s| {
-                s.user_keys.insert(&key, &user);
+                // Measured revoked, the record's largest size.
+                s.user_keys.insert(
+                    &id,
+                    &AccountKey {
+                        revoked_at_ns: Some(U64(0)),
+                    },
+                );
+            },
+        );
+        self.user_keys.insert(
+            &id,
+            &AccountKey {
+                revoked_at_ns: None,
             },
         );
         refund(&user, surplus);
         Event::UserKeyAdded { user, key }.emit();
     }
 
-    /// Revokes a key: no authorization it signed pays anything from now on, including
-    /// ones the hub already verified. Refunds the key's storage.
+    /// Revokes a key for good (it can never be registered again). An authorization it
+    /// signed that the hub has already pinned (verified for a channel by a settled
+    /// receipt) still settles until the notice ends, the settlement window from now, so a
+    /// runner is paid for what it served; every other authorization it signed is refused
+    /// from now on. What a leaked key can still cost is bounded by the pinned
+    /// authorizations' remaining caps (see docs/decisions.md).
     pub fn revoke_user_key(&mut self, key: PublicKey) {
         let user = env::predecessor_account_id();
-        match self.user_keys.get(&key) {
-            Some(owner) if owner == user => {}
-            _ => Error::UnknownUserKey { key, user }.panic(),
+        let id = (user.clone(), key.clone());
+        if self
+            .user_keys
+            .get(&id)
+            .is_none_or(|k| k.revoked_at_ns.is_some())
+        {
+            Error::UnknownUserKey { key, user }.panic();
         }
-        // Authorizations the key signed are remembered per channel; forget them, so
-        // settlement never has to look the key up again for a remembered one.
+        let now = env::block_timestamp();
+        let pinned_until_ns = U64(now + self.config_now().settlement_window_ns.0);
+        // The pinned authorizations carry their own end, so settlement never looks the key
+        // up for a remembered authorization (one storage read less per receipt).
         for runner in self.user_channels.get(&user).unwrap_or_default() {
-            let id = ChannelId {
+            let channel_id = ChannelId {
                 user: user.clone(),
                 runner,
             };
-            if let Some(mut channel) = self.channels.get(&id) {
-                if channel
+            self.channels.update(&channel_id, |channel| {
+                if let Some(a) = channel
                     .authorization
-                    .as_ref()
-                    .is_some_and(|a| a.public_key == key)
+                    .as_mut()
+                    .filter(|a| a.public_key == key)
                 {
-                    channel.authorization = None;
-                    self.channels.insert(&id, &channel);
+                    a.revoked_until_ns = Some(pinned_until_ns);
                 }
-            }
+            });
         }
-        let ((), refund_due) = self.paying_storage(0, "revoking a user key", |s| {
-            s.user_keys.remove(&key);
-        });
-        refund(&user, refund_due);
-        Event::UserKeyRevoked { user, key }.emit();
+        self.user_keys.insert(
+            &id,
+            &AccountKey {
+                revoked_at_ns: Some(U64(now)),
+            },
+        );
+        Event::UserKeyRevoked {
+            user,
+            key,
+            pinned_until_ns,
+        }
+        .emit();
     }
 
     /// Adds the attached deposit to the caller's channel with `runner`, creating the channel
@@ -154,7 +180,7 @@ impl Hub {
                 lines: Vec::new(),
                 content: Vec::new(),
                 authorization: None,
-                withdrawal_requested_at_ns: None,
+                withdrawal: None,
             }
         };
         channel.deposited.0 = channel
@@ -162,7 +188,7 @@ impl Hub {
             .0
             .checked_add(amount)
             .unwrap_or_else(|| env::panic_str("deposit overflows u128"));
-        channel.withdrawal_requested_at_ns = None;
+        channel.withdrawal = None;
         let deposited = channel.deposited;
         self.channels.insert(&id, &channel);
         Event::ChannelFunded {
@@ -174,12 +200,18 @@ impl Hub {
         .emit();
     }
 
-    /// Starts the withdrawal delay for the caller's unspent escrow with `runner`.
+    /// Starts the withdrawal delay for the caller's unspent escrow with `runner`. The
+    /// ready time is fixed now (a later change of the hub's delays does not move it; a
+    /// pause extends it). Refused while the hub is paused, when runners cannot settle.
     pub fn request_withdrawal(&mut self, runner: AccountId) {
+        self.assert_active();
         let now_ns = env::block_timestamp();
-        let ready_at_ns = now_ns + self.config.withdrawal_delay_ns.0;
+        let ready_at_ns = now_ns + self.config_now().withdrawal_delay_ns.0;
         let (id, mut channel) = self.caller_channel(&runner);
-        channel.withdrawal_requested_at_ns = Some(U64(now_ns));
+        channel.withdrawal = Some(Deadline {
+            requested_at_ns: U64(now_ns),
+            ready_at_ns: U64(ready_at_ns),
+        });
         self.channels.insert(&id, &channel);
         Event::WithdrawalRequested {
             user: id.user,
@@ -191,19 +223,23 @@ impl Hub {
 
     /// After the delay: pays out everything not yet charged. The channel stays (it
     /// remembers the last settled sequence, so old receipts cannot be replayed into it).
+    /// One yocto (a full-access key).
+    #[payable]
     pub fn finish_withdrawal(&mut self, runner: AccountId) {
+        near_sdk::assert_one_yocto();
         self.assert_active();
         let now_ns = env::block_timestamp();
-        let delay = self.config.withdrawal_delay_ns.0;
         let (id, mut channel) = self.caller_channel(&runner);
-        let requested = channel.withdrawal_requested_at_ns.unwrap_or_else(|| {
+        let pending = channel.withdrawal.unwrap_or_else(|| {
             Error::WithdrawalNotRequested {
                 user: id.user.clone(),
                 runner: id.runner.clone(),
             }
             .panic()
         });
-        let ready_at_ns = requested.0 + delay;
+        let ready_at_ns =
+            self.pauses
+                .extended(pending.ready_at_ns.0, pending.requested_at_ns.0, now_ns);
         if now_ns < ready_at_ns {
             Error::TooEarly {
                 what: "withdrawal",
@@ -214,7 +250,7 @@ impl Hub {
         }
         let amount = channel.unspent();
         channel.deposited = channel.settled;
-        channel.withdrawal_requested_at_ns = None;
+        channel.withdrawal = None;
         self.channels.insert(&id, &channel);
         Event::WithdrawalFinished {
             user: id.user.clone(),

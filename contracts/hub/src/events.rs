@@ -6,7 +6,7 @@ use near_sdk::{
     near, AccountId, PublicKey,
 };
 
-use crate::state::{Config, License, RunnerPolicy};
+use crate::state::{Config, License, RunnerTerms};
 
 #[near(event_json(standard = "ai-market-hub"))]
 pub enum Event {
@@ -24,14 +24,21 @@ pub enum Event {
         version: u32,
         weights_sha256: String,
     },
-    #[event_version("1.0.0")]
+    #[event_version("2.0.0")]
     ModelUpdated {
         model_id: String,
         price_in_per_1k: U128,
         price_out_per_1k: U128,
-        runner_bps: u16,
-        runner_policy: RunnerPolicy,
+        /// The runner terms in effect now.
+        terms: RunnerTerms,
         hidden: bool,
+    },
+    /// New runner terms of a model, in effect from `effective_at_ns`.
+    #[event_version("1.0.0")]
+    ModelTermsScheduled {
+        model_id: String,
+        terms: RunnerTerms,
+        effective_at_ns: U64,
     },
     #[event_version("1.0.0")]
     ModelTransferred {
@@ -64,8 +71,14 @@ pub enum Event {
     },
     #[event_version("1.0.0")]
     UserKeyAdded { user: AccountId, key: PublicKey },
-    #[event_version("1.0.0")]
-    UserKeyRevoked { user: AccountId, key: PublicKey },
+    /// Authorizations the key signed that the hub already pinned settle until
+    /// `pinned_until_ns`; every other one is refused from now on.
+    #[event_version("2.0.0")]
+    UserKeyRevoked {
+        user: AccountId,
+        key: PublicKey,
+        pinned_until_ns: U64,
+    },
     #[event_version("1.0.0")]
     ChannelFunded {
         user: AccountId,
@@ -139,10 +152,15 @@ pub enum Event {
     ContentEarningsWithdrawn { owner: AccountId, amount: U128 },
     #[event_version("1.0.0")]
     RevenueFlushed { model_id: String, amount: U128 },
+    #[event_version("2.0.0")]
+    ConfigScheduled {
+        config: Config,
+        effective_at_ns: U64,
+    },
+    #[event_version("2.0.0")]
+    Paused { paused: bool, until_ns: Option<U64> },
     #[event_version("1.0.0")]
-    ConfigChanged { config: Config },
-    #[event_version("1.0.0")]
-    Paused { paused: bool },
+    OwnerProposed { to: AccountId },
     #[event_version("1.0.0")]
     OwnerChanged { from: AccountId, to: AccountId },
     #[event_version("1.0.0")]

@@ -9,15 +9,17 @@ use near_sdk::{AccountId, PublicKey};
 
 use crate::{
     engine::{ContentTerms, Ledger, ModelTerms},
-    state::{Channel, HubState, License, RunnerKey, Update},
+    state::{AccountKey, Channel, HubState, License, Update},
 };
 
 pub struct Overlay<'a> {
     state: &'a HubState,
+    /// The settlement's block time: which scheduled terms are in effect.
+    now_ns: u64,
     writes: Writes,
     // A batch usually comes from one runner for a few models: each is read from storage
     // once per batch (a storage read costs about 0.3 Tgas).
-    runner_keys: RefCell<SortedMap<PublicKey, Option<RunnerKey>>>,
+    runner_keys: RefCell<SortedMap<(AccountId, PublicKey), Option<AccountKey>>>,
     runners_left: RefCell<SortedMap<AccountId, Option<bool>>>,
     models: RefCell<SortedMap<String, Option<ModelTerms>>>,
     content: RefCell<SortedMap<String, Option<ContentTerms>>>,
@@ -76,9 +78,10 @@ impl<K, V> IntoIterator for SortedMap<K, V> {
 }
 
 impl<'a> Overlay<'a> {
-    pub fn new(state: &'a HubState) -> Self {
+    pub fn new(state: &'a HubState, now_ns: u64) -> Self {
         Self {
             state,
+            now_ns,
             writes: Writes::default(),
             runner_keys: RefCell::default(),
             runners_left: RefCell::default(),
@@ -126,11 +129,12 @@ impl Writes {
 }
 
 impl Ledger for Overlay<'_> {
-    fn runner_key(&self, key: &PublicKey) -> Option<RunnerKey> {
-        self.runner_keys
+    fn runner_key(&self, runner: &AccountId, key: &PublicKey) -> Option<AccountKey> {
+        let id = (runner.clone(), key.clone());
+        *self
+            .runner_keys
             .borrow_mut()
-            .entry_with(key, || self.state.runner_keys.get(key))
-            .clone()
+            .entry_with(&id, || self.state.runner_keys.get(&id))
     }
 
     fn runner_left(&self, runner: &AccountId) -> Option<bool> {
@@ -140,8 +144,8 @@ impl Ledger for Overlay<'_> {
             .entry_with(runner, || self.state.runners.get(runner).map(|r| r.left))
     }
 
-    fn user_key_owner(&self, key: &PublicKey) -> Option<AccountId> {
-        self.state.user_keys.get(key)
+    fn user_key(&self, user: &AccountId, key: &PublicKey) -> Option<AccountKey> {
+        self.state.user_keys.get(&(user.clone(), key.clone()))
     }
 
     fn channel(&self, id: &ChannelId) -> Option<Channel> {
@@ -158,9 +162,8 @@ impl Ledger for Overlay<'_> {
             .borrow_mut()
             .entry_with(&id, || {
                 self.state.models.get(&id).map(|m| ModelTerms {
-                    runner_bps: m.runner_bps,
                     versions: m.versions,
-                    runner_policy: m.runner_policy,
+                    terms: m.terms_at(self.now_ns).clone(),
                 })
             })
             .clone()

@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod fees;
 pub mod ledger;
+pub mod pause;
 pub mod state;
 pub mod storage;
 
@@ -59,7 +60,8 @@ impl Deref for Hub {
 
     fn deref(&self) -> &HubState {
         match &self.state {
-            VersionedState::V1(state) => state,
+            VersionedState::V2(state) => state,
+            VersionedState::V1 => env::panic_str("the hub's state is layout 1: call `migrate`"),
         }
     }
 }
@@ -67,13 +69,14 @@ impl Deref for Hub {
 impl DerefMut for Hub {
     fn deref_mut(&mut self) -> &mut HubState {
         match &mut self.state {
-            VersionedState::V1(state) => state,
+            VersionedState::V2(state) => state,
+            VersionedState::V1 => env::panic_str("the hub's state is layout 1: call `migrate`"),
         }
     }
 }
 
 /// The layout version `migrate` produces.
-pub const STATE_VERSION: u16 = 1;
+pub const STATE_VERSION: u16 = 2;
 
 #[near]
 impl Hub {
@@ -81,7 +84,7 @@ impl Hub {
     pub fn new(owner: AccountId, config: Config) -> Self {
         admin::validate_config(&config).unwrap_or_else(|e| e.panic());
         Self {
-            state: VersionedState::V1(HubState::new(owner, config)),
+            state: VersionedState::V2(HubState::new(owner, config)),
         }
     }
 
@@ -93,7 +96,10 @@ impl Hub {
         let old: Self =
             env::state_read().unwrap_or_else(|| env::panic_str("no hub state to migrate"));
         let (from, state) = match old.state {
-            VersionedState::V1(state) => (1, state),
+            VersionedState::V2(state) => (2, state),
+            VersionedState::V1 => env::panic_str(
+                "layout 1 cannot be migrated: it predates scheduled terms and per-account keys; deploy a new hub (docs/decisions.md)",
+            ),
         };
         events::Event::Migrated {
             from_version: from,
@@ -101,7 +107,7 @@ impl Hub {
         }
         .emit();
         Self {
-            state: VersionedState::V1(state),
+            state: VersionedState::V2(state),
         }
     }
 }

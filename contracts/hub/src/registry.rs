@@ -11,7 +11,7 @@ use crate::{
     error::Error,
     events::Event,
     fees::MAX_RUNNER_BPS,
-    state::{Model, ModelVersion, RunnerPolicy},
+    state::{Model, ModelVersion, RunnerPolicy, RunnerTerms, Scheduled},
     storage::refund,
     Hub, HubExt,
 };
@@ -66,13 +66,13 @@ fn validate_policy(policy: &RunnerPolicy) -> Result<(), Error> {
 
 impl Hub {
     pub(crate) fn assert_active(&self) {
-        if self.paused {
+        if self.pauses.is_paused(env::block_timestamp()) {
             Error::Paused.panic();
         }
     }
 
     fn validate_runner_bps(&self, runner_bps: u16) {
-        let min = self.config.min_runner_bps;
+        let min = self.config_now().min_runner_bps;
         if runner_bps < min || runner_bps > MAX_RUNNER_BPS {
             Error::RunnerBpsOutOfRange {
                 runner_bps,
@@ -101,8 +101,17 @@ impl Hub {
     }
 
     fn holders_bps(&self, model: &Model) -> u16 {
+        let now = env::block_timestamp();
         // Cannot underflow: runner_bps <= MAX_RUNNER_BPS and protocol <= MAX_PROTOCOL_FEE_BPS.
-        crate::fees::BPS - model.runner_bps - self.config.protocol_fee_bps
+        crate::fees::BPS - model.terms_at(now).runner_bps - self.config_at(now).protocol_fee_bps
+    }
+
+    fn view(&self, model_id: String, model: Model) -> ModelView {
+        ModelView {
+            holders_bps: self.holders_bps(&model),
+            model_id,
+            model,
+        }
     }
 }
 
@@ -120,6 +129,9 @@ impl Hub {
     ) {
         self.assert_active();
         validate_model_id(&model_id).unwrap_or_else(|e| Error::InvalidInput(e).panic());
+        // The holders' share accrues from the first receipt and reaches them through the
+        // model's token on `<model_id>.<hub>`: an id that cannot name it would strand it.
+        Self::token_account(&model_id).unwrap_or_else(|e| e.panic());
         validate_policy(&runner_policy).unwrap_or_else(|e| e.panic());
         self.validate_runner_bps(runner_bps);
         if self.models.get(&model_id).is_some() {
@@ -130,13 +142,17 @@ impl Hub {
             owner: owner.clone(),
             price_in_per_1k,
             price_out_per_1k,
-            runner_bps,
-            runner_policy,
+            terms: RunnerTerms {
+                runner_bps,
+                runner_policy,
+            },
+            pending_terms: None,
             versions: 0,
             hidden: false,
             holders_accrued: U128(0),
             registered_at_ns: U64(env::block_timestamp()),
             token: None,
+            token_issued: false,
             training_manifest: Vec::new(),
         };
         let ((), surplus) = self.paying_storage(
@@ -204,47 +220,88 @@ impl Hub {
         number
     }
 
-    /// Changes any of the model's terms; only the fields given change. Prices and the
-    /// runner's share apply to receipts settled from then on. Hidden models are left out
-    /// of `models` listings and runners stop serving them, but receipts for past use still
-    /// settle. Attach storage if the allowlist grows (surplus refunded).
+    /// Changes any of the model's terms; only the fields given change. Prices (quotes:
+    /// the user's signed ceilings bound what is charged) and `hidden` change at once.
+    /// Hidden models are left out of `models` listings and runners stop serving them, but
+    /// receipts for past use still settle. The runner terms (`runner_bps`,
+    /// `runner_policy`) change at once only when the change takes nothing from anyone (the
+    /// same share, and a policy allowing every runner the old one did); any other change is
+    /// scheduled after the hub's notice, so receipts settled before then use the old terms
+    /// and runners settle before it. A new update replaces a change still waiting. Attach
+    /// one yocto, and storage if the record grows (surplus refunded).
     #[payable]
     pub fn update_model(&mut self, model_id: String, update: ModelUpdate) {
+        let attached = crate::storage::full_access_deposit();
         let mut model = self.owned_model(&model_id);
+        let now = env::block_timestamp();
+        // Fold a scheduled change that has taken effect.
+        if let Some(p) = model
+            .pending_terms
+            .take_if(|p| now >= p.effective_at_ns.0)
+        {
+            model.terms = p.terms;
+        }
+        let mut terms = model.terms.clone();
         if let Some(runner_bps) = update.runner_bps {
             self.validate_runner_bps(runner_bps);
-            model.runner_bps = runner_bps;
+            terms.runner_bps = runner_bps;
         }
         if let Some(policy) = &update.runner_policy {
             validate_policy(policy).unwrap_or_else(|e| e.panic());
-            model.runner_policy = policy.clone();
+            terms.runner_policy = policy.clone();
+        }
+        let mut scheduled = None;
+        if update.runner_bps.is_some() || update.runner_policy.is_some() {
+            model.pending_terms = None;
+            if terms.runner_bps == model.terms.runner_bps
+                && model.terms.runner_policy.within(&terms.runner_policy)
+            {
+                model.terms = terms;
+            } else {
+                let effective_at_ns = U64(now + self.notice_ns());
+                model.pending_terms = Some(Scheduled {
+                    terms: terms.clone(),
+                    effective_at_ns,
+                });
+                scheduled = Some((terms, effective_at_ns));
+            }
         }
         model.price_in_per_1k = update.price_in_per_1k.unwrap_or(model.price_in_per_1k);
         model.price_out_per_1k = update.price_out_per_1k.unwrap_or(model.price_out_per_1k);
         model.hidden = update.hidden.unwrap_or(model.hidden);
-        let ((), surplus) = self.paying_storage(
-            env::attached_deposit().as_yoctonear(),
-            "a longer runner allowlist",
-            |s| {
-                s.models.insert(&model_id, &model);
-            },
-        );
+        let ((), surplus) = self.paying_storage(attached, "a longer model record", |s| {
+            s.models.insert(&model_id, &model);
+        });
         refund(&env::predecessor_account_id(), surplus);
         Event::ModelUpdated {
-            model_id,
+            model_id: model_id.clone(),
             price_in_per_1k: model.price_in_per_1k,
             price_out_per_1k: model.price_out_per_1k,
-            runner_bps: model.runner_bps,
-            runner_policy: model.runner_policy,
+            terms: model.terms,
             hidden: model.hidden,
         }
         .emit();
+        if let Some((terms, effective_at_ns)) = scheduled {
+            Event::ModelTermsScheduled {
+                model_id,
+                terms,
+                effective_at_ns,
+            }
+            .emit();
+        }
     }
 
+    /// Hands the model to another account. Attach one yocto, and storage if the new
+    /// owner's id is longer (surplus refunded).
+    #[payable]
     pub fn transfer_model(&mut self, model_id: String, new_owner: AccountId) {
+        let attached = crate::storage::full_access_deposit();
         let mut model = self.owned_model(&model_id);
         let from = std::mem::replace(&mut model.owner, new_owner.clone());
-        self.models.insert(&model_id, &model);
+        let ((), surplus) = self.paying_storage(attached, "a longer owner id", |s| {
+            s.models.insert(&model_id, &model);
+        });
+        refund(&from, surplus);
         Event::ModelTransferred {
             model_id,
             from,
@@ -255,25 +312,21 @@ impl Hub {
 
     pub fn model(&self, model_id: String) -> Option<ModelView> {
         let model = self.models.get(&model_id)?;
-        Some(ModelView {
-            holders_bps: self.holders_bps(&model),
-            model_id,
-            model,
-        })
+        Some(self.view(model_id, model))
     }
 
-    /// Visible models, in registration order.
+    /// Models in registration order, hidden ones left out: `from_index` and `limit` count
+    /// every model (so a page costs `limit` reads however many are hidden, and may hold
+    /// fewer than `limit` entries).
     pub fn models(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ModelView> {
-        self.models
-            .iter()
+        let keys = self.models.keys_as_vector();
+        let values = self.models.values_as_vector();
+        let from = u64::from(from_index.unwrap_or(0));
+        let to = (from + u64::from(limit.unwrap_or(50).min(200))).min(keys.len());
+        (from..to)
+            .filter_map(|i| Some((keys.get(i)?, values.get(i)?)))
             .filter(|(_, m)| !m.hidden)
-            .skip(from_index.unwrap_or(0) as usize)
-            .take(limit.unwrap_or(50).min(200) as usize)
-            .map(|(model_id, model)| ModelView {
-                model_id,
-                holders_bps: self.holders_bps(&model),
-                model,
-            })
+            .map(|(model_id, model)| self.view(model_id, model))
             .collect()
     }
 

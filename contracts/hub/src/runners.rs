@@ -11,7 +11,7 @@ use crate::{
     error::Error,
     events::Event,
     payouts::Payout,
-    state::{Runner, RunnerKey},
+    state::{AccountKey, Deadline, Runner},
     storage::refund,
     Hub, HubExt,
 };
@@ -20,34 +20,24 @@ use crate::{
 pub const MAX_KEYS_PER_CALL: usize = 8;
 
 #[near(serializers = [json])]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyRole {
-    Runner,
-    User,
-}
-
-/// Who a key belongs to. User keys are deleted when revoked; runner keys stay, revoked.
-#[near(serializers = [json])]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyInfo {
-    pub owner: AccountId,
-    pub role: KeyRole,
-    pub revoked: bool,
-}
-
-#[near(serializers = [json])]
 pub struct RunnerView {
     pub runner: AccountId,
     pub state: Runner,
 }
 
 impl Hub {
-    fn check_new_key(&self, key: &PublicKey) {
+    /// A key `account` may add to `keys`: ed25519, and never registered there before
+    /// (revoked keys stay as tombstones, so they never come back). Other accounts' keys
+    /// live in their own namespaces: nobody can take a key away from another account.
+    pub(crate) fn check_new_key(
+        keys: &near_sdk::collections::LookupMap<(AccountId, PublicKey), AccountKey>,
+        account: &AccountId,
+        key: &PublicKey,
+    ) {
         if ed25519_key_bytes(key).is_none() {
             Error::NotEd25519(key.clone()).panic();
         }
-        if self.runner_keys.contains_key(key) || self.user_keys.contains_key(key) {
+        if keys.contains_key(&(account.clone(), key.clone())) {
             Error::KeyTaken(key.clone()).panic();
         }
     }
@@ -85,7 +75,7 @@ impl Hub {
             .panic();
         }
         for (i, key) in keys.iter().enumerate() {
-            self.check_new_key(key);
+            Self::check_new_key(&self.runner_keys, &runner, key);
             if keys[..i].contains(key) {
                 Error::InvalidInput(format!("key {} is listed twice", String::from(key))).panic();
             }
@@ -101,22 +91,25 @@ impl Hub {
                     &Runner {
                         bond: U128(0),
                         earnings: U128(0),
-                        leave_requested_at_ns: Some(U64(0)),
+                        leave: Some(Deadline {
+                            requested_at_ns: U64(0),
+                            ready_at_ns: U64(0),
+                        }),
                         left: false,
                     },
                 );
                 for key in &keys {
                     s.runner_keys.insert(
-                        key,
-                        &RunnerKey {
-                            runner: runner.clone(),
-                            revoked: false,
+                        &(runner.clone(), key.clone()),
+                        &AccountKey {
+                            // Measured revoked, the record's largest size.
+                            revoked_at_ns: Some(U64(0)),
                         },
                     );
                 }
             },
         );
-        let min = self.config.min_runner_bond.0;
+        let min = self.config_now().min_runner_bond.0;
         if bond < min {
             Error::BondTooSmall { bond, min }.panic();
         }
@@ -125,10 +118,18 @@ impl Hub {
             &Runner {
                 bond: U128(bond),
                 earnings: U128(0),
-                leave_requested_at_ns: None,
+                leave: None,
                 left: false,
             },
         );
+        for key in &keys {
+            self.runner_keys.insert(
+                &(runner.clone(), key.clone()),
+                &AccountKey {
+                    revoked_at_ns: None,
+                },
+            );
+        }
         Event::RunnerRegistered {
             runner,
             bond: U128(bond),
@@ -141,42 +142,47 @@ impl Hub {
     #[payable]
     pub fn add_runner_key(&mut self, key: PublicKey) {
         let (runner, _) = self.active_runner();
-        self.check_new_key(&key);
+        Self::check_new_key(&self.runner_keys, &runner, &key);
         let ((), surplus) = self.paying_storage(
             env::attached_deposit().as_yoctonear(),
             "adding a runner key",
             |s| {
                 s.runner_keys.insert(
-                    &key,
-                    &RunnerKey {
-                        runner: runner.clone(),
-                        revoked: false,
+                    &(runner.clone(), key.clone()),
+                    &AccountKey {
+                        revoked_at_ns: Some(U64(0)),
                     },
                 );
+            },
+        );
+        self.runner_keys.insert(
+            &(runner.clone(), key.clone()),
+            &AccountKey {
+                revoked_at_ns: None,
             },
         );
         refund(&runner, surplus);
         Event::RunnerKeyAdded { runner, key }.emit();
     }
 
-    /// Revokes a signing key for good: receipts it signed no longer settle, and it can
-    /// never be registered again.
+    /// Revokes one of the caller's signing keys for good: receipts it signed no longer
+    /// settle, and it can never be registered again. One yocto (a full-access key).
+    #[payable]
     pub fn revoke_runner_key(&mut self, key: PublicKey) {
+        near_sdk::assert_one_yocto();
         let runner = env::predecessor_account_id();
-        let mut entry = self
-            .runner_keys
-            .get(&key)
-            .unwrap_or_else(|| Error::UnknownRunnerKey(key.clone()).panic());
-        if entry.runner != runner {
-            Error::KeyNotOwned {
-                key: key.clone(),
-                owner: entry.runner.clone(),
-                claimed: runner,
-            }
-            .panic();
+        let id = (runner.clone(), key.clone());
+        match self.runner_keys.get(&id) {
+            Some(k) if k.revoked_at_ns.is_none() => {}
+            Some(_) => Error::RevokedRunnerKey(key).panic(),
+            None => Error::UnknownRunnerKey(key).panic(),
         }
-        entry.revoked = true;
-        self.runner_keys.insert(&key, &entry);
+        self.runner_keys.insert(
+            &id,
+            &AccountKey {
+                revoked_at_ns: Some(U64(env::block_timestamp())),
+            },
+        );
         Event::RunnerKeyRevoked { runner, key }.emit();
     }
 
@@ -200,11 +206,16 @@ impl Hub {
         .emit();
     }
 
-    /// Starts the exit delay; the runner may still settle receipts until it finishes.
+    /// Starts the exit delay (fixed now: a later change of the hub's delays does not move
+    /// it; a pause extends it); the runner may still settle receipts until it finishes.
     pub fn request_leave(&mut self) {
-        let ready_at_ns = env::block_timestamp() + self.config.runner_exit_delay_ns.0;
+        let now = env::block_timestamp();
+        let ready_at_ns = now + self.config_now().runner_exit_delay_ns.0;
         let (runner, mut state) = self.active_runner();
-        state.leave_requested_at_ns = Some(U64(env::block_timestamp()));
+        state.leave = Some(Deadline {
+            requested_at_ns: U64(now),
+            ready_at_ns: U64(ready_at_ns),
+        });
         self.runners.insert(&runner, &state);
         Event::RunnerLeaveRequested {
             runner,
@@ -214,15 +225,18 @@ impl Hub {
     }
 
     /// After the exit delay: returns the bond and stops settlement for this runner.
-    /// Earnings stay withdrawable with `withdraw_earnings`.
+    /// Earnings stay withdrawable with `withdraw_earnings`. One yocto (a full-access key).
+    #[payable]
     pub fn finish_leave(&mut self) {
-        let delay = self.config.runner_exit_delay_ns.0;
+        near_sdk::assert_one_yocto();
         let now_ns = env::block_timestamp();
         let (runner, mut state) = self.active_runner();
-        let requested = state
-            .leave_requested_at_ns
+        let leave = state
+            .leave
             .unwrap_or_else(|| Error::LeaveNotRequested(runner.clone()).panic());
-        let ready_at_ns = requested.0 + delay;
+        let ready_at_ns =
+            self.pauses
+                .extended(leave.ready_at_ns.0, leave.requested_at_ns.0, now_ns);
         if now_ns < ready_at_ns {
             Error::TooEarly {
                 what: "leaving",
@@ -245,8 +259,11 @@ impl Hub {
         .send(&runner, bond.0);
     }
 
-    /// Pays the caller's settled earnings (all of them, or `amount`).
+    /// Pays the caller's settled earnings (all of them, or `amount`). One yocto (a
+    /// full-access key).
+    #[payable]
     pub fn withdraw_earnings(&mut self, amount: Option<U128>) {
+        near_sdk::assert_one_yocto();
         let runner = env::predecessor_account_id();
         let mut state = self
             .runners
@@ -290,21 +307,13 @@ impl Hub {
             .collect()
     }
 
-    /// Who a key is registered to: a runner (and whether revoked) or a user.
-    pub fn key_info(&self, key: PublicKey) -> Option<KeyInfo> {
-        self.runner_keys
-            .get(&key)
-            .map(|k| KeyInfo {
-                owner: k.runner,
-                role: KeyRole::Runner,
-                revoked: k.revoked,
-            })
-            .or_else(|| {
-                self.user_keys.get(&key).map(|owner| KeyInfo {
-                    owner,
-                    role: KeyRole::User,
-                    revoked: false,
-                })
-            })
+    /// A runner's receipt-signing key, if it ever registered it (revoked ones included).
+    pub fn runner_key(&self, runner: AccountId, key: PublicKey) -> Option<AccountKey> {
+        self.runner_keys.get(&(runner, key))
+    }
+
+    /// A user's authorization key, if it ever registered it (revoked ones included).
+    pub fn user_key(&self, user: AccountId, key: PublicKey) -> Option<AccountKey> {
+        self.user_keys.get(&(user, key))
     }
 }

@@ -55,6 +55,7 @@ impl Hub {
     /// balances, the writes to apply.
     fn run_batch(
         &self,
+        submitter: &AccountId,
         items: &[SettleItem],
     ) -> (Vec<ReceiptOutcome>, crate::ledger::Writes, Split) {
         if items.len() > MAX_BATCH {
@@ -65,15 +66,18 @@ impl Hub {
             .panic();
         }
         let hub = env::current_account_id();
-        let submitter = env::predecessor_account_id();
+        let now_ns = env::block_timestamp();
+        let config = self.config_at(now_ns);
         let ctx = Context {
             hub: &hub,
-            submitter: &submitter,
-            chain_id: &self.config.chain_id,
-            now_ns: env::block_timestamp(),
-            protocol_fee_bps: self.config.protocol_fee_bps,
+            submitter,
+            chain_id: &config.chain_id,
+            now_ns,
+            protocol_fee_bps: config.protocol_fee_bps,
+            pauses: &self.pauses,
+            settlement_window_ns: config.settlement_window_ns.0,
         };
-        let mut overlay = Overlay::new(self);
+        let mut overlay = Overlay::new(self, now_ns);
         let mut engine = Engine::new(&mut overlay, &EnvCrypto, ctx);
         let outcomes = items
             .iter()
@@ -112,7 +116,7 @@ impl Hub {
     /// may submit (a runner, or a relayer on its behalf).
     pub fn settle(&mut self, #[serializer(borsh)] items: Vec<SettleItem>) -> Vec<ReceiptOutcome> {
         self.assert_active();
-        let (outcomes, writes, paid) = self.run_batch(&items);
+        let (outcomes, writes, paid) = self.run_batch(&env::predecessor_account_id(), &items);
         writes.apply(self);
         let mut settled = 0u32;
         for (i, o) in outcomes.iter().enumerate() {
@@ -162,11 +166,14 @@ impl Hub {
         outcomes
     }
 
-    /// What `settle` would return for this batch now, changing nothing.
+    /// What `settle` would return for this batch now if `submitter` sent it, changing
+    /// nothing. A view (JSON-RPC `call_function`), so the submitter is an argument: a view
+    /// has no predecessor. Arguments are borsh, `(submitter, items)`.
     pub fn simulate_settle(
         &self,
+        #[serializer(borsh)] submitter: AccountId,
         #[serializer(borsh)] items: Vec<SettleItem>,
     ) -> Vec<ReceiptOutcome> {
-        self.run_batch(&items).0
+        self.run_batch(&submitter, &items).0
     }
 }

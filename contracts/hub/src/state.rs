@@ -32,7 +32,11 @@ pub enum StorageKey {
 /// into the latest, and add a test that deploys the old layout and migrates it.
 #[near(serializers = [borsh])]
 pub enum VersionedState {
-    V1(HubState),
+    /// The layout before scheduled changes, per-account keys and bounded pauses; no hub
+    /// with it holds money (see docs/decisions.md, "State layout 2"), so `migrate` refuses
+    /// it rather than carrying a reader for it.
+    V1,
+    V2(HubState),
 }
 
 #[near(serializers = [borsh, json])]
@@ -53,6 +57,35 @@ pub struct Config {
     pub runner_exit_delay_ns: U64,
 }
 
+/// A change to terms that could reduce what someone already earned: it applies from
+/// `effective_at_ns`, fixed when it was scheduled (now + the hub's notice), never earlier.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scheduled<T> {
+    pub terms: T,
+    pub effective_at_ns: U64,
+}
+
+impl<T: Clone> Scheduled<T> {
+    /// `current`, or the scheduled terms once they are in effect at `now_ns`.
+    pub fn at<'a>(pending: Option<&'a Self>, current: &'a T, now_ns: u64) -> &'a T {
+        match pending {
+            Some(p) if now_ns >= p.effective_at_ns.0 => &p.terms,
+            _ => current,
+        }
+    }
+}
+
+/// What a model's runners are paid and who may serve it: changed only by schedule.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerTerms {
+    /// The runner's share of each charge (basis points); the protocol takes the hub's
+    /// `protocol_fee_bps`, the model's token holders the rest.
+    pub runner_bps: u16,
+    pub runner_policy: RunnerPolicy,
+}
+
 #[near(serializers = [borsh, json])]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunnerPolicy {
@@ -69,6 +102,16 @@ impl RunnerPolicy {
             Self::Allowlist(list) => list.contains(runner),
         }
     }
+
+    /// Whether every runner `self` allows is allowed by `other` too: such a change takes
+    /// nothing from anyone and applies at once.
+    pub fn within(&self, other: &Self) -> bool {
+        match (self, other) {
+            (_, Self::Open) => true,
+            (Self::Open, Self::Allowlist(_)) => false,
+            (Self::Allowlist(a), Self::Allowlist(b)) => a.iter().all(|r| b.contains(r)),
+        }
+    }
 }
 
 #[near(serializers = [borsh, json])]
@@ -79,20 +122,30 @@ pub struct Model {
     /// hub does not re-price receipts; the user's signed cap bounds every charge.
     pub price_in_per_1k: U128,
     pub price_out_per_1k: U128,
-    /// The runner's share of each charge (basis points); the protocol takes the hub's
-    /// `protocol_fee_bps`, the model's token holders the rest.
-    pub runner_bps: u16,
-    pub runner_policy: RunnerPolicy,
+    /// The terms in effect until `pending_terms` takes over.
+    pub terms: RunnerTerms,
+    /// Scheduled new terms (`update_model`); settlement uses them from their
+    /// `effective_at_ns` on.
+    pub pending_terms: Option<Scheduled<RunnerTerms>>,
     /// Versions are numbered 1..=versions and never change once added.
     pub versions: u32,
     pub hidden: bool,
     /// Holders' share not yet paid to the model's token.
     pub holders_accrued: U128,
     pub registered_at_ns: U64,
-    /// The model's token contract, once issued (`issue_token`).
+    /// The model's token contract, recorded when `issue_token` starts (so a second
+    /// issuance cannot race the first), with `token_issued` set once it is live.
     pub token: Option<AccountId>,
+    pub token_issued: bool,
     /// The open content the model was trained on, with weights (set at issuance).
     pub training_manifest: Vec<(String, u32)>,
+}
+
+impl Model {
+    /// The runner terms in effect at `now_ns`.
+    pub fn terms_at(&self, now_ns: u64) -> &RunnerTerms {
+        Scheduled::at(self.pending_terms.as_ref(), &self.terms, now_ns)
+    }
 }
 
 #[near(serializers = [borsh, json])]
@@ -115,17 +168,29 @@ pub struct ModelVersion {
 pub struct Runner {
     pub bond: U128,
     pub earnings: U128,
-    pub leave_requested_at_ns: Option<U64>,
+    /// A requested exit: the bond is returned from its `ready_at_ns` (fixed at the request,
+    /// extended by any pause since).
+    pub leave: Option<Deadline>,
     /// Set when the bond was returned: no receipt of this runner settles any more.
     pub left: bool,
 }
 
+/// A waiting period fixed when it was requested: a later change of the hub's delays does
+/// not move it; a pause of the hub extends it by the paused time since `requested_at_ns`.
 #[near(serializers = [borsh, json])]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunnerKey {
-    pub runner: AccountId,
-    /// Revoked keys stay recorded, so they can never be registered again.
-    pub revoked: bool,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    pub requested_at_ns: U64,
+    pub ready_at_ns: U64,
+}
+
+/// A signing key in its owner's own namespace (runner keys and user keys alike): keyed by
+/// (account, key), so registering someone else's public key blocks nobody.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountKey {
+    /// Revoked keys stay recorded for good (a tombstone), so they never come back.
+    pub revoked_at_ns: Option<U64>,
 }
 
 /// How a content item may be used.
@@ -178,6 +243,9 @@ pub struct ActiveAuthorization {
     pub cap: U128,
     pub expires_at_ns: U64,
     pub models: Vec<String>,
+    /// Set when the user revokes the signing key: this pinned authorization settles until
+    /// then (the revocation's notice), never after.
+    pub revoked_until_ns: Option<U64>,
 }
 
 /// Escrow of one user for one runner, and what its receipts settled.
@@ -192,7 +260,8 @@ pub struct Channel {
     pub lines: Vec<SettledLine>,
     pub content: Vec<SettledContent>,
     pub authorization: Option<ActiveAuthorization>,
-    pub withdrawal_requested_at_ns: Option<U64>,
+    /// A requested withdrawal of the unspent escrow.
+    pub withdrawal: Option<Deadline>,
 }
 
 impl Channel {
@@ -204,15 +273,19 @@ impl Channel {
 #[near(serializers = [borsh])]
 pub struct HubState {
     pub owner: AccountId,
+    /// The account `propose_owner` named; it becomes the owner when it accepts.
+    pub proposed_owner: Option<AccountId>,
     pub config: Config,
-    pub paused: bool,
+    /// A `set_config` waiting for its notice to end.
+    pub pending_config: Option<Scheduled<Config>>,
+    pub pauses: crate::pause::Pauses,
     pub protocol_earnings: u128,
     pub models: UnorderedMap<String, Model>,
     pub versions: LookupMap<(String, u32), ModelVersion>,
     pub runners: UnorderedMap<AccountId, Runner>,
-    pub runner_keys: LookupMap<PublicKey, RunnerKey>,
-    /// A key authorizes spending for exactly one user.
-    pub user_keys: LookupMap<PublicKey, AccountId>,
+    pub runner_keys: LookupMap<(AccountId, PublicKey), AccountKey>,
+    /// Keys whose NEP-413 signatures authorize spending from their user's channels.
+    pub user_keys: LookupMap<(AccountId, PublicKey), AccountKey>,
     /// A plain map (one storage read per lookup, where an iterable map takes two), with
     /// `channel_list` for listing: settlement reads and writes every channel it charges.
     pub channels: LookupMap<ChannelId, Channel>,
@@ -234,8 +307,10 @@ impl HubState {
     pub fn new(owner: AccountId, config: Config) -> Self {
         Self {
             owner,
+            proposed_owner: None,
             config,
-            paused: false,
+            pending_config: None,
+            pauses: crate::pause::Pauses::default(),
             protocol_earnings: 0,
             models: UnorderedMap::new(StorageKey::Models),
             versions: LookupMap::new(StorageKey::ModelVersions),

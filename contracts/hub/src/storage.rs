@@ -16,6 +16,16 @@ pub fn cost_of(bytes: u64) -> u128 {
     env::storage_byte_cost().as_yoctonear() * u128::from(bytes)
 }
 
+/// The deposit of a call that must come from a full-access key (at least one yocto: a
+/// function-call key cannot attach any) and may also pay for storage.
+pub fn full_access_deposit() -> u128 {
+    let attached = env::attached_deposit().as_yoctonear();
+    if attached == 0 {
+        env::panic_str("attach at least 1 yocto: this call needs a full-access key");
+    }
+    attached
+}
+
 pub fn refund(to: &near_sdk::AccountId, amount: u128) {
     if amount > 0 {
         Promise::new(to.clone())

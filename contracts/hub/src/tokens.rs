@@ -13,9 +13,19 @@ use crate::{error::Error, events::Event, state::Update, storage::refund, Hub, Hu
 const TOKEN_INIT_GAS: Gas = Gas::from_tgas(20);
 const ON_REVENUE_GAS: Gas = Gas::from_tgas(10);
 const CALLBACK_GAS: Gas = Gas::from_tgas(10);
-/// Bytes a token account needs besides its code: the account record, the token's state,
-/// two holders' balances and positions. Measured on the local chain: about 900 bytes.
-pub const TOKEN_STATE_BYTES: u64 = 2_000;
+/// Bytes a token account needs besides its code and its holders: the account record and
+/// the token's state (metadata with a 64-byte name, the hub's id, the revenue pool).
+pub const TOKEN_BASE_BYTES: u64 = 1_400;
+/// Bytes per initial holder: its balance and its revenue position, for a 64-byte account
+/// id: two trie entries of 40 bytes each plus 69-byte keys, a 16-byte balance and a
+/// 64-byte position, 298 bytes, rounded up. (A fixed 2,000 bytes for every token did not
+/// cover a 16-entry manifest.)
+pub const TOKEN_HOLDER_BYTES: u64 = 320;
+
+/// What a token account with `holders` initial holders needs besides its code.
+pub fn token_state_bytes(holders: usize) -> u64 {
+    TOKEN_BASE_BYTES + TOKEN_HOLDER_BYTES * holders as u64
+}
 /// Every token has this supply (10^6 tokens of 18 decimals), issued to the developer.
 pub const TOKEN_SUPPLY: u128 = 1_000_000 * 10u128.pow(18);
 
@@ -88,7 +98,7 @@ struct TokenMetadata<'a> {
 
 impl Hub {
     /// The token account of `model_id`, if the id can name a sub-account of the hub.
-    fn token_account(model_id: &str) -> Result<AccountId, Error> {
+    pub(crate) fn token_account(model_id: &str) -> Result<AccountId, Error> {
         let id = format!("{model_id}.{}", env::current_account_id());
         match id.parse::<AccountId>() {
             Ok(account) if !model_id.contains('.') => Ok(account),
@@ -103,7 +113,7 @@ impl Hub {
     /// its storage (surplus refunded).
     #[payable]
     pub fn set_token_code(&mut self, #[serializer(borsh)] code: Vec<u8>) {
-        self.assert_owner();
+        self.assert_owner_caller();
         let ((), surplus) = self.paying_storage(
             env::attached_deposit().as_yoctonear(),
             "storing the token code",
@@ -117,6 +127,8 @@ impl Hub {
     /// Owner: the hash of the model token deployed as a global contract (near-cli-rs
     /// `deploy-global-contract`). Token accounts then refer to it instead of storing the
     /// code: issuing a token costs about 0.02 NEAR of storage instead of about 1.9.
+    /// One yocto (a full-access key).
+    #[payable]
     pub fn set_token_code_hash(&mut self, code_hash: market_protocol::Hash32) {
         self.assert_owner();
         self.token_code_hash = Some(code_hash.into());
@@ -125,8 +137,9 @@ impl Hub {
     /// The model's owner issues its token on `<model_id>.<hub>`. The training manifest
     /// names registered open content with weights; the developer's own weight is
     /// `developer_weight` (see [`allocations`] for the split). Attach the token account's
-    /// storage (the code's bytes and `TOKEN_STATE_BYTES` at the storage price) and the
-    /// manifest's; the rest is refunded.
+    /// storage (the code's bytes and `token_state_bytes` of its holders at the storage
+    /// price) and the manifest's; the rest is refunded. The token account is recorded at
+    /// once, so a second issuance is refused until this one fails.
     #[payable]
     pub fn issue_token(
         &mut self,
@@ -145,8 +158,12 @@ impl Hub {
             Error::NotModelOwner { model_id, caller }.panic();
         }
         if let Some(token) = model.token {
-            Error::InvalidInput(format!("model `{model_id}` already has its token {token}"))
-                .panic();
+            let state = if model.token_issued {
+                "has"
+            } else {
+                "is issuing"
+            };
+            Error::InvalidInput(format!("model `{model_id}` {state} its token {token}")).panic();
         }
         let account = Self::token_account(&model_id).unwrap_or_else(|e| e.panic());
         if manifest.len() > MAX_MANIFEST {
@@ -184,7 +201,7 @@ impl Hub {
             TokenCode::Global(_) => 32,
             TokenCode::Local(bytes) => bytes.len() as u64,
         };
-        let required = crate::storage::cost_of(code_bytes + TOKEN_STATE_BYTES);
+        let required = crate::storage::cost_of(code_bytes + token_state_bytes(allocations.len()));
         let attached = env::attached_deposit().as_yoctonear();
         if attached < required {
             Error::InsufficientDeposit {
@@ -200,10 +217,12 @@ impl Hub {
             .collect();
         let ((), left) = self.paying_storage(
             attached - required,
-            "recording the training manifest",
+            "recording the token and its training manifest",
             |s| {
-                s.models
-                    .update(&model_id, |m| m.training_manifest = recorded);
+                s.models.update(&model_id, |m| {
+                    m.training_manifest = recorded;
+                    m.token = Some(account.clone());
+                });
             },
         );
         refund(&caller, left);
@@ -245,13 +264,18 @@ impl Hub {
         #[callback_result] result: Result<(), PromiseError>,
     ) -> bool {
         if result.is_err() {
-            // The failed receipt refunded its deposit to the hub; it goes back to the owner.
-            // The manifest stays recorded: issuing again rewrites it.
-            refund(&owner, deposit.0);
+            // The failed receipt refunded its deposit to the hub; it goes back to the owner
+            // with the storage the record no longer needs. Issuing again is possible.
+            let ((), freed) = self.paying_storage(0, "forgetting a failed issuance", |s| {
+                s.models.update(&model_id, |m| {
+                    m.token = None;
+                    m.training_manifest = Vec::new();
+                });
+            });
+            refund(&owner, deposit.0 + freed);
             return false;
         }
-        self.models
-            .update(&model_id, |m| m.token = Some(token.clone()));
+        self.models.update(&model_id, |m| m.token_issued = true);
         Event::TokenIssued {
             model_id,
             token,
@@ -269,9 +293,13 @@ impl Hub {
             .models
             .get(&model_id)
             .unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
-        let token = model.token.clone().unwrap_or_else(|| {
-            Error::InvalidInput(format!("model `{model_id}` has no token yet")).panic()
-        });
+        let token = model
+            .token
+            .clone()
+            .filter(|_| model.token_issued)
+            .unwrap_or_else(|| {
+                Error::InvalidInput(format!("model `{model_id}` has no token yet")).panic()
+            });
         let amount = std::mem::take(&mut model.holders_accrued.0);
         if amount == 0 {
             Error::NothingToWithdraw.panic();

@@ -76,11 +76,34 @@ pub struct RevenueInfo {
 
 impl ModelToken {
     /// Brings an account's revenue position up to date before its balance changes.
+    ///
+    /// The invariant this keeps: an account has a position exactly while it is registered
+    /// (registration pays for both), written when it is registered, at the accumulator of
+    /// that moment. An unregistered account holds nothing and gets no record: settling it
+    /// (the sender of a refunded `ft_transfer_call` that unregistered meanwhile) writes
+    /// nothing nobody paid for.
     fn settle(&mut self, account_id: &AccountId) {
-        let balance = self.token.accounts.get(account_id).unwrap_or(0);
-        let mut position = self.positions.get(account_id).unwrap_or_default();
+        let Some(balance) = self.token.accounts.get(account_id) else {
+            return;
+        };
+        let mut position = self.positions.get(account_id).unwrap_or_else(|| {
+            env::panic_str(&format!(
+                "{account_id} is registered without a revenue position"
+            ))
+        });
         self.pool.settle(&mut position, balance);
         self.positions.insert(account_id, &position);
+    }
+
+    /// The position of an account registered now: it earns only what arrives later.
+    fn open_position(&mut self, account_id: &AccountId) {
+        self.positions.insert(
+            account_id,
+            &Position {
+                checkpoint: self.pool.acc,
+                ..Position::default()
+            },
+        );
     }
 }
 
@@ -122,6 +145,7 @@ impl ModelToken {
         for (account_id, amount) in allocations {
             if !this.token.accounts.contains_key(&account_id) {
                 this.token.internal_register_account(&account_id);
+                this.open_position(&account_id);
             }
             this.token.internal_deposit(&account_id, amount.0);
             FtMint {
@@ -277,16 +301,12 @@ impl StorageManagement for ModelToken {
         let account = account_id
             .clone()
             .unwrap_or_else(env::predecessor_account_id);
+        // Only a registration opens a position: for an account already registered the
+        // standard just refunds, and its position (with what it earned) stays untouched.
+        let registered = self.token.accounts.contains_key(&account);
         let balance = self.token.storage_deposit(account_id, registration_only);
-        // A new holder starts at the current accumulator: it earns only what comes later.
-        if self.positions.get(&account).is_none() {
-            self.positions.insert(
-                &account,
-                &Position {
-                    checkpoint: self.pool.acc,
-                    ..Position::default()
-                },
-            );
+        if !registered {
+            self.open_position(&account);
         }
         balance
     }

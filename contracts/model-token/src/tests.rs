@@ -130,3 +130,38 @@ fn a_failed_claim_is_put_back() {
     assert_eq!(claimable(&t, BOB), 300);
     assert_eq!(t.revenue_info().total_claimed.0, 0);
 }
+
+/// Audit finding 1: a free `storage_deposit` naming an allocation holder must not move its
+/// revenue checkpoint (it used to write a fresh position at the current accumulator,
+/// wiping everything the holder had earned since issuance).
+#[test]
+fn registering_an_existing_holder_keeps_its_revenue() {
+    let mut t = token();
+    call("hub.near", 1_000);
+    t.on_revenue();
+    call("mallory.near", 0);
+    t.storage_deposit(Some(acc(ALICE)), None);
+    call(
+        "mallory.near",
+        t.storage_balance_bounds().min.as_yoctonear(),
+    );
+    t.storage_deposit(Some(acc(BOB)), Some(true));
+    assert_eq!((claimable(&t, ALICE), claimable(&t, BOB)), (700, 300));
+    // And the holders' positions exist from issuance: a transfer between them settles both.
+    call(ALICE, 1);
+    t.ft_transfer(acc(BOB), U128(100), None);
+    assert_eq!((claimable(&t, ALICE), claimable(&t, BOB)), (700, 300));
+}
+
+/// A settle of an account that holds nothing and is not registered leaves no record behind
+/// (a refund to an unregistered sender used to create an unpaid, orphan position).
+#[test]
+fn unregistered_accounts_get_no_position() {
+    let mut t = token();
+    call("hub.near", 1_000);
+    t.on_revenue();
+    let before = env::storage_usage();
+    t.settle(&acc("ghost.near"));
+    assert_eq!(env::storage_usage(), before);
+    assert!(t.positions.get(&acc("ghost.near")).is_none());
+}

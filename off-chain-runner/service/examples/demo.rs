@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     let mini_hash = weights_hash(&mini_path)?;
     let (price_in, price_out) = (MILLI / 5, MILLI * 3 / 5);
     m.env
-        .call(&dev, &hub, "update_model", json!({"model_id": MODEL, "update": {"price_in_per_1k": price_in.to_string(), "price_out_per_1k": price_out.to_string()}}), 0)
+        .call(&dev, &hub, "update_model", json!({"model_id": MODEL, "update": {"price_in_per_1k": price_in.to_string(), "price_out_per_1k": price_out.to_string()}}), 1)
         .result()
         .expect("update_model");
     let version =
@@ -185,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
             &hub,
             "set_token_code_hash",
             json!({"code_hash": code_hash.to_string()}),
-            0,
+            1,
         )
         .result()
         .expect("set_token_code_hash");
@@ -435,34 +435,45 @@ async fn main() -> anyhow::Result<()> {
                     who: &near_primitives::types::AccountId,
                     contract: &near_primitives::types::AccountId,
                     method: &str,
-                    args: Value| {
+                    args: Value,
+                    deposit: u128| {
         let before = env.balance(who);
-        let r = env.call(who, contract, method, args, 0);
+        let r = env.call(who, contract, method, args, deposit);
         r.result().unwrap_or_else(|e| panic!("{method}: {e}"));
         let gas: u128 =
             r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
-        env.balance(who) + gas - before
+        env.balance(who) + gas + deposit - before
     };
-    let runner_paid = paid_out(&mut env, &runner, &hub, "withdraw_earnings", json!({}));
+    // The hub's payout methods take one yocto (a full-access key); `claim` takes none.
+    let runner_paid = paid_out(&mut env, &runner, &hub, "withdraw_earnings", json!({}), 1);
     let protocol_paid = paid_out(
         &mut env,
         &owner,
         &hub,
         "withdraw_protocol_fees",
         json!({"receiver": "owner.near"}),
+        1,
     );
     env.call(&relayer, &hub, "flush", json!({"model_id": MODEL}), 0)
         .result()
         .expect("flush");
     env.call(&relayer, &hub, "flush", json!({"model_id": EMBED}), 0);
-    let dev_paid = paid_out(&mut env, &dev, &token_account, "claim", json!({}));
-    let corpus_paid = paid_out(&mut env, &corpus_owner, &token_account, "claim", json!({}));
+    let dev_paid = paid_out(&mut env, &dev, &token_account, "claim", json!({}), 0);
+    let corpus_paid = paid_out(
+        &mut env,
+        &corpus_owner,
+        &token_account,
+        "claim",
+        json!({}),
+        0,
+    );
     let press_paid = paid_out(
         &mut env,
         &press,
         &hub,
         "withdraw_content_earnings",
         json!({}),
+        1,
     );
     // MiniLM has no token: its holders' share stays accrued on the hub until one is issued.
     let accrued = |env: &Env<&mut local_chain::Chain>, id: &str| {

@@ -45,12 +45,17 @@ impl ChainError {
     }
 }
 
-/// `key_info(key)`.
+/// `user_key(user, key)` and `runner_key(runner, key)`: a key in its account's own
+/// namespace; revoked keys stay recorded.
 #[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct KeyInfo {
-    pub owner: AccountId,
-    pub role: String,
-    pub revoked: bool,
+pub struct AccountKey {
+    pub revoked_at_ns: Option<U64>,
+}
+
+impl AccountKey {
+    pub fn revoked(&self) -> bool {
+        self.revoked_at_ns.is_some()
+    }
 }
 
 /// The parts of `channel(user, runner)` the runner uses.
@@ -65,7 +70,8 @@ pub struct ChannelState {
     pub deposited: U128,
     pub settled: U128,
     pub last_seq: U64,
-    pub withdrawal_requested_at_ns: Option<U64>,
+    /// A requested withdrawal of the unspent escrow (its ready time).
+    pub withdrawal: Option<Value>,
 }
 
 /// The parts of `model(model_id)` the runner uses.
@@ -80,12 +86,35 @@ pub struct ModelState {
     pub owner: AccountId,
     pub price_in_per_1k: U128,
     pub price_out_per_1k: U128,
-    pub runner_policy: Value,
+    pub terms: RunnerTerms,
+    /// New terms the owner scheduled: the runner stops serving as soon as they would
+    /// exclude it, so nothing it serves is left to settle after they take effect.
+    pub pending_terms: Option<Scheduled>,
     pub versions: u32,
     pub hidden: bool,
 }
 
+#[derive(Deserialize, Clone, Debug)]
+pub struct RunnerTerms {
+    pub runner_policy: Value,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct Scheduled {
+    pub terms: RunnerTerms,
+}
+
 impl ModelState {
+    pub fn allows(&self, runner: &AccountId) -> bool {
+        self.terms.allows(runner)
+            && self
+                .pending_terms
+                .as_ref()
+                .is_none_or(|p| p.terms.allows(runner))
+    }
+}
+
+impl RunnerTerms {
     pub fn allows(&self, runner: &AccountId) -> bool {
         match &self.runner_policy {
             Value::String(s) => s == "Open",
@@ -203,8 +232,22 @@ impl Hub {
         }
     }
 
-    pub async fn key_info(&self, key: &near_sdk::PublicKey) -> Result<Option<KeyInfo>, ChainError> {
-        self.view("key_info", json!({ "key": key })).await
+    pub async fn user_key(
+        &self,
+        user: &AccountId,
+        key: &near_sdk::PublicKey,
+    ) -> Result<Option<AccountKey>, ChainError> {
+        self.view("user_key", json!({ "user": user, "key": key }))
+            .await
+    }
+
+    pub async fn runner_key(
+        &self,
+        runner: &AccountId,
+        key: &near_sdk::PublicKey,
+    ) -> Result<Option<AccountKey>, ChainError> {
+        self.view("runner_key", json!({ "runner": runner, "key": key }))
+            .await
     }
 
     pub async fn channel(

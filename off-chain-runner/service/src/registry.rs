@@ -36,11 +36,10 @@ pub async fn check_runner(
         bail!("runner {runner} has left hub {}", hub.account);
     }
     let key = String::from(receipt_key);
-    match hub.key_info(receipt_key).await? {
-        Some(k) if k.role == "runner" && &k.owner == runner && !k.revoked => Ok(()),
-        Some(k) if k.revoked => bail!("receipt key {key} was revoked on hub {}; generate and register a new one", hub.account),
-        Some(k) => bail!("receipt key {key} belongs to {} ({}), not to runner {runner}", k.owner, k.role),
-        None => bail!("receipt key {key} is not registered on hub {}: add it with `off-chain-runner register`", hub.account),
+    match hub.runner_key(runner, receipt_key).await? {
+        Some(k) if !k.revoked() => Ok(()),
+        Some(_) => bail!("receipt key {key} was revoked on hub {}; generate and register a new one", hub.account),
+        None => bail!("receipt key {key} is not registered to runner {runner} on hub {}: add it with `off-chain-runner register`", hub.account),
     }
 }
 
@@ -68,7 +67,7 @@ pub async fn check_model(
     if !model.model.allows(runner) {
         bail!(
             "model `{model_id}`'s runner policy {} does not allow runner {runner}",
-            model.model.runner_policy
+            model.model.terms.runner_policy
         );
     }
     let mut registered = Vec::new();

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::{
     cache::TtlCache,
-    hub::{ChannelView, Hub, KeyInfo, ModelView},
+    hub::{AccountKey, ChannelView, Hub, ModelView},
     inference::{Inference, ModelSpec},
     meter::Budget,
     metrics::Metrics,
@@ -89,7 +89,7 @@ pub struct AppState {
     pub inference: Arc<dyn Inference>,
     pub models: HashMap<String, ServedModel>,
     pub content: HashMap<String, LocalContent>,
-    pub user_keys: TtlCache<String, Option<KeyInfo>>,
+    pub user_keys: TtlCache<String, Option<AccountKey>>,
     pub channels: TtlCache<AccountId, Option<ChannelView>>,
     pub prices: TtlCache<String, Option<ModelView>>,
     pub clock: ChainClock,

@@ -57,7 +57,7 @@ fn main() {
         &hub,
         "update_model",
         json!({"model_id": "bench-model", "update": {"price_in_per_1k": "2"}}),
-        0,
+        1,
     );
     let (a, b) = gas(&r);
     methods.push(("update_model".into(), a, b));
@@ -176,7 +176,7 @@ fn main() {
         eprintln!("note: every one of the {users} channels fit; the real ceiling is higher");
     }
 
-    let r = m.env.call(&runner, &hub, "withdraw_earnings", json!({}), 0);
+    let r = m.env.call(&runner, &hub, "withdraw_earnings", json!({}), 1);
     let (a, b) = gas(&r);
     methods.push(("withdraw_earnings (with callback)".into(), a, b));
     let user = m.users[0].0.clone();
@@ -195,7 +195,7 @@ fn main() {
         &hub,
         "finish_withdrawal",
         json!({"runner": runner}),
-        0,
+        1,
     );
     let (a, b) = gas(&r);
     methods.push(("finish_withdrawal (with callback)".into(), a, b));
@@ -271,7 +271,7 @@ fn main() {
             &hub,
             "set_token_code_hash",
             json!({"code_hash": hash.to_string()}),
-            0,
+            1,
         )
         .result()
         .unwrap();

@@ -69,25 +69,29 @@ fn revoked_runner_key_pays_nothing() {
     let mut w = World::new();
     let auth = w.authorization(NEAR, START + HOUR);
     let item = w.receipt(&auth, 1, NEAR / 100);
-    w.as_("runner.near", 0);
+    w.as_("runner.near", 1);
     w.hub.revoke_runner_key(w.runner_key.public_key());
     refused(&mut w, item, "revoked_runner_key");
 }
 
 #[test]
-fn revoked_user_key_pays_nothing_even_for_a_remembered_authorization() {
+fn revoked_user_key_pays_nothing_after_its_notice() {
     let mut w = World::new();
-    let auth = w.authorization(NEAR, START + HOUR);
+    let auth = w.authorization(NEAR, START + 10 * HOUR);
     charge(&w.settle_one(w.receipt(&auth, 1, NEAR / 100)));
     w.as_("alice.near", 0);
     w.hub.revoke_user_key(w.user_key.public_key());
-    // Revoking forgot the remembered authorization...
+    // The pinned authorization settles through the notice (the settlement window)...
     let mut item = w.receipt(&auth, 2, NEAR / 50);
     item.authorization = None;
-    refused(&mut w, item, "authorization_missing");
-    // ...and attaching it again fails on the key.
-    let item = w.receipt(&auth, 2, NEAR / 50);
-    refused(&mut w, item, "unknown_user_key");
+    w.now += HOUR - 1;
+    assert_eq!(charge(&w.settle_one(item)), NEAR / 50 - NEAR / 100);
+    // ...and never after it, attached or not.
+    w.now += 1;
+    let mut item = w.receipt(&auth, 3, NEAR / 20);
+    refused(&mut w, item.clone(), "revoked_user_key");
+    item.authorization = None;
+    refused(&mut w, item, "revoked_user_key");
 }
 
 #[test]
@@ -201,7 +205,9 @@ fn runner_outside_a_closed_models_allowlist_pays_nothing() {
             ..Default::default()
         },
     );
-    let auth = w.authorization(NEAR, START + HOUR);
+    // Narrowing the policy is scheduled: in effect after the notice.
+    w.now += 2 * HOUR;
+    let auth = w.authorization(NEAR, START + 10 * HOUR);
     let item = w.receipt(&auth, 1, NEAR / 100);
     refused(&mut w, item, "runner_not_allowed");
 }
@@ -220,13 +226,13 @@ fn withdrawal_before_the_delay_is_refused() {
     w.as_("alice.near", 0);
     w.hub.request_withdrawal(acc("runner.near"));
     w.now += 2 * HOUR - 1;
-    w.as_("alice.near", 0);
+    w.as_("alice.near", 1);
     let message = panic_message(|| w.hub.finish_withdrawal(acc("runner.near")));
     assert!(message.contains("withdrawal is possible from"), "{message}");
     assert_eq!(transfers(), 0);
     // One nanosecond later it goes through.
     w.now += 1;
-    w.as_("alice.near", 0);
+    w.as_("alice.near", 1);
     w.hub.finish_withdrawal(acc("runner.near"));
     assert_eq!(transfers(), w.funded);
 }
@@ -242,7 +248,7 @@ fn earned_funds_settle_while_a_withdrawal_waits() {
     w.now += HOUR; // the whole settlement window
     assert_eq!(charge(&w.settle_one(item)), NEAR / 100);
     w.now += HOUR;
-    w.as_("alice.near", 0);
+    w.as_("alice.near", 1);
     w.hub.finish_withdrawal(acc("runner.near"));
     assert_eq!(transfers(), w.funded - NEAR / 100);
 }
@@ -251,7 +257,7 @@ fn earned_funds_settle_while_a_withdrawal_waits() {
 #[should_panic(expected = "mallory.near is not the hub owner")]
 fn non_owner_cannot_change_fees() {
     let mut w = World::new();
-    w.as_("mallory.near", 0);
+    w.as_("mallory.near", 1);
     w.hub.set_config(crate::admin::ConfigUpdate {
         protocol_fee_bps: Some(2_000),
         ..Default::default()
@@ -262,7 +268,7 @@ fn non_owner_cannot_change_fees() {
 #[should_panic(expected = "mallory.near is not the hub owner")]
 fn non_owner_cannot_pause() {
     let mut w = World::new();
-    w.as_("mallory.near", 0);
+    w.as_("mallory.near", 1);
     w.hub.pause();
 }
 
@@ -270,7 +276,7 @@ fn non_owner_cannot_pause() {
 #[should_panic(expected = "mallory.near is not the hub owner")]
 fn non_owner_cannot_take_protocol_fees() {
     let mut w = World::new();
-    w.as_("mallory.near", 0);
+    w.as_("mallory.near", 1);
     w.hub.withdraw_protocol_fees(acc("mallory.near"), None);
 }
 

@@ -110,15 +110,15 @@ proptest! {
                     w.hub.request_withdrawal(acc("runner.near"));
                 }
                 Op::FinishWithdrawal { bob } => {
-                    w.as_(user(bob), 0);
+                    w.as_(user(bob), 1);
                     try_call(|| w.hub.finish_withdrawal(acc("runner.near")));
                 }
                 Op::WithdrawEarnings => {
-                    w.as_("runner.near", 0);
+                    w.as_("runner.near", 1);
                     try_call(|| w.hub.withdraw_earnings(None));
                 }
                 Op::WithdrawProtocolFees => {
-                    w.as_("owner.near", 0);
+                    w.as_("owner.near", 1);
                     try_call(|| w.hub.withdraw_protocol_fees(acc("owner.near"), None));
                 }
                 Op::Wait { hours } => {

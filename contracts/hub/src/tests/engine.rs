@@ -8,13 +8,18 @@ use near_sdk::PublicKey;
 use super::*;
 use crate::{
     engine::{Context, Engine, Ledger, ModelTerms},
-    state::{Channel, RunnerKey},
+    pause::Pauses,
+    state::{AccountKey, Channel, RunnerTerms},
+};
+
+const ACTIVE: AccountKey = AccountKey {
+    revoked_at_ns: None,
 };
 
 #[derive(Default)]
 struct Memory {
-    runner_keys: HashMap<PublicKey, RunnerKey>,
-    user_keys: HashMap<PublicKey, AccountId>,
+    runner_keys: HashMap<(AccountId, PublicKey), AccountKey>,
+    user_keys: HashMap<(AccountId, PublicKey), AccountKey>,
     channels: HashMap<ChannelId, Channel>,
     runner_earnings: u128,
     holders: u128,
@@ -23,23 +28,27 @@ struct Memory {
 }
 
 impl Ledger for Memory {
-    fn runner_key(&self, key: &PublicKey) -> Option<RunnerKey> {
-        self.runner_keys.get(key).cloned()
+    fn runner_key(&self, runner: &AccountId, key: &PublicKey) -> Option<AccountKey> {
+        self.runner_keys
+            .get(&(runner.clone(), key.clone()))
+            .copied()
     }
     fn runner_left(&self, _: &AccountId) -> Option<bool> {
         Some(false)
     }
-    fn user_key_owner(&self, key: &PublicKey) -> Option<AccountId> {
-        self.user_keys.get(key).cloned()
+    fn user_key(&self, user: &AccountId, key: &PublicKey) -> Option<AccountKey> {
+        self.user_keys.get(&(user.clone(), key.clone())).copied()
     }
     fn channel(&self, id: &ChannelId) -> Option<Channel> {
         self.channels.get(id).cloned()
     }
     fn model_terms(&self, model_id: &str) -> Option<ModelTerms> {
         (model_id == MODEL).then_some(ModelTerms {
-            runner_bps: 7_000,
             versions: 1,
-            runner_policy: RunnerPolicy::Open,
+            terms: RunnerTerms {
+                runner_bps: 7_000,
+                runner_policy: RunnerPolicy::Open,
+            },
         })
     }
     fn put_channel(&mut self, id: ChannelId, channel: Channel) {
@@ -70,15 +79,10 @@ impl Ledger for Memory {
 fn setup() -> (World, Memory) {
     let w = World::bare();
     let mut m = Memory::default();
-    m.runner_keys.insert(
-        w.runner_key.public_key(),
-        RunnerKey {
-            runner: acc("runner.near"),
-            revoked: false,
-        },
-    );
+    m.runner_keys
+        .insert((acc("runner.near"), w.runner_key.public_key()), ACTIVE);
     m.user_keys
-        .insert(w.user_key.public_key(), acc("alice.near"));
+        .insert((acc("alice.near"), w.user_key.public_key()), ACTIVE);
     m.channels.insert(
         ChannelId {
             user: acc("alice.near"),
@@ -100,8 +104,12 @@ fn ctx(hub: &AccountId) -> Context<'_> {
         chain_id: CHAIN,
         now_ns: START,
         protocol_fee_bps: 1_000,
+        pauses: &NO_PAUSES,
+        settlement_window_ns: HOUR,
     }
 }
+
+static NO_PAUSES: Pauses = Pauses::EMPTY;
 
 #[test]
 fn engine_settles_and_balances_without_a_vm() {

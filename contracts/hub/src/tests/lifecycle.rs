@@ -2,10 +2,7 @@
 
 use super::*;
 use crate::{
-    admin::ConfigUpdate,
-    payouts::Payout,
-    runners::{KeyInfo, KeyRole},
-    storage::CHANNEL_STORAGE_BYTES,
+    admin::ConfigUpdate, payouts::Payout, state::AccountKey, storage::CHANNEL_STORAGE_BYTES,
 };
 
 #[test]
@@ -16,7 +13,7 @@ fn model_registry_life_cycle() {
         (
             m.model.owner.as_str(),
             m.model.versions,
-            m.model.runner_bps,
+            m.model.terms.runner_bps,
             m.holders_bps
         ),
         ("dev.near", 1, 7_000, 2_000)
@@ -28,7 +25,8 @@ fn model_registry_life_cycle() {
     assert_eq!(w.hub.add_model_version(MODEL.into(), version_input()), 2);
     assert_eq!(events()[0]["event"], "model_version_added");
 
-    w.as_("dev.near", 0);
+    // A scheduled change grows the record: its storage is attached.
+    w.as_("dev.near", NEAR / 100);
     w.hub.update_model(
         MODEL.into(),
         ModelUpdate {
@@ -37,17 +35,25 @@ fn model_registry_life_cycle() {
             ..Default::default()
         },
     );
+    // The price changes at once; the runner's share is scheduled after the notice (the
+    // withdrawal delay, 2 hours here).
     let m = w.hub.model(MODEL.into()).unwrap();
+    let pending = m.model.pending_terms.clone().unwrap();
     assert_eq!(
         (
             m.model.price_in_per_1k.0,
             m.model.price_out_per_1k.0,
-            m.model.runner_bps
+            m.model.terms.runner_bps,
+            pending.terms.runner_bps,
+            pending.effective_at_ns.0
         ),
-        (5, 2_000, 6_000)
+        (5, 2_000, 7_000, 6_000, START + 2 * HOUR)
     );
-
+    w.now += 2 * HOUR;
     w.as_("dev.near", 0);
+    assert_eq!(w.hub.model(MODEL.into()).unwrap().holders_bps, 3_000);
+
+    w.as_("dev.near", 1);
     w.hub.update_model(MODEL.into(), hide(true));
     assert!(
         w.hub.models(None, None).is_empty(),
@@ -55,12 +61,12 @@ fn model_registry_life_cycle() {
     );
     assert!(w.hub.model(MODEL.into()).is_some(), "but can be looked up");
 
-    w.as_("dev.near", 0);
+    w.as_("dev.near", NEAR / 100);
     w.hub.transfer_model(MODEL.into(), acc("newdev.near"));
-    w.as_("dev.near", 0);
+    w.as_("dev.near", 1);
     let msg = panic_message(|| w.hub.update_model(MODEL.into(), hide(false)));
     assert_eq!(msg, format!("dev.near does not own model `{MODEL}`"));
-    w.as_("newdev.near", 0);
+    w.as_("newdev.near", 1);
     w.hub.update_model(MODEL.into(), hide(false));
     assert_eq!(w.hub.models(None, None).len(), 1);
 }
@@ -143,21 +149,23 @@ fn runner_registration_bond_and_keys() {
         "bond is the deposit less storage: {}",
         r.bond.0
     );
+    let active = Some(AccountKey {
+        revoked_at_ns: None,
+    });
     assert_eq!(
-        w.hub.key_info(w.runner_key.public_key()),
-        Some(KeyInfo {
-            owner: acc("runner.near"),
-            role: KeyRole::Runner,
-            revoked: false
-        })
+        w.hub
+            .runner_key(acc("runner.near"), w.runner_key.public_key()),
+        active
     );
     assert_eq!(
-        w.hub.key_info(w.user_key.public_key()),
-        Some(KeyInfo {
-            owner: acc("alice.near"),
-            role: KeyRole::User,
-            revoked: false
-        })
+        w.hub.user_key(acc("alice.near"), w.user_key.public_key()),
+        active
+    );
+    assert_eq!(
+        w.hub
+            .runner_key(acc("alice.near"), w.runner_key.public_key()),
+        None,
+        "keys live in their account's namespace"
     );
 
     let k = KeyPair::from_seed([30; 32]).public_key();
@@ -173,27 +181,25 @@ fn runner_registration_bond_and_keys() {
         "{msg}"
     );
 
-    w.as_("other.near", 2 * NEAR);
-    let msg = panic_message(|| w.hub.register_runner(vec![w.runner_key.public_key()]));
-    assert!(msg.contains("is already registered on the hub"), "{msg}");
+    w.as_("runner.near", NEAR);
+    let msg = panic_message(|| w.hub.add_runner_key(w.runner_key.public_key()));
+    assert!(msg.contains("is already registered"), "{msg}");
 
     w.as_("runner.near", NEAR);
     w.hub.add_runner_key(k.clone());
     assert!(transfers() > NEAR - NEAR / 100, "storage surplus refunded");
-    w.as_("other.near", 0);
+    w.as_("other.near", 1);
     let msg = panic_message(|| w.hub.revoke_runner_key(k.clone()));
-    assert!(
-        msg.ends_with("belongs to runner.near, not other.near"),
-        "{msg}"
-    );
+    assert!(msg.ends_with("is not registered"), "{msg}");
     w.as_("runner.near", 0);
+    let msg = panic_message(|| w.hub.revoke_runner_key(k.clone()));
+    assert_eq!(msg, "Requires attached deposit of exactly 1 yoctoNEAR");
+    w.as_("runner.near", 1);
     w.hub.revoke_runner_key(k.clone());
     assert_eq!(
-        w.hub.key_info(k.clone()),
-        Some(KeyInfo {
-            owner: acc("runner.near"),
-            role: KeyRole::Runner,
-            revoked: true
+        w.hub.runner_key(acc("runner.near"), k.clone()),
+        Some(AccountKey {
+            revoked_at_ns: Some(U64(w.now))
         })
     );
     w.as_("runner.near", NEAR);
@@ -217,7 +223,7 @@ fn runner_leaves_after_the_exit_delay_and_earnings_stay_withdrawable() {
     let auth = w.authorization(NEAR, START + 100 * HOUR);
     charge(&w.settle_one(w.receipt(&auth, 1, 1_000)));
     let bond = w.hub.runner(acc("runner.near")).unwrap().bond.0;
-    w.as_("runner.near", 0);
+    w.as_("runner.near", 1);
     assert_eq!(
         panic_message(|| w.hub.finish_leave()),
         "runner runner.near has not requested to leave"
@@ -225,10 +231,10 @@ fn runner_leaves_after_the_exit_delay_and_earnings_stay_withdrawable() {
     w.as_("runner.near", 0);
     w.hub.request_leave();
     w.now += 24 * HOUR - 1;
-    w.as_("runner.near", 0);
+    w.as_("runner.near", 1);
     assert!(panic_message(|| w.hub.finish_leave()).starts_with("leaving is possible from"));
     w.now += 1;
-    w.as_("runner.near", 0);
+    w.as_("runner.near", 1);
     w.hub.finish_leave();
     assert_eq!(transfers(), bond);
     // A runner that left settles nothing more.
@@ -236,10 +242,10 @@ fn runner_leaves_after_the_exit_delay_and_earnings_stay_withdrawable() {
         rejected(&w.settle_one(w.receipt(&auth, 2, 2_000))),
         "runner_left"
     );
-    w.as_("runner.near", 0);
+    w.as_("runner.near", 1);
     w.hub.withdraw_earnings(None);
     assert_eq!(transfers(), 700);
-    w.as_("runner.near", 0);
+    w.as_("runner.near", 1);
     assert_eq!(
         panic_message(|| w.hub.withdraw_earnings(None)),
         "nothing to withdraw"
@@ -251,12 +257,12 @@ fn earnings_withdrawal_is_bounded() {
     let mut w = World::new();
     let auth = w.authorization(NEAR, START + HOUR);
     charge(&w.settle_one(w.receipt(&auth, 1, 10_000)));
-    w.as_("runner.near", 0);
+    w.as_("runner.near", 1);
     assert_eq!(
         panic_message(|| w.hub.withdraw_earnings(Some(U128(7_001)))),
         "requested 7001 yocto, only 7000 available"
     );
-    w.as_("runner.near", 0);
+    w.as_("runner.near", 1);
     w.hub.withdraw_earnings(Some(U128(1)));
     assert_eq!(transfers(), 1);
     assert_eq!(w.hub.runner(acc("runner.near")).unwrap().earnings.0, 6_999);
@@ -267,7 +273,7 @@ fn failed_payout_is_recredited() {
     let mut w = World::new();
     let auth = w.authorization(NEAR, START + HOUR);
     charge(&w.settle_one(w.receipt(&auth, 1, 10_000)));
-    w.as_("runner.near", 0);
+    w.as_("runner.near", 1);
     w.hub.withdraw_earnings(None);
     assert_eq!(w.hub.runner(acc("runner.near")).unwrap().earnings.0, 0);
     w.callback(PromiseResult::Failed);
@@ -286,7 +292,7 @@ fn failed_payout_is_recredited() {
     w.as_("alice.near", 0);
     w.hub.request_withdrawal(acc("runner.near"));
     w.now += 2 * HOUR;
-    w.as_("alice.near", 0);
+    w.as_("alice.near", 1);
     w.hub.finish_withdrawal(acc("runner.near"));
     assert_eq!(w.channel_unspent(), 0);
     let channel = market_protocol::ChannelId {
@@ -323,7 +329,7 @@ fn escrow_funding_and_withdrawal() {
     w.as_("alice.near", NEAR);
     w.hub.fund_channel(acc("runner.near"));
     let unspent = w.channel_unspent();
-    w.as_("alice.near", 0);
+    w.as_("alice.near", 1);
     assert_eq!(
         panic_message(|| w.hub.finish_withdrawal(acc("runner.near"))),
         "no withdrawal was requested on the channel from alice.near to runner.near"
@@ -334,7 +340,7 @@ fn escrow_funding_and_withdrawal() {
     w.as_("alice.near", 1);
     w.hub.fund_channel(acc("runner.near"));
     w.now += 3 * HOUR;
-    w.as_("alice.near", 0);
+    w.as_("alice.near", 1);
     assert!(
         panic_message(|| w.hub.finish_withdrawal(acc("runner.near")))
             .starts_with("no withdrawal was requested")
@@ -342,7 +348,7 @@ fn escrow_funding_and_withdrawal() {
     w.as_("alice.near", 0);
     w.hub.request_withdrawal(acc("runner.near"));
     w.now += 2 * HOUR;
-    w.as_("alice.near", 0);
+    w.as_("alice.near", 1);
     w.hub.finish_withdrawal(acc("runner.near"));
     assert_eq!(transfers(), unspent + 1);
     assert_eq!(w.channel_unspent(), 0);
@@ -390,8 +396,12 @@ fn channel_reserve_covers_the_largest_channel() {
             cap: U128(u128::MAX),
             expires_at_ns: U64(u64::MAX),
             models: (0..4).map(model).collect(),
+            revoked_until_ns: Some(U64(u64::MAX)),
         }),
-        withdrawal_requested_at_ns: Some(U64(u64::MAX)),
+        withdrawal: Some(crate::state::Deadline {
+            requested_at_ns: U64(u64::MAX),
+            ready_at_ns: U64(u64::MAX),
+        }),
     };
     w.as_("hub.near", 0);
     let before = near_sdk::env::storage_usage();
@@ -410,7 +420,7 @@ fn channel_reserve_covers_the_largest_channel() {
 #[test]
 fn config_rules_and_owner_powers() {
     let mut w = World::new();
-    w.as_("owner.near", 0);
+    w.as_("owner.near", 1);
     let msg = panic_message(|| {
         w.hub.set_config(ConfigUpdate {
             withdrawal_delay_ns: Some(U64(HOUR)),
@@ -421,7 +431,7 @@ fn config_rules_and_owner_powers() {
         msg,
         format!("withdrawal delay {HOUR} ns must be longer than the settlement window {HOUR} ns")
     );
-    w.as_("owner.near", 0);
+    w.as_("owner.near", 1);
     let msg = panic_message(|| {
         w.hub.set_config(ConfigUpdate {
             protocol_fee_bps: Some(2_001),
@@ -432,12 +442,22 @@ fn config_rules_and_owner_powers() {
         msg,
         "protocol fee 2001 bps is above the ceiling of 2000 bps"
     );
-    w.as_("owner.near", 0);
+    w.as_("owner.near", 1);
     w.hub.set_config(ConfigUpdate {
         protocol_fee_bps: Some(500),
         min_runner_bond: Some(U128(5)),
         ..Default::default()
     });
+    assert_eq!(events()[0]["event"], "config_scheduled");
+    // Scheduled: in effect after the notice (the withdrawal delay, 2 hours).
+    let info = w.hub.hub_info();
+    assert_eq!(info.config.protocol_fee_bps, 1_000);
+    assert_eq!(
+        info.pending_config.unwrap().effective_at_ns.0,
+        START + 2 * HOUR
+    );
+    w.now += 2 * HOUR;
+    w.as_("anyone.near", 0);
     let info = w.hub.hub_info();
     assert_eq!(
         (
@@ -447,20 +467,29 @@ fn config_rules_and_owner_powers() {
         ),
         (500, 5, 5_000)
     );
-    assert_eq!(events()[0]["event"], "config_changed");
+    assert!(info.pending_config.is_none());
 
     // Protocol fees: settled at the new rate, withdrawn by the owner only.
-    let auth = w.authorization(NEAR, START + HOUR);
+    let auth = w.authorization(NEAR, START + 3 * HOUR);
     charge(&w.settle_one(w.receipt(&auth, 1, 10_000)));
     assert_eq!(w.hub.hub_info().protocol_earnings.0, 500);
-    w.as_("owner.near", 0);
+    w.as_("owner.near", 1);
     w.hub.withdraw_protocol_fees(acc("treasury.near"), None);
     assert_eq!(transfers(), 500);
 
-    w.as_("owner.near", 0);
-    w.hub.set_owner(acc("dao.near"));
+    // Ownership moves in two steps: a proposal, then the new owner's acceptance.
+    w.as_("owner.near", 1);
+    w.hub.propose_owner(acc("dao.near"));
+    assert_eq!(w.hub.hub_info().owner, acc("owner.near"));
+    w.as_("mallory.near", 1);
+    assert_eq!(
+        panic_message(|| w.hub.accept_owner()),
+        "mallory.near was not proposed as the hub's owner"
+    );
+    w.as_("dao.near", 1);
+    w.hub.accept_owner();
     assert_eq!(w.hub.hub_info().owner, acc("dao.near"));
-    w.as_("owner.near", 0);
+    w.as_("owner.near", 1);
     assert_eq!(
         panic_message(|| w.hub.pause()),
         "owner.near is not the hub owner"
@@ -517,6 +546,7 @@ fn a_failed_flush_loses_nothing_and_can_be_retried() {
     assert_eq!(msg, format!("model `{MODEL}` has no token yet"));
     w.hub.models.update(&MODEL.to_owned(), |m| {
         m.token = Some(acc("smollm2-135m.hub.near"));
+        m.token_issued = true;
     });
     w.as_("anyone.near", 0);
     w.hub.flush(MODEL.into()).detach();
@@ -591,16 +621,6 @@ fn token_issuance_refuses_bad_requests_before_anything_moves() {
         issue(&mut w, "dev.near", MODEL, unknown, NEAR),
         "content `nothing` is not registered"
     );
-    w.as_("dev.near", NEAR);
-    w.hub.register_model(
-        "dotted.model".into(),
-        U128(1),
-        U128(1),
-        7_000,
-        RunnerPolicy::Open,
-    );
-    assert!(issue(&mut w, "dev.near", "dotted.model", vec![], NEAR)
-        .contains("cannot name a token account"));
     // With code set but too little attached, nothing is created and the model has no token.
     w.as_("owner.near", 10 * NEAR);
     w.hub.set_token_code(vec![0; 1_000]);

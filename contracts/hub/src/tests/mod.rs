@@ -3,6 +3,7 @@
 //! settlement engine alone over an in-memory ledger.
 
 mod attacks;
+mod audit;
 mod conservation;
 mod engine;
 mod lifecycle;
@@ -63,6 +64,13 @@ pub struct World {
 impl World {
     pub fn new() -> Self {
         let mut w = Self::bare();
+        w.populate();
+        w
+    }
+
+    /// What `new` adds to a bare hub.
+    pub fn populate(&mut self) {
+        let w = self;
         w.as_("dev.near", NEAR);
         w.hub.register_model(
             MODEL.into(),
@@ -83,7 +91,6 @@ impl World {
         w.hub.fund_channel(acc("runner.near"));
         w.take_transfers();
         w.funded = w.channel_unspent();
-        w
     }
 
     pub fn bare() -> Self {

@@ -196,7 +196,7 @@ fn unknown_model_version_and_content_are_rejected() {
 fn receipts_of_a_hidden_model_still_settle() {
     let mut w = World::new();
     let auth = w.authorization(NEAR, START + HOUR);
-    w.as_("dev.near", 0);
+    w.as_("dev.near", 1);
     w.hub.update_model(MODEL.into(), hide(true));
     assert_eq!(charge(&w.settle_one(w.receipt(&auth, 1, 1_000))), 1_000);
 }
@@ -207,7 +207,7 @@ fn simulate_settle_reports_without_changing_anything() {
     let auth = w.authorization(NEAR, START + HOUR);
     let items = vec![w.receipt(&auth, 1, 1_000), w.receipt(&auth, 1, 2_000)];
     w.as_("anyone.near", 0);
-    let simulated = w.hub.simulate_settle(items.clone());
+    let simulated = w.hub.simulate_settle(acc("anyone.near"), items.clone());
     assert_eq!(charge(&simulated[0].result), 1_000);
     // The second sees the first's effect inside the batch.
     assert_eq!(rejected(&simulated[1].result), "stale_sequence");
@@ -244,7 +244,7 @@ fn large_batches_log_within_nearcores_limits() {
 fn paused_hub_settles_nothing() {
     let mut w = World::new();
     let auth = w.authorization(NEAR, START + HOUR);
-    w.as_("owner.near", 0);
+    w.as_("owner.near", 1);
     w.hub.pause();
     let item = w.receipt(&auth, 1, 1_000);
     w.as_("runner.near", 0);
@@ -254,7 +254,7 @@ fn paused_hub_settles_nothing() {
         }),
         "the hub is paused"
     );
-    w.as_("owner.near", 0);
+    w.as_("owner.near", 1);
     w.hub.unpause();
     assert_eq!(charge(&w.settle_one(item)), 1_000);
 }
@@ -363,7 +363,7 @@ fn inference_time_content_is_paid_per_use_to_its_owner() {
         "unknown_content"
     );
     // The owner withdraws.
-    w.as_("wiki.near", 0);
+    w.as_("wiki.near", 1);
     w.hub.withdraw_content_earnings(None);
     assert_eq!(transfers(), 50);
     assert_eq!(w.hub.content_earnings(acc("wiki.near")).0, 0);

@@ -117,16 +117,28 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
         ));
     }
     let key = String::from(&a.public_key);
+    // Keys live in each user's namespace on the hub: cached per (user, key).
     let info = state
         .user_keys
-        .get(&key, || state.hub.key_info(&a.public_key))
+        .get(&format!("{}/{key}", a.user), || {
+            state.hub.user_key(&a.user, &a.public_key)
+        })
         .await
         .map_err(|e| {
             Error::unavailable("rpc_unavailable", format!("checking the user's key: {e}"))
         })?;
     match info {
-        Some(k) if k.role == "user" && k.owner == a.user => {}
-        _ => {
+        Some(k) if !k.revoked() => {}
+        Some(_) => {
+            return Err(Error::unauthorized(
+                "revoked_user_key",
+                format!(
+                    "key {key} of {} was revoked on hub {}: sign with another key",
+                    a.user, state.hub.account
+                ),
+            ))
+        }
+        None => {
             return Err(Error::unauthorized(
                 "unknown_user_key",
                 format!(

@@ -1,0 +1,331 @@
+//! One named test per finding of the contracts audit (issue 12); each fails when its fix
+//! is removed. The token's finding 1 is in `model-token` and in `sandbox-tests`.
+
+use super::*;
+use crate::{admin::ConfigUpdate, state::License, tokens::ManifestEntry};
+
+fn allowlist(runners: &[&str]) -> ModelUpdate {
+    ModelUpdate {
+        runner_policy: Some(RunnerPolicy::Allowlist(
+            runners.iter().map(|r| acc(r)).collect(),
+        )),
+        ..Default::default()
+    }
+}
+
+fn register_open_model(w: &mut World, id: &str) {
+    w.as_("dev.near", NEAR);
+    w.hub
+        .register_model(id.into(), U128(1), U128(1), 7_000, RunnerPolicy::Open);
+    w.as_("dev.near", NEAR);
+    w.hub.add_model_version(id.into(), version_input());
+}
+
+/// Finding 3: a model owner's later policy change cannot freeze a channel that once used
+/// the model. The old line rides along unchanged and is not re-checked; the narrowing
+/// itself waits for its notice, so usage served before it still settles.
+#[test]
+fn f3_a_policy_change_cannot_freeze_channels_or_unpaid_usage() {
+    let mut w = World::new();
+    register_open_model(&mut w, "other");
+    let auth = w.authorization_with(|a| a.models.push("other".into()), NEAR, START + 10 * HOUR);
+    charge(&w.settle_one(w.receipt(&auth, 1, 1_000)));
+    w.as_("dev.near", NEAR / 100);
+    w.hub
+        .update_model(MODEL.into(), allowlist(&["trusted.near"]));
+    // Within the notice the runner is still allowed: what it served is paid.
+    assert_eq!(charge(&w.settle_one(w.receipt(&auth, 2, 2_000))), 1_000);
+    w.now += 2 * HOUR;
+    // After it, new usage of the model is refused...
+    let item = w.receipt(&auth, 3, 3_000);
+    refused_code(&mut w, item, "runner_not_allowed");
+    // ...but the channel keeps working for other models, its old line carried as is.
+    let item = w.receipt_with(&auth, 3, 2_500, |r| {
+        r.lines[0].amount = U128(2_000);
+        r.lines[0].units_in = U64(200);
+        r.lines[0].units_out = U64(20);
+        r.lines.push(market_protocol::UsageLine {
+            model_id: "other".into(),
+            version: 1,
+            units_in: U64(5),
+            units_out: U64(5),
+            amount: U128(500),
+        });
+    });
+    assert_eq!(charge(&w.settle_one(item)), 500);
+}
+
+fn refused_code(w: &mut World, item: market_protocol::SettleItem, code: &str) {
+    let result = w.settle_one(item);
+    assert_eq!(rejected(&result), code, "{result:?}");
+}
+
+/// Finding 3: the runner's share is scheduled too; receipts settled before the change
+/// takes effect are split on the old terms.
+#[test]
+fn f3_a_cut_of_the_runner_share_is_not_retroactive() {
+    let mut w = World::new();
+    let auth = w.authorization(NEAR, START + 10 * HOUR);
+    w.as_("dev.near", NEAR / 100);
+    w.hub.update_model(
+        MODEL.into(),
+        ModelUpdate {
+            runner_bps: Some(5_000),
+            ..Default::default()
+        },
+    );
+    charge(&w.settle_one(w.receipt(&auth, 1, 10_000)));
+    assert_eq!(w.hub.runner(acc("runner.near")).unwrap().earnings.0, 7_000);
+    w.now += 2 * HOUR;
+    charge(&w.settle_one(w.receipt(&auth, 2, 20_000)));
+    assert_eq!(
+        w.hub.runner(acc("runner.near")).unwrap().earnings.0,
+        7_000 + 5_000
+    );
+    // Widening an allowlist takes nothing from anyone: at once.
+    w.as_("dev.near", NEAR);
+    w.hub.register_model(
+        "closed".into(),
+        U128(1),
+        U128(1),
+        7_000,
+        RunnerPolicy::Allowlist(vec![acc("runner.near")]),
+    );
+    w.as_("dev.near", NEAR / 100);
+    w.hub
+        .update_model("closed".into(), allowlist(&["runner.near", "b.near"]));
+    let m = w.hub.model("closed".into()).unwrap().model;
+    assert!(m.pending_terms.is_none(), "a widening is not scheduled");
+    assert!(m.terms.runner_policy.allows(&acc("b.near")));
+}
+
+/// Finding 4: a revoked user key never comes back, and signs nothing new.
+#[test]
+fn f4_a_revoked_user_key_stays_revoked() {
+    let mut w = World::new();
+    let key = w.user_key.public_key();
+    w.as_("alice.near", 0);
+    w.hub.revoke_user_key(key.clone());
+    w.as_("alice.near", NEAR);
+    let msg = panic_message(|| w.hub.register_user_key(key.clone()));
+    assert!(msg.contains("already registered (or was revoked)"), "{msg}");
+    let auth = w.authorization(NEAR, START + HOUR);
+    let item = w.receipt(&auth, 1, 1_000);
+    refused_code(&mut w, item, "revoked_user_key");
+}
+
+/// Finding 4: keys live in each account's namespace: registering someone else's public key
+/// first (a user's wallet key, a runner's receipt key) blocks nobody.
+#[test]
+fn f4_nobody_can_squat_another_accounts_key() {
+    let mut w = World::bare();
+    let wallet = KeyPair::from_seed([1; 32]);
+    w.as_("mallory.near", NEAR);
+    w.hub.register_user_key(wallet.public_key());
+    w.as_("mallory.near", 2 * NEAR);
+    w.hub
+        .register_runner(vec![KeyPair::from_seed([2; 32]).public_key()]);
+    // The real owners register the very same keys and are paid as usual.
+    w.populate();
+    let auth = w.authorization(NEAR, START + HOUR);
+    assert_eq!(charge(&w.settle_one(w.receipt(&auth, 1, 1_000))), 1_000);
+}
+
+/// Finding 5: a model id that cannot name its token account is refused at registration,
+/// before any holders' share can accrue to it.
+#[test]
+fn f5_model_ids_must_name_a_token_account() {
+    let mut w = World::new();
+    for id in ["smollm2.q4", "a--b", &"m".repeat(64)] {
+        w.as_("dev.near", NEAR);
+        let msg = panic_message(|| {
+            w.hub
+                .register_model(id.into(), U128(1), U128(1), 7_000, RunnerPolicy::Open);
+        });
+        assert!(msg.contains("cannot name a token account"), "{id}: {msg}");
+    }
+}
+
+/// Finding 6: the token account is recorded when issuance starts, so a second
+/// `issue_token` before the callback cannot rewrite the manifest; a failed issuance
+/// clears it and can be retried; flush waits for a live token.
+#[test]
+fn f6_issuance_cannot_race_itself() {
+    let mut w = World::new();
+    w.as_("wiki.near", NEAR);
+    w.hub.register_content(
+        "wiki".into(),
+        [1; 32].into(),
+        "u".into(),
+        License::OpenForTraining,
+    );
+    w.as_("owner.near", 10 * NEAR);
+    w.hub.set_token_code(vec![0; 1_000]);
+    let manifest = |weight| {
+        vec![ManifestEntry {
+            content_id: "wiki".into(),
+            weight,
+        }]
+    };
+    w.as_("dev.near", NEAR);
+    w.hub
+        .issue_token(MODEL.into(), "SMOL".into(), manifest(1), 1)
+        .detach();
+    w.as_("dev.near", NEAR);
+    let msg = panic_message(|| {
+        w.hub
+            .issue_token(MODEL.into(), "SMOL".into(), manifest(99), 1)
+            .detach();
+    });
+    assert!(msg.contains("is issuing its token"), "{msg}");
+    let m = w.hub.model(MODEL.into()).unwrap().model;
+    assert_eq!(m.training_manifest, vec![("wiki".to_owned(), 1)]);
+    w.as_("anyone.near", 0);
+    let msg = panic_message(|| w.hub.flush(MODEL.into()).detach());
+    assert!(msg.contains("has no token yet"), "{msg}");
+    // The issuance fails: everything is forgotten and it can be tried again.
+    w.callback(PromiseResult::Failed);
+    let token = Hub::token_account(MODEL).unwrap();
+    assert!(!w.hub.on_token_issued(
+        MODEL.into(),
+        token,
+        acc("dev.near"),
+        U128(1),
+        vec![],
+        Err(near_sdk::PromiseError::Failed)
+    ));
+    let m = w.hub.model(MODEL.into()).unwrap().model;
+    assert!(m.token.is_none() && m.training_manifest.is_empty());
+}
+
+/// Finding 7: a pause blocks withdrawal requests (runners cannot settle meanwhile), ends
+/// by itself, and stops the clocks: a withdrawal's ready time and an authorization's expiry
+/// move later by the paused time.
+#[test]
+fn f7_a_pause_is_bounded_and_stops_the_clocks() {
+    let mut w = World::new();
+    let auth = w.authorization(NEAR, START + 3 * HOUR);
+    let item = w.receipt(&auth, 1, 1_000);
+    w.as_("alice.near", 0);
+    w.hub.request_withdrawal(acc("runner.near"));
+    w.now += HOUR;
+    w.as_("owner.near", 1);
+    w.hub.pause();
+    w.as_("bob.near", 0);
+    assert_eq!(
+        panic_message(|| w.hub.request_withdrawal(acc("runner.near"))),
+        "the hub is paused"
+    );
+    w.now += 5 * HOUR;
+    w.as_("owner.near", 1);
+    w.hub.unpause();
+    // Five paused hours: the withdrawal is ready at 2 + 5 hours, the authorization
+    // expires at 3 + 5 (minus the hour before the pause, already run).
+    w.as_("alice.near", 1);
+    assert!(
+        panic_message(|| w.hub.finish_withdrawal(acc("runner.near")))
+            .starts_with("withdrawal is possible from")
+    );
+    assert_eq!(charge(&w.settle_one(item)), 1_000);
+    // A pause ends by itself after MAX_PAUSE_NS, and cannot be renewed at once.
+    w.now += HOUR;
+    w.as_("owner.near", 1);
+    let msg = panic_message(|| w.hub.pause());
+    assert!(msg.starts_with("a new pause is possible from"), "{msg}");
+    w.now += crate::pause::PAUSE_COOLDOWN_NS;
+    w.as_("owner.near", 1);
+    w.hub.pause();
+    w.now += crate::pause::MAX_PAUSE_NS;
+    w.as_("anyone.near", 0);
+    assert!(!w.hub.hub_info().paused);
+}
+
+/// Finding 7: every delay is bounded, so no setting can freeze escrow (`now + delay`
+/// overflowed at `u64::MAX`).
+#[test]
+fn f7_delays_are_bounded() {
+    let mut w = World::new();
+    w.as_("owner.near", 1);
+    let msg = panic_message(|| {
+        w.hub.set_config(ConfigUpdate {
+            withdrawal_delay_ns: Some(U64(u64::MAX)),
+            ..Default::default()
+        });
+    });
+    assert!(
+        msg.starts_with("withdrawal delay 18446744073709551615 ns is above the ceiling"),
+        "{msg}"
+    );
+}
+
+/// Finding 7: money-moving and owner methods need a full-access key (one yocto).
+#[test]
+fn f7_function_call_keys_move_no_money() {
+    let mut w = World::new();
+    let auth = w.authorization(NEAR, START + HOUR);
+    charge(&w.settle_one(w.receipt(&auth, 1, 10_000)));
+    for (who, call) in [
+        (
+            "runner.near",
+            Box::new(|h: &mut Hub| h.withdraw_earnings(None)) as Box<dyn Fn(&mut Hub)>,
+        ),
+        (
+            "owner.near",
+            Box::new(|h: &mut Hub| h.withdraw_protocol_fees(acc("owner.near"), None)),
+        ),
+        (
+            "owner.near",
+            Box::new(|h: &mut Hub| h.propose_owner(acc("thief.near"))),
+        ),
+        (
+            "dev.near",
+            Box::new(|h: &mut Hub| h.transfer_model(MODEL.into(), acc("thief.near"))),
+        ),
+    ] {
+        w.as_(who, 0);
+        let msg = panic_message(|| call(&mut w.hub));
+        assert!(msg.contains("1 yocto"), "{who}: {msg}");
+    }
+}
+
+/// Finding 8: a receipt whose units went down by values whose sum overflows u64 is
+/// rejected on its own, not a panic of the whole batch.
+#[test]
+fn f8_a_units_overflow_rejects_one_receipt() {
+    let mut w = World::new();
+    let auth = w.authorization(NEAR, START + HOUR);
+    let big = w.receipt_with(&auth, 1, 1_000, |r| {
+        r.lines[0].units_in = U64(u64::MAX);
+        r.lines[0].units_out = U64(u64::MAX);
+    });
+    charge(&w.settle_one(big));
+    let item = w.receipt_with(&auth, 2, 2_000, |r| {
+        r.lines[0].units_in = U64(u64::MAX - 1);
+        r.lines[0].units_out = U64(u64::MAX);
+    });
+    let good = w.receipt(&auth, 1, 1);
+    let outcomes = w.settle(vec![item, good]);
+    assert_eq!(rejected(&outcomes[0].result), "decreased");
+}
+
+/// Finding 9: a pending withdrawal keeps the ready time it was given, whatever the owner
+/// schedules later; and a fee change waits for its notice.
+#[test]
+fn f9_owner_changes_do_not_reach_back() {
+    let mut w = World::new();
+    w.as_("alice.near", 0);
+    w.hub.request_withdrawal(acc("runner.near"));
+    w.as_("owner.near", 1);
+    w.hub.set_config(ConfigUpdate {
+        withdrawal_delay_ns: Some(U64(20 * HOUR)),
+        protocol_fee_bps: Some(2_000),
+        ..Default::default()
+    });
+    let auth = w.authorization(NEAR, START + 10 * HOUR);
+    charge(&w.settle_one(w.receipt(&auth, 1, 10_000)));
+    assert_eq!(w.hub.hub_info().protocol_earnings.0, 1_000, "the old fee");
+    w.now += 2 * HOUR;
+    w.as_("alice.near", 1);
+    w.hub.finish_withdrawal(acc("runner.near"));
+    assert_eq!(w.channel_unspent(), 0);
+}
