@@ -4,6 +4,11 @@
 //! whose `message` is the canonical JSON text of the authorization ([`Authorization::message`]),
 //! so the hub account and the chain id are inside the signed bytes: an authorization cannot
 //! be replayed on another hub or another network.
+//!
+//! Version 2 signs price ceilings: per model, the most the user pays per 1,000 units in and
+//! out and the most units one request may use; and the only content a runner may charge
+//! for, each with the most per use. Within the cap a runner can then charge only what the
+//! user saw and signed (the hub's rules are in its README, "Signed price ceilings").
 
 use near_sdk::{
     json_types::{U128, U64},
@@ -12,12 +17,49 @@ use near_sdk::{
 
 use crate::{
     crypto::{self, Crypto, Signature},
-    ids::{validate_chain_id, validate_model_id, Hash32},
+    ids::{validate_chain_id, validate_content_id, validate_model_id, Hash32},
     nep413::Nep413Payload,
 };
 
 /// At most this many models per authorization; bounds the hub's per-channel storage.
 pub const MAX_AUTHORIZED_MODELS: usize = 4;
+/// At most this many content items per authorization; bounds the hub's per-channel storage.
+pub const MAX_AUTHORIZED_CONTENT: usize = 4;
+
+/// A model the authorization covers, with the most the user pays for it.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelCeiling {
+    pub model_id: String,
+    /// Yocto per 1,000 input units, and per 1,000 output units, at most.
+    pub max_in_per_1k: U128,
+    pub max_out_per_1k: U128,
+    /// Units (in + out) one request may use, at most.
+    pub max_units_per_request: U64,
+}
+
+#[cfg(feature = "sign")]
+impl ModelCeiling {
+    /// Covers `model_id` at any price and request size: only the cap bounds spending.
+    /// For tests, which check everything but the ceilings; users sign real ones.
+    pub fn unbounded(model_id: &str) -> Self {
+        Self {
+            model_id: model_id.into(),
+            max_in_per_1k: U128(u128::MAX),
+            max_out_per_1k: U128(u128::MAX),
+            max_units_per_request: U64(u64::MAX),
+        }
+    }
+}
+
+/// Inference-time content the authorization allows, with the most one use may cost.
+/// There is no wildcard: a runner could register content of its own at the ceiling.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentCeiling {
+    pub content_id: String,
+    pub max_per_use: U128,
+}
 
 /// What the user allows one runner to charge.
 #[near(serializers = [borsh, json])]
@@ -33,8 +75,10 @@ pub struct Authorization {
     pub cap: U128,
     /// Block timestamp (ns) from which receipts under this authorization no longer settle.
     pub expires_at_ns: U64,
-    /// The model ids it covers.
-    pub models: Vec<String>,
+    /// The models it covers, with their price ceilings.
+    pub models: Vec<ModelCeiling>,
+    /// The content a runner may put into the context and charge for (none if empty).
+    pub content: Vec<ContentCeiling>,
     /// The user's key that signs it; must be registered on the hub.
     pub public_key: PublicKey,
 }
@@ -50,11 +94,14 @@ struct Message<'a> {
     runner: &'a AccountId,
     cap: U128,
     expires_at_ns: U64,
-    models: &'a [String],
+    models: &'a [ModelCeiling],
+    content: &'a [ContentCeiling],
     public_key: &'a PublicKey,
 }
 
-pub const AUTHORIZATION_KIND: &str = "ai-market-authorization-v1";
+/// Version 1 (models without ceilings, no content) is no longer accepted: its receipts
+/// could spend the cap on content the user never chose (docs/decisions.md).
+pub const AUTHORIZATION_KIND: &str = "ai-market-authorization-v2";
 
 impl Authorization {
     /// The text the user signs: compact JSON, fields in declaration order, numbers as
@@ -70,6 +117,7 @@ impl Authorization {
             cap: self.cap,
             expires_at_ns: self.expires_at_ns,
             models: &self.models,
+            content: &self.content,
             public_key: &self.public_key,
         })
         .expect("serializing plain fields cannot fail")
@@ -85,9 +133,33 @@ impl Authorization {
             ));
         }
         for (i, model) in self.models.iter().enumerate() {
-            validate_model_id(model)?;
-            if self.models[..i].contains(model) {
-                return Err(format!("model `{model}` is listed twice"));
+            validate_model_id(&model.model_id)?;
+            if self.models[..i]
+                .iter()
+                .any(|m| m.model_id == model.model_id)
+            {
+                return Err(format!("model `{}` is listed twice", model.model_id));
+            }
+            if model.max_units_per_request.0 == 0 {
+                return Err(format!(
+                    "model `{}` allows 0 units per request",
+                    model.model_id
+                ));
+            }
+        }
+        if self.content.len() > MAX_AUTHORIZED_CONTENT {
+            return Err(format!(
+                "an authorization allows at most {MAX_AUTHORIZED_CONTENT} content items, not {}",
+                self.content.len()
+            ));
+        }
+        for (i, item) in self.content.iter().enumerate() {
+            validate_content_id(&item.content_id)?;
+            if self.content[..i]
+                .iter()
+                .any(|c| c.content_id == item.content_id)
+            {
+                return Err(format!("content `{}` is listed twice", item.content_id));
             }
         }
         if crypto::ed25519_key_bytes(&self.public_key).is_none() {
@@ -100,7 +172,20 @@ impl Authorization {
     }
 
     pub fn covers(&self, model_id: &str) -> bool {
-        self.models.iter().any(|m| m == model_id)
+        self.ceiling(model_id).is_some()
+    }
+
+    /// The ceilings of `model_id`, if the authorization covers it.
+    pub fn ceiling(&self, model_id: &str) -> Option<&ModelCeiling> {
+        self.models.iter().find(|m| m.model_id == model_id)
+    }
+
+    /// The per-use ceiling of `content_id`, if the authorization allows it.
+    pub fn content_ceiling(&self, content_id: &str) -> Option<u128> {
+        self.content
+            .iter()
+            .find(|c| c.content_id == content_id)
+            .map(|c| c.max_per_use.0)
     }
 }
 

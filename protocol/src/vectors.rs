@@ -6,6 +6,7 @@
 use near_sdk::serde_json::{json, Value};
 
 use crate::{
+    authorization::{ContentCeiling, ModelCeiling},
     crypto::native::{KeyPair, NativeCrypto},
     receipt::next_transcript,
     Authorization, ContentLine, SignedAuthorization, SignedReceipt, UsageLine, UsageReceipt,
@@ -24,7 +25,24 @@ pub fn sample_authorization() -> SignedAuthorization {
             runner: "gpu-runner.testnet".parse().unwrap(),
             cap: 5_000_000_000_000_000_000_000_000u128.into(),
             expires_at_ns: 1_800_000_000_000_000_000u64.into(),
-            models: vec!["smollm2-135m-instruct".into(), "all-minilm-l6-v2".into()],
+            models: vec![
+                ModelCeiling {
+                    model_id: "smollm2-135m-instruct".into(),
+                    max_in_per_1k: 1_000_000_000_000_000_000u128.into(),
+                    max_out_per_1k: 2_000_000_000_000_000_000u128.into(),
+                    max_units_per_request: 4_096u64.into(),
+                },
+                ModelCeiling {
+                    model_id: "all-minilm-l6-v2".into(),
+                    max_in_per_1k: 50_000_000_000_000_000u128.into(),
+                    max_out_per_1k: 0u128.into(),
+                    max_units_per_request: 8_192u64.into(),
+                },
+            ],
+            content: vec![ContentCeiling {
+                content_id: "encyclopedia-fr".into(),
+                max_per_use: 10_000_000_000_000_000u128.into(),
+            }],
             public_key: user.public_key(),
         },
         [42; 32],

@@ -105,8 +105,11 @@ fn a_receipt_signature_is_not_an_authorization_signature() {
 fn authorization_message_is_the_documented_json() {
     let auth = vectors::sample_authorization();
     let message = auth.authorization.message();
-    assert!(message.starts_with(r#"{"kind":"ai-market-authorization-v1","hub":"hub.ai-market.testnet","chain_id":"testnet","#));
+    assert!(message.starts_with(r#"{"kind":"ai-market-authorization-v2","hub":"hub.ai-market.testnet","chain_id":"testnet","#));
     assert!(message.contains(r#""cap":"5000000000000000000000000""#));
+    // The signed price ceilings, models then content, in field order.
+    assert!(message.contains(r#""models":[{"model_id":"smollm2-135m-instruct","max_in_per_1k":"1000000000000000000","max_out_per_1k":"2000000000000000000","max_units_per_request":"4096"},"#));
+    assert!(message.contains(r#""content":[{"content_id":"encyclopedia-fr","max_per_use":"10000000000000000"}],"public_key":"ed25519:"#));
     assert!(!message.contains(' '), "compact JSON, no spaces: {message}");
 }
 
@@ -125,4 +128,10 @@ fn receipt_validation_names_the_problem() {
     let mut a = auth.authorization.clone();
     a.models.clear();
     assert!(a.validate().unwrap_err().contains("1 to 4 models"));
+    let mut a = auth.authorization.clone();
+    a.content.push(a.content[0].clone());
+    assert!(a.validate().unwrap_err().contains("listed twice"));
+    let mut a = auth.authorization.clone();
+    a.models[0].max_units_per_request.0 = 0;
+    assert!(a.validate().unwrap_err().contains("0 units per request"));
 }

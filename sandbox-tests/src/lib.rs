@@ -369,7 +369,15 @@ impl Market {
                 runner: self.runner.as_str().parse().unwrap(),
                 cap: U128(cap),
                 expires_at_ns: U64(self.env.chain.timestamp_ns() + 1_000 * HOUR_NS),
-                models: vec![MODEL.into()],
+                // Any price: the fixture's receipts are built by hand; the hub's unit tests
+                // cover the ceilings. The content the conservation test charges is allowed.
+                models: vec![market_protocol::authorization::ModelCeiling::unbounded(
+                    MODEL,
+                )],
+                content: vec![market_protocol::authorization::ContentCeiling {
+                    content_id: "wiki".into(),
+                    max_per_use: U128(u128::MAX),
+                }],
                 public_key: key.public_key(),
             },
             // The NEP-413 nonce: each user signs once, so its low byte is nonce enough.

@@ -145,7 +145,10 @@ fn authorization(s: &Setup, cap: u128, expires_at_ns: u64) -> market_protocol::S
             runner: s.runner.id().as_str().parse().unwrap(),
             cap: cap.into(),
             expires_at_ns: expires_at_ns.into(),
-            models: vec!["smollm2-135m".into()],
+            models: vec![market_protocol::authorization::ModelCeiling::unbounded(
+                "smollm2-135m",
+            )],
+            content: vec![],
             public_key: s.user_key.public_key(),
         },
         [7; 32],

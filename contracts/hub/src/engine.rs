@@ -7,7 +7,10 @@
 //! them pass, so a rejected receipt changes nothing.
 
 use market_protocol::{crypto::Crypto, receipt::MAX_LINES, ChannelId, SettleItem};
-use near_sdk::{AccountId, PublicKey};
+use near_sdk::{
+    json_types::{U128, U64},
+    AccountId, PublicKey,
+};
 
 use crate::{
     error::{Error, Result},
@@ -153,13 +156,18 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         }
         // 4. The user's authorization: remembered, or verified now.
         let named: [u8; 32] = receipt.authorization.into();
-        let auth = match channel
+        // Pinning an authorization takes a baseline: its ceilings bound what the channel's
+        // lines grow from here (`base_*` in the channel's lines).
+        let (auth, pinned_now) = match channel
             .authorization
             .as_ref()
             .filter(|a| <[u8; 32]>::from(a.id) == named)
         {
-            Some(remembered) => remembered.clone(),
-            None => self.verify_authorization(item, &channel_id, named)?,
+            Some(remembered) => (remembered.clone(), false),
+            None => (
+                self.verify_authorization(item, &channel_id, named, channel.last_seq)?,
+                true,
+            ),
         };
         // A remembered authorization whose key was revoked carries the revocation's
         // notice (`revoke_user_key`). Both deadlines are checked every time.
@@ -177,17 +185,14 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
                 now_ns: self.ctx.now_ns,
             });
         }
-        // 5. Inference-time content: registered, paid per use, within its price, and
-        //    cumulative like the model lines.
+        // Requests served since the pin: the receipt's sequence is cumulative too.
+        let requests = receipt.seq.0 - auth.base_seq.0;
+        // 5. Inference-time content: never decreasing; a line that grew must be allowed by
+        //    the authorization, registered and paid per use, with at most one use per
+        //    request, each at the lower of its price and the signed ceiling.
         let mut royalties = Vec::with_capacity(receipt.content.len());
+        let mut content_bases = Vec::with_capacity(receipt.content.len());
         for line in &receipt.content {
-            let terms = self
-                .ledger
-                .content_terms(&line.content_id)
-                .ok_or_else(|| Error::UnknownContent(line.content_id.clone()))?;
-            let price = terms
-                .price_per_use
-                .ok_or_else(|| Error::ContentNotPerUse(line.content_id.clone()))?;
             let before = channel
                 .content
                 .iter()
@@ -200,16 +205,45 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
                     receipt: line.amount.0,
                 });
             }
-            let delta = line.amount.0 - amount0;
-            let max = u128::from(line.uses.0 - uses0).saturating_mul(price);
-            if delta > max {
+            let (base_uses, base_amount) = match before {
+                Some(c) if pinned_now => (c.uses.0, c.amount.0),
+                Some(c) => (c.base_uses.0, c.base_amount.0),
+                None => (0, 0),
+            };
+            content_bases.push((base_uses, base_amount));
+            if before.is_some() && line.uses.0 == uses0 && line.amount.0 == amount0 {
+                continue;
+            }
+            let ceiling = auth
+                .content
+                .iter()
+                .find(|c| c.content_id == line.content_id)
+                .ok_or_else(|| Error::ContentNotAuthorized(line.content_id.clone()))?;
+            let terms = self
+                .ledger
+                .content_terms(&line.content_id)
+                .ok_or_else(|| Error::UnknownContent(line.content_id.clone()))?;
+            let price = terms
+                .price_per_use
+                .ok_or_else(|| Error::ContentNotPerUse(line.content_id.clone()))?;
+            let uses = line.uses.0 - base_uses;
+            if uses > requests {
+                return Err(Error::TooManyUses {
+                    content_id: line.content_id.clone(),
+                    uses,
+                    max: requests,
+                });
+            }
+            let grown = line.amount.0 - base_amount;
+            let max = u128::from(uses).saturating_mul(price.min(ceiling.max_per_use.0));
+            if grown > max {
                 return Err(Error::ContentOverpriced {
                     content_id: line.content_id.clone(),
-                    amount: delta,
+                    amount: grown,
                     max,
                 });
             }
-            royalties.push((terms.owner, delta));
+            royalties.push((terms.owner, line.amount.0 - amount0));
         }
         if let Some(dropped) = channel
             .content
@@ -223,10 +257,12 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             });
         }
         // 6. Each model line: never decreasing; a line that grew is checked against the
-        //    model's terms in effect now (known version, covered, runner allowed). A line
-        //    that did not grow is settled history: it is never re-checked, so no later
-        //    change of a model's terms can freeze a channel that once used it.
+        //    model's terms in effect now (known version, runner allowed) and against the
+        //    authorization's signed ceilings for the model. A line that did not grow is
+        //    settled history: it is never re-checked, so no later change of a model's terms
+        //    can freeze a channel that once used it.
         let mut deltas = Vec::with_capacity(receipt.lines.len());
+        let mut line_bases = Vec::with_capacity(receipt.lines.len());
         for line in &receipt.lines {
             let before = channel
                 .lines
@@ -250,6 +286,12 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
                     receipt: u128::from(line.units_in.0) + u128::from(line.units_out.0),
                 });
             }
+            let base = match before {
+                Some(l) if pinned_now => (l.units_in.0, l.units_out.0, l.amount.0),
+                Some(l) => (l.base_units_in.0, l.base_units_out.0, l.base_amount.0),
+                None => (0, 0, 0),
+            };
+            line_bases.push(base);
             if before.is_some()
                 && line.amount.0 == amount0
                 && line.units_in.0 == in0
@@ -268,13 +310,42 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
                     versions: terms.versions,
                 });
             }
-            if !auth.models.contains(&line.model_id) {
-                return Err(Error::ModelNotAuthorized(line.model_id.clone()));
-            }
+            let ceiling = auth
+                .models
+                .iter()
+                .find(|m| m.model_id == line.model_id)
+                .ok_or_else(|| Error::ModelNotAuthorized(line.model_id.clone()))?;
             if !terms.terms.runner_policy.allows(&receipt.runner) {
                 return Err(Error::RunnerNotAllowed {
                     model_id: line.model_id.clone(),
                     runner: receipt.runner.clone(),
+                });
+            }
+            // Growth since the pin: units at most the signed per-request limit for each
+            // request served, and an amount at most ⌊(Δin × max_in + Δout × max_out) /
+            // 1,000⌋. A runner that charges each request ⌊units × price / 1,000⌋ at a price
+            // within the ceiling always passes (a sum of floors never exceeds the floor of
+            // the sum). Saturating products: a bound past u128 bounds nothing anyway.
+            let (d_in, d_out) = (line.units_in.0 - base.0, line.units_out.0 - base.1);
+            let units = u128::from(d_in) + u128::from(d_out);
+            let max_units = u128::from(requests) * u128::from(ceiling.max_units_per_request.0);
+            if units > max_units {
+                return Err(Error::TooManyUnits {
+                    model_id: line.model_id.clone(),
+                    units,
+                    max: max_units,
+                });
+            }
+            let max = u128::from(d_in)
+                .saturating_mul(ceiling.max_in_per_1k.0)
+                .saturating_add(u128::from(d_out).saturating_mul(ceiling.max_out_per_1k.0))
+                / 1_000;
+            let grown = line.amount.0 - base.2;
+            if grown > max {
+                return Err(Error::ModelOverpriced {
+                    model_id: line.model_id.clone(),
+                    amount: grown,
+                    max,
                 });
             }
             deltas.push((
@@ -354,21 +425,28 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         channel.lines = receipt
             .lines
             .iter()
-            .map(|l| SettledLine {
+            .zip(line_bases)
+            .map(|(l, (base_in, base_out, base_amount))| SettledLine {
                 model_id: l.model_id.clone(),
                 version: l.version,
                 units_in: l.units_in,
                 units_out: l.units_out,
                 amount: l.amount,
+                base_units_in: U64(base_in),
+                base_units_out: U64(base_out),
+                base_amount: U128(base_amount),
             })
             .collect();
         channel.content = receipt
             .content
             .iter()
-            .map(|c| SettledContent {
+            .zip(content_bases)
+            .map(|(c, (base_uses, base_amount))| SettledContent {
                 content_id: c.content_id.clone(),
                 uses: c.uses,
                 amount: c.amount,
+                base_uses: U64(base_uses),
+                base_amount: U128(base_amount),
             })
             .collect();
         channel.authorization = Some(auth);
@@ -403,6 +481,7 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         item: &SettleItem,
         channel: &ChannelId,
         named: [u8; 32],
+        base_seq: U64,
     ) -> Result<ActiveAuthorization> {
         let signed = item
             .authorization
@@ -458,6 +537,8 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             cap: auth.cap,
             expires_at_ns: auth.expires_at_ns,
             models: auth.models.clone(),
+            content: auth.content.clone(),
+            base_seq,
             revoked_until_ns: None,
         })
     }

@@ -110,6 +110,22 @@ pub enum Error {
         now_ns: u64,
     },
     ModelNotAuthorized(String),
+    ModelOverpriced {
+        model_id: String,
+        amount: u128,
+        max: u128,
+    },
+    TooManyUnits {
+        model_id: String,
+        units: u128,
+        max: u128,
+    },
+    ContentNotAuthorized(String),
+    TooManyUses {
+        content_id: String,
+        uses: u64,
+        max: u64,
+    },
     RunnerNotAllowed {
         model_id: String,
         runner: AccountId,
@@ -188,6 +204,10 @@ impl Error {
             Self::BadUserSignature => "bad_user_signature",
             Self::Expired { .. } => "expired",
             Self::ModelNotAuthorized(_) => "model_not_authorized",
+            Self::ModelOverpriced { .. } => "model_overpriced",
+            Self::TooManyUnits { .. } => "too_many_units",
+            Self::ContentNotAuthorized(_) => "content_not_authorized",
+            Self::TooManyUses { .. } => "too_many_uses",
             Self::RunnerNotAllowed { .. } => "runner_not_allowed",
             Self::UnknownContent(_) => "unknown_content",
             Self::ContentNotPerUse(_) => "content_not_per_use",
@@ -352,6 +372,33 @@ impl fmt::Display for Error {
             Self::ModelNotAuthorized(m) => {
                 write!(f, "the authorization does not cover model `{m}`")
             }
+            Self::ModelOverpriced {
+                model_id,
+                amount,
+                max,
+            } => write!(
+                f,
+                "model `{model_id}` charges {amount} yocto since the authorization was pinned, its signed ceilings allow {max}"
+            ),
+            Self::TooManyUnits {
+                model_id,
+                units,
+                max,
+            } => write!(
+                f,
+                "model `{model_id}` used {units} units since the authorization was pinned, its signed per-request limit allows {max}"
+            ),
+            Self::ContentNotAuthorized(c) => {
+                write!(f, "the authorization does not allow content `{c}`")
+            }
+            Self::TooManyUses {
+                content_id,
+                uses,
+                max,
+            } => write!(
+                f,
+                "content `{content_id}` was used {uses} times since the authorization was pinned, in at most {max} requests"
+            ),
             Self::RunnerNotAllowed { model_id, runner } => {
                 write!(f, "model `{model_id}` does not allow runner {runner}")
             }
@@ -364,7 +411,7 @@ impl fmt::Display for Error {
                 amount,
                 max,
             } => {
-                write!(f, "content `{content_id}` charges {amount} yocto for its new uses, its price allows {max}")
+                write!(f, "content `{content_id}` charges {amount} yocto since the authorization was pinned, its uses at the lower of its price and the signed ceiling allow {max}")
             }
             Self::ContentExists(c) => write!(f, "content `{c}` is already registered"),
             Self::Decreased {

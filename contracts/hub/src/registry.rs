@@ -235,10 +235,7 @@ impl Hub {
         let mut model = self.owned_model(&model_id);
         let now = env::block_timestamp();
         // Fold a scheduled change that has taken effect.
-        if let Some(p) = model
-            .pending_terms
-            .take_if(|p| now >= p.effective_at_ns.0)
-        {
+        if let Some(p) = model.pending_terms.take_if(|p| now >= p.effective_at_ns.0) {
             model.terms = p.terms;
         }
         let mut terms = model.terms.clone();

@@ -1,6 +1,9 @@
 //! The hub's persistent state. Versioned: see [`VersionedState`] for how to add a version.
 
-use market_protocol::Hash32;
+use market_protocol::{
+    authorization::{ContentCeiling, ModelCeiling},
+    Hash32,
+};
 use near_sdk::{
     collections::{LazyOption, LookupMap, UnorderedMap, Vector},
     json_types::{U128, U64},
@@ -220,6 +223,10 @@ pub struct SettledContent {
     pub content_id: String,
     pub uses: U64,
     pub amount: U128,
+    /// Uses and amount when the channel's authorization was pinned: its ceilings bound the
+    /// growth from here.
+    pub base_uses: U64,
+    pub base_amount: U128,
 }
 
 /// What a channel's cumulative receipts have settled for one model version.
@@ -231,6 +238,11 @@ pub struct SettledLine {
     pub units_in: U64,
     pub units_out: U64,
     pub amount: U128,
+    /// Units and amount when the channel's authorization was pinned: its ceilings bound the
+    /// growth from here.
+    pub base_units_in: U64,
+    pub base_units_out: U64,
+    pub base_amount: U128,
 }
 
 /// The last authorization the hub verified for a channel: later receipts naming it skip
@@ -242,7 +254,11 @@ pub struct ActiveAuthorization {
     pub public_key: PublicKey,
     pub cap: U128,
     pub expires_at_ns: U64,
-    pub models: Vec<String>,
+    /// The signed price ceilings.
+    pub models: Vec<ModelCeiling>,
+    pub content: Vec<ContentCeiling>,
+    /// The channel's sequence when this authorization was pinned.
+    pub base_seq: U64,
     /// Set when the user revokes the signing key: this pinned authorization settles until
     /// then (the revocation's notice), never after.
     pub revoked_until_ns: Option<U64>,

@@ -10,7 +10,7 @@ use crate::{error::Error, state::HubState, Hub};
 /// reach (longest account ids, the most model lines, a remembered authorization with the
 /// most models), so settling never adds storage that nobody paid for.
 /// `tests::channel_reserve_covers_the_largest_channel` measures that bound.
-pub const CHANNEL_STORAGE_BYTES: u64 = 2_000;
+pub const CHANNEL_STORAGE_BYTES: u64 = 2_400;
 
 pub fn cost_of(bytes: u64) -> u128 {
     env::storage_byte_cost().as_yoctonear() * u128::from(bytes)

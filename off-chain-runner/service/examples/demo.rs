@@ -22,6 +22,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{ensure, Context};
 use market_protocol::{
+    authorization::{ContentCeiling, ModelCeiling},
     Authorization, Crypto, Hash32, NativeCrypto, SignedAuthorization, SignedReceipt,
 };
 use near_sdk::json_types::{U128, U64};
@@ -222,13 +223,32 @@ async fn main() -> anyhow::Result<()> {
                 runner: runner.as_str().parse().expect("account id"),
                 cap: U128(NEAR / 2),
                 expires_at_ns: U64(expires),
-                models: vec![MODEL.into(), EMBED.into()],
+                // The signed price ceilings: the prices the user sees on the hub, and the
+                // one content item it lets the runner use.
+                models: vec![
+                    ModelCeiling {
+                        model_id: MODEL.into(),
+                        max_in_per_1k: U128(price_in),
+                        max_out_per_1k: U128(price_out),
+                        max_units_per_request: U64(4_096),
+                    },
+                    ModelCeiling {
+                        model_id: EMBED.into(),
+                        max_in_per_1k: U128(MILLI / 20),
+                        max_out_per_1k: U128(0),
+                        max_units_per_request: U64(8_192),
+                    },
+                ],
+                content: vec![ContentCeiling {
+                    content_id: ENCYCLOPEDIA.into(),
+                    max_per_use: U128(per_use),
+                }],
                 public_key: key.public_key(),
             };
             token::encode(&SignedAuthorization::sign(auth, rand::random(), key))
         })
         .collect();
-    println!("    each signs \"runner.near may charge me up to 0.5 NEAR on hub.near (localnet) for {MODEL} and {EMBED}\"; the signed message is its API key");
+    println!("    each signs \"runner.near may charge me up to 0.5 NEAR on hub.near (localnet) for {MODEL} and {EMBED} at their prices now, and {ENCYCLOPEDIA} at its\"; the signed message is its API key");
 
     step("the local chain serves NEAR JSON-RPC; the runner checks its weights against the registry and loads them");
     let Market {

@@ -10,7 +10,10 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use market_protocol::{Authorization, SignedAuthorization};
+use market_protocol::{
+    authorization::{ContentCeiling, ModelCeiling},
+    Authorization, SignedAuthorization,
+};
 use near_sdk::{
     json_types::{U128, U64},
     AccountId,
@@ -164,9 +167,17 @@ enum Command {
         /// ... or in yocto.
         #[arg(long)]
         cap_yocto: Option<u128>,
-        /// Model ids covered, comma-separated.
+        /// Model ids covered, comma-separated. The signed price ceilings are each model's
+        /// prices on the hub now: a runner can charge no more.
         #[arg(long, value_delimiter = ',', required = true)]
         models: Vec<String>,
+        /// The most units (tokens in + out) one request may use, per model.
+        #[arg(long, default_value_t = 8_192)]
+        max_units_per_request: u64,
+        /// Inference-time content a runner may put into the context and charge for,
+        /// comma-separated; each at most its price on the hub now. None by default.
+        #[arg(long, value_delimiter = ',')]
+        content: Vec<String>,
         /// Hours until it expires (by the chain's clock).
         #[arg(long, default_value_t = 24 * 7)]
         expires_in_hours: u64,
@@ -276,6 +287,8 @@ async fn main() -> anyhow::Result<()> {
             cap,
             cap_yocto,
             models,
+            max_units_per_request,
+            content,
             expires_in_hours,
         } => {
             let cap = match (cap, cap_yocto) {
@@ -283,7 +296,12 @@ async fn main() -> anyhow::Result<()> {
                 (None, Some(yocto)) => yocto,
                 _ => bail!("give the cap with --cap NEAR or --cap-yocto YOCTO"),
             };
-            authorize(&chain, &user_key, runner, cap, models, expires_in_hours).await
+            let terms = Terms {
+                models,
+                max_units_per_request,
+                content,
+            };
+            authorize(&chain, &user_key, runner, cap, terms, expires_in_hours).await
         }
         Command::Register {
             chain,
@@ -508,15 +526,49 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What an authorization covers, before its ceilings are read from the hub.
+struct Terms {
+    models: Vec<String>,
+    max_units_per_request: u64,
+    content: Vec<String>,
+}
+
 async fn authorize(
     chain: &ChainArgs,
     user_key: &Path,
     runner: AccountId,
     cap: u128,
-    models: Vec<String>,
+    terms: Terms,
     expires_in_hours: u64,
 ) -> anyhow::Result<()> {
     let hub = chain.hub()?;
+    let mut models = Vec::with_capacity(terms.models.len());
+    for id in &terms.models {
+        let view = hub
+            .model(id)
+            .await?
+            .with_context(|| format!("model `{id}` is not registered on hub {}", hub.account))?;
+        models.push(ModelCeiling {
+            model_id: id.clone(),
+            max_in_per_1k: view.model.price_in_per_1k,
+            max_out_per_1k: view.model.price_out_per_1k,
+            max_units_per_request: U64(terms.max_units_per_request),
+        });
+    }
+    let mut content = Vec::with_capacity(terms.content.len());
+    for id in &terms.content {
+        let item = hub
+            .content(id)
+            .await?
+            .with_context(|| format!("content `{id}` is not registered on hub {}", hub.account))?;
+        let price = item
+            .price_per_use()
+            .with_context(|| format!("content `{id}` is open for training, not paid per use"))?;
+        content.push(ContentCeiling {
+            content_id: id.clone(),
+            max_per_use: U128(price),
+        });
+    }
     let creds = Credentials::read(user_key)?;
     let key = creds.key_pair()?;
     let now = match hub.block_time_ns().await {
@@ -534,6 +586,7 @@ async fn authorize(
         cap: U128(cap),
         expires_at_ns: U64(now.saturating_add(expires_in_hours.saturating_mul(3_600_000_000_000))),
         models,
+        content,
         public_key: key.public_key(),
     };
     authorization.validate().map_err(|e| anyhow::anyhow!(e))?;

@@ -23,8 +23,10 @@ use crate::{
     store::ChannelRecord,
 };
 
-/// yocto for `units_in` and `units_out` at the model's prices per 1,000 units, rounded up
-/// (a request is never free because it is short).
+/// yocto for `units_in` and `units_out` at the model's prices per 1,000 units, rounded
+/// down. The hub bounds a line's growth by ⌊(Δin × max_in + Δout × max_out) / 1,000⌋ under
+/// the user's signed ceilings; a sum of per-request floors never exceeds that, so a receipt
+/// priced this way within the ceilings always settles (rounding up could not).
 pub fn price(
     units_in: u64,
     units_out: u64,
@@ -37,7 +39,71 @@ pub fn price(
         .checked_mul(price_in_per_1k)
         .and_then(|a| a.checked_add(u128::from(units_out).checked_mul(price_out_per_1k)?))
         .ok_or_else(overflow)?;
-    Ok(total.div_ceil(1000))
+    Ok(total / 1000)
+}
+
+/// The most units one request of `model_id` may use, if the user's signed ceilings allow
+/// the model's current prices: a runner charging above them would hold receipts the hub
+/// refuses, so it refuses the request instead (402, sign a new authorization).
+pub fn within_ceilings(
+    auth: &market_protocol::Authorization,
+    model_id: &str,
+    price_in_per_1k: u128,
+    price_out_per_1k: u128,
+) -> Result<u64> {
+    let ceiling = auth.ceiling(model_id).ok_or_else(|| {
+        Error::forbidden(
+            "model_not_authorized",
+            format!("the authorization does not cover model `{model_id}`"),
+        )
+    })?;
+    if price_in_per_1k > ceiling.max_in_per_1k.0 || price_out_per_1k > ceiling.max_out_per_1k.0 {
+        return Err(Error::payment_required(
+            "price_above_ceiling",
+            format!(
+                "model `{model_id}` costs {price_in_per_1k} / {price_out_per_1k} yocto per 1,000 units in / out, above the authorization's ceilings of {} / {}; sign one at the current prices",
+                ceiling.max_in_per_1k.0, ceiling.max_out_per_1k.0
+            ),
+        ));
+    }
+    Ok(ceiling.max_units_per_request.0)
+}
+
+/// A request's units against the signed per-request limit.
+pub fn within_units(model_id: &str, units_in: u64, max_out: u64, limit: u64) -> Result<()> {
+    let units = u128::from(units_in) + u128::from(max_out);
+    if units > u128::from(limit) {
+        return Err(Error::bad_input(
+            "too_many_units",
+            format!(
+                "this request may use {units} units of model `{model_id}` ({units_in} in, up to {max_out} out), over the authorization's {limit} per request; lower max_tokens or shorten the input"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Content the user's authorization allows, at a price within its ceiling.
+pub fn content_allowed(
+    auth: &market_protocol::Authorization,
+    content_id: &str,
+    price_per_use: u128,
+) -> Result<()> {
+    let ceiling = auth.content_ceiling(content_id).ok_or_else(|| {
+        Error::forbidden(
+            "content_not_authorized",
+            format!("the authorization does not allow content `{content_id}`"),
+        )
+    })?;
+    if price_per_use > ceiling {
+        return Err(Error::payment_required(
+            "price_above_ceiling",
+            format!(
+                "content `{content_id}` costs {price_per_use} yocto per use, above the authorization's ceiling of {ceiling}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What one request used and costs.
@@ -90,17 +156,6 @@ pub fn next_record(
         }
         None => (Vec::new(), Vec::new(), 0, [0; 32], 0, 0),
     };
-    // The hub checks every line's model against the authorization the receipt names, so a
-    // new authorization must still cover every model the channel used.
-    if let Some(line) = lines.iter().find(|l| !a.covers(&l.model_id)) {
-        return Err(Error::forbidden(
-            "model_not_authorized",
-            format!(
-                "this channel already used model `{}`, which the authorization does not cover; sign one that names it",
-                line.model_id
-            ),
-        ));
-    }
     let full = lines.len() >= market_protocol::receipt::MAX_LINES;
     match lines
         .iter_mut()
@@ -297,12 +352,13 @@ impl Drop for Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use market_protocol::Authorization;
+    use market_protocol::{authorization::ModelCeiling, Authorization};
 
     #[test]
     fn prices_round_up_and_refuse_overflow() {
         assert_eq!(price(1, 0, 1000, 0).unwrap(), 1);
-        assert_eq!(price(1, 1, 1, 1).unwrap(), 1, "2/1000 rounds up to 1");
+        assert_eq!(price(1, 1, 1, 1).unwrap(), 0, "2/1000 rounds down to 0");
+        assert_eq!(price(1, 1, 999, 1).unwrap(), 1);
         assert_eq!(price(0, 0, 5, 5).unwrap(), 0);
         assert_eq!(price(1500, 500, 1000, 2000).unwrap(), 2500);
         assert_eq!(
@@ -340,7 +396,8 @@ mod tests {
                 runner: "r.near".parse().unwrap(),
                 cap: U128(1_000),
                 expires_at_ns: U64(u64::MAX),
-                models: vec!["m".into(), "e".into()],
+                models: vec![ModelCeiling::unbounded("m"), ModelCeiling::unbounded("e")],
+                content: vec![],
                 public_key: user_key.public_key(),
             },
             [0; 32],

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::{admin::ConfigUpdate, state::License, tokens::ManifestEntry};
+use market_protocol::authorization::ModelCeiling;
 
 fn allowlist(runners: &[&str]) -> ModelUpdate {
     ModelUpdate {
@@ -28,7 +29,7 @@ fn register_open_model(w: &mut World, id: &str) {
 fn f3_a_policy_change_cannot_freeze_channels_or_unpaid_usage() {
     let mut w = World::new();
     register_open_model(&mut w, "other");
-    let auth = w.authorization_with(|a| a.models.push("other".into()), NEAR, START + 10 * HOUR);
+    let auth = w.authorization_with(|a| a.models.push(ceiling("other")), NEAR, START + 10 * HOUR);
     charge(&w.settle_one(w.receipt(&auth, 1, 1_000)));
     w.as_("dev.near", NEAR / 100);
     w.hub
@@ -294,12 +295,13 @@ fn f7_function_call_keys_move_no_money() {
 fn f8_a_units_overflow_rejects_one_receipt() {
     let mut w = World::new();
     let auth = w.authorization(NEAR, START + HOUR);
-    let big = w.receipt_with(&auth, 1, 1_000, |r| {
+    // Two requests: the signed per-request limit (u64::MAX here) allows twice as many units.
+    let big = w.receipt_with(&auth, 2, 1_000, |r| {
         r.lines[0].units_in = U64(u64::MAX);
         r.lines[0].units_out = U64(u64::MAX);
     });
     charge(&w.settle_one(big));
-    let item = w.receipt_with(&auth, 2, 2_000, |r| {
+    let item = w.receipt_with(&auth, 3, 2_000, |r| {
         r.lines[0].units_in = U64(u64::MAX - 1);
         r.lines[0].units_out = U64(u64::MAX);
     });
@@ -328,4 +330,124 @@ fn f9_owner_changes_do_not_reach_back() {
     w.as_("alice.near", 1);
     w.hub.finish_withdrawal(acc("runner.near"));
     assert_eq!(w.channel_unspent(), 0);
+}
+
+fn tight(model_id: &str, max_in: u128, max_out: u128, max_units: u64) -> ModelCeiling {
+    ModelCeiling {
+        model_id: model_id.into(),
+        max_in_per_1k: U128(max_in),
+        max_out_per_1k: U128(max_out),
+        max_units_per_request: U64(max_units),
+    }
+}
+
+fn with_content(
+    w: &World,
+    auth: &market_protocol::SignedAuthorization,
+    seq: u64,
+    model_amount: u128,
+    content: (&str, u64, u128),
+) -> market_protocol::SettleItem {
+    w.receipt_with(auth, seq, model_amount, |r| {
+        r.content.push(market_protocol::ContentLine {
+            content_id: content.0.into(),
+            uses: U64(content.1),
+            amount: U128(content.2),
+        });
+        r.amount = U128(model_amount + content.2);
+    })
+}
+
+/// Finding 2: a receipt with no model line and one content line (the runner's own content,
+/// registered at any price) took the whole cap. Content must be named by the user.
+#[test]
+fn f2_content_the_user_did_not_allow_pays_nothing() {
+    let mut w = World::new();
+    w.as_("runner.near", NEAR);
+    w.hub.register_content(
+        "runner-own".into(),
+        [1; 32].into(),
+        "u".into(),
+        License::InferenceOnly {
+            price_per_use: U128(NEAR),
+        },
+    );
+    let auth = w.authorization(NEAR, START + HOUR);
+    let mut item = with_content(&w, &auth, 1, 0, ("runner-own", 1, NEAR));
+    item.receipt.receipt.lines.clear();
+    item.receipt = SignedReceipt::sign(item.receipt.receipt, &w.runner_key);
+    refused_code(&mut w, item, "content_not_authorized");
+}
+
+/// Signed price ceilings: a model line grows by at most ⌊(Δin × max_in + Δout × max_out) /
+/// 1,000⌋ and Δunits ≤ requests × max_units_per_request, from the pin.
+#[test]
+fn f2_model_lines_are_bounded_by_the_signed_prices() {
+    let mut w = World::new();
+    let auth = w.authorization_with(
+        |a| a.models = vec![tight(MODEL, 1_000, 2_000, 150)],
+        NEAR,
+        START + HOUR,
+    );
+    // Receipt n has 100·n units in and 10·n out: 120·n yocto at the ceilings.
+    let item = w.receipt(&auth, 1, 121);
+    refused_code(&mut w, item, "model_overpriced");
+    assert_eq!(charge(&w.settle_one(w.receipt(&auth, 1, 120))), 120);
+    // Two more requests: 240 more at most.
+    let item = w.receipt(&auth, 3, 361);
+    refused_code(&mut w, item, "model_overpriced");
+    assert_eq!(charge(&w.settle_one(w.receipt(&auth, 3, 360))), 240);
+    // 640 units in four requests, over their 4 × 150.
+    let item = w.receipt_with(&auth, 4, 380, |r| r.lines[0].units_in = U64(600));
+    refused_code(&mut w, item, "too_many_units");
+}
+
+/// Content is paid per use at the lower of its registered price and the user's ceiling,
+/// at most one use per request.
+#[test]
+fn f2_content_is_bounded_by_its_ceiling_and_one_use_per_request() {
+    let mut w = World::new();
+    w.as_("wiki.near", NEAR);
+    w.hub.register_content(
+        "wiki".into(),
+        [1; 32].into(),
+        "u".into(),
+        License::InferenceOnly {
+            price_per_use: U128(10),
+        },
+    );
+    let auth = w.authorization_with(
+        |a| {
+            a.content = vec![market_protocol::authorization::ContentCeiling {
+                content_id: "wiki".into(),
+                max_per_use: U128(4),
+            }];
+        },
+        NEAR,
+        START + HOUR,
+    );
+    let item = with_content(&w, &auth, 1, 100, ("wiki", 1, 5));
+    refused_code(&mut w, item, "content_overpriced");
+    let item = with_content(&w, &auth, 1, 100, ("wiki", 2, 8));
+    refused_code(&mut w, item, "too_many_uses");
+    let item = with_content(&w, &auth, 1, 100, ("wiki", 1, 4));
+    assert_eq!(charge(&w.settle_one(item)), 104);
+}
+
+/// A new authorization is judged from its own pin: what the channel settled before does
+/// not count against (or for) its ceilings.
+#[test]
+fn f2_a_new_authorization_bounds_growth_from_its_pin() {
+    let mut w = World::new();
+    let generous = w.authorization(NEAR, START + HOUR);
+    assert_eq!(charge(&w.settle_one(w.receipt(&generous, 1, 5_000))), 5_000);
+    let strict = w.authorization_with(
+        |a| a.models = vec![tight(MODEL, 1_000, 2_000, 1_000)],
+        NEAR,
+        START + HOUR,
+    );
+    // Receipt 2 adds 100 in and 10 out: 120 at most under the strict ceilings.
+    let item = w.receipt(&strict, 2, 5_121);
+    refused_code(&mut w, item, "model_overpriced");
+    assert_eq!(charge(&w.settle_one(w.receipt(&strict, 2, 5_120))), 120);
 }

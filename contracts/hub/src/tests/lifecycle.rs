@@ -381,6 +381,9 @@ fn channel_reserve_covers_the_largest_channel() {
                 units_in: U64(u64::MAX),
                 units_out: U64(u64::MAX),
                 amount: U128(u128::MAX),
+                base_units_in: U64(u64::MAX),
+                base_units_out: U64(u64::MAX),
+                base_amount: U128(u128::MAX),
             })
             .collect(),
         content: (0..4)
@@ -388,6 +391,8 @@ fn channel_reserve_covers_the_largest_channel() {
                 content_id: model(i),
                 uses: U64(u64::MAX),
                 amount: U128(u128::MAX),
+                base_uses: U64(u64::MAX),
+                base_amount: U128(u128::MAX),
             })
             .collect(),
         authorization: Some(crate::state::ActiveAuthorization {
@@ -395,7 +400,14 @@ fn channel_reserve_covers_the_largest_channel() {
             public_key: w.user_key.public_key(),
             cap: U128(u128::MAX),
             expires_at_ns: U64(u64::MAX),
-            models: (0..4).map(model).collect(),
+            models: (0..4).map(|i| ceiling(&model(i))).collect(),
+            content: (0..4)
+                .map(|i| market_protocol::authorization::ContentCeiling {
+                    content_id: model(i),
+                    max_per_use: U128(u128::MAX),
+                })
+                .collect(),
+            base_seq: U64(u64::MAX),
             revoked_until_ns: Some(U64(u64::MAX)),
         }),
         withdrawal: Some(crate::state::Deadline {

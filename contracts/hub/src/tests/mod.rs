@@ -10,8 +10,11 @@ mod lifecycle;
 mod settlement;
 
 use market_protocol::{
-    crypto::native::KeyPair, receipt::next_transcript, Authorization, NativeCrypto, SettleItem,
-    SignedAuthorization, SignedReceipt, UsageLine, UsageReceipt,
+    authorization::{ContentCeiling, ModelCeiling},
+    crypto::native::KeyPair,
+    receipt::next_transcript,
+    Authorization, NativeCrypto, SettleItem, SignedAuthorization, SignedReceipt, UsageLine,
+    UsageReceipt,
 };
 use near_sdk::{
     json_types::{U128, U64},
@@ -167,7 +170,14 @@ impl World {
             runner: acc("runner.near"),
             cap: U128(cap),
             expires_at_ns: U64(expires_at_ns),
-            models: vec![MODEL.into()],
+            models: vec![ceiling(MODEL)],
+            content: ["wiki", "news"]
+                .into_iter()
+                .map(|id| ContentCeiling {
+                    content_id: id.into(),
+                    max_per_use: U128(u128::MAX),
+                })
+                .collect(),
             public_key: self.user_key.public_key(),
         };
         edit(&mut a);
@@ -267,6 +277,12 @@ impl World {
             .sum();
         escrow + runners + holders + content + self.hub.protocol_earnings
     }
+}
+
+/// Ceilings no test receipt reaches unless it means to: the tests of the ceilings
+/// themselves set their own.
+pub fn ceiling(model_id: &str) -> ModelCeiling {
+    ModelCeiling::unbounded(model_id)
 }
 
 pub fn version_input() -> VersionInput {

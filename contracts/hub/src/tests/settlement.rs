@@ -319,7 +319,15 @@ fn inference_time_content_is_paid_per_use_to_its_owner() {
         },
     );
     register_content(&mut w, "corpus", "news.near", License::OpenForTraining);
-    let auth = w.authorization(NEAR, START + HOUR);
+    let allow = |id: &str| market_protocol::authorization::ContentCeiling {
+        content_id: id.into(),
+        max_per_use: U128(u128::MAX),
+    };
+    let auth = w.authorization_with(
+        |a| a.content = vec![allow("wiki"), allow("corpus"), allow("nothing")],
+        NEAR,
+        START + HOUR,
+    );
     let with_content = |w: &World, seq: u64, model: u128, uses: u64, royalty: u128, id: &str| {
         w.receipt_with(&auth, seq, model, |r| {
             r.content.push(market_protocol::ContentLine {
@@ -330,8 +338,8 @@ fn inference_time_content_is_paid_per_use_to_its_owner() {
             r.amount = U128(model + royalty);
         })
     };
-    // 1,000 for the model, 3 uses of the wiki at 10 each.
-    let result = w.settle_one(with_content(&w, 1, 1_000, 3, 30, "wiki"));
+    // 1,000 for the model, 3 uses of the wiki at 10 each, in 3 requests.
+    let result = w.settle_one(with_content(&w, 3, 1_000, 3, 30, "wiki"));
     assert_eq!(
         result,
         SettleResult::Settled {
@@ -345,21 +353,21 @@ fn inference_time_content_is_paid_per_use_to_its_owner() {
     assert_eq!(w.hub.content_earnings(acc("wiki.near")).0, 30);
     // Cumulative: 2 more uses pay 20 more.
     assert_eq!(
-        charge(&w.settle_one(with_content(&w, 2, 1_000, 5, 50, "wiki"))),
+        charge(&w.settle_one(with_content(&w, 5, 1_000, 5, 50, "wiki"))),
         20
     );
     assert_eq!(w.hub.content_earnings(acc("wiki.near")).0, 50);
     // More than the price allows, open content, unknown content: refused.
     assert_eq!(
-        rejected(&w.settle_one(with_content(&w, 3, 1_000, 6, 61, "wiki"))),
+        rejected(&w.settle_one(with_content(&w, 6, 1_000, 6, 61, "wiki"))),
         "content_overpriced"
     );
     assert_eq!(
-        rejected(&w.settle_one(with_content(&w, 3, 1_000, 1, 0, "corpus"))),
+        rejected(&w.settle_one(with_content(&w, 6, 1_000, 1, 0, "corpus"))),
         "content_not_per_use"
     );
     assert_eq!(
-        rejected(&w.settle_one(with_content(&w, 3, 1_000, 1, 0, "nothing"))),
+        rejected(&w.settle_one(with_content(&w, 6, 1_000, 1, 0, "nothing"))),
         "unknown_content"
     );
     // The owner withdraws.

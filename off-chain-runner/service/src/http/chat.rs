@@ -105,7 +105,7 @@ async fn prepare(
         ));
     }
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
-    let content = request::content(state, &req.content)?;
+    let content = request::content(state, &payer, &req.content)?;
     if !content.is_empty() {
         let reference = content
             .iter()

@@ -67,7 +67,7 @@ async fn prepare(
             ))
         }
     };
-    let content = request::content(state, &req.content)?;
+    let content = request::content(state, &payer, &req.content)?;
     let mut text = String::new();
     for (_, body, _) in &content {
         text.push_str(body);

@@ -22,7 +22,7 @@ use crate::{
         request,
     },
     inference::Kind,
-    meter::{price, Charge},
+    meter::{self, price, Charge},
     metrics::Metrics,
 };
 
@@ -91,7 +91,8 @@ async fn run(
         ));
     }
     let permit = take_slot(&model)?;
-    let (p_in, _) = prices(&state, &model.spec.id).await?;
+    let (p_in, _, max_units) = prices(&state, &payer, &model.spec.id).await?;
+    let model_id_for_units = model.spec.id.clone();
     let (budget, inference, user, limit, id) = (
         Arc::clone(&state.budget),
         Arc::clone(&state.inference),
@@ -103,6 +104,7 @@ async fn run(
         let mut reservation = None;
         let result = {
             let mut admit = |tokens: u64, _: u64| -> Result<()> {
+                meter::within_units(&model_id_for_units, tokens, 0, max_units)?;
                 reservation = Some(budget.reserve(&user, price(tokens, 0, p_in, 0)?, limit)?);
                 Ok(())
             };

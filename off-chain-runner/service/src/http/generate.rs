@@ -16,7 +16,7 @@ use crate::{
     error::{Error, Result},
     http::auth::Payer,
     inference::{Generated, Prompt, Sampling},
-    meter::{next_record, price, Charge},
+    meter::{self, next_record, price, Charge},
     metrics::Metrics,
     state::{wall_clock_ns, AppState, ServedModel},
     store::ChannelRecord,
@@ -44,7 +44,9 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// The model's prices per 1,000 input and output units, from the hub (cached).
-pub async fn prices(state: &AppState, model_id: &str) -> Result<(u128, u128)> {
+/// The model's prices on the hub, checked against the payer's signed ceilings; with the
+/// most units one request may use.
+pub async fn prices(state: &AppState, payer: &Payer, model_id: &str) -> Result<(u128, u128, u64)> {
     let view = state
         .prices
         .get(&model_id.to_owned(), || state.hub.model(model_id))
@@ -56,7 +58,9 @@ pub async fn prices(state: &AppState, model_id: &str) -> Result<(u128, u128)> {
                 format!("model `{model_id}` is not registered on the hub"),
             )
         })?;
-    Ok((view.model.price_in_per_1k.0, view.model.price_out_per_1k.0))
+    let (p_in, p_out) = (view.model.price_in_per_1k.0, view.model.price_out_per_1k.0);
+    let max_units = meter::within_ceilings(&payer.auth.authorization, model_id, p_in, p_out)?;
+    Ok((p_in, p_out, max_units))
 }
 
 pub fn take_slot(model: &ServedModel) -> Result<tokio::sync::OwnedSemaphorePermit> {
@@ -108,7 +112,7 @@ pub async fn run(
     admitted: Option<oneshot::Sender<()>>,
 ) -> Result<Done> {
     let permit = take_slot(&job.model)?;
-    let (p_in, p_out) = prices(&state, &job.model.spec.id).await?;
+    let (p_in, p_out, max_units) = prices(&state, &job.payer, &job.model.spec.id).await?;
     let extra = content_total(&job.content)?;
     let (budget, inference, user, limit) = (
         Arc::clone(&state.budget),
@@ -116,6 +120,7 @@ pub async fn run(
         job.payer.user().clone(),
         job.payer.limit,
     );
+    let model_id_for_units = job.model.spec.id.clone();
     let (model_id, prompt, sampling) = (
         job.model.spec.id.clone(),
         job.prompt.clone(),
@@ -126,6 +131,7 @@ pub async fn run(
         let mut admitted = admitted;
         let result = {
             let mut admit = |prompt_tokens: u64, max_out: u64| -> Result<()> {
+                meter::within_units(&model_id_for_units, prompt_tokens, max_out, max_units)?;
                 let worst = price(prompt_tokens, max_out, p_in, p_out)?
                     .checked_add(extra)
                     .ok_or_else(|| {

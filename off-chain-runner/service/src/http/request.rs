@@ -57,8 +57,13 @@ pub fn model(state: &AppState, payer: &Payer, id: &str, kind: Kind) -> Result<Se
     Ok(served.clone())
 }
 
-/// Resolves named content: (id, text, price of one use).
-pub fn content(state: &AppState, ids: &[String]) -> Result<Vec<(String, String, u128)>> {
+/// Resolves named content: (id, text, price of one use); each must be held by this runner
+/// and allowed by the payer's authorization at its price.
+pub fn content(
+    state: &AppState,
+    payer: &Payer,
+    ids: &[String],
+) -> Result<Vec<(String, String, u128)>> {
     if ids.len() > MAX_CONTENT_PER_REQUEST {
         return Err(Error::bad_input(
             "too_much_content",
@@ -82,6 +87,7 @@ pub fn content(state: &AppState, ids: &[String]) -> Result<Vec<(String, String, 
                 format!("content `{id}` is not held by this runner"),
             )
         })?;
+        crate::meter::content_allowed(&payer.auth.authorization, id, item.price_per_use)?;
         out.push((id.clone(), item.text.clone(), item.price_per_use));
     }
     Ok(out)

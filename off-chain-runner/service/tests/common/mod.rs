@@ -17,7 +17,9 @@ use axum::{
     response::IntoResponse,
 };
 use market_protocol::{
-    crypto::native::KeyPair, Authorization, Crypto, Hash32, NativeCrypto, SignedAuthorization,
+    authorization::{ContentCeiling, ModelCeiling},
+    crypto::native::KeyPair,
+    Authorization, Crypto, Hash32, NativeCrypto, SignedAuthorization,
 };
 use near_crypto::{ED25519SecretKey, KeyType, SecretKey};
 use near_sdk::json_types::{U128, U64};
@@ -228,7 +230,11 @@ impl Net {
                 runner: self.runner.clone(),
                 cap: U128(cap),
                 expires_at_ns: U64(expires_at_ns),
-                models,
+                models: models.iter().map(|m| ModelCeiling::unbounded(m)).collect(),
+                content: vec![ContentCeiling {
+                    content_id: CONTENT.into(),
+                    max_per_use: U128(u128::MAX),
+                }],
                 public_key: key.public_key(),
             },
             rand::random(),
