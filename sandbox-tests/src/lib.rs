@@ -1,6 +1,8 @@
 //! Scenarios on the embedded local chain: the compiled hub wasm deployed and driven by
 //! signed transactions, exactly as a dApp or a runner would drive it on testnet.
 
+pub mod harness;
+
 use std::{borrow::BorrowMut, collections::HashMap, path::PathBuf};
 
 use local_chain::{signer, Chain, TxResult};

@@ -8,20 +8,8 @@
 // Random choices are indices below 8: the casts to usize are exact.
 #![allow(clippy::cast_possible_truncation)]
 
-use sandbox_tests::*;
+use sandbox_tests::{harness::Rng, *};
 use serde_json::json;
-
-/// A small deterministic generator (xorshift), so a failure replays exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % below
-    }
-}
 
 #[test]
 fn charges_equal_what_is_owed_plus_what_was_paid() {
