@@ -70,4 +70,15 @@ mod tests {
             .unwrap_err()
             .contains("at most"));
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends as its API key, decoding answers with an error or an
+        /// authorization, never a panic (the 401 path).
+        #[test]
+        fn any_api_key_decodes_or_fails_cleanly(key in ".{0,300}", body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = decode(&key);
+            let _ = decode(&format!("{PREFIX}{key}"));
+            let _ = decode(&format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&body)));
+        }
+    }
 }
