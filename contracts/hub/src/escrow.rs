@@ -137,7 +137,11 @@ impl Hub {
         self.assert_active();
         let user = env::predecessor_account_id();
         let mut amount = env::attached_deposit().as_yoctonear();
-        if self.runners.get(&runner).is_none_or(|r| r.left) {
+        if self
+            .runners
+            .get(&runner)
+            .is_none_or(|r| r.left || r.slashed)
+        {
             Error::UnknownRunner(runner).panic();
         }
         let id = ChannelId {

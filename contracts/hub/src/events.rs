@@ -69,6 +69,17 @@ pub enum Event {
         runner: AccountId,
         bond_returned: U128,
     },
+    /// A runner's contradictory receipts were reported: its bond went to the user and the
+    /// reporter, and it settles nothing more.
+    #[event_version("1.0.0")]
+    RunnerSlashed {
+        runner: AccountId,
+        user: AccountId,
+        reporter: AccountId,
+        reason: String,
+        to_user: U128,
+        to_reporter: U128,
+    },
     #[event_version("1.0.0")]
     UserKeyAdded { user: AccountId, key: PublicKey },
     /// Authorizations the key signed that the hub already pinned settle until

@@ -138,10 +138,9 @@ impl Ledger for Overlay<'_> {
     }
 
     fn runner_left(&self, runner: &AccountId) -> Option<bool> {
-        *self
-            .runners_left
-            .borrow_mut()
-            .entry_with(runner, || self.state.runners.get(runner).map(|r| r.left))
+        *self.runners_left.borrow_mut().entry_with(runner, || {
+            self.state.runners.get(runner).map(|r| r.left || r.slashed)
+        })
     }
 
     fn user_key(&self, user: &AccountId, key: &PublicKey) -> Option<AccountKey> {

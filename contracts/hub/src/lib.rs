@@ -13,6 +13,7 @@ pub mod storage;
 
 mod admin;
 mod content;
+mod disputes;
 mod escrow;
 mod payouts;
 mod registry;

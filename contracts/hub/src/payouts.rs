@@ -14,11 +14,24 @@ const ON_PAYOUT_GAS: Gas = Gas::from_tgas(5);
 #[near(serializers = [borsh])]
 #[derive(Clone, Debug)]
 pub enum Payout {
-    RunnerEarnings { runner: AccountId },
-    RunnerBond { runner: AccountId },
+    RunnerEarnings {
+        runner: AccountId,
+    },
+    RunnerBond {
+        runner: AccountId,
+    },
     ProtocolFees,
-    ChannelRefund { channel: ChannelId },
-    ContentEarnings { owner: AccountId },
+    ChannelRefund {
+        channel: ChannelId,
+    },
+    ContentEarnings {
+        owner: AccountId,
+    },
+    /// A reporter's share of a slashed bond; if it cannot be paid, the harmed user's
+    /// channel gets it.
+    ReporterReward {
+        channel: ChannelId,
+    },
 }
 
 impl Payout {
@@ -69,7 +82,7 @@ impl Hub {
                 self.content_earnings.insert(owner, &(earned + amount.0));
                 format!("content earnings of {owner}")
             }
-            Payout::ChannelRefund { channel } => {
+            Payout::ChannelRefund { channel } | Payout::ReporterReward { channel } => {
                 self.channels
                     .update(channel, |c| c.deposited.0 += amount.0)
                     .expect("refunds come from existing channels");

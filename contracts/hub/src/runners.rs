@@ -96,6 +96,7 @@ impl Hub {
                             ready_at_ns: U64(0),
                         }),
                         left: false,
+                        slashed: false,
                     },
                 );
                 for key in &keys {
@@ -120,6 +121,7 @@ impl Hub {
                 earnings: U128(0),
                 leave: None,
                 left: false,
+                slashed: false,
             },
         );
         for key in &keys {

@@ -176,6 +176,9 @@ pub struct Runner {
     pub leave: Option<Deadline>,
     /// Set when the bond was returned: no receipt of this runner settles any more.
     pub left: bool,
+    /// Set when its bond was slashed for contradictory receipts (`report_equivocation`):
+    /// no receipt of this runner settles any more either.
+    pub slashed: bool,
 }
 
 /// A waiting period fixed when it was requested: a later change of the hub's delays does

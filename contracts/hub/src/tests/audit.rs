@@ -451,3 +451,90 @@ fn f2_a_new_authorization_bounds_growth_from_its_pin() {
     refused_code(&mut w, item, "model_overpriced");
     assert_eq!(charge(&w.settle_one(w.receipt(&strict, 2, 5_120))), 120);
 }
+
+/// Bonds that mean something: two receipts of one channel that cannot both be true are
+/// proof; anyone reports them, the bond goes to the harmed user (95 %) and the reporter
+/// (5 %), and the runner settles nothing more. Keys revoked since still count.
+#[test]
+fn contradictory_receipts_slash_the_bond() {
+    let mut w = World::new();
+    let auth = w.authorization(NEAR, START + HOUR);
+    let honest = w.receipt(&auth, 1, 1_000);
+    let liar = w.receipt(&auth, 1, 5_000);
+    charge(&w.settle_one(honest.clone()));
+    w.as_("runner.near", NEAR);
+    w.hub
+        .add_runner_key(KeyPair::from_seed([44; 32]).public_key());
+    w.as_("runner.near", 1);
+    w.hub.revoke_runner_key(w.runner_key.public_key());
+    let bond = w.hub.runner(acc("runner.near")).unwrap().bond.0;
+    let escrow = w.channel_unspent();
+    // Receipts that can both be true prove nothing.
+    let later = w.receipt(&auth, 2, 2_000);
+    w.as_("relayer.near", 0);
+    let msg = panic_message(|| {
+        w.hub
+            .report_equivocation(honest.receipt.clone(), later.receipt.clone());
+    });
+    assert_eq!(msg, "the two receipts do not contradict each other");
+    // A forged signature proves nothing either.
+    let mut forged = liar.receipt.clone();
+    forged.signature.0[3] ^= 1;
+    w.as_("relayer.near", 0);
+    let msg = panic_message(|| w.hub.report_equivocation(honest.receipt.clone(), forged));
+    assert_eq!(msg, "the runner's signature does not verify");
+
+    w.as_("relayer.near", 0);
+    w.hub
+        .report_equivocation(honest.receipt.clone(), liar.receipt.clone());
+    let reporter = bond * 500 / 10_000;
+    assert_eq!(transfers(), reporter);
+    assert_eq!(w.channel_unspent(), escrow + bond - reporter);
+    let runner = w.hub.runner(acc("runner.near")).unwrap();
+    assert!(runner.slashed && runner.bond.0 == 0);
+    refused_code_after_slash(&mut w, &auth);
+    w.as_("relayer.near", 0);
+    let msg = panic_message(|| w.hub.report_equivocation(honest.receipt, liar.receipt));
+    assert!(msg.contains("already slashed"), "{msg}");
+}
+
+fn refused_code_after_slash(w: &mut World, auth: &market_protocol::SignedAuthorization) {
+    // Signed with a key the runner still holds: refused because the runner was slashed.
+    let mut item = w.receipt(auth, 2, 2_000);
+    item.receipt = SignedReceipt::sign(item.receipt.receipt, &KeyPair::from_seed([44; 32]));
+    refused_code(w, item, "runner_left");
+}
+
+/// What makes two receipts contradictory: written down and tested on its own.
+#[test]
+fn contradictions_are_what_cumulative_receipts_cannot_do() {
+    use crate::disputes::contradiction;
+    let w = World::new();
+    let auth = w.authorization(NEAR, START + HOUR);
+    let r = |seq, amount| w.receipt(&auth, seq, amount).receipt.receipt;
+    assert!(
+        contradiction(&r(1, 10), &r(1, 10)).is_none(),
+        "the same receipt"
+    );
+    assert!(
+        contradiction(&r(1, 10), &r(1, 11)).is_some(),
+        "one sequence, two charges"
+    );
+    assert!(contradiction(&r(1, 10), &r(2, 11)).is_none(), "growth");
+    assert!(
+        contradiction(&r(2, 10), &r(1, 11)).is_some(),
+        "a later receipt charging less"
+    );
+    let mut fewer_units = r(3, 20);
+    fewer_units.lines[0].units_in = U64(1);
+    assert!(
+        contradiction(&r(2, 10), &fewer_units).is_some(),
+        "units went down"
+    );
+    let mut other_user = r(1, 11);
+    other_user.user = acc("bob.near");
+    assert!(
+        contradiction(&r(1, 10), &other_user).is_none(),
+        "another channel"
+    );
+}
