@@ -108,7 +108,12 @@ impl Hub {
 
     /// The config in effect at `now_ns`.
     pub(crate) fn config_at(&self, now_ns: u64) -> &Config {
-        Scheduled::at(self.pending_config.as_ref(), &self.config, now_ns)
+        Scheduled::at(
+            self.pending_config.as_ref(),
+            &self.config,
+            now_ns,
+            &self.pauses,
+        )
     }
 
     /// The config in effect now.
@@ -126,7 +131,7 @@ impl Hub {
     fn settle_pending_config(&mut self) {
         let now = env::block_timestamp();
         if let Some(p) = self.pending_config.take() {
-            if now >= p.effective_at_ns.0 {
+            if p.in_effect(now, &self.pauses) {
                 self.config = p.terms;
             } else {
                 self.pending_config = Some(p);
@@ -163,9 +168,11 @@ impl Hub {
             .runner_exit_delay_ns
             .unwrap_or(config.runner_exit_delay_ns);
         validate_config(&config).unwrap_or_else(|e| e.panic());
-        let effective_at_ns = U64(env::block_timestamp() + self.notice_ns());
+        let now = env::block_timestamp();
+        let effective_at_ns = U64(now + self.notice_ns());
         self.pending_config = Some(Scheduled {
             terms: config.clone(),
+            scheduled_at_ns: U64(now),
             effective_at_ns,
         });
         Event::ConfigScheduled {
@@ -263,7 +270,7 @@ impl Hub {
             pending_config: self
                 .pending_config
                 .clone()
-                .filter(|p| env::block_timestamp() < p.effective_at_ns.0),
+                .filter(|p| !p.in_effect(env::block_timestamp(), &self.pauses)),
             paused: self.pauses.is_paused(env::block_timestamp()),
             paused_until_ns: self.pauses.paused_until(env::block_timestamp()).map(U64),
             protocol_earnings: U128(self.protocol_earnings),

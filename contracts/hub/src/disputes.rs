@@ -5,9 +5,13 @@
 //! registered, revoked ones included), takes the whole bond and stops the runner from
 //! settling again.
 //!
-//! The rule for the bond: the reporter gets `REPORTER_BPS` of it (rounded down), so that a
-//! runner reporting itself through another account recovers little; the harmed user gets
-//! the rest, into its channel's escrow with this runner, withdrawable as usual.
+//! The rule for the bond: the reporter gets `REPORTER_BPS` of it (rounded down); the harmed
+//! user gets back what the runner's settled receipts charged it on the channel, up to the
+//! rest of the bond, into its channel's escrow; whatever is left goes to the protocol. So
+//! a runner that reports itself through accounts it controls recovers only the reporter's
+//! share plus what it had charged its own puppet channel, and charging that channel cost it
+//! the holders' and the protocol's shares of every yocto: it never gets its bond back
+//! early.
 
 use market_protocol::{ChannelId, SignedReceipt, UsageReceipt};
 use near_sdk::{env, json_types::U128, near};
@@ -119,10 +123,16 @@ impl Hub {
         runner.slashed = true;
         self.runners.insert(&a.runner, &runner);
         let reporter_share = bps_of(bond, REPORTER_BPS);
-        let user_share = bond - reporter_share;
-        self.channels
-            .update(&channel, |c| c.deposited.0 += user_share)
+        let user_share = self
+            .channels
+            .update(&channel, |c| {
+                let share = c.settled.0.min(bond - reporter_share);
+                c.deposited.0 += share;
+                share
+            })
             .expect("checked above");
+        let protocol_share = bond - reporter_share - user_share;
+        self.protocol_earnings += protocol_share;
         let reporter = env::predecessor_account_id();
         Event::RunnerSlashed {
             runner: channel.runner.clone(),
@@ -131,6 +141,7 @@ impl Hub {
             reason: why,
             to_user: U128(user_share),
             to_reporter: U128(reporter_share),
+            to_protocol: U128(protocol_share),
         }
         .emit();
         Payout::ReporterReward { channel }.send(&reporter, reporter_share);

@@ -79,6 +79,7 @@ pub enum Event {
         reason: String,
         to_user: U128,
         to_reporter: U128,
+        to_protocol: U128,
     },
     #[event_version("1.0.0")]
     UserKeyAdded { user: AccountId, key: PublicKey },

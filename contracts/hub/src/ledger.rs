@@ -162,7 +162,7 @@ impl Ledger for Overlay<'_> {
             .entry_with(&id, || {
                 self.state.models.get(&id).map(|m| ModelTerms {
                     versions: m.versions,
-                    terms: m.terms_at(self.now_ns).clone(),
+                    terms: m.terms_at(self.now_ns, &self.state.pauses).clone(),
                 })
             })
             .clone()

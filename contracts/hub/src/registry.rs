@@ -103,7 +103,9 @@ impl Hub {
     fn holders_bps(&self, model: &Model) -> u16 {
         let now = env::block_timestamp();
         // Cannot underflow: runner_bps <= MAX_RUNNER_BPS and protocol <= MAX_PROTOCOL_FEE_BPS.
-        crate::fees::BPS - model.terms_at(now).runner_bps - self.config_at(now).protocol_fee_bps
+        crate::fees::BPS
+            - model.terms_at(now, &self.pauses).runner_bps
+            - self.config_at(now).protocol_fee_bps
     }
 
     fn view(&self, model_id: String, model: Model) -> ModelView {
@@ -235,7 +237,10 @@ impl Hub {
         let mut model = self.owned_model(&model_id);
         let now = env::block_timestamp();
         // Fold a scheduled change that has taken effect.
-        if let Some(p) = model.pending_terms.take_if(|p| now >= p.effective_at_ns.0) {
+        if let Some(p) = model
+            .pending_terms
+            .take_if(|p| p.in_effect(now, &self.pauses))
+        {
             model.terms = p.terms;
         }
         let mut terms = model.terms.clone();
@@ -258,6 +263,7 @@ impl Hub {
                 let effective_at_ns = U64(now + self.notice_ns());
                 model.pending_terms = Some(Scheduled {
                     terms: terms.clone(),
+                    scheduled_at_ns: U64(now),
                     effective_at_ns,
                 });
                 scheduled = Some((terms, effective_at_ns));

@@ -4,6 +4,8 @@ use market_protocol::{
     authorization::{ContentCeiling, ModelCeiling},
     Hash32,
 };
+
+use crate::pause::Pauses;
 use near_sdk::{
     collections::{LazyOption, LookupMap, UnorderedMap, Vector},
     json_types::{U128, U64},
@@ -61,21 +63,32 @@ pub struct Config {
 }
 
 /// A change to terms that could reduce what someone already earned: it applies from
-/// `effective_at_ns`, fixed when it was scheduled (now + the hub's notice), never earlier.
+/// `effective_at_ns`, fixed when it was scheduled (now + the hub's notice), never earlier,
+/// and later by any time the hub was paused since (when nobody could act on the notice).
 #[near(serializers = [borsh, json])]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scheduled<T> {
     pub terms: T,
+    pub scheduled_at_ns: U64,
     pub effective_at_ns: U64,
 }
 
 impl<T: Clone> Scheduled<T> {
     /// `current`, or the scheduled terms once they are in effect at `now_ns`.
-    pub fn at<'a>(pending: Option<&'a Self>, current: &'a T, now_ns: u64) -> &'a T {
+    pub fn at<'a>(
+        pending: Option<&'a Self>,
+        current: &'a T,
+        now_ns: u64,
+        pauses: &Pauses,
+    ) -> &'a T {
         match pending {
-            Some(p) if now_ns >= p.effective_at_ns.0 => &p.terms,
+            Some(p) if p.in_effect(now_ns, pauses) => &p.terms,
             _ => current,
         }
+    }
+
+    pub fn in_effect(&self, now_ns: u64, pauses: &Pauses) -> bool {
+        now_ns >= pauses.extended(self.effective_at_ns.0, self.scheduled_at_ns.0, now_ns)
     }
 }
 
@@ -146,8 +159,8 @@ pub struct Model {
 
 impl Model {
     /// The runner terms in effect at `now_ns`.
-    pub fn terms_at(&self, now_ns: u64) -> &RunnerTerms {
-        Scheduled::at(self.pending_terms.as_ref(), &self.terms, now_ns)
+    pub fn terms_at(&self, now_ns: u64, pauses: &Pauses) -> &RunnerTerms {
+        Scheduled::at(self.pending_terms.as_ref(), &self.terms, now_ns, pauses)
     }
 }
 

@@ -113,14 +113,13 @@ impl Hub {
     /// its storage (surplus refunded).
     #[payable]
     pub fn set_token_code(&mut self, #[serializer(borsh)] code: Vec<u8>) {
+        // At least one yocto even when the new code needs no more storage: only a
+        // full-access key may change the code every later token is deployed with.
+        let attached = crate::storage::full_access_deposit();
         self.assert_owner_caller();
-        let ((), surplus) = self.paying_storage(
-            env::attached_deposit().as_yoctonear(),
-            "storing the token code",
-            |s| {
-                s.token_code.set(&code);
-            },
-        );
+        let ((), surplus) = self.paying_storage(attached, "storing the token code", |s| {
+            s.token_code.set(&code);
+        });
         refund(&env::predecessor_account_id(), surplus);
     }
 

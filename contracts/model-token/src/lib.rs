@@ -210,10 +210,16 @@ impl ModelToken {
         #[callback_result] result: Result<(), PromiseError>,
     ) {
         if result.is_err() {
-            let mut position = self.positions.get(&account_id).unwrap_or_default();
-            position.owed += amount.0;
-            self.positions.insert(&account_id, &position);
             self.pool.total_claimed -= amount.0;
+            if let Some(mut position) = self.positions.get(&account_id) {
+                position.owed += amount.0;
+                self.positions.insert(&account_id, &position);
+            } else {
+                // The account unregistered (and was deleted) before its transfer ran: no
+                // position to put it back in, and none may be written unpaid. It goes to
+                // the holders with the next revenue, like revenue nobody could hold.
+                self.pool.unallocated += amount.0;
+            }
             Event::ClaimFailed { account_id, amount }.emit();
         }
     }

@@ -165,3 +165,35 @@ fn unregistered_accounts_get_no_position() {
     assert_eq!(env::storage_usage(), before);
     assert!(t.positions.get(&acc("ghost.near")).is_none());
 }
+
+/// A claim whose account unregistered (and was deleted) before its transfer failed writes
+/// no unpaid position: the amount goes to the holders with the next revenue.
+#[test]
+fn a_failed_claim_of_an_unregistered_account_goes_back_to_the_holders() {
+    let mut t = token();
+    call("hub.near", 1_000);
+    t.on_revenue();
+    call(BOB, 0);
+    assert_eq!(t.claim().0, 300);
+    call(BOB, 1);
+    t.storage_unregister(Some(true));
+    testing_env!(
+        VMContextBuilder::new()
+            .current_account_id(acc("model.hub.near"))
+            .predecessor_account_id(acc("model.hub.near"))
+            .build(),
+        near_sdk::test_vm_config(),
+        near_sdk::RuntimeFeesConfig::test(),
+        std::collections::HashMap::default(),
+        vec![near_sdk::PromiseResult::Failed],
+    );
+    t.on_claim(acc(BOB), U128(300), Err(PromiseError::Failed));
+    assert!(t.positions.get(&acc(BOB)).is_none());
+    assert_eq!(t.revenue_info().unallocated.0, 300);
+    // Bob's tokens were burnt on unregistering: Alice holds the whole supply now and gets
+    // the 300 at the next revenue, less a remainder below one yocto carried forward (the
+    // accumulator's scale is the supply at issuance).
+    call("hub.near", 0);
+    t.on_revenue();
+    assert!((999..=1_000).contains(&claimable(&t, ALICE)));
+}

@@ -487,9 +487,14 @@ fn contradictory_receipts_slash_the_bond() {
     w.as_("relayer.near", 0);
     w.hub
         .report_equivocation(honest.receipt.clone(), liar.receipt.clone());
+    // The reporter 5 %; the user what the runner charged it (1,000); the protocol the rest.
     let reporter = bond * 500 / 10_000;
     assert_eq!(transfers(), reporter);
-    assert_eq!(w.channel_unspent(), escrow + bond - reporter);
+    assert_eq!(w.channel_unspent(), escrow + 1_000);
+    assert_eq!(
+        w.hub.hub_info().protocol_earnings.0,
+        100 + bond - reporter - 1_000
+    );
     let runner = w.hub.runner(acc("runner.near")).unwrap();
     assert!(runner.slashed && runner.bond.0 == 0);
     refused_code_after_slash(&mut w, &auth);
@@ -537,4 +542,65 @@ fn contradictions_are_what_cumulative_receipts_cannot_do() {
         contradiction(&r(1, 10), &other_user).is_none(),
         "another channel"
     );
+}
+
+/// The per-request unit limit is the model's, whatever number of its versions a receipt
+/// spreads the units over (a review found each version line checked on its own).
+#[test]
+fn f2_units_are_bounded_per_model_across_versions() {
+    let mut w = World::new();
+    w.as_("dev.near", NEAR);
+    w.hub.add_model_version(MODEL.into(), version_input());
+    let auth = w.authorization_with(
+        |a| a.models = vec![tight(MODEL, 1_000, 2_000, 150)],
+        NEAR,
+        START + HOUR,
+    );
+    // One request, 110 units on each of two versions: 220 over the 150 signed.
+    let item = w.receipt_with(&auth, 1, 200, |r| {
+        let mut v2 = r.lines[0].clone();
+        v2.version = 2;
+        v2.amount = U128(100);
+        r.lines[0].amount = U128(100);
+        r.lines.push(v2);
+    });
+    refused_code(&mut w, item, "too_many_units");
+}
+
+/// A pause moves a scheduled change later by the paused time, like every other deadline:
+/// runners could not settle under the old terms while it lasted.
+#[test]
+fn f7_a_pause_delays_scheduled_changes_too() {
+    let mut w = World::new();
+    w.as_("dev.near", NEAR / 100);
+    w.hub.update_model(
+        MODEL.into(),
+        ModelUpdate {
+            runner_bps: Some(5_000),
+            ..Default::default()
+        },
+    );
+    w.now += HOUR;
+    w.as_("owner.near", 1);
+    w.hub.pause();
+    w.now += HOUR;
+    w.as_("owner.near", 1);
+    w.hub.unpause();
+    // Two hours of notice, one of them paused: the old share until three hours.
+    w.now += HOUR - 1;
+    w.as_("anyone.near", 0);
+    assert_eq!(w.hub.model(MODEL.into()).unwrap().holders_bps, 2_000);
+    w.now += 1;
+    w.as_("anyone.near", 0);
+    assert_eq!(w.hub.model(MODEL.into()).unwrap().holders_bps, 4_000);
+}
+
+/// The owner's function-call key cannot replace the token code either (a review found
+/// `set_token_code` passing with nothing attached when the code did not grow).
+#[test]
+fn f7_token_code_needs_a_full_access_key() {
+    let mut w = World::new();
+    w.as_("owner.near", 0);
+    let msg = panic_message(|| w.hub.set_token_code(vec![]));
+    assert!(msg.contains("1 yocto"), "{msg}");
 }
