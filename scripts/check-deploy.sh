@@ -81,6 +81,13 @@ echo "==> deploy-testnet.sh against the local chain on port $PORT"
 scripts/deploy-testnet.sh --account test.near --network localnet --chain-id localnet --skip-build \
   | tee "$WORK/deploy.log"
 grep -q '"owner": "test.near"' "$WORK/deploy.log" || { echo "check-deploy: hub_info does not name the owner" >&2; exit 1; }
+# The hub is locked: its own key no longer signs anything (it could redeploy the code).
+if "$NEAR_CLI" contract call-function as-transaction hub.test.near hub_info json-args '{}' \
+    prepaid-gas '10.0 Tgas' attached-deposit '0 NEAR' sign-as hub.test.near \
+    network-config localnet sign-with-keychain send > "$WORK/locked.log" 2>&1; then
+  echo "check-deploy: hub.test.near's full-access key still signs" >&2; exit 1
+fi
+echo "    the hub's own key is gone: code changes only through propose_upgrade"
 
 echo "==> the runner operator's steps against hub.test.near"
 RUNNER=(target/debug/off-chain-runner)

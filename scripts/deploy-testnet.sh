@@ -9,7 +9,10 @@
 #   4. hands the hub the model token's code (`set_token_code`), so model owners can issue
 #      tokens; or, with --global-token, publishes it once as a global contract and points the
 #      hub at its hash (costs ~19 NEAR once; each token then needs 0.02 NEAR, not 1.9);
-#   5. prints `hub_info` as the chain reports it.
+#   5. locks the hub: deletes the hub account's full-access key, so its code changes only
+#      through the owner's time-locked `propose_upgrade` / `apply_upgrade` (users can leave
+#      before new code runs), never by whoever holds that key;
+#   6. prints `hub_info` as the chain reports it.
 #
 #   scripts/deploy-testnet.sh --account operator.testnet [options]
 #
@@ -24,6 +27,8 @@
 #   --min-runner-bond NEAR  [1]         --settlement-window-h N  [24]
 #   --withdrawal-delay-h N  [48]        --runner-exit-delay-h N  [168]
 #   --global-token          publish the token as a global contract instead of set_token_code
+#   --keep-hub-key          leave the hub account's full-access key (development only: whoever
+#                           holds it can replace the code and take every deposit)
 #   --skip-build            use res/*.wasm as they are
 #   --dry-run               print the near-cli-rs commands instead of running them
 #
@@ -36,7 +41,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "
 
 ACCOUNT="" HUB_NAME=hub OWNER="" NETWORK=testnet CHAIN_ID="" HUB_BALANCE=8
 FEE_BPS=1000 MIN_RUNNER_BPS=5000 MIN_BOND=1 WINDOW_H=24 WITHDRAW_H=48 EXIT_H=168
-GLOBAL=0 BUILD=1 DRY=0
+GLOBAL=0 BUILD=1 DRY=0 KEEP_KEY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --account) ACCOUNT=$2; shift 2 ;;
@@ -52,6 +57,7 @@ while [ $# -gt 0 ]; do
     --withdrawal-delay-h) WITHDRAW_H=$2; shift 2 ;;
     --runner-exit-delay-h) EXIT_H=$2; shift 2 ;;
     --global-token) GLOBAL=1; shift ;;
+    --keep-hub-key) KEEP_KEY=1; shift ;;
     --skip-build) BUILD=0; shift ;;
     --dry-run) DRY=1; shift ;;
     -h|--help) usage 0 ;;
@@ -139,6 +145,19 @@ else
   near_cli contract call-function as-transaction "$HUB" set_token_code \
     file-args "$ARGS" prepaid-gas '300.0 Tgas' attached-deposit '3 NEAR' \
     sign-as "$OWNER" network-config "$NETWORK" sign-with-keychain send
+fi
+
+if [ "$KEEP_KEY" = 0 ]; then
+  KEY_FILE="$HOME/.near-credentials/$NETWORK/$HUB.json"
+  if [ "$DRY" = 1 ]; then
+    HUB_KEY="<the key in $KEY_FILE>"
+  else
+    HUB_KEY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["public_key"])' "$KEY_FILE") \
+      || fail "cannot read the hub's key from $KEY_FILE"
+  fi
+  echo "==> locking $HUB: deleting its full-access key $HUB_KEY (code changes only through propose_upgrade)"
+  near_cli account delete-keys "$HUB" public-keys "$HUB_KEY" \
+    network-config "$NETWORK" sign-with-keychain send
 fi
 
 echo "==> $HUB is live:"

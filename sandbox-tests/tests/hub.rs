@@ -458,3 +458,63 @@ fn with_global_token_code_issuance_costs_little_storage() {
         "the token account holds no code"
     );
 }
+
+/// Code changes only through the owner's time lock: proposed, refused before the
+/// withdrawal delay plus the settlement window, then deployed by the hub itself with its
+/// `migrate` in the same receipt; the state carries over.
+#[test]
+fn upgrades_wait_for_the_time_lock_then_migrate() {
+    let mut m = Market::new(1);
+    let hub = m.hub.clone();
+    let owner = acc("owner.near");
+    let code = wasm("market_hub");
+    let err = m
+        .env
+        .call_raw(
+            &owner,
+            &hub,
+            "propose_upgrade",
+            borsh::to_vec(&code).unwrap(),
+            0,
+            100 * TGAS,
+        )
+        .result()
+        .unwrap_err();
+    assert!(err.contains("1 yocto"), "{err}");
+    m.env
+        .call_raw(
+            &owner,
+            &hub,
+            "propose_upgrade",
+            borsh::to_vec(&code).unwrap(),
+            5 * NEAR,
+            300 * TGAS,
+        )
+        .result()
+        .expect("propose_upgrade");
+    let info = m.env.view(&hub, "hub_info", json!({}));
+    assert!(info["upgrade"]["effective_at_ns"].is_string(), "{info}");
+    let early = m.env.call(&owner, &hub, "apply_upgrade", json!({}), 1);
+    assert!(
+        early
+            .result()
+            .unwrap_err()
+            .contains("upgrading is possible from"),
+        "the time lock holds"
+    );
+    // The withdrawal delay (2 h) plus the settlement window (1 h).
+    m.env.chain.fast_forward(3 * 3_600);
+    let applied = m
+        .env
+        .call_raw(&owner, &hub, "apply_upgrade", b"{}".to_vec(), 1, 300 * TGAS);
+    applied.result().expect("apply_upgrade");
+    assert!(
+        applied.logs().iter().any(|l| l.contains("\"migrated\"")),
+        "{:?}",
+        applied.logs()
+    );
+    let info = m.env.view(&hub, "hub_info", json!({}));
+    assert_eq!(info["state_version"], 2);
+    assert_eq!(info["channels"], 1, "the state carried over");
+    assert!(info["upgrade"].is_null());
+}

@@ -46,6 +46,8 @@ pub struct HubInfo {
     pub paused: bool,
     /// When the current pause ends by itself.
     pub paused_until_ns: Option<U64>,
+    /// Proposed code (its sha256) and from when it may be applied.
+    pub upgrade: Option<Scheduled<market_protocol::Hash32>>,
     pub protocol_earnings: U128,
     /// Yocto to attach when opening a channel, on top of the first funds.
     pub channel_storage_cost: U128,
@@ -273,6 +275,7 @@ impl Hub {
                 .filter(|p| !p.in_effect(env::block_timestamp(), &self.pauses)),
             paused: self.pauses.is_paused(env::block_timestamp()),
             paused_until_ns: self.pauses.paused_until(env::block_timestamp()).map(U64),
+            upgrade: self.upgrade.clone(),
             protocol_earnings: U128(self.protocol_earnings),
             channel_storage_cost: U128(crate::storage::cost_of(
                 crate::storage::CHANNEL_STORAGE_BYTES,

@@ -177,4 +177,13 @@ pub enum Event {
     OwnerChanged { from: AccountId, to: AccountId },
     #[event_version("1.0.0")]
     Migrated { from_version: u16, to_version: u16 },
+    #[event_version("1.0.0")]
+    UpgradeProposed {
+        code_hash: market_protocol::Hash32,
+        ready_at_ns: U64,
+    },
+    #[event_version("1.0.0")]
+    UpgradeCancelled {},
+    #[event_version("1.0.0")]
+    UpgradeApplied { code_hash: market_protocol::Hash32 },
 }

@@ -20,6 +20,7 @@ mod registry;
 mod runners;
 mod settlement;
 mod tokens;
+mod upgrade;
 
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,7 @@ pub enum StorageKey {
     TokenCode,
     Content,
     ContentEarnings,
+    UpgradeCode,
 }
 
 /// Every state layout the contract has had.
@@ -333,6 +334,9 @@ pub struct HubState {
     pub content: LookupMap<String, ContentItem>,
     /// Per-use royalties earned by content owners, paid on withdrawal.
     pub content_earnings: LookupMap<AccountId, u128>,
+    /// New code the owner proposed (`propose_upgrade`), and when it may be applied.
+    pub upgrade_code: LazyOption<Vec<u8>>,
+    pub upgrade: Option<Scheduled<Hash32>>,
 }
 
 impl HubState {
@@ -356,6 +360,8 @@ impl HubState {
             token_code_hash: None,
             content: LookupMap::new(StorageKey::Content),
             content_earnings: LookupMap::new(StorageKey::ContentEarnings),
+            upgrade_code: LazyOption::new(StorageKey::UpgradeCode, None),
+            upgrade: None,
         }
     }
 }
