@@ -52,6 +52,10 @@ pub struct ManifestEntry {
     pub weight: u32,
 }
 
+/// From this long after a model's registration, anyone may issue its token (without a
+/// manifest) if its owner has not.
+pub const OPEN_ISSUANCE_AFTER_NS: u64 = crate::admin::MAX_DELAY_NS;
+
 /// Entries per manifest; bounds the issuance's work and the model record.
 pub const MAX_MANIFEST: usize = 16;
 
@@ -153,9 +157,19 @@ impl Hub {
             .models
             .get(&model_id)
             .unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
-        if model.owner != caller {
+        // The holders' share accrues from the first receipt: if the owner never issues the
+        // token, anyone may after `OPEN_ISSUANCE_AFTER_NS`, with no manifest (the whole
+        // supply to the owner), so the share is never stranded on the hub.
+        let open_to_anyone = manifest.is_empty()
+            && env::block_timestamp()
+                >= model
+                    .registered_at_ns
+                    .0
+                    .saturating_add(OPEN_ISSUANCE_AFTER_NS);
+        if model.owner != caller && !open_to_anyone {
             Error::NotModelOwner { model_id, caller }.panic();
         }
+        let developer = model.owner.clone();
         if let Some(token) = model.token {
             let state = if model.token_issued {
                 "has"
@@ -188,7 +202,7 @@ impl Hub {
             owners.push((item.owner, entry.weight));
         }
         let allocations =
-            allocations(&caller, developer_weight, &owners).unwrap_or_else(|e| e.panic());
+            allocations(&developer, developer_weight, &owners).unwrap_or_else(|e| e.panic());
         // Global code when the owner set it, else the stored code deployed on the account.
         let code = match self.token_code_hash {
             Some(hash) => TokenCode::Global(hash),

@@ -604,3 +604,37 @@ fn f7_token_code_needs_a_full_access_key() {
     let msg = panic_message(|| w.hub.set_token_code(vec![]));
     assert!(msg.contains("1 yocto"), "{msg}");
 }
+
+/// Finding 9: the holders' share no longer waits forever on an owner that never issues
+/// the token: after `OPEN_ISSUANCE_AFTER_NS` anyone may issue it, without a manifest, the
+/// whole supply to the owner.
+#[test]
+fn f9_anyone_may_issue_a_token_its_owner_never_did() {
+    let mut w = World::new();
+    w.as_("owner.near", 10 * NEAR);
+    w.hub.set_token_code(vec![0; 1_000]);
+    let issue = |w: &mut World, manifest: Vec<ManifestEntry>| {
+        w.as_("mallory.near", 5 * NEAR);
+        panic_message(|| {
+            w.hub
+                .issue_token(MODEL.into(), "SMOL".into(), manifest, 1)
+                .detach();
+        })
+    };
+    assert!(issue(&mut w, vec![]).contains("does not own model"));
+    w.now += crate::tokens::OPEN_ISSUANCE_AFTER_NS;
+    let with_manifest = vec![ManifestEntry {
+        content_id: "wiki".into(),
+        weight: 1,
+    }];
+    assert!(
+        issue(&mut w, with_manifest).contains("does not own model"),
+        "only the owner names a manifest"
+    );
+    w.as_("mallory.near", 5 * NEAR);
+    w.hub
+        .issue_token(MODEL.into(), "SMOL".into(), vec![], 1)
+        .detach();
+    let m = w.hub.model(MODEL.into()).unwrap().model;
+    assert!(m.token.is_some() && m.training_manifest.is_empty());
+}
