@@ -45,6 +45,20 @@ fn token() -> ModelToken {
     )
 }
 
+/// The next call is the token's own callback, seeing a failed promise.
+fn failed_callback() {
+    testing_env!(
+        VMContextBuilder::new()
+            .current_account_id(acc("model.hub.near"))
+            .predecessor_account_id(acc("model.hub.near"))
+            .build(),
+        near_sdk::test_vm_config(),
+        near_sdk::RuntimeFeesConfig::test(),
+        std::collections::HashMap::default(),
+        vec![near_sdk::PromiseResult::Failed],
+    );
+}
+
 fn claimable(t: &ModelToken, who: &str) -> u128 {
     t.claimable(acc(who)).0
 }
@@ -116,16 +130,7 @@ fn a_failed_claim_is_put_back() {
     call(BOB, 0);
     assert_eq!(t.claim().0, 300);
     assert_eq!(claimable(&t, BOB), 0);
-    testing_env!(
-        VMContextBuilder::new()
-            .current_account_id(acc("model.hub.near"))
-            .predecessor_account_id(acc("model.hub.near"))
-            .build(),
-        near_sdk::test_vm_config(),
-        near_sdk::RuntimeFeesConfig::test(),
-        std::collections::HashMap::default(),
-        vec![near_sdk::PromiseResult::Failed],
-    );
+    failed_callback();
     t.on_claim(acc(BOB), U128(300), Err(PromiseError::Failed));
     assert_eq!(claimable(&t, BOB), 300);
     assert_eq!(t.revenue_info().total_claimed.0, 0);
@@ -177,16 +182,7 @@ fn a_failed_claim_of_an_unregistered_account_goes_back_to_the_holders() {
     assert_eq!(t.claim().0, 300);
     call(BOB, 1);
     t.storage_unregister(Some(true));
-    testing_env!(
-        VMContextBuilder::new()
-            .current_account_id(acc("model.hub.near"))
-            .predecessor_account_id(acc("model.hub.near"))
-            .build(),
-        near_sdk::test_vm_config(),
-        near_sdk::RuntimeFeesConfig::test(),
-        std::collections::HashMap::default(),
-        vec![near_sdk::PromiseResult::Failed],
-    );
+    failed_callback();
     t.on_claim(acc(BOB), U128(300), Err(PromiseError::Failed));
     assert!(t.positions.get(&acc(BOB)).is_none());
     assert_eq!(t.revenue_info().unallocated.0, 300);

@@ -153,13 +153,7 @@ fn f5_model_ids_must_name_a_token_account() {
 #[test]
 fn f6_issuance_cannot_race_itself() {
     let mut w = World::new();
-    w.as_("wiki.near", NEAR);
-    w.hub.register_content(
-        "wiki".into(),
-        [1; 32].into(),
-        "u".into(),
-        License::OpenForTraining,
-    );
+    super::settlement::register_content(&mut w, "wiki", "wiki.near", License::OpenForTraining);
     w.as_("owner.near", 10 * NEAR);
     w.hub.set_token_code(vec![0; 1_000]);
     let manifest = |weight| {
@@ -341,6 +335,32 @@ fn tight(model_id: &str, max_in: u128, max_out: u128, max_units: u64) -> ModelCe
     }
 }
 
+/// An authorization whose ceilings are the test model's prices (1,000 / 2,000 per 1k).
+fn strict(w: &World, max_units: u64) -> market_protocol::SignedAuthorization {
+    w.authorization_with(
+        |a| a.models = vec![tight(MODEL, 1_000, 2_000, max_units)],
+        NEAR,
+        START + HOUR,
+    )
+}
+
+/// Receipt `seq` at `amount` is exactly at the ceilings: one yocto more is refused, then it
+/// settles for `charge`.
+fn at_the_ceiling(
+    w: &mut World,
+    auth: &market_protocol::SignedAuthorization,
+    seq: u64,
+    amount: u128,
+    charge_due: u128,
+) {
+    let item = w.receipt(auth, seq, amount + 1);
+    refused_code(w, item, "model_overpriced");
+    assert_eq!(
+        charge(&w.settle_one(w.receipt(auth, seq, amount))),
+        charge_due
+    );
+}
+
 fn with_content(
     w: &World,
     auth: &market_protocol::SignedAuthorization,
@@ -363,11 +383,10 @@ fn with_content(
 #[test]
 fn f2_content_the_user_did_not_allow_pays_nothing() {
     let mut w = World::new();
-    w.as_("runner.near", NEAR);
-    w.hub.register_content(
-        "runner-own".into(),
-        [1; 32].into(),
-        "u".into(),
+    super::settlement::register_content(
+        &mut w,
+        "runner-own",
+        "runner.near",
         License::InferenceOnly {
             price_per_use: U128(NEAR),
         },
@@ -384,19 +403,11 @@ fn f2_content_the_user_did_not_allow_pays_nothing() {
 #[test]
 fn f2_model_lines_are_bounded_by_the_signed_prices() {
     let mut w = World::new();
-    let auth = w.authorization_with(
-        |a| a.models = vec![tight(MODEL, 1_000, 2_000, 150)],
-        NEAR,
-        START + HOUR,
-    );
+    let auth = strict(&w, 150);
     // Receipt n has 100·n units in and 10·n out: 120·n yocto at the ceilings.
-    let item = w.receipt(&auth, 1, 121);
-    refused_code(&mut w, item, "model_overpriced");
-    assert_eq!(charge(&w.settle_one(w.receipt(&auth, 1, 120))), 120);
+    at_the_ceiling(&mut w, &auth, 1, 120, 120);
     // Two more requests: 240 more at most.
-    let item = w.receipt(&auth, 3, 361);
-    refused_code(&mut w, item, "model_overpriced");
-    assert_eq!(charge(&w.settle_one(w.receipt(&auth, 3, 360))), 240);
+    at_the_ceiling(&mut w, &auth, 3, 360, 240);
     // 640 units in four requests, over their 4 × 150.
     let item = w.receipt_with(&auth, 4, 380, |r| r.lines[0].units_in = U64(600));
     refused_code(&mut w, item, "too_many_units");
@@ -407,11 +418,10 @@ fn f2_model_lines_are_bounded_by_the_signed_prices() {
 #[test]
 fn f2_content_is_bounded_by_its_ceiling_and_one_use_per_request() {
     let mut w = World::new();
-    w.as_("wiki.near", NEAR);
-    w.hub.register_content(
-        "wiki".into(),
-        [1; 32].into(),
-        "u".into(),
+    super::settlement::register_content(
+        &mut w,
+        "wiki",
+        "wiki.near",
         License::InferenceOnly {
             price_per_use: U128(10),
         },
@@ -441,15 +451,9 @@ fn f2_a_new_authorization_bounds_growth_from_its_pin() {
     let mut w = World::new();
     let generous = w.authorization(NEAR, START + HOUR);
     assert_eq!(charge(&w.settle_one(w.receipt(&generous, 1, 5_000))), 5_000);
-    let strict = w.authorization_with(
-        |a| a.models = vec![tight(MODEL, 1_000, 2_000, 1_000)],
-        NEAR,
-        START + HOUR,
-    );
+    let strict = strict(&w, 1_000);
     // Receipt 2 adds 100 in and 10 out: 120 at most under the strict ceilings.
-    let item = w.receipt(&strict, 2, 5_121);
-    refused_code(&mut w, item, "model_overpriced");
-    assert_eq!(charge(&w.settle_one(w.receipt(&strict, 2, 5_120))), 120);
+    at_the_ceiling(&mut w, &strict, 2, 5_120, 120);
 }
 
 /// Bonds that mean something: two receipts of one channel that cannot both be true are
@@ -551,11 +555,7 @@ fn f2_units_are_bounded_per_model_across_versions() {
     let mut w = World::new();
     w.as_("dev.near", NEAR);
     w.hub.add_model_version(MODEL.into(), version_input());
-    let auth = w.authorization_with(
-        |a| a.models = vec![tight(MODEL, 1_000, 2_000, 150)],
-        NEAR,
-        START + HOUR,
-    );
+    let auth = strict(&w, 150);
     // One request, 110 units on each of two versions: 220 over the 150 signed.
     let item = w.receipt_with(&auth, 1, 200, |r| {
         let mut v2 = r.lines[0].clone();

@@ -296,7 +296,7 @@ fn a_runner_submitting_its_own_receipts_is_not_checked_twice() {
     );
 }
 
-fn register_content(w: &mut World, id: &str, owner: &str, license: crate::state::License) {
+pub fn register_content(w: &mut World, id: &str, owner: &str, license: crate::state::License) {
     w.as_(owner, NEAR);
     w.hub.register_content(
         id.into(),
