@@ -345,7 +345,7 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
                 terms.terms.runner_bps,
             ));
         }
-        self.check_units(receipt, &auth, &line_bases, requests)?;
+        check_units(receipt, &auth, &line_bases, requests)?;
         // A cumulative receipt carries every line the channel ever settled.
         if let Some(dropped) = channel.lines.iter().find(|l| {
             !receipt
@@ -468,59 +468,6 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         })
     }
 
-    /// Units since the pin: each model's (summed over its versions) at most `requests` ×
-    /// its signed per-request limit, and all models' together at most `requests` × the
-    /// widest limit, since one request uses one model.
-    fn check_units(
-        &self,
-        receipt: &market_protocol::UsageReceipt,
-        auth: &ActiveAuthorization,
-        line_bases: &[(u64, u64, u128)],
-        requests: u64,
-    ) -> Result<()> {
-        let mut per_model: Vec<(&str, u128)> = Vec::with_capacity(receipt.lines.len());
-        for (line, base) in receipt.lines.iter().zip(line_bases) {
-            let units =
-                u128::from(line.units_in.0 - base.0) + u128::from(line.units_out.0 - base.1);
-            if units == 0 {
-                continue;
-            }
-            match per_model.iter_mut().find(|(m, _)| *m == line.model_id) {
-                Some(entry) => entry.1 += units,
-                None => per_model.push((&line.model_id, units)),
-            }
-        }
-        let (mut total, mut widest) = (0u128, 0u64);
-        for (model_id, units) in per_model {
-            let limit = auth
-                .models
-                .iter()
-                .find(|m| m.model_id == model_id)
-                .ok_or_else(|| Error::ModelNotAuthorized(model_id.to_owned()))?
-                .max_units_per_request
-                .0;
-            let max = u128::from(requests) * u128::from(limit);
-            if units > max {
-                return Err(Error::TooManyUnits {
-                    model_id: model_id.to_owned(),
-                    units,
-                    max,
-                });
-            }
-            total += units;
-            widest = widest.max(limit);
-        }
-        let max = u128::from(requests) * u128::from(widest);
-        if total > max {
-            return Err(Error::TooManyUnits {
-                model_id: "(all models)".to_owned(),
-                units: total,
-                max,
-            });
-        }
-        Ok(())
-    }
-
     fn verify_authorization(
         &self,
         item: &SettleItem,
@@ -603,4 +550,55 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         }
         Ok((self.charged, self.paid))
     }
+}
+
+/// Units since the pin: each model's (summed over its versions) at most `requests` ×
+/// its signed per-request limit, and all models' together at most `requests` × the
+/// widest limit, since one request uses one model.
+fn check_units(
+    receipt: &market_protocol::UsageReceipt,
+    auth: &ActiveAuthorization,
+    line_bases: &[(u64, u64, u128)],
+    requests: u64,
+) -> Result<()> {
+    let mut per_model: Vec<(&str, u128)> = Vec::with_capacity(receipt.lines.len());
+    for (line, base) in receipt.lines.iter().zip(line_bases) {
+        let units = u128::from(line.units_in.0 - base.0) + u128::from(line.units_out.0 - base.1);
+        if units == 0 {
+            continue;
+        }
+        match per_model.iter_mut().find(|(m, _)| *m == line.model_id) {
+            Some(entry) => entry.1 += units,
+            None => per_model.push((&line.model_id, units)),
+        }
+    }
+    let (mut total, mut widest) = (0u128, 0u64);
+    for (model_id, units) in per_model {
+        let limit = auth
+            .models
+            .iter()
+            .find(|m| m.model_id == model_id)
+            .ok_or_else(|| Error::ModelNotAuthorized(model_id.to_owned()))?
+            .max_units_per_request
+            .0;
+        let max = u128::from(requests) * u128::from(limit);
+        if units > max {
+            return Err(Error::TooManyUnits {
+                model_id: model_id.to_owned(),
+                units,
+                max,
+            });
+        }
+        total += units;
+        widest = widest.max(limit);
+    }
+    let max = u128::from(requests) * u128::from(widest);
+    if total > max {
+        return Err(Error::TooManyUnits {
+            model_id: "(all models)".to_owned(),
+            units: total,
+            max,
+        });
+    }
+    Ok(())
 }

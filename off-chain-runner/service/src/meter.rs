@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// yocto for `units_in` and `units_out` at the model's prices per 1,000 units, rounded
-/// down. The hub bounds a line's growth by ⌊(Δin × max_in + Δout × max_out) / 1,000⌋ under
+/// down. The hub bounds a line's growth by `⌊(Δin × max_in + Δout × max_out) / 1,000⌋` under
 /// the user's signed ceilings; a sum of per-request floors never exceeds that, so a receipt
 /// priced this way within the ceilings always settles (rounding up could not).
 pub fn price(

@@ -398,8 +398,9 @@ fn f2_content_the_user_did_not_allow_pays_nothing() {
     refused_code(&mut w, item, "content_not_authorized");
 }
 
-/// Signed price ceilings: a model line grows by at most ⌊(Δin × max_in + Δout × max_out) /
-/// 1,000⌋ and Δunits ≤ requests × max_units_per_request, from the pin.
+/// Signed price ceilings: a model line grows by at most
+/// `⌊(Δin × max_in + Δout × max_out) / 1,000⌋` and
+/// `Δunits ≤ requests × max_units_per_request`, from the pin.
 #[test]
 fn f2_model_lines_are_bounded_by_the_signed_prices() {
     let mut w = World::new();
