@@ -48,6 +48,9 @@ pub trait Ledger {
 
     fn put_channel(&mut self, id: ChannelId, channel: Channel);
     fn credit_runner(&mut self, runner: &AccountId, amount: u128);
+    /// The runner's receipts may settle under an authorization valid until `until_ns`:
+    /// its bond stays until then plus the settlement window (`finish_leave`).
+    fn extend_exposure(&mut self, runner: &AccountId, until_ns: u64);
     fn credit_holders(&mut self, model_id: &str, amount: u128);
     fn credit_protocol(&mut self, amount: u128);
     fn credit_content_owner(&mut self, owner: &AccountId, amount: u128);
@@ -411,6 +414,10 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
                 .ok_or_else(|| Error::InvariantViolated("content overflow".into()))?;
         }
         self.ledger.credit_runner(&receipt.runner, split.runner);
+        if pinned_now {
+            self.ledger
+                .extend_exposure(&receipt.runner, auth.expires_at_ns.0);
+        }
         self.ledger.credit_protocol(split.protocol);
         channel.settled = receipt.amount;
         channel.last_seq = receipt.seq;

@@ -28,7 +28,8 @@ pub struct Overlay<'a> {
 #[derive(Default)]
 pub struct Writes {
     channels: SortedMap<ChannelId, Channel>,
-    runners: SortedMap<AccountId, u128>,
+    /// Per runner: earnings to credit, and the latest expiry of an authorization pinned.
+    runners: SortedMap<AccountId, (u128, u64)>,
     holders: SortedMap<String, u128>,
     content_owners: SortedMap<AccountId, u128>,
     protocol: u128,
@@ -107,10 +108,13 @@ impl Writes {
         for (id, channel) in self.channels {
             state.channels.insert(&id, &channel);
         }
-        for (runner, amount) in self.runners {
+        for (runner, (amount, until)) in self.runners {
             state
                 .runners
-                .update(&runner, |r| add(&mut r.earnings.0, amount))
+                .update(&runner, |r| {
+                    add(&mut r.earnings.0, amount);
+                    r.exposed_until_ns.0 = r.exposed_until_ns.0.max(until);
+                })
                 .expect("the engine only credits registered runners");
         }
         for (model_id, amount) in self.holders {
@@ -173,7 +177,15 @@ impl Ledger for Overlay<'_> {
     }
 
     fn credit_runner(&mut self, runner: &AccountId, amount: u128) {
-        add(self.writes.runners.entry_with(runner, || 0), amount);
+        add(
+            &mut self.writes.runners.entry_with(runner, || (0, 0)).0,
+            amount,
+        );
+    }
+
+    fn extend_exposure(&mut self, runner: &AccountId, until_ns: u64) {
+        let entry = &mut self.writes.runners.entry_with(runner, || (0, 0)).1;
+        *entry = (*entry).max(until_ns);
     }
 
     fn credit_holders(&mut self, model_id: &str, amount: u128) {

@@ -97,6 +97,7 @@ impl Hub {
                         }),
                         left: false,
                         slashed: false,
+                        exposed_until_ns: U64(0),
                     },
                 );
                 for key in &keys {
@@ -122,6 +123,7 @@ impl Hub {
                 leave: None,
                 left: false,
                 slashed: false,
+                exposed_until_ns: U64(0),
             },
         );
         for key in &keys {
@@ -236,9 +238,17 @@ impl Hub {
         let leave = state
             .leave
             .unwrap_or_else(|| Error::LeaveNotRequested(runner.clone()).panic());
-        let ready_at_ns =
-            self.pauses
-                .extended(leave.ready_at_ns.0, leave.requested_at_ns.0, now_ns);
+        // The exit delay, and until every pinned authorization of its channels has expired
+        // and the settlement window after it passed: the bond backs every receipt it could
+        // still sign.
+        let exposure = state
+            .exposed_until_ns
+            .0
+            .saturating_add(self.config_now().settlement_window_ns.0);
+        let ready_at_ns = self
+            .pauses
+            .extended(leave.ready_at_ns.0, leave.requested_at_ns.0, now_ns)
+            .max(exposure);
         if now_ns < ready_at_ns {
             Error::TooEarly {
                 what: "leaving",

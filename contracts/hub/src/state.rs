@@ -194,6 +194,10 @@ pub struct Runner {
     pub leave: Option<Deadline>,
     /// Set when the bond was returned: no receipt of this runner settles any more.
     pub left: bool,
+    /// The latest expiry of any authorization the hub pinned for this runner's channels:
+    /// the bond stays until then plus the settlement window, so it is still there
+    /// whenever evidence of contradictory receipts can surface.
+    pub exposed_until_ns: U64,
     /// Set when its bond was slashed for contradictory receipts (`report_equivocation`):
     /// no receipt of this runner settles any more either.
     pub slashed: bool,

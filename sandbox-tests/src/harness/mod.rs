@@ -137,6 +137,7 @@ impl Ledger for Memory {
     fn credit_runner(&mut self, _: &AccountId, amount: u128) {
         self.runner += amount;
     }
+    fn extend_exposure(&mut self, _: &AccountId, _: u64) {}
     fn credit_holders(&mut self, _: &str, amount: u128) {
         self.holders += amount;
     }

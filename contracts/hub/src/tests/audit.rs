@@ -639,3 +639,31 @@ fn f9_anyone_may_issue_a_token_its_owner_never_did() {
     let m = w.hub.model(MODEL.into()).unwrap().model;
     assert!(m.token.is_some() && m.training_manifest.is_empty());
 }
+
+/// Bonds that mean something: a leaving runner's bond stays until every authorization the
+/// hub pinned for its channels has expired and the settlement window after it passed, so
+/// it is still there whenever contradictory receipts can surface.
+#[test]
+fn the_bond_outlives_every_pinned_authorization() {
+    let mut w = World::new();
+    let auth = w.authorization(NEAR, START + 100 * HOUR);
+    charge(&w.settle_one(w.receipt(&auth, 1, 1_000)));
+    w.as_("runner.near", 0);
+    w.hub.request_leave();
+    // The exit delay (24 hours) has passed, the authorization (100 hours) has not.
+    w.now += 24 * HOUR;
+    w.as_("runner.near", 1);
+    let msg = panic_message(|| w.hub.finish_leave());
+    assert_eq!(
+        msg,
+        format!(
+            "leaving is possible from {} ns, it is {} ns",
+            START + 101 * HOUR,
+            w.now
+        )
+    );
+    w.now = START + 101 * HOUR;
+    w.as_("runner.near", 1);
+    w.hub.finish_leave();
+    assert!(w.hub.runner(acc("runner.near")).unwrap().left);
+}

@@ -220,7 +220,7 @@ fn runner_registration_bond_and_keys() {
 #[test]
 fn runner_leaves_after_the_exit_delay_and_earnings_stay_withdrawable() {
     let mut w = World::new();
-    let auth = w.authorization(NEAR, START + 100 * HOUR);
+    let auth = w.authorization(NEAR, START + 10 * HOUR);
     charge(&w.settle_one(w.receipt(&auth, 1, 1_000)));
     let bond = w.hub.runner(acc("runner.near")).unwrap().bond.0;
     w.as_("runner.near", 1);
