@@ -95,6 +95,26 @@ impl ModelToken {
         self.positions.insert(account_id, &position);
     }
 
+    /// near-contract-standards' `internal_storage_unregister` without its refund: an
+    /// allocation holder's storage was paid by the issuance, not by the holder, so the
+    /// freed bytes stay with the token account. Written here because the standard always
+    /// refunds.
+    fn unregister_sponsored(
+        &mut self,
+        account_id: &AccountId,
+        force: Option<bool>,
+    ) -> Option<(AccountId, u128)> {
+        near_sdk::assert_one_yocto();
+        let balance = self.token.accounts.get(account_id)?;
+        require!(
+            balance == 0 || force.unwrap_or(false),
+            "Can't unregister the account with the positive balance without force"
+        );
+        self.token.accounts.remove(account_id);
+        self.token.total_supply -= balance;
+        Some((account_id.clone(), balance))
+    }
+
     /// The position of an account registered now: it earns only what arrives later.
     fn open_position(&mut self, account_id: &AccountId) {
         self.positions.insert(
@@ -146,6 +166,13 @@ impl ModelToken {
             if !this.token.accounts.contains_key(&account_id) {
                 this.token.internal_register_account(&account_id);
                 this.open_position(&account_id);
+                this.positions.insert(
+                    &account_id,
+                    &Position {
+                        sponsored: true,
+                        ..this.positions.get(&account_id).expect("just opened")
+                    },
+                );
             }
             this.token.internal_deposit(&account_id, amount.0);
             FtMint {
@@ -332,7 +359,12 @@ impl StorageManagement for ModelToken {
             owed == 0,
             format!("{account_id} has {owed} yocto of revenue to claim first")
         );
-        let unregistered = self.token.internal_storage_unregister(force);
+        let sponsored = self.positions.get(&account_id).is_some_and(|p| p.sponsored);
+        let unregistered = if sponsored {
+            self.unregister_sponsored(&account_id, force)
+        } else {
+            self.token.internal_storage_unregister(force)
+        };
         if unregistered.is_some() {
             self.positions.remove(&account_id);
         }

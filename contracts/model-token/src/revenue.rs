@@ -48,6 +48,9 @@ pub struct Position {
     pub owed: u128,
     /// Rounding remainder carried to the next update, in SCALE units.
     pub dust: u128,
+    /// Registered at issuance, its storage paid by the issuer: unregistering refunds
+    /// nothing to it.
+    pub sponsored: bool,
 }
 
 #[near(serializers = [borsh])]

@@ -193,3 +193,25 @@ fn a_failed_claim_of_an_unregistered_account_goes_back_to_the_holders() {
     t.on_revenue();
     assert!((999..=1_000).contains(&claimable(&t, ALICE)));
 }
+
+/// Finding 8: allocation holders paid no storage (the issuance did), so unregistering
+/// refunds them nothing; an account that paid its own registration gets its deposit back.
+#[test]
+fn only_paid_registrations_are_refunded() {
+    let mut t = token();
+    call(BOB, 1);
+    assert!(t.storage_unregister(Some(true)));
+    assert!(
+        near_sdk::test_utils::get_created_receipts().is_empty(),
+        "no refund"
+    );
+    call(CAROL, t.storage_balance_bounds().min.as_yoctonear());
+    t.storage_deposit(None, None);
+    call(CAROL, 1);
+    assert!(t.storage_unregister(None));
+    assert_eq!(
+        near_sdk::test_utils::get_created_receipts().len(),
+        1,
+        "a refund"
+    );
+}
