@@ -42,5 +42,9 @@ fn the_compiled_hub_holds_against_random_honest_and_hostile_actions() {
         let tally =
             harness::run(seed, steps, WasmTarget::new()).unwrap_or_else(|e| panic!("wasm: {e}"));
         check("wasm", seed, tally);
+        assert!(
+            tally.withdrawals > 0,
+            "no escrow withdrawal happened: {tally:?}"
+        );
     }
 }

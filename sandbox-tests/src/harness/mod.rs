@@ -15,6 +15,8 @@
 //! another hub's, amounts over the cap, over the signed price ceilings, units over the
 //! per-request limit, content the user never allowed, decreasing cumulative amounts, and
 //! receipts after the user's key was revoked or the model's policy dropped the runner.
+//! On the wasm target, users also withdraw their unspent escrow after the delay, while
+//! the runner keeps settling: a refund must never include what the runner earned.
 //! A failing seed is printed; `HARNESS_SEED=<seed> HARNESS_STEPS=<n>` replays it.
 
 pub mod wasm;
@@ -79,6 +81,8 @@ pub struct Tally {
     pub settled: u64,
     pub rejected: u64,
     pub attacks: u64,
+    /// Escrow withdrawals that paid out (the wasm target only).
+    pub withdrawals: u64,
 }
 
 /// The in-memory ledger the engine runs over.
@@ -180,6 +184,11 @@ pub trait Target {
     /// The model's owner drops the runner from its policy; returns when it takes effect.
     fn drop_runner(&mut self) -> u64;
     fn restore_runner(&mut self);
+    /// The user asks for its unspent escrow back: the ready time the hub gave, or `None`
+    /// where the target has no escrow withdrawals (the engine alone).
+    fn request_withdrawal(&mut self, user: &AccountId) -> Option<u64>;
+    /// The user takes its unspent escrow out: what was paid, or `None` if refused.
+    fn finish_withdrawal(&mut self, user: &AccountId) -> Option<u128>;
     fn observe(&self, users: &[AccountId]) -> Observed;
 }
 
@@ -295,6 +304,12 @@ impl Target for EngineTarget {
     fn restore_runner(&mut self) {
         self.0.pending = None;
     }
+    fn request_withdrawal(&mut self, _: &AccountId) -> Option<u64> {
+        None
+    }
+    fn finish_withdrawal(&mut self, _: &AccountId) -> Option<u128> {
+        None
+    }
     fn observe(&self, users: &[AccountId]) -> Observed {
         let m = &self.0;
         Observed {
@@ -332,6 +347,8 @@ struct Books {
     wiki: (u64, u128),
     /// The pinned authorization's index and the baseline taken when it was pinned.
     pinned: Option<Pin>,
+    /// When a requested withdrawal of the unspent escrow is ready.
+    withdrawal: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -441,7 +458,8 @@ impl<T: Target> Harness<T> {
                 let by_runner = self.rng.next(2) == 0;
                 self.settle_honest(u, by_runner)?;
             }
-            60..=64 => self.fund(u),
+            60..=63 => self.fund(u),
+            64 => self.withdraw(u)?,
             65..=66 => {
                 let ns = self.rng.next(WINDOW_NS);
                 self.target.wait(ns);
@@ -476,9 +494,55 @@ impl<T: Target> Harness<T> {
     }
 
     fn fund(&mut self, u: usize) {
+        // A user leaving does not fund again (which would cancel its withdrawal) but now
+        // and then.
+        if self.users[u].books.withdrawal.is_some() && self.rng.next(10) != 0 {
+            return;
+        }
         let amount = u128::from(self.rng.next(300_000_000)) + 1;
         self.target.fund(&self.users[u].id, amount);
-        self.users[u].books.deposited += amount;
+        let b = &mut self.users[u].books;
+        b.deposited += amount;
+        // Funding cancels a pending withdrawal.
+        b.withdrawal = None;
+    }
+
+    /// The user requests its unspent escrow back, or takes it once the delay (the
+    /// notice, 2 hours) has passed: runners settle in between, and a refund must never
+    /// include what they earned.
+    fn withdraw(&mut self, u: usize) -> Result<(), String> {
+        let now = self.target.now();
+        let tolerance = self.target.tolerance_ns();
+        let id = self.users[u].id.clone();
+        let Some(ready) = self.users[u].books.withdrawal else {
+            self.users[u].books.withdrawal = self.target.request_withdrawal(&id);
+            if let Some(ready) = self.users[u].books.withdrawal {
+                if ready.abs_diff(now + NOTICE_NS) > tolerance {
+                    return Err(format!(
+                        "withdrawal ready at {ready}, the model says {}",
+                        now + NOTICE_NS
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        let b = &self.users[u].books;
+        let due = b.deposited - b.settled;
+        let got = self.target.finish_withdrawal(&id);
+        let unsure = now.abs_diff(ready) <= tolerance;
+        match got {
+            Some(paid) if paid == due && (now >= ready || unsure) => {
+                let b = &mut self.users[u].books;
+                b.deposited = b.settled;
+                b.withdrawal = None;
+                self.tally.withdrawals += 1;
+                Ok(())
+            }
+            None if now < ready || unsure => Ok(()),
+            _ => Err(format!(
+                "withdrawal of user {u} at {now} (ready {ready}): hub paid {got:?}, the model owes {due}"
+            )),
+        }
     }
 
     /// The user signs a new authorization (a fresh nonce and expiry), which the next

@@ -159,6 +159,39 @@ impl Target for WasmTarget {
     fn restore_runner(&mut self) {
         self.update_model(json!("Open"));
     }
+    fn request_withdrawal(&mut self, user: &AccountId) -> Option<u64> {
+        let runner = self.m.runner.clone();
+        self.call(
+            user.as_str(),
+            "request_withdrawal",
+            json!({"runner": runner}),
+            0,
+        );
+        let channel = self.view("channel", json!({"user": user, "runner": runner}));
+        let ready = &channel["channel"]["withdrawal"]["ready_at_ns"];
+        Some(ready.as_str().expect("requested").parse().expect("a U64"))
+    }
+    fn finish_withdrawal(&mut self, user: &AccountId) -> Option<u128> {
+        let runner = self.m.runner.clone();
+        let view = |t: &Self| {
+            yocto(&t.view("channel", json!({"user": user, "runner": runner}))["unspent"])
+        };
+        let before = view(self);
+        let hub = self.m.hub.clone();
+        let done = self
+            .m
+            .env
+            .call(
+                &acc(user.as_str()),
+                &hub,
+                "finish_withdrawal",
+                json!({"runner": runner}),
+                1,
+            )
+            .result()
+            .is_ok();
+        done.then(|| before - view(self))
+    }
     fn observe(&self, users: &[AccountId]) -> Observed {
         let runner = self.m.runner.clone();
         let model = self.view("model", json!({"model_id": MODEL}));
