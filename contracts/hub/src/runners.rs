@@ -80,6 +80,14 @@ impl Hub {
                 Error::InvalidInput(format!("key {} is listed twice", String::from(key))).panic();
             }
         }
+        let mut record = Runner {
+            bond: U128(0),
+            earnings: U128(0),
+            leave: None,
+            left: false,
+            slashed: false,
+            exposed_until_ns: U64(0),
+        };
         let ((), bond) = self.paying_storage(
             env::attached_deposit().as_yoctonear(),
             "registering a runner",
@@ -89,15 +97,11 @@ impl Hub {
                 s.runners.insert(
                     &runner,
                     &Runner {
-                        bond: U128(0),
-                        earnings: U128(0),
                         leave: Some(Deadline {
                             requested_at_ns: U64(0),
                             ready_at_ns: U64(0),
                         }),
-                        left: false,
-                        slashed: false,
-                        exposed_until_ns: U64(0),
+                        ..record.clone()
                     },
                 );
                 for key in &keys {
@@ -115,17 +119,8 @@ impl Hub {
         if bond < min {
             Error::BondTooSmall { bond, min }.panic();
         }
-        self.runners.insert(
-            &runner,
-            &Runner {
-                bond: U128(bond),
-                earnings: U128(0),
-                leave: None,
-                left: false,
-                slashed: false,
-                exposed_until_ns: U64(0),
-            },
-        );
+        record.bond = U128(bond);
+        self.runners.insert(&runner, &record);
         for key in &keys {
             self.runner_keys.insert(
                 &(runner.clone(), key.clone()),
