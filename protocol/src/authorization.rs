@@ -23,6 +23,10 @@ use crate::{
 
 /// At most this many models per authorization; bounds the hub's per-channel storage.
 pub const MAX_AUTHORIZED_MODELS: usize = 4;
+/// The longest an authorization may live once the hub pins it (90 days): a runner's bond
+/// stays until its pinned authorizations expire, so an endless one would lock it for good.
+pub const MAX_LIFETIME_NS: u64 = 90 * 86_400 * 1_000_000_000;
+
 /// At most this many content items per authorization; bounds the hub's per-channel storage.
 pub const MAX_AUTHORIZED_CONTENT: usize = 4;
 

@@ -523,6 +523,16 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             }
             Some(_) => {}
         }
+        let max_ns = self
+            .ctx
+            .now_ns
+            .saturating_add(market_protocol::authorization::MAX_LIFETIME_NS);
+        if auth.expires_at_ns.0 > max_ns {
+            return Err(Error::LifetimeTooLong {
+                expires_at_ns: auth.expires_at_ns.0,
+                max_ns,
+            });
+        }
         let id = signed.verify(self.crypto).ok_or(Error::BadUserSignature)?;
         if id != named {
             return Err(Error::AuthorizationMismatch {

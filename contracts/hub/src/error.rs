@@ -105,6 +105,10 @@ pub enum Error {
         receipt: (AccountId, AccountId),
     },
     BadUserSignature,
+    LifetimeTooLong {
+        expires_at_ns: u64,
+        max_ns: u64,
+    },
     Expired {
         expires_at_ns: u64,
         now_ns: u64,
@@ -202,6 +206,7 @@ impl Error {
             Self::WrongChain { .. } => "wrong_chain",
             Self::WrongChannel { .. } => "wrong_channel",
             Self::BadUserSignature => "bad_user_signature",
+            Self::LifetimeTooLong { .. } => "lifetime_too_long",
             Self::Expired { .. } => "expired",
             Self::ModelNotAuthorized(_) => "model_not_authorized",
             Self::ModelOverpriced { .. } => "model_overpriced",
@@ -355,6 +360,13 @@ impl fmt::Display for Error {
                 f,
                 "authorization covers {} -> {}, the receipt is for {} -> {}",
                 authorized.0, authorized.1, receipt.0, receipt.1
+            ),
+            Self::LifetimeTooLong {
+                expires_at_ns,
+                max_ns,
+            } => write!(
+                f,
+                "authorization expires at {expires_at_ns} ns, after the longest lifetime the hub pins ({max_ns} ns)"
             ),
             Self::BadUserSignature => write!(
                 f,

@@ -170,6 +170,12 @@ impl Hub {
             Error::NotModelOwner { model_id, caller }.panic();
         }
         let developer = model.owner.clone();
+        // Someone else's issuance names nothing of its own: the symbol is the model's id.
+        let symbol = if caller == developer {
+            symbol
+        } else {
+            model_id.to_ascii_uppercase()
+        };
         if let Some(token) = model.token {
             let state = if model.token_issued {
                 "has"

@@ -290,6 +290,17 @@ async fn every_bad_request_gets_an_openai_error_and_the_server_keeps_serving() {
         )
         .await,
     );
+    // One that never expires: the hub would not pin it, so the runner does not serve it.
+    let endless = net.authorization_with(0, NEAR, u64::MAX, vec![MODEL.into()], net.hub.clone());
+    expect(401, "lifetime_too_long")(
+        post(
+            addr,
+            "/v1/chat/completions",
+            Some(&token::encode(&endless)),
+            chat("hi"),
+        )
+        .await,
+    );
     // Signed by a key the user never registered.
     let stranger = market_protocol::crypto::native::KeyPair::from_seed([77; 32]);
     net.users[1].1 = stranger;
@@ -325,7 +336,7 @@ async fn every_bad_request_gets_an_openai_error_and_the_server_keeps_serving() {
     let chat_only = token::encode(&net.authorization_with(
         0,
         NEAR,
-        u64::MAX,
+        net.now_ns().await + 24 * sandbox_tests::HOUR_NS,
         vec![MODEL.into()],
         net.hub.clone(),
     ));
@@ -411,7 +422,7 @@ async fn every_bad_request_gets_an_openai_error_and_the_server_keeps_serving() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("runner_requests_total{route=\"/v1/chat/completions\",status=\"401\"} 7"),
+        metrics.contains("runner_requests_total{route=\"/v1/chat/completions\",status=\"401\"} 8"),
         "{metrics}"
     );
     running.stop().await;

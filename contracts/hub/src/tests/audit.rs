@@ -634,10 +634,26 @@ fn f9_anyone_may_issue_a_token_its_owner_never_did() {
     );
     w.as_("mallory.near", 5 * NEAR);
     w.hub
-        .issue_token(MODEL.into(), "SMOL".into(), vec![], 1)
+        .issue_token(MODEL.into(), "SCAM".into(), vec![], 1)
         .detach();
     let m = w.hub.model(MODEL.into()).unwrap().model;
     assert!(m.token.is_some() && m.training_manifest.is_empty());
+    // The outsider's symbol is ignored: the token is named after the model.
+    let init = get_created_receipts()
+        .iter()
+        .flat_map(|r| r.actions.iter())
+        .find_map(|a| match a {
+            near_sdk::mock::MockAction::FunctionCallWeight {
+                method_name, args, ..
+            } if method_name == b"new" => Some(String::from_utf8(args.clone()).unwrap()),
+            _ => None,
+        })
+        .expect("the token's init call");
+    assert!(init.contains("\"symbol\":\"SMOLLM2-135M\""), "{init}");
+    assert!(
+        init.contains("\"dev.near\""),
+        "the whole supply to the owner: {init}"
+    );
 }
 
 /// Bonds that mean something: a leaving runner's bond stays until every authorization the
@@ -666,4 +682,19 @@ fn the_bond_outlives_every_pinned_authorization() {
     w.as_("runner.near", 1);
     w.hub.finish_leave();
     assert!(w.hub.runner(acc("runner.near")).unwrap().left);
+}
+
+/// A user cannot lock a runner's bond for ever with an authorization that never expires:
+/// the hub pins none that lives longer than `MAX_LIFETIME_NS`.
+#[test]
+fn an_endless_authorization_cannot_lock_the_bond() {
+    let mut w = World::new();
+    let endless = w.authorization(NEAR, u64::MAX);
+    let item = w.receipt(&endless, 1, 1_000);
+    refused_code(&mut w, item, "lifetime_too_long");
+    let longest = w.authorization(
+        NEAR,
+        START + market_protocol::authorization::MAX_LIFETIME_NS,
+    );
+    charge(&w.settle_one(w.receipt(&longest, 1, 1_000)));
 }

@@ -116,6 +116,17 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
             ),
         ));
     }
+    // The hub pins no authorization that lives longer: receipts under it would never settle.
+    if a.expires_at_ns.0 > now.saturating_add(market_protocol::authorization::MAX_LIFETIME_NS) {
+        return Err(Error::unauthorized(
+            "lifetime_too_long",
+            format!(
+                "the authorization expires at {} ns, more than {} days from the chain's time: sign one that expires sooner",
+                a.expires_at_ns.0,
+                market_protocol::authorization::MAX_LIFETIME_NS / 86_400_000_000_000
+            ),
+        ));
+    }
     let key = String::from(&a.public_key);
     // Keys live in each user's namespace on the hub: cached per (user, key).
     let info = state
