@@ -14,7 +14,7 @@ use near_primitives::account::AccessKey;
 use near_primitives_core::types::AccountId;
 use near_vm_runner::ContractCode;
 
-use crate::account::Account;
+use crate::{account::Account, Chain};
 
 pub const FILE: &str = "chain.borsh";
 
@@ -69,6 +69,44 @@ impl From<AccountSnapshot> for Account {
             storage_usage: s.storage_usage,
             keys: s.keys.into_iter().collect(),
         }
+    }
+}
+
+impl Chain {
+    /// Writes the chain's state to `dir`.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        write(
+            dir,
+            &Snapshot {
+                chain_id: self.chain_id.clone(),
+                root: self.root.clone(),
+                height: self.height,
+                timestamp_ns: self.timestamp_ns,
+                accounts: self
+                    .accounts
+                    .iter()
+                    .map(|(id, a)| (id.clone(), a.into()))
+                    .collect(),
+            },
+        )
+    }
+
+    /// The chain saved in `dir`, if there is one. Promise data in flight is not saved:
+    /// every transaction runs to completion before it returns.
+    pub fn load(dir: &Path) -> std::io::Result<Option<Self>> {
+        let Some(s) = read(dir)? else {
+            return Ok(None);
+        };
+        let key = PublicKey::empty(near_crypto::KeyType::ED25519);
+        let mut chain = Self::new(&s.chain_id, &s.root, &key, 0);
+        chain.height = s.height;
+        chain.timestamp_ns = s.timestamp_ns;
+        chain.accounts = s
+            .accounts
+            .into_iter()
+            .map(|(id, a)| (id, a.into()))
+            .collect();
+        Ok(Some(chain))
     }
 }
 
