@@ -6,14 +6,20 @@ use std::net::SocketAddr;
 use local_chain::{rpc, Chain};
 use near_crypto::{InMemorySigner, KeyType, SecretKey, Signer};
 use near_jsonrpc_client::{errors::JsonRpcError, methods, JsonRpcClient};
-use near_jsonrpc_primitives::types::{query::QueryResponseKind, transactions::RpcTransactionError};
+use near_jsonrpc_primitives::types::{
+    query::QueryResponseKind,
+    transactions::{RpcTransactionError, TransactionInfo},
+    view_access_key::RpcViewAccessKeyError,
+    view_account::RpcViewAccountResponse,
+};
 use near_primitives::{
     action::{Action, TransferAction},
     hash::CryptoHash,
     transaction::{SignedTransaction, Transaction, TransactionV0},
     types::{AccountId, Balance, BlockReference, Finality},
-    views::{FinalExecutionStatus, QueryRequest},
+    views::{FinalExecutionStatus, QueryRequest, TxExecutionStatus},
 };
+use serde_json::{json, Value};
 
 const NEAR: u128 = 10u128.pow(24);
 
@@ -349,5 +355,167 @@ async fn bad_requests_get_nearcore_errors_and_the_node_keeps_serving() {
             .sync_info
             .latest_block_height,
         1
+    );
+}
+
+#[tokio::test]
+async fn config_gas_price_validators_and_status_times_parse() {
+    let (client, signer, root) = start().await;
+    let config = client
+        .call(
+            methods::EXPERIMENTAL_protocol_config::RpcProtocolConfigRequest {
+                block_reference: BlockReference::Finality(Finality::Final),
+            },
+        )
+        .await
+        .unwrap();
+    let chain = Chain::new("localnet", &root, &signer.public_key(), NEAR);
+    assert_eq!(config.chain_id, "localnet");
+    // What near-api-js's `Account.getState()` reads to price storage.
+    assert_eq!(
+        config.runtime_config.storage_amount_per_byte,
+        chain.config().storage_amount_per_byte()
+    );
+    let genesis = client
+        .call(methods::EXPERIMENTAL_genesis_config::RpcGenesisConfigRequest)
+        .await
+        .unwrap();
+    assert_eq!(genesis.min_gas_price.as_yoctonear(), local_chain::GAS_PRICE);
+    let gas_price = client
+        .call(methods::gas_price::RpcGasPriceRequest { block_id: None })
+        .await
+        .unwrap();
+    assert_eq!(gas_price.gas_price.as_yoctonear(), local_chain::GAS_PRICE);
+    let validators = client
+        .call(methods::validators::RpcValidatorRequest {
+            epoch_reference: near_primitives::types::EpochReference::Latest,
+        })
+        .await
+        .unwrap();
+    assert_eq!(validators.current_validators[0].account_id, root);
+    let status = client
+        .call(methods::status::RpcStatusRequest)
+        .await
+        .unwrap();
+    assert_eq!(
+        status.sync_info.latest_block_time.unix_timestamp_nanos(),
+        i128::from(local_chain::chain::GENESIS_TIMESTAMP_NS)
+    );
+    // A block that was never produced.
+    let err = client
+        .call(methods::block::RpcBlockRequest {
+            block_reference: BlockReference::BlockId(near_primitives::types::BlockId::Height(99)),
+        })
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("UnknownBlock"), "{err:?}");
+}
+
+#[tokio::test]
+async fn send_tx_then_tx_status_chunk_and_per_kind_views() {
+    let (client, signer, root) = start().await;
+    let head = client
+        .call(methods::status::RpcStatusRequest)
+        .await
+        .unwrap()
+        .sync_info
+        .latest_block_hash;
+    let tx = transfer(&signer, &root, &root, 1, head, 7);
+    let hash = tx.get_hash();
+    let sent = client
+        .call(methods::send_tx::RpcSendTransactionRequest {
+            signed_transaction: tx,
+            wait_until: TxExecutionStatus::Final,
+        })
+        .await
+        .unwrap();
+    assert_eq!(sent.final_execution_status, TxExecutionStatus::Final);
+    let info = TransactionInfo::TransactionId {
+        tx_hash: hash,
+        sender_account_id: root.clone(),
+    };
+    let status = client
+        .call(methods::tx::RpcTransactionStatusRequest {
+            transaction_info: info.clone(),
+            wait_until: TxExecutionStatus::Final,
+        })
+        .await
+        .unwrap();
+    let outcome = status.final_execution_outcome.unwrap().into_outcome();
+    assert_eq!(outcome.transaction.hash, hash);
+    assert!(matches!(
+        outcome.status,
+        FinalExecutionStatus::SuccessValue(_)
+    ));
+    client
+        .call(methods::tx_status::RpcTransactionStatusRequest {
+            transaction_info: info,
+            wait_until: TxExecutionStatus::Final,
+        })
+        .await
+        .unwrap();
+    let unknown = client
+        .call(methods::tx::RpcTransactionStatusRequest {
+            transaction_info: TransactionInfo::TransactionId {
+                tx_hash: CryptoHash::hash_bytes(b"never sent"),
+                sender_account_id: root.clone(),
+            },
+            wait_until: TxExecutionStatus::Final,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{unknown:?}").contains("UnknownTransaction"),
+        "{unknown:?}"
+    );
+
+    // The transaction's block has one chunk, and the chunk holds the transaction.
+    let block = client
+        .call(methods::block::RpcBlockRequest {
+            block_reference: BlockReference::latest(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(block.chunks.len(), 1);
+    let chunk = client
+        .call(methods::chunk::RpcChunkRequest {
+            chunk_reference: methods::chunk::ChunkReference::ChunkHash {
+                chunk_id: block.chunks[0].chunk_hash,
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(chunk.transactions.len(), 1);
+    assert_eq!(chunk.transactions[0].hash, hash);
+    assert!(chunk.header.gas_used.as_gas() > 0);
+
+    // nearcore's per-kind query methods: the same answers, in their own types.
+    let account = client
+        .call(methods::any::<Result<Value, Value>>(
+            "EXPERIMENTAL_view_account",
+            json!({"finality": "final", "account_id": root}),
+        ))
+        .await
+        .unwrap();
+    let account: RpcViewAccountResponse = serde_json::from_value(account).unwrap();
+    assert_eq!(account.block_hash, block.header.hash);
+    let other = SecretKey::from_seed(KeyType::ED25519, "other").public_key();
+    let missing_key = client
+        .call(methods::any::<Result<Value, Value>>(
+            "EXPERIMENTAL_view_access_key",
+            json!({"finality": "final", "account_id": root, "public_key": other}),
+        ))
+        .await
+        .unwrap_err();
+    let cause = missing_key
+        .handler_error()
+        .cloned()
+        .expect("a handler error");
+    assert!(
+        matches!(
+            serde_json::from_value(cause).unwrap(),
+            RpcViewAccessKeyError::UnknownAccessKey { public_key, .. } if public_key == other
+        ),
+        "{missing_key:?}"
     );
 }

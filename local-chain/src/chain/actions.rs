@@ -142,13 +142,11 @@ impl Chain {
         using: &UseGlobalContractAction,
         state: &mut ActionState,
     ) -> ActionResult {
-        let (hash, id_len) = match &using.contract_identifier {
-            GlobalContractIdentifier::CodeHash(h) => (Some(*h), 32),
-            GlobalContractIdentifier::AccountId(a) => {
-                (self.global_by_account.get(a).copied(), a.len() as u64)
-            }
+        let id_len = match &using.contract_identifier {
+            GlobalContractIdentifier::CodeHash(_) => 32,
+            GlobalContractIdentifier::AccountId(a) => a.len() as u64,
         };
-        let Some(code) = hash.and_then(|h| self.global_code.get(&h).cloned()) else {
+        let Some(code) = self.global_contract_code(&using.contract_identifier) else {
             return Err(fn_error(format!(
                 "global contract {:?} does not exist",
                 using.contract_identifier

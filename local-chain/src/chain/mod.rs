@@ -27,7 +27,7 @@ use near_crypto::{PublicKey, SecretKey, Signer};
 use near_parameters::{RuntimeConfig, RuntimeConfigStore};
 use near_primitives::{
     account::AccessKey,
-    action::Action,
+    action::{Action, GlobalContractIdentifier},
     errors::InvalidTxError,
     transaction::{SignedTransaction, Transaction, TransactionV0},
 };
@@ -132,6 +132,15 @@ impl Chain {
 
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
         self.accounts.get(id)
+    }
+
+    /// The global contract `id` names, if it was deployed.
+    pub fn global_contract_code(&self, id: &GlobalContractIdentifier) -> Option<Arc<ContractCode>> {
+        let hash = match id {
+            GlobalContractIdentifier::CodeHash(h) => h,
+            GlobalContractIdentifier::AccountId(a) => self.global_by_account.get(a)?,
+        };
+        self.global_code.get(hash).cloned()
     }
 
     /// Moves time on by `blocks` blocks, as `sandbox_fast_forward` does.
