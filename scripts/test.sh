@@ -10,6 +10,7 @@ scripts/setup-gpu.sh
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 scripts/fetch-models.sh
 scripts/build.sh
+npm ci --prefix local-chain/tests/js --no-audit --no-fund # near-api-js, as locked, for local-chain/tests/near_api_js.rs
 cargo test --workspace --locked
 # scripts/deploy-testnet.sh with real near-cli-rs against the local chain's JSON-RPC.
 scripts/check-deploy.sh
