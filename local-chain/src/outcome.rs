@@ -85,7 +85,7 @@ impl TxResult {
     }
 }
 
-/// A contract panic reads "Smart contract panicked: <message>", as on a real node.
+/// A contract panic reads `Smart contract panicked: <message>`, as on a real node.
 pub fn failure_message(e: &ActionError) -> String {
     match &e.kind {
         near_primitives::errors::ActionErrorKind::FunctionCallError(

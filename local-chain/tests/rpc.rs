@@ -345,6 +345,13 @@ async fn bad_requests_get_nearcore_errors_and_the_node_keeps_serving() {
     );
     let not_json = post("{").await;
     assert!(not_json.contains("PARSE_ERROR"), "{not_json}");
+    // Browsers may call from any origin, as nearcore's default CORS allows.
+    assert!(
+        unknown
+            .to_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{unknown}"
+    );
     // Still serving, and nothing changed.
     let client = JsonRpcClient::connect(format!("http://{addr}"));
     assert_eq!(

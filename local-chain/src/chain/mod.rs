@@ -1,13 +1,13 @@
 //! The chain: accounts, signed transactions, receipts executed in nearcore's VM, blocks.
 //!
 //! Execution follows nearcore's runtime (`runtime/runtime/src/`), one module per job as
-//! there: [`verify`] checks a transaction against the signer's access key and charges its
-//! send fees and prepaid gas up front (`verifier.rs`); [`receipts`] routes receipts, applies
+//! there: `verify` checks a transaction against the signer's access key and charges its
+//! send fees and prepaid gas up front (`verifier.rs`); `receipts` routes receipts, applies
 //! each to its receiver all or nothing, refunds unused gas and the deposits of failed
 //! receipts, and makes the receipts a contract creates wait for the data they depend on
-//! (`lib.rs`); [`actions`] has one function per action kind (`actions.rs`); [`vm`] runs a
-//! function call in near-vm-runner with the fee config of `PROTOCOL_VERSION`; [`promises`]
-//! reads the receipts a contract created back from the VM's action log; [`gas`] prices
+//! (`lib.rs`); `actions` has one function per action kind (`actions.rs`); `vm` runs a
+//! function call in near-vm-runner with the fee config of `PROTOCOL_VERSION`; `promises`
+//! reads the receipts a contract created back from the VM's action log; `gas` prices
 //! actions from nearcore's fee schedule. Saving and loading is [`crate::persist`]. One
 //! block per transaction, with all its receipts; see README.md for what this leaves out.
 

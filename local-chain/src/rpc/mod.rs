@@ -20,7 +20,20 @@ mod view;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use axum::{body::Bytes, extract::State, routing::post, Json, Router};
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{
+        header::{
+            ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+        },
+        HeaderValue, StatusCode,
+    },
+    middleware,
+    response::Response,
+    routing::post,
+    Json, Router,
+};
 use near_jsonrpc_primitives::{
     errors::RpcError,
     message::{self, Message, Request},
@@ -80,7 +93,28 @@ impl Node {
 }
 
 pub fn router(node: Arc<Node>) -> Router {
-    Router::new().route("/", post(handle)).with_state(node)
+    Router::new()
+        .route("/", post(handle).options(preflight))
+        .layer(middleware::map_response(allow_any_origin))
+        .with_state(node)
+}
+
+/// Any origin may call, as nearcore's default `cors_allowed_origins: ["*"]` allows: a dApp
+/// in a browser calls the node from its own origin.
+async fn allow_any_origin(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    response
+}
+
+/// The browser's CORS preflight before a JSON POST: nothing to do but the headers above.
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 /// Serves `node` on `addr` (port 0 for any free port); returns the bound address.
