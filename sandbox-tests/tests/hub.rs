@@ -3,24 +3,23 @@
 //! transactions refused).
 
 use local_chain::Status;
+use market_hub_api::{
+    methods, License, ManifestEntry, ReceiptOutcome, RejectCode, RunnerPolicy, SettleResult,
+};
 use near_primitives::errors::InvalidTxError;
 use sandbox_tests::*;
 use serde_json::json;
 
-fn outcome_codes(result: &local_chain::TxResult) -> Vec<String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(&result.result().expect("settle runs")).unwrap();
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(
-            |o| match (o["result"].get("settled"), o["result"].get("rejected")) {
-                (Some(s), _) => s["charge"].as_str().unwrap().to_owned(),
-                (_, Some(r)) => r["code"].as_str().unwrap().to_owned(),
-                _ => panic!("unexpected outcome {o}"),
-            },
-        )
+/// Each receipt's charge, or the code it was rejected with.
+fn outcome_codes(result: &Called<Vec<ReceiptOutcome>>) -> Vec<Result<u128, RejectCode>> {
+    result
+        .result()
+        .expect("settle runs")
+        .into_iter()
+        .map(|o| match o.result {
+            SettleResult::Settled { charge, .. } => Ok(charge.0),
+            SettleResult::Rejected { code, .. } => Err(code),
+        })
         .collect()
 }
 
@@ -45,7 +44,12 @@ fn life_cycle_on_the_compiled_wasm() {
     let result = m.settle_as(&relayer, &batch, 300 * TGAS);
     assert_eq!(
         outcome_codes(&result),
-        ["1000000", "bad_runner_signature", "2000000", "2000000"]
+        [
+            Ok(1_000_000),
+            Err(RejectCode::BadRunnerSignature),
+            Ok(2_000_000),
+            Ok(2_000_000)
+        ]
     );
     let logs = result.logs();
     assert!(
@@ -59,24 +63,24 @@ fn life_cycle_on_the_compiled_wasm() {
     assert_eq!(
         outcome_codes(&again),
         [
-            "stale_sequence",
-            "bad_runner_signature",
-            "stale_sequence",
-            "stale_sequence"
+            Err(RejectCode::StaleSequence),
+            Err(RejectCode::BadRunnerSignature),
+            Err(RejectCode::StaleSequence),
+            Err(RejectCode::StaleSequence)
         ]
     );
 
     // 5,000,000 yocto settled: runner 70 %, protocol 10 %, holders 20 %.
-    let r = m.env.view(&hub, "runner", json!({"runner": runner}));
-    assert_eq!(yocto(&r["earnings"]), 3_500_000);
-    let info = m.env.view(&hub, "hub_info", json!({}));
-    assert_eq!(yocto(&info["protocol_earnings"]), 500_000);
-    let model = m.env.view(&hub, "model", json!({"model_id": MODEL}));
-    assert_eq!(yocto(&model["model"]["holders_accrued"]), 1_000_000);
+    let r = m.env.view(&hub, methods::runner(&runner)).unwrap();
+    assert_eq!(r.earnings.0, 3_500_000);
+    let info = m.env.view(&hub, methods::hub_info());
+    assert_eq!(info.protocol_earnings.0, 500_000);
+    let model = m.env.view(&hub, methods::model(MODEL)).unwrap();
+    assert_eq!(model.model.holders_accrued.0, 1_000_000);
 
     // The runner withdraws its earnings: its balance grows by them less the gas it paid.
     let before = m.env.balance(&runner);
-    let w = m.env.call(&runner, &hub, "withdraw_earnings", json!({}), 1);
+    let w = m.env.call(&runner, &hub, methods::withdraw_earnings(None));
     w.result().expect("withdraws");
     let spent_on_gas: u128 =
         w.transaction.tokens_burnt + w.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
@@ -89,40 +93,24 @@ fn life_cycle_on_the_compiled_wasm() {
     // User 0 leaves: not before the delay, then everything unspent comes back.
     let user = m.users[0].0.clone();
     m.env
-        .call(
-            &user,
-            &hub,
-            "request_withdrawal",
-            json!({"runner": runner}),
-            0,
-        )
+        .call(&user, &hub, methods::request_withdrawal(&runner))
         .result()
         .unwrap();
-    let early = m.env.call(
-        &user,
-        &hub,
-        "finish_withdrawal",
-        json!({"runner": runner}),
-        1,
-    );
+    let early = m.env.call(&user, &hub, methods::finish_withdrawal(&runner));
     assert!(early
         .result()
         .unwrap_err()
         .contains("withdrawal is possible from"));
     m.env.chain.fast_forward(2 * 3_600);
-    let unspent = yocto(
-        &m.env
-            .view(&hub, "channel", json!({"user": user, "runner": runner}))["unspent"],
-    );
+    let unspent = m
+        .env
+        .view(&hub, methods::channel(&user, &runner))
+        .unwrap()
+        .unspent
+        .0;
     let before = m.env.balance(&user);
     m.env
-        .call(
-            &user,
-            &hub,
-            "finish_withdrawal",
-            json!({"runner": runner}),
-            1,
-        )
+        .call(&user, &hub, methods::finish_withdrawal(&runner))
         .result()
         .unwrap();
     assert!(
@@ -130,10 +118,11 @@ fn life_cycle_on_the_compiled_wasm() {
         "refund arrived"
     );
     assert_eq!(
-        yocto(
-            &m.env
-                .view(&hub, "channel", json!({"user": user, "runner": runner}))["unspent"]
-        ),
+        m.env
+            .view(&hub, methods::channel(&user, &runner))
+            .unwrap()
+            .unspent
+            .0,
         0
     );
 }
@@ -143,7 +132,7 @@ fn a_panic_is_a_failed_outcome_with_its_message() {
     let mut m = Market::new(0);
     let hub = m.hub.clone();
     let mallory = m.env.create_account("mallory.near", 10 * NEAR);
-    let result = m.env.call(&mallory, &hub, "pause", json!({}), 1);
+    let result = m.env.call(&mallory, &hub, methods::pause());
     assert_eq!(
         result.result().unwrap_err(),
         "Smart contract panicked: mallory.near is not the hub owner"
@@ -151,7 +140,11 @@ fn a_panic_is_a_failed_outcome_with_its_message() {
     assert!(matches!(result.status(), Status::Failure(_)));
     // Deposits of a failed call come back.
     let before = m.env.balance(&mallory);
-    let paid = m.env.call(&mallory, &hub, "register_model", json!({"model_id": "Bad Id", "price_in_per_1k": "1", "price_out_per_1k": "1", "runner_bps": 7000, "runner_policy": "Open"}), NEAR);
+    let paid = m.env.call(
+        &mallory,
+        &hub,
+        methods::register_model("Bad Id", 1, 1, 7000, &RunnerPolicy::Open).deposit(NEAR),
+    );
     assert!(paid.result().unwrap_err().contains("contains `B`"));
     assert!(
         m.env.balance(&mallory) > before - NEAR / 100,
@@ -173,9 +166,7 @@ fn a_failed_payout_is_seen_by_its_callback_and_recredited() {
     let result = m.env.call(
         &owner,
         &hub,
-        "withdraw_protocol_fees",
-        json!({"receiver": "ghost.near"}),
-        1,
+        methods::withdraw_protocol_fees(&acc("ghost.near"), None),
     );
     result.result().expect("the call itself succeeds");
     assert_eq!(result.failures().len(), 1, "the transfer failed");
@@ -185,24 +176,15 @@ fn a_failed_payout_is_seen_by_its_callback_and_recredited() {
         result.logs()
     );
     assert_eq!(
-        yocto(&m.env.view(&hub, "hub_info", json!({}))["protocol_earnings"]),
+        m.env.view(&hub, methods::hub_info()).protocol_earnings.0,
         1_000_000
     );
     // To an account that exists, it is paid and gone from the ledger.
     m.env
-        .call(
-            &owner,
-            &hub,
-            "withdraw_protocol_fees",
-            json!({"receiver": "owner.near"}),
-            1,
-        )
+        .call(&owner, &hub, methods::withdraw_protocol_fees(&owner, None))
         .result()
         .unwrap();
-    assert_eq!(
-        yocto(&m.env.view(&hub, "hub_info", json!({}))["protocol_earnings"]),
-        0
-    );
+    assert_eq!(m.env.view(&hub, methods::hub_info()).protocol_earnings.0, 0);
 }
 
 #[test]
@@ -278,14 +260,17 @@ fn attacks_on_the_wasm_pay_nothing() {
     );
     assert_eq!(
         outcome_codes(&result),
-        ["over_cap", "wrong_chain", "wrong_channel"]
+        [
+            Err(RejectCode::OverCap),
+            Err(RejectCode::WrongChain),
+            Err(RejectCode::WrongChannel)
+        ]
     );
-    let channel = m.env.view(
-        &m.hub,
-        "channel",
-        json!({"user": m.users[0].0, "runner": m.runner}),
-    );
-    assert_eq!(yocto(&channel["channel"]["settled"]), 0);
+    let channel = m
+        .env
+        .view(&m.hub, methods::channel(&m.users[0].0, &m.runner))
+        .unwrap();
+    assert_eq!(channel.channel.settled.0, 0);
 }
 
 #[test]
@@ -296,39 +281,55 @@ fn the_hub_issues_a_model_token_and_flushes_holders_revenue_to_it() {
     let code = wasm("model_token");
     let dev = acc("dev.near");
     // Without token code the hub refuses.
-    let issue = json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 30}], "developer_weight": 70});
+    let manifest = |content_id: &str| {
+        [ManifestEntry {
+            content_id: content_id.into(),
+            weight: 30,
+        }]
+    };
+    let issue = || methods::issue_token(MODEL, "SMOL", &manifest("corpus"), 70).deposit(3 * NEAR);
     // The training manifest names registered open content; inference-only content is refused.
     let curator = m.env.create_account("curator.near", 5 * NEAR);
-    m.env.call(&curator, &hub, "register_content", json!({"content_id": "paywalled", "sha256": "11111111111111111111111111111111", "uri": "https://x/p", "license": {"InferenceOnly": {"price_per_use": "10"}}}), NEAR / 10).result().unwrap();
-    let err = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "paywalled", "weight": 30}], "developer_weight": 70}), 3 * NEAR).result().unwrap_err();
+    let paywalled = License::InferenceOnly {
+        price_per_use: 10.into(),
+    };
+    m.env
+        .call(
+            &curator,
+            &hub,
+            methods::register_content("paywalled", [0; 32].into(), "https://x/p", &paywalled)
+                .deposit(NEAR / 10),
+        )
+        .result()
+        .unwrap();
+    let err = m
+        .env
+        .call(
+            &dev,
+            &hub,
+            methods::issue_token(MODEL, "SMOL", &manifest("paywalled"), 70).deposit(3 * NEAR),
+        )
+        .result()
+        .unwrap_err();
     assert!(
         err.contains("inference-only and cannot be named in a training manifest"),
         "{err}"
     );
-    m.env.call(&curator, &hub, "register_content", json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}), NEAR / 10).result().unwrap();
-    let err = m
-        .env
-        .call(&dev, &hub, "issue_token", issue.clone(), 3 * NEAR)
-        .result()
-        .unwrap_err();
+    m.register_content(&curator, "corpus", &License::OpenForTraining);
+    let err = m.env.call(&dev, &hub, issue()).result().unwrap_err();
     assert!(err.contains("the hub has no token code yet"), "{err}");
     m.env
-        .call_raw(
+        .call(
             &owner,
             &hub,
-            "set_token_code",
-            borsh::to_vec(&code).unwrap(),
-            3 * NEAR,
-            300 * TGAS,
+            methods::set_token_code(&code).deposit(3 * NEAR),
         )
         .result()
-        .expect("set_token_code");
+        .expect("setting the token code");
 
     let before = m.env.balance(&dev);
-    let issued = m
-        .env
-        .call(&dev, &hub, "issue_token", issue.clone(), 3 * NEAR);
-    issued.result().expect("issue_token");
+    let issued = m.env.call(&dev, &hub, issue());
+    issued.result().expect("issuing the token");
     let token = acc(&format!("{MODEL}.hub.near"));
     let gas_paid: u128 = issued.transaction.tokens_burnt
         + issued.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
@@ -338,19 +339,19 @@ fn the_hub_issues_a_model_token_and_flushes_holders_revenue_to_it() {
         "the token account's storage: {storage_paid}"
     );
     assert_eq!(
-        m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["token"],
-        token.as_str()
+        m.env.view(&hub, methods::model(MODEL)).unwrap().model.token,
+        Some(token.clone())
     );
     // 70 % to the developer, 30 % to the owner of the training content.
     assert_eq!(
         yocto(
             &m.env
-                .view(&token, "ft_balance_of", json!({"account_id": "dev.near"}))
+                .view_json(&token, "ft_balance_of", json!({"account_id": "dev.near"}))
         ),
         700_000 * 10u128.pow(18)
     );
     assert_eq!(
-        yocto(&m.env.view(
+        yocto(&m.env.view_json(
             &token,
             "ft_balance_of",
             json!({"account_id": "curator.near"})
@@ -366,49 +367,44 @@ fn the_hub_issues_a_model_token_and_flushes_holders_revenue_to_it() {
     m.settle(&[m.receipt(&auth, 2, 15_000_000)], 300 * TGAS)
         .result()
         .unwrap();
-    let flushed = m.env.call(
-        &acc("runner.near"),
-        &hub,
-        "flush",
-        json!({"model_id": MODEL}),
-        0,
-    );
-    flushed.result().expect("flush");
+    let flushed = m.env.call(&acc("runner.near"), &hub, methods::flush(MODEL));
+    flushed.result().expect("flushing the holders' share");
     assert!(
         flushed.logs().iter().any(|l| l.contains("revenue_flushed")),
         "{:?}",
         flushed.logs()
     );
     assert_eq!(
-        yocto(&m.env.view(&hub, "model", json!({"model_id": MODEL}))["model"]["holders_accrued"]),
+        m.env
+            .view(&hub, methods::model(MODEL))
+            .unwrap()
+            .model
+            .holders_accrued
+            .0,
         0
     );
     assert_eq!(
         yocto(
             &m.env
-                .view(&token, "claimable", json!({"account_id": "dev.near"}))
+                .view_json(&token, "claimable", json!({"account_id": "dev.near"}))
         ),
         2_100_000
     );
     assert_eq!(
         yocto(
             &m.env
-                .view(&token, "claimable", json!({"account_id": "curator.near"}))
+                .view_json(&token, "claimable", json!({"account_id": "curator.near"}))
         ),
         900_000
     );
     let err = m
         .env
-        .call(&dev, &hub, "flush", json!({"model_id": MODEL}), 0)
+        .call(&dev, &hub, methods::flush(MODEL))
         .result()
         .unwrap_err();
     assert!(err.contains("nothing to withdraw"), "{err}");
     // A second token for the same model is refused.
-    let err = m
-        .env
-        .call(&dev, &hub, "issue_token", issue, 3 * NEAR)
-        .result()
-        .unwrap_err();
+    let err = m.env.call(&dev, &hub, issue()).result().unwrap_err();
     assert!(err.contains("has its token"), "{err}");
 }
 
@@ -424,23 +420,19 @@ fn with_global_token_code_issuance_costs_little_storage() {
         .call(
             &acc("owner.near"),
             &hub,
-            "set_token_code_hash",
-            json!({"code_hash": hash.to_string()}),
-            1,
+            methods::set_token_code_hash(hash.0.into()),
         )
         .result()
-        .expect("set_token_code_hash");
+        .expect("setting the token code hash");
 
     let dev = acc("dev.near");
     let before = m.env.balance(&dev);
     let r = m.env.call(
         &dev,
         &hub,
-        "issue_token",
-        json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [], "developer_weight": 1}),
-        NEAR / 10,
+        methods::issue_token(MODEL, "SMOL", &[], 1).deposit(NEAR / 10),
     );
-    r.result().expect("issue_token");
+    r.result().expect("issuing the token");
     let gas: u128 =
         r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
     let storage_paid = before - m.env.balance(&dev) - gas;
@@ -450,7 +442,7 @@ fn with_global_token_code_issuance_costs_little_storage() {
     );
     let token = acc(&format!("{MODEL}.hub.near"));
     assert_eq!(
-        yocto(&m.env.view(&token, "ft_total_supply", json!({}))),
+        yocto(&m.env.view_json(&token, "ft_total_supply", json!({}))),
         1_000_000 * 10u128.pow(18)
     );
     assert!(
@@ -470,31 +462,25 @@ fn upgrades_wait_for_the_time_lock_then_migrate() {
     let code = wasm("market_hub");
     let err = m
         .env
-        .call_raw(
+        .call(
             &owner,
             &hub,
-            "propose_upgrade",
-            borsh::to_vec(&code).unwrap(),
-            0,
-            100 * TGAS,
+            methods::propose_upgrade(&code).deposit(0).gas(100 * TGAS),
         )
         .result()
         .unwrap_err();
     assert!(err.contains("1 yocto"), "{err}");
     m.env
-        .call_raw(
+        .call(
             &owner,
             &hub,
-            "propose_upgrade",
-            borsh::to_vec(&code).unwrap(),
-            5 * NEAR,
-            300 * TGAS,
+            methods::propose_upgrade(&code).deposit(5 * NEAR),
         )
         .result()
-        .expect("propose_upgrade");
-    let info = m.env.view(&hub, "hub_info", json!({}));
-    assert!(info["upgrade"]["effective_at_ns"].is_string(), "{info}");
-    let early = m.env.call(&owner, &hub, "apply_upgrade", json!({}), 1);
+        .expect("proposing the upgrade");
+    let info = m.env.view(&hub, methods::hub_info());
+    assert!(info.upgrade.is_some(), "{info:?}");
+    let early = m.env.call(&owner, &hub, methods::apply_upgrade());
     assert!(
         early
             .result()
@@ -504,17 +490,15 @@ fn upgrades_wait_for_the_time_lock_then_migrate() {
     );
     // The withdrawal delay (2 h) plus the settlement window (1 h).
     m.env.chain.fast_forward(3 * 3_600);
-    let applied = m
-        .env
-        .call_raw(&owner, &hub, "apply_upgrade", b"{}".to_vec(), 1, 300 * TGAS);
-    applied.result().expect("apply_upgrade");
+    let applied = m.env.call(&owner, &hub, methods::apply_upgrade());
+    applied.result().expect("applying the upgrade");
     assert!(
         applied.logs().iter().any(|l| l.contains("\"migrated\"")),
         "{:?}",
         applied.logs()
     );
-    let info = m.env.view(&hub, "hub_info", json!({}));
-    assert_eq!(info["state_version"], 2);
-    assert_eq!(info["channels"], 1, "the state carried over");
-    assert!(info["upgrade"].is_null());
+    let info = m.env.view(&hub, methods::hub_info());
+    assert_eq!(info.state_version, 2);
+    assert_eq!(info.channels, 1, "the state carried over");
+    assert!(info.upgrade.is_none());
 }

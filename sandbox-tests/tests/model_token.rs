@@ -9,7 +9,7 @@ fn issue(env: &mut Env) -> near_primitives::types::AccountId {
     env.create_account("hub.near", 50 * NEAR);
     let token = env.create_account("smol-token.near", 5 * NEAR);
     env.deploy(&token, wasm("model_token"));
-    env.call(&token, &token, "new", json!({
+    env.call_json(&token, &token, "new", json!({
         "hub": "hub.near",
         "metadata": {"spec": "ft-1.0.0", "name": "smollm2-135m", "symbol": "SMOL", "decimals": 18},
         "allocations": [["dev.near", "700"], ["content.near", "300"]],
@@ -25,10 +25,11 @@ fn revenue_reaches_holders_pro_rata_across_transfers() {
     let buyer = env.create_account("buyer.near", 10 * NEAR);
     let token = issue(&mut env);
     let hub = acc("hub.near");
-    let claimable =
-        |env: &Env, who: &str| yocto(&env.view(&token, "claimable", json!({"account_id": who})));
+    let claimable = |env: &Env, who: &str| {
+        yocto(&env.view_json(&token, "claimable", json!({"account_id": who})))
+    };
 
-    env.call(&hub, &token, "on_revenue", json!({}), 1_000_000)
+    env.call_json(&hub, &token, "on_revenue", json!({}), 1_000_000)
         .result()
         .unwrap();
     assert_eq!(
@@ -37,8 +38,8 @@ fn revenue_reaches_holders_pro_rata_across_transfers() {
     );
 
     // The buyer registers (NEP-145) and buys 200 tokens; it earns from then on only.
-    let bounds = env.view(&token, "storage_balance_bounds", json!({}));
-    env.call(
+    let bounds = env.view_json(&token, "storage_balance_bounds", json!({}));
+    env.call_json(
         &buyer,
         &token,
         "storage_deposit",
@@ -47,7 +48,7 @@ fn revenue_reaches_holders_pro_rata_across_transfers() {
     )
     .result()
     .unwrap();
-    env.call(
+    env.call_json(
         &dev,
         &token,
         "ft_transfer",
@@ -56,7 +57,7 @@ fn revenue_reaches_holders_pro_rata_across_transfers() {
     )
     .result()
     .unwrap();
-    env.call(&hub, &token, "on_revenue", json!({}), 2_000_000)
+    env.call_json(&hub, &token, "on_revenue", json!({}), 2_000_000)
         .result()
         .unwrap();
     assert_eq!(claimable(&env, "dev.near"), 700_000 + 1_000_000);
@@ -65,13 +66,13 @@ fn revenue_reaches_holders_pro_rata_across_transfers() {
 
     // Claims pay exactly what was earned (the balance grows by it less the gas paid).
     let before = env.balance(&content);
-    let r = env.call(&content, &token, "claim", json!({}), 0);
+    let r = env.call_json(&content, &token, "claim", json!({}), 0);
     r.result().unwrap();
     let gas: u128 =
         r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
     assert_eq!(env.balance(&content) + gas, before + 900_000);
     assert_eq!(claimable(&env, "content.near"), 0);
-    let info = env.view(&token, "revenue_info", json!({}));
+    let info = env.view_json(&token, "revenue_info", json!({}));
     assert_eq!(
         (yocto(&info["total_revenue"]), yocto(&info["total_claimed"])),
         (3_000_000, 900_000)
@@ -79,7 +80,7 @@ fn revenue_reaches_holders_pro_rata_across_transfers() {
 
     // Only the hub sends revenue.
     let err = env
-        .call(&buyer, &token, "on_revenue", json!({}), 5)
+        .call_json(&buyer, &token, "on_revenue", json!({}), 5)
         .result()
         .unwrap_err();
     assert_eq!(err, "Smart contract panicked: only the hub sends revenue");
@@ -91,14 +92,14 @@ fn a_second_claim_finds_nothing() {
     let dev = env.create_account("dev.near", 10 * NEAR);
     env.create_account("content.near", 10 * NEAR);
     let token = issue(&mut env);
-    env.call(&acc("hub.near"), &token, "on_revenue", json!({}), 1_000)
+    env.call_json(&acc("hub.near"), &token, "on_revenue", json!({}), 1_000)
         .result()
         .unwrap();
-    env.call(&dev, &token, "claim", json!({}), 0)
+    env.call_json(&dev, &token, "claim", json!({}), 0)
         .result()
         .unwrap();
     let err = env
-        .call(&dev, &token, "claim", json!({}), 0)
+        .call_json(&dev, &token, "claim", json!({}), 0)
         .result()
         .unwrap_err();
     assert_eq!(err, "Smart contract panicked: nothing to claim");
@@ -113,12 +114,12 @@ fn registering_a_holder_again_wipes_nothing() {
     env.create_account("content.near", 10 * NEAR);
     let mallory = env.create_account("mallory.near", 10 * NEAR);
     let token = issue(&mut env);
-    env.call(&acc("hub.near"), &token, "on_revenue", json!({}), 1_000)
+    env.call_json(&acc("hub.near"), &token, "on_revenue", json!({}), 1_000)
         .result()
         .unwrap();
-    let bounds = env.view(&token, "storage_balance_bounds", json!({}));
+    let bounds = env.view_json(&token, "storage_balance_bounds", json!({}));
     for deposit in [0, yocto(&bounds["min"])] {
-        env.call(
+        env.call_json(
             &mallory,
             &token,
             "storage_deposit",
@@ -128,8 +129,9 @@ fn registering_a_holder_again_wipes_nothing() {
         .result()
         .unwrap();
     }
-    let claimable =
-        |env: &Env, who: &str| yocto(&env.view(&token, "claimable", json!({"account_id": who})));
+    let claimable = |env: &Env, who: &str| {
+        yocto(&env.view_json(&token, "claimable", json!({"account_id": who})))
+    };
     assert_eq!(claimable(&env, "dev.near"), 700);
     assert_eq!(claimable(&env, "content.near"), 300);
 }

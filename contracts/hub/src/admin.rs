@@ -9,6 +9,8 @@ use near_sdk::{
     near, AccountId,
 };
 
+pub use market_hub_api::{ConfigUpdate, HubInfo};
+
 use crate::{
     error::Error,
     events::Event,
@@ -17,45 +19,11 @@ use crate::{
     state::{Config, Scheduled},
     Hub, HubExt,
 };
+use market_hub_api::Admin;
 
 /// The longest any of the hub's delays may be, so no setting can freeze escrow or bonds
 /// for good (and `now + delay` never overflows).
 pub const MAX_DELAY_NS: u64 = 30 * 86_400 * 1_000_000_000;
-
-/// Config fields the owner may change (not the chain id); `None` keeps the current value.
-#[near(serializers = [json])]
-#[derive(Clone, Debug, Default)]
-pub struct ConfigUpdate {
-    pub protocol_fee_bps: Option<u16>,
-    pub min_runner_bps: Option<u16>,
-    pub min_runner_bond: Option<U128>,
-    pub settlement_window_ns: Option<U64>,
-    pub withdrawal_delay_ns: Option<U64>,
-    pub runner_exit_delay_ns: Option<U64>,
-}
-
-#[near(serializers = [json])]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HubInfo {
-    pub owner: AccountId,
-    pub proposed_owner: Option<AccountId>,
-    /// The config in effect now.
-    pub config: Config,
-    /// A `set_config` waiting for its notice to end.
-    pub pending_config: Option<Scheduled<Config>>,
-    pub paused: bool,
-    /// When the current pause ends by itself.
-    pub paused_until_ns: Option<U64>,
-    /// Proposed code (its sha256) and from when it may be applied.
-    pub upgrade: Option<Scheduled<market_protocol::Hash32>>,
-    pub protocol_earnings: U128,
-    /// Yocto to attach when opening a channel, on top of the first funds.
-    pub channel_storage_cost: U128,
-    pub state_version: u16,
-    pub models: u64,
-    pub runners: u64,
-    pub channels: u64,
-}
 
 pub fn validate_config(config: &Config) -> Result<(), Error> {
     market_protocol::validate_chain_id(&config.chain_id).map_err(Error::InvalidConfig)?;
@@ -143,17 +111,9 @@ impl Hub {
 }
 
 #[near]
-impl Hub {
-    /// Owner: schedules a change of any of the fees, the runner bond and the delays; only
-    /// the fields given change, and the result must still be valid (fees within the hard
-    /// ceilings, every delay at most `MAX_DELAY_NS`, the withdrawal delay longer than the
-    /// settlement window). It takes effect after the notice (the withdrawal delay in
-    /// effect now), so receipts settled before then use the old fees; a new call replaces
-    /// a change still waiting. Pending withdrawals and exits keep the ready time they were
-    /// given. Models keep the runner share they set; a new minimum applies when they next
-    /// change it.
+impl Admin for Hub {
     #[payable]
-    pub fn set_config(&mut self, update: ConfigUpdate) {
+    fn set_config(&mut self, update: ConfigUpdate) {
         self.assert_owner();
         self.settle_pending_config();
         let mut config = self.config.clone();
@@ -184,13 +144,8 @@ impl Hub {
         .emit();
     }
 
-    /// Owner: stops registrations, funding, settlement and withdrawals of escrow, for at
-    /// most `pause::MAX_PAUSE_NS` (then the hub runs again by itself), and not again
-    /// within `pause::PAUSE_COOLDOWN_NS` of the last pause's end. Every deadline (a
-    /// withdrawal's or exit's ready time, an authorization's expiry) moves later by the
-    /// paused time. Runners' earnings stay withdrawable.
     #[payable]
-    pub fn pause(&mut self) {
+    fn pause(&mut self) {
         self.assert_owner();
         let until = self
             .pauses
@@ -204,7 +159,7 @@ impl Hub {
     }
 
     #[payable]
-    pub fn unpause(&mut self) {
+    fn unpause(&mut self) {
         self.assert_owner();
         self.pauses
             .unpause(env::block_timestamp())
@@ -216,9 +171,8 @@ impl Hub {
         .emit();
     }
 
-    /// Owner: pays protocol fees (all, or `amount`) to `receiver`.
     #[payable]
-    pub fn withdraw_protocol_fees(&mut self, receiver: AccountId, amount: Option<U128>) {
+    fn withdraw_protocol_fees(&mut self, receiver: AccountId, amount: Option<U128>) {
         self.assert_owner();
         let available = self.protocol_earnings;
         let amount = amount.map_or(available, |a| a.0);
@@ -241,18 +195,15 @@ impl Hub {
         Payout::ProtocolFees.send(&receiver, amount);
     }
 
-    /// Owner: proposes another account as owner; nothing changes until it accepts
-    /// (`accept_owner`), so a typo cannot hand the hub to an account nobody controls.
     #[payable]
-    pub fn propose_owner(&mut self, new_owner: AccountId) {
+    fn propose_owner(&mut self, new_owner: AccountId) {
         self.assert_owner();
         self.proposed_owner = Some(new_owner.clone());
         Event::OwnerProposed { to: new_owner }.emit();
     }
 
-    /// The proposed owner takes the role.
     #[payable]
-    pub fn accept_owner(&mut self) {
+    fn accept_owner(&mut self) {
         near_sdk::assert_one_yocto();
         let caller = env::predecessor_account_id();
         if self.proposed_owner.as_ref() != Some(&caller) {
@@ -263,8 +214,7 @@ impl Hub {
         Event::OwnerChanged { from, to: caller }.emit();
     }
 
-    /// The hub's settings and totals in one view.
-    pub fn hub_info(&self) -> HubInfo {
+    fn hub_info(&self) -> HubInfo {
         HubInfo {
             owner: self.owner.clone(),
             proposed_owner: self.proposed_owner.clone(),

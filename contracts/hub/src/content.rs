@@ -14,12 +14,12 @@ use crate::{
     storage::refund,
     Hub, HubExt,
 };
+use market_hub_api::Content;
 
 #[near]
-impl Hub {
-    /// Registers a content item owned by the caller. Attach storage (surplus refunded).
+impl Content for Hub {
     #[payable]
-    pub fn register_content(
+    fn register_content(
         &mut self,
         content_id: String,
         sha256: Hash32,
@@ -66,19 +66,16 @@ impl Hub {
         .emit();
     }
 
-    pub fn content(&self, content_id: String) -> Option<ContentItem> {
+    fn content(&self, content_id: String) -> Option<ContentItem> {
         self.content.get(&content_id)
     }
 
-    /// Per-use royalties earned by `owner` and not yet withdrawn.
-    pub fn content_earnings(&self, owner: AccountId) -> U128 {
+    fn content_earnings(&self, owner: AccountId) -> U128 {
         U128(self.content_earnings.get(&owner).unwrap_or(0))
     }
 
-    /// Pays the caller's content royalties (all of them, or `amount`). One yocto (a
-    /// full-access key).
     #[payable]
-    pub fn withdraw_content_earnings(&mut self, amount: Option<U128>) {
+    fn withdraw_content_earnings(&mut self, amount: Option<U128>) {
         near_sdk::assert_one_yocto();
         let owner = env::predecessor_account_id();
         let available = self.content_earnings.get(&owner).unwrap_or(0);

@@ -20,6 +20,7 @@ use crate::{
     error::Error, events::Event, fees::bps_of, payouts::Payout, state::Update, EnvCrypto, Hub,
     HubExt,
 };
+use market_hub_api::Disputes;
 
 /// The reporter's share of a slashed bond (basis points).
 pub const REPORTER_BPS: u16 = 500;
@@ -80,11 +81,8 @@ pub fn contradiction(a: &UsageReceipt, b: &UsageReceipt) -> Option<String> {
 }
 
 #[near]
-impl Hub {
-    /// Anyone: submits two receipts of one channel signed by the same runner that cannot
-    /// both be true (borsh `(SignedReceipt, SignedReceipt)`). Slashes the runner's whole
-    /// bond (see the module's rule) and stops its settlement for good.
-    pub fn report_equivocation(
+impl Disputes for Hub {
+    fn report_equivocation(
         &mut self,
         #[serializer(borsh)] first: SignedReceipt,
         #[serializer(borsh)] second: SignedReceipt,

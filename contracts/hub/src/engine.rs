@@ -6,7 +6,9 @@
 //! Checks run in a fixed order, one error per step, and nothing is written until all of
 //! them pass, so a rejected receipt changes nothing.
 
-use market_protocol::{crypto::Crypto, receipt::MAX_LINES, ChannelId, SettleItem};
+use market_protocol::{
+    crypto::Crypto, receipt::MAX_LINES, Admission, ChannelId, Inadmissible, KeyState, SettleItem,
+};
 use near_sdk::{
     json_types::{U128, U64},
     AccountId, PublicKey,
@@ -176,10 +178,10 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
         // notice (`revoke_user_key`). Both deadlines are checked every time.
         if let Some(until) = auth.revoked_until_ns {
             if self.ctx.passed(until.0) {
-                return Err(Error::RevokedUserKey {
+                return Err(Error::Inadmissible(Inadmissible::RevokedUserKey {
                     key: auth.public_key.clone(),
                     user: receipt.user.clone(),
-                });
+                }));
             }
         }
         if self.ctx.passed(auth.expires_at_ns.0) {
@@ -487,53 +489,20 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             .as_ref()
             .ok_or(Error::AuthorizationMissing(named))?;
         let auth = &signed.authorization;
-        auth.validate().map_err(Error::Malformed)?;
-        if &auth.hub != self.ctx.hub {
-            return Err(Error::WrongHub {
-                signed_for: auth.hub.clone(),
-                this_hub: self.ctx.hub.clone(),
-            });
-        }
-        if auth.chain_id != self.ctx.chain_id {
-            return Err(Error::WrongChain {
-                signed_for: auth.chain_id.clone(),
-                this_chain: self.ctx.chain_id.to_owned(),
-            });
-        }
-        if auth.user != channel.user || auth.runner != channel.runner {
-            return Err(Error::WrongChannel {
-                authorized: (auth.user.clone(), auth.runner.clone()),
-                receipt: (channel.user.clone(), channel.runner.clone()),
-            });
-        }
-        // A revoked key signs nothing new: only authorizations pinned before the
-        // revocation keep settling, until its notice ends.
-        match self.ledger.user_key(&auth.user, &auth.public_key) {
-            None => {
-                return Err(Error::UnknownUserKey {
-                    key: auth.public_key.clone(),
-                    user: auth.user.clone(),
-                })
-            }
-            Some(k) if k.revoked_at_ns.is_some() => {
-                return Err(Error::RevokedUserKey {
-                    key: auth.public_key.clone(),
-                    user: auth.user.clone(),
-                })
-            }
-            Some(_) => {}
-        }
-        let max_ns = self
-            .ctx
-            .now_ns
-            .saturating_add(market_protocol::authorization::MAX_LIFETIME_NS);
-        if auth.expires_at_ns.0 > max_ns {
-            return Err(Error::LifetimeTooLong {
-                expires_at_ns: auth.expires_at_ns.0,
-                max_ns,
-            });
-        }
-        let id = signed.verify(self.crypto).ok_or(Error::BadUserSignature)?;
+        let admission = Admission {
+            hub: self.ctx.hub,
+            chain_id: self.ctx.chain_id,
+            user: Some(&channel.user),
+            runner: &channel.runner,
+            now_ns: self.ctx.now_ns,
+        };
+        let id = admission.admit(signed, self.crypto)?;
+        let key = match self.ledger.user_key(&auth.user, &auth.public_key) {
+            None => KeyState::Unknown,
+            Some(k) if k.revoked_at_ns.is_some() => KeyState::Revoked,
+            Some(_) => KeyState::Active,
+        };
+        Admission::key(signed, key)?;
         if id != named {
             return Err(Error::AuthorizationMismatch {
                 named,

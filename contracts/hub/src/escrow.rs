@@ -8,6 +8,8 @@ use near_sdk::{
     near, AccountId, PublicKey,
 };
 
+pub use market_hub_api::ChannelView;
+
 use crate::{
     error::Error,
     events::Event,
@@ -16,18 +18,10 @@ use crate::{
     storage::{cost_of, refund, CHANNEL_STORAGE_BYTES},
     Hub, HubExt,
 };
+use market_hub_api::Escrow;
 
 /// Channels per user; bounds what revoking a key rewrites.
 pub const MAX_CHANNELS_PER_USER: usize = 64;
-
-#[near(serializers = [json])]
-pub struct ChannelView {
-    pub user: AccountId,
-    pub runner: AccountId,
-    pub channel: Channel,
-    /// deposited − settled: what receipts may still charge.
-    pub unspent: U128,
-}
 
 impl Hub {
     fn caller_channel(&self, runner: &AccountId) -> (ChannelId, Channel) {
@@ -47,13 +41,9 @@ impl Hub {
 }
 
 #[near]
-impl Hub {
-    /// Registers a key whose NEP-413 signatures authorize spending from the caller's
-    /// channels. Keys live in the caller's own namespace: anyone else registering the same
-    /// public key blocks nothing. Attach storage (surplus refunded); it stays with the key,
-    /// which is kept as a tombstone once revoked.
+impl Escrow for Hub {
     #[payable]
-    pub fn register_user_key(&mut self, key: PublicKey) {
+    fn register_user_key(&mut self, key: PublicKey) {
         let user = env::predecessor_account_id();
         Self::check_new_key(&self.user_keys, &user, &key);
         let id = (user.clone(), key.clone());
@@ -80,13 +70,7 @@ impl Hub {
         Event::UserKeyAdded { user, key }.emit();
     }
 
-    /// Revokes a key for good (it can never be registered again). An authorization it
-    /// signed that the hub has already pinned (verified for a channel by a settled
-    /// receipt) still settles until the notice ends, the settlement window from now, so a
-    /// runner is paid for what it served; every other authorization it signed is refused
-    /// from now on. What a leaked key can still cost is bounded by the pinned
-    /// authorizations' remaining caps (see docs/decisions.md).
-    pub fn revoke_user_key(&mut self, key: PublicKey) {
+    fn revoke_user_key(&mut self, key: PublicKey) {
         let user = env::predecessor_account_id();
         let id = (user.clone(), key.clone());
         if self
@@ -94,7 +78,8 @@ impl Hub {
             .get(&id)
             .is_none_or(|k| k.revoked_at_ns.is_some())
         {
-            Error::UnknownUserKey { key, user }.panic();
+            Error::Inadmissible(market_protocol::Inadmissible::UnknownUserKey { key, user })
+                .panic();
         }
         let now = env::block_timestamp();
         let pinned_until_ns = U64(now + self.config_now().settlement_window_ns.0);
@@ -129,11 +114,8 @@ impl Hub {
         .emit();
     }
 
-    /// Adds the attached deposit to the caller's channel with `runner`, creating the channel
-    /// on first use (which reserves its storage out of the deposit). Funding cancels a
-    /// pending withdrawal.
     #[payable]
-    pub fn fund_channel(&mut self, runner: AccountId) {
+    fn fund_channel(&mut self, runner: AccountId) {
         self.assert_active();
         let user = env::predecessor_account_id();
         let mut amount = env::attached_deposit().as_yoctonear();
@@ -204,10 +186,7 @@ impl Hub {
         .emit();
     }
 
-    /// Starts the withdrawal delay for the caller's unspent escrow with `runner`. The
-    /// ready time is fixed now (a later change of the hub's delays does not move it; a
-    /// pause extends it). Refused while the hub is paused, when runners cannot settle.
-    pub fn request_withdrawal(&mut self, runner: AccountId) {
+    fn request_withdrawal(&mut self, runner: AccountId) {
         self.assert_active();
         let now_ns = env::block_timestamp();
         let ready_at_ns = now_ns + self.config_now().withdrawal_delay_ns.0;
@@ -225,11 +204,8 @@ impl Hub {
         .emit();
     }
 
-    /// After the delay: pays out everything not yet charged. The channel stays (it
-    /// remembers the last settled sequence, so old receipts cannot be replayed into it).
-    /// One yocto (a full-access key).
     #[payable]
-    pub fn finish_withdrawal(&mut self, runner: AccountId) {
+    fn finish_withdrawal(&mut self, runner: AccountId) {
         near_sdk::assert_one_yocto();
         self.assert_active();
         let now_ns = env::block_timestamp();
@@ -266,7 +242,7 @@ impl Hub {
         Payout::ChannelRefund { channel: id }.send(&user, amount);
     }
 
-    pub fn channel(&self, user: AccountId, runner: AccountId) -> Option<ChannelView> {
+    fn channel(&self, user: AccountId, runner: AccountId) -> Option<ChannelView> {
         let channel = self.channels.get(&ChannelId {
             user: user.clone(),
             runner: runner.clone(),
@@ -279,7 +255,7 @@ impl Hub {
         })
     }
 
-    pub fn channels(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ChannelView> {
+    fn channels(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ChannelView> {
         let from = u64::from(from_index.unwrap_or(0));
         let to = (from + u64::from(limit.unwrap_or(50).min(200))).min(self.channel_list.len());
         (from..to)

@@ -134,7 +134,7 @@ pub enum Event {
         user: AccountId,
         runner: AccountId,
         seq: U64,
-        code: String,
+        code: market_hub_api::RejectCode,
         reason: String,
     },
     #[event_version("1.0.0")]

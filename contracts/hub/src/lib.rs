@@ -7,7 +7,7 @@ pub mod error;
 pub mod events;
 pub mod fees;
 pub mod ledger;
-pub mod pause;
+pub use market_hub_api::pause;
 pub mod state;
 pub mod storage;
 

@@ -1,11 +1,13 @@
 //! Models and their versions: registered and owned by model developers.
 
-use market_protocol::{validate_model_id, Hash32};
+use market_protocol::validate_model_id;
 use near_sdk::{
     env,
     json_types::{U128, U64},
     near, AccountId,
 };
+
+pub use market_hub_api::{ModelUpdate, ModelView, VersionInput};
 
 use crate::{
     error::Error,
@@ -15,42 +17,12 @@ use crate::{
     storage::refund,
     Hub, HubExt,
 };
+use market_hub_api::Registry;
 
 /// Longest allowlist a model may have; bounds what settlement reads per receipt.
 pub const MAX_ALLOWLIST: usize = 16;
 /// Longest `format`, `architecture` or `uri` of a version.
 pub const MAX_VERSION_TEXT: usize = 256;
-
-/// What a developer declares when adding a version.
-#[near(serializers = [json])]
-#[derive(Clone, Debug)]
-pub struct VersionInput {
-    pub weights_sha256: Hash32,
-    pub format: String,
-    pub architecture: String,
-    pub tokenizer_sha256: Hash32,
-    pub uri: String,
-    pub size_bytes: U64,
-}
-
-/// Fields of a model its owner may change; `None` keeps the current value.
-#[near(serializers = [json])]
-#[derive(Clone, Debug, Default)]
-pub struct ModelUpdate {
-    pub price_in_per_1k: Option<U128>,
-    pub price_out_per_1k: Option<U128>,
-    pub runner_bps: Option<u16>,
-    pub runner_policy: Option<RunnerPolicy>,
-    pub hidden: Option<bool>,
-}
-
-#[near(serializers = [json])]
-pub struct ModelView {
-    pub model_id: String,
-    pub model: Model,
-    /// What the model's token holders get per charge: 10,000 − runner − protocol.
-    pub holders_bps: u16,
-}
 
 fn validate_policy(policy: &RunnerPolicy) -> Result<(), Error> {
     if let RunnerPolicy::Allowlist(list) = policy {
@@ -118,10 +90,9 @@ impl Hub {
 }
 
 #[near]
-impl Hub {
-    /// Registers a model owned by the caller. Attach storage (surplus refunded).
+impl Registry for Hub {
     #[payable]
-    pub fn register_model(
+    fn register_model(
         &mut self,
         model_id: String,
         price_in_per_1k: U128,
@@ -175,9 +146,8 @@ impl Hub {
         .emit();
     }
 
-    /// Adds a version (immutable once added); returns its number, from 1.
     #[payable]
-    pub fn add_model_version(&mut self, model_id: String, version: VersionInput) -> u32 {
+    fn add_model_version(&mut self, model_id: String, version: VersionInput) -> u32 {
         self.assert_active();
         for (name, text) in [
             ("format", &version.format),
@@ -222,17 +192,8 @@ impl Hub {
         number
     }
 
-    /// Changes any of the model's terms; only the fields given change. Prices (quotes:
-    /// the user's signed ceilings bound what is charged) and `hidden` change at once.
-    /// Hidden models are left out of `models` listings and runners stop serving them, but
-    /// receipts for past use still settle. The runner terms (`runner_bps`,
-    /// `runner_policy`) change at once only when the change takes nothing from anyone (the
-    /// same share, and a policy allowing every runner the old one did); any other change is
-    /// scheduled after the hub's notice, so receipts settled before then use the old terms
-    /// and runners settle before it. A new update replaces a change still waiting. Attach
-    /// one yocto, and storage if the record grows (surplus refunded).
     #[payable]
-    pub fn update_model(&mut self, model_id: String, update: ModelUpdate) {
+    fn update_model(&mut self, model_id: String, update: ModelUpdate) {
         let attached = crate::storage::full_access_deposit();
         let mut model = self.owned_model(&model_id);
         let now = env::block_timestamp();
@@ -294,10 +255,8 @@ impl Hub {
         }
     }
 
-    /// Hands the model to another account. Attach one yocto, and storage if the new
-    /// owner's id is longer (surplus refunded).
     #[payable]
-    pub fn transfer_model(&mut self, model_id: String, new_owner: AccountId) {
+    fn transfer_model(&mut self, model_id: String, new_owner: AccountId) {
         let attached = crate::storage::full_access_deposit();
         let mut model = self.owned_model(&model_id);
         let from = std::mem::replace(&mut model.owner, new_owner.clone());
@@ -313,15 +272,12 @@ impl Hub {
         .emit();
     }
 
-    pub fn model(&self, model_id: String) -> Option<ModelView> {
+    fn model(&self, model_id: String) -> Option<ModelView> {
         let model = self.models.get(&model_id)?;
         Some(self.view(model_id, model))
     }
 
-    /// Models in registration order, hidden ones left out: `from_index` and `limit` count
-    /// every model (so a page costs `limit` reads however many are hidden, and may hold
-    /// fewer than `limit` entries).
-    pub fn models(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ModelView> {
+    fn models(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ModelView> {
         let keys = self.models.keys_as_vector();
         let values = self.models.values_as_vector();
         let from = u64::from(from_index.unwrap_or(0));
@@ -333,7 +289,7 @@ impl Hub {
             .collect()
     }
 
-    pub fn model_version(&self, model_id: String, version: u32) -> Option<ModelVersion> {
+    fn model_version(&self, model_id: String, version: u32) -> Option<ModelVersion> {
         self.versions.get(&(model_id, version))
     }
 }

@@ -7,6 +7,8 @@ use near_sdk::{
     near, AccountId, PublicKey,
 };
 
+pub use market_hub_api::RunnerView;
+
 use crate::{
     error::Error,
     events::Event,
@@ -15,15 +17,10 @@ use crate::{
     storage::refund,
     Hub, HubExt,
 };
+use market_hub_api::Runners;
 
 /// Keys per registration call; bounds the call's work.
 pub const MAX_KEYS_PER_CALL: usize = 8;
-
-#[near(serializers = [json])]
-pub struct RunnerView {
-    pub runner: AccountId,
-    pub state: Runner,
-}
 
 impl Hub {
     /// A key `account` may add to `keys`: ed25519, and never registered there before
@@ -57,11 +54,9 @@ impl Hub {
 }
 
 #[near]
-impl Hub {
-    /// Registers the caller as a runner with its receipt-signing keys. The attached
-    /// deposit pays the storage; the rest is the bond, at least `min_runner_bond`.
+impl Runners for Hub {
     #[payable]
-    pub fn register_runner(&mut self, keys: Vec<PublicKey>) {
+    fn register_runner(&mut self, keys: Vec<PublicKey>) {
         self.assert_active();
         let runner = env::predecessor_account_id();
         if self.runners.get(&runner).is_some() {
@@ -137,9 +132,8 @@ impl Hub {
         .emit();
     }
 
-    /// Adds a signing key. Attach storage (surplus refunded).
     #[payable]
-    pub fn add_runner_key(&mut self, key: PublicKey) {
+    fn add_runner_key(&mut self, key: PublicKey) {
         let (runner, _) = self.active_runner();
         Self::check_new_key(&self.runner_keys, &runner, &key);
         let ((), surplus) = self.paying_storage(
@@ -164,10 +158,8 @@ impl Hub {
         Event::RunnerKeyAdded { runner, key }.emit();
     }
 
-    /// Revokes one of the caller's signing keys for good: receipts it signed no longer
-    /// settle, and it can never be registered again. One yocto (a full-access key).
     #[payable]
-    pub fn revoke_runner_key(&mut self, key: PublicKey) {
+    fn revoke_runner_key(&mut self, key: PublicKey) {
         near_sdk::assert_one_yocto();
         let runner = env::predecessor_account_id();
         let id = (runner.clone(), key.clone());
@@ -185,9 +177,8 @@ impl Hub {
         Event::RunnerKeyRevoked { runner, key }.emit();
     }
 
-    /// Adds the attached deposit to the caller's bond.
     #[payable]
-    pub fn add_bond(&mut self) {
+    fn add_bond(&mut self) {
         let added = env::attached_deposit().as_yoctonear();
         let (runner, mut state) = self.active_runner();
         state.bond.0 = state
@@ -205,9 +196,7 @@ impl Hub {
         .emit();
     }
 
-    /// Starts the exit delay (fixed now: a later change of the hub's delays does not move
-    /// it; a pause extends it); the runner may still settle receipts until it finishes.
-    pub fn request_leave(&mut self) {
+    fn request_leave(&mut self) {
         let now = env::block_timestamp();
         let ready_at_ns = now + self.config_now().runner_exit_delay_ns.0;
         let (runner, mut state) = self.active_runner();
@@ -223,10 +212,8 @@ impl Hub {
         .emit();
     }
 
-    /// After the exit delay: returns the bond and stops settlement for this runner.
-    /// Earnings stay withdrawable with `withdraw_earnings`. One yocto (a full-access key).
     #[payable]
-    pub fn finish_leave(&mut self) {
+    fn finish_leave(&mut self) {
         near_sdk::assert_one_yocto();
         let now_ns = env::block_timestamp();
         let (runner, mut state) = self.active_runner();
@@ -266,10 +253,8 @@ impl Hub {
         .send(&runner, bond.0);
     }
 
-    /// Pays the caller's settled earnings (all of them, or `amount`). One yocto (a
-    /// full-access key).
     #[payable]
-    pub fn withdraw_earnings(&mut self, amount: Option<U128>) {
+    fn withdraw_earnings(&mut self, amount: Option<U128>) {
         near_sdk::assert_one_yocto();
         let runner = env::predecessor_account_id();
         let mut state = self
@@ -301,11 +286,11 @@ impl Hub {
         .send(&runner, amount);
     }
 
-    pub fn runner(&self, runner: AccountId) -> Option<Runner> {
+    fn runner(&self, runner: AccountId) -> Option<Runner> {
         self.runners.get(&runner)
     }
 
-    pub fn runners(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<RunnerView> {
+    fn runners(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<RunnerView> {
         self.runners
             .iter()
             .skip(from_index.unwrap_or(0) as usize)
@@ -314,13 +299,11 @@ impl Hub {
             .collect()
     }
 
-    /// A runner's receipt-signing key, if it ever registered it (revoked ones included).
-    pub fn runner_key(&self, runner: AccountId, key: PublicKey) -> Option<AccountKey> {
+    fn runner_key(&self, runner: AccountId, key: PublicKey) -> Option<AccountKey> {
         self.runner_keys.get(&(runner, key))
     }
 
-    /// A user's authorization key, if it ever registered it (revoked ones included).
-    pub fn user_key(&self, user: AccountId, key: PublicKey) -> Option<AccountKey> {
+    fn user_key(&self, user: AccountId, key: PublicKey) -> Option<AccountKey> {
         self.user_keys.get(&(user, key))
     }
 }

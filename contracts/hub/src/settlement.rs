@@ -1,11 +1,9 @@
 //! `settle` and `simulate_settle`: the engine over the contract's state.
 
 use market_protocol::SettleItem;
-use near_sdk::{
-    env,
-    json_types::{U128, U64},
-    near, AccountId,
-};
+use near_sdk::{env, json_types::U128, near, AccountId};
+
+pub use market_hub_api::{ReceiptOutcome, SettleResult};
 
 use crate::{
     engine::{Context, Engine},
@@ -15,6 +13,7 @@ use crate::{
     ledger::Overlay,
     EnvCrypto, Hub, HubExt,
 };
+use market_hub_api::Settlement;
 
 /// Receipts per `settle` call; far above what 300 Tgas can settle, it only bounds the
 /// input a caller can make the contract parse.
@@ -23,32 +22,6 @@ pub const MAX_BATCH: usize = 4_096;
 /// so a large batch cannot log every receipt: the first ones are logged one by one, and
 /// `batch_settled` sums up all of them. Every receipt's outcome is in the return value.
 pub const MAX_RECEIPT_EVENTS: usize = 32;
-
-#[near(serializers = [json])]
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum SettleResult {
-    Settled {
-        charge: U128,
-        runner_share: U128,
-        holders_share: U128,
-        protocol_share: U128,
-        content_share: U128,
-    },
-    Rejected {
-        code: String,
-        reason: String,
-    },
-}
-
-#[near(serializers = [json])]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReceiptOutcome {
-    pub user: AccountId,
-    pub runner: AccountId,
-    pub seq: U64,
-    pub result: SettleResult,
-}
 
 impl Hub {
     /// Runs the batch through the engine; returns the outcomes and, if the batch
@@ -92,7 +65,7 @@ impl Hub {
                         content_share: U128(s.content),
                     },
                     Err(e) => SettleResult::Rejected {
-                        code: e.code().to_owned(),
+                        code: e.code(),
                         reason: e.to_string(),
                     },
                 };
@@ -110,11 +83,8 @@ impl Hub {
 }
 
 #[near]
-impl Hub {
-    /// Settles a batch of signed receipts (borsh-encoded `Vec<SettleItem>`). Each receipt
-    /// is checked on its own; a rejected one changes nothing and the rest settle. Anyone
-    /// may submit (a runner, or a relayer on its behalf).
-    pub fn settle(&mut self, #[serializer(borsh)] items: Vec<SettleItem>) -> Vec<ReceiptOutcome> {
+impl Settlement for Hub {
+    fn settle(&mut self, #[serializer(borsh)] items: Vec<SettleItem>) -> Vec<ReceiptOutcome> {
         self.assert_active();
         let (outcomes, writes, paid) = self.run_batch(&env::predecessor_account_id(), &items);
         writes.apply(self);
@@ -148,7 +118,7 @@ impl Hub {
                     user: o.user.clone(),
                     runner: o.runner.clone(),
                     seq: o.seq,
-                    code: code.clone(),
+                    code: *code,
                     reason: reason.clone(),
                 }
                 .emit(),
@@ -166,10 +136,7 @@ impl Hub {
         outcomes
     }
 
-    /// What `settle` would return for this batch now if `submitter` sent it, changing
-    /// nothing. A view (JSON-RPC `call_function`), so the submitter is an argument: a view
-    /// has no predecessor. Arguments are borsh, `(submitter, items)`.
-    pub fn simulate_settle(
+    fn simulate_settle(
         &self,
         #[serializer(borsh)] submitter: AccountId,
         #[serializer(borsh)] items: Vec<SettleItem>,

@@ -8,6 +8,8 @@ use near_sdk::{
 };
 
 use crate::{error::Error, events::Event, state::Update, storage::refund, Hub, HubExt};
+pub use market_hub_api::ManifestEntry;
+use market_hub_api::Tokens;
 
 /// Gas for the token's `new` and `on_revenue`, and for the hub's callbacks.
 const TOKEN_INIT_GAS: Gas = Gas::from_tgas(20);
@@ -42,14 +44,6 @@ struct TokenInit<'a> {
 enum TokenCode {
     Global([u8; 32]),
     Local(Vec<u8>),
-}
-
-/// One entry of a training manifest: registered open content and its weight.
-#[near(serializers = [json])]
-#[derive(Clone, Debug)]
-pub struct ManifestEntry {
-    pub content_id: String,
-    pub weight: u32,
 }
 
 /// From this long after a model's registration, anyone may issue its token (without a
@@ -112,11 +106,9 @@ impl Hub {
 }
 
 #[near]
-impl Hub {
-    /// Owner: the model token's wasm (borsh `Vec<u8>`), deployed by `issue_token`. Attach
-    /// its storage (surplus refunded).
+impl Tokens for Hub {
     #[payable]
-    pub fn set_token_code(&mut self, #[serializer(borsh)] code: Vec<u8>) {
+    fn set_token_code(&mut self, #[serializer(borsh)] code: Vec<u8>) {
         // At least one yocto even when the new code needs no more storage: only a
         // full-access key may change the code every later token is deployed with.
         let attached = crate::storage::full_access_deposit();
@@ -127,24 +119,14 @@ impl Hub {
         refund(&env::predecessor_account_id(), surplus);
     }
 
-    /// Owner: the hash of the model token deployed as a global contract (near-cli-rs
-    /// `deploy-global-contract`). Token accounts then refer to it instead of storing the
-    /// code: issuing a token costs about 0.02 NEAR of storage instead of about 1.9.
-    /// One yocto (a full-access key).
     #[payable]
-    pub fn set_token_code_hash(&mut self, code_hash: market_protocol::Hash32) {
+    fn set_token_code_hash(&mut self, code_hash: market_protocol::Hash32) {
         self.assert_owner();
         self.token_code_hash = Some(code_hash.into());
     }
 
-    /// The model's owner issues its token on `<model_id>.<hub>`. The training manifest
-    /// names registered open content with weights; the developer's own weight is
-    /// `developer_weight` (see [`allocations`] for the split). Attach the token account's
-    /// storage (the code's bytes and `token_state_bytes` of its holders at the storage
-    /// price) and the manifest's; the rest is refunded. The token account is recorded at
-    /// once, so a second issuance is refused until this one fails.
     #[payable]
-    pub fn issue_token(
+    fn issue_token(
         &mut self,
         model_id: String,
         symbol: String,
@@ -272,6 +254,40 @@ impl Hub {
             )
     }
 
+    fn flush(&mut self, model_id: String) -> Promise {
+        let mut model = self
+            .models
+            .get(&model_id)
+            .unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
+        let token = model
+            .token
+            .clone()
+            .filter(|_| model.token_issued)
+            .unwrap_or_else(|| {
+                Error::InvalidInput(format!("model `{model_id}` has no token yet")).panic()
+            });
+        let amount = std::mem::take(&mut model.holders_accrued.0);
+        if amount == 0 {
+            Error::NothingToWithdraw.panic();
+        }
+        self.models.insert(&model_id, &model);
+        Promise::new(token.clone())
+            .function_call(
+                "on_revenue",
+                b"{}".to_vec(),
+                NearToken::from_yoctonear(amount),
+                ON_REVENUE_GAS,
+            )
+            .then(
+                Self::ext(env::current_account_id())
+                    .with_static_gas(CALLBACK_GAS)
+                    .on_flushed(model_id, U128(amount)),
+            )
+    }
+}
+
+#[near]
+impl Hub {
     #[private]
     pub fn on_token_issued(
         &mut self,
@@ -303,39 +319,6 @@ impl Hub {
         }
         .emit();
         true
-    }
-
-    /// Sends the model's accrued holders' share to its token (anyone may call). One call per
-    /// model however many receipts accrued it.
-    pub fn flush(&mut self, model_id: String) -> Promise {
-        let mut model = self
-            .models
-            .get(&model_id)
-            .unwrap_or_else(|| Error::UnknownModel(model_id.clone()).panic());
-        let token = model
-            .token
-            .clone()
-            .filter(|_| model.token_issued)
-            .unwrap_or_else(|| {
-                Error::InvalidInput(format!("model `{model_id}` has no token yet")).panic()
-            });
-        let amount = std::mem::take(&mut model.holders_accrued.0);
-        if amount == 0 {
-            Error::NothingToWithdraw.panic();
-        }
-        self.models.insert(&model_id, &model);
-        Promise::new(token.clone())
-            .function_call(
-                "on_revenue",
-                b"{}".to_vec(),
-                NearToken::from_yoctonear(amount),
-                ON_REVENUE_GAS,
-            )
-            .then(
-                Self::ext(env::current_account_id())
-                    .with_static_gas(CALLBACK_GAS)
-                    .on_flushed(model_id, U128(amount)),
-            )
     }
 
     /// A failed flush puts the amount back into the model's accrual.

@@ -7,17 +7,15 @@
 use near_sdk::{env, json_types::U64, near, Gas, NearToken, Promise};
 
 use crate::{error::Error, events::Event, state::Scheduled, storage::refund, Hub, HubExt};
+use market_hub_api::Upgrades;
 
 /// Gas for `migrate` after the new code is deployed.
 const MIGRATE_GAS: Gas = Gas::from_tgas(50);
 
 #[near]
-impl Hub {
-    /// Owner: proposes new code (borsh `Vec<u8>`); attach its storage (surplus refunded).
-    /// It may be applied from `ready_at_ns` (`hub_info().upgrade`); a new proposal
-    /// replaces a waiting one and restarts the lock.
+impl Upgrades for Hub {
     #[payable]
-    pub fn propose_upgrade(&mut self, #[serializer(borsh)] code: Vec<u8>) {
+    fn propose_upgrade(&mut self, #[serializer(borsh)] code: Vec<u8>) {
         let attached = crate::storage::full_access_deposit();
         self.assert_owner_caller();
         if code.is_empty() {
@@ -43,9 +41,8 @@ impl Hub {
         .emit();
     }
 
-    /// Owner: drops the proposed code and refunds its storage.
     #[payable]
-    pub fn cancel_upgrade(&mut self) {
+    fn cancel_upgrade(&mut self) {
         self.assert_owner();
         if self.upgrade.is_none() {
             Error::InvalidInput("no upgrade is proposed".into()).panic();
@@ -58,10 +55,8 @@ impl Hub {
         Event::UpgradeCancelled {}.emit();
     }
 
-    /// Owner, after the time lock: deploys the proposed code on the hub and runs its
-    /// `migrate` in the same receipt. The freed storage goes back to the owner.
     #[payable]
-    pub fn apply_upgrade(&mut self) -> Promise {
+    fn apply_upgrade(&mut self) -> Promise {
         self.assert_owner();
         let now = env::block_timestamp();
         let upgrade = self

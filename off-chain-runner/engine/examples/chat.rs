@@ -14,7 +14,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Backend::Gpu
     };
     let t0 = std::time::Instant::now();
-    let Model::Chat(mut model) = Model::load(Path::new(&args[1]), backend, None, None)? else {
+    let Model::Chat(mut model) = Model::load(
+        Path::new(&args[1]),
+        backend,
+        None,
+        market_engine::Sha256::Compute,
+    )?
+    else {
         return Err("not a chat model".into());
     };
     let prompt = model.apply_chat_template(&[ChatMessage {

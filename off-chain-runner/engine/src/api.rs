@@ -91,15 +91,16 @@ pub enum Backend {
 
 impl Model {
     /// Loads a model: a `.gguf` file, or a directory holding one `.gguf` or a Hugging Face
-    /// layout (`config.json`, `tokenizer.json`, safetensors). When `expected_sha256` is given
-    /// the weights' hash ([`market_protocol::weights`]) must equal it, or loading is refused.
+    /// layout (`config.json`, `tokenizer.json`, safetensors). `sha256` says how the weights'
+    /// hash ([`market_protocol::weights`]) is learnt: computed, checked against an expected
+    /// one (loading is refused on a mismatch), or known already.
     pub fn load(
         path: &Path,
         backend: Backend,
         gpu: Option<&Arc<crate::gpu::Gpu>>,
-        expected_sha256: Option<[u8; 32]>,
+        sha256: crate::weights::Sha256,
     ) -> Result<Model, Error> {
-        crate::load::load(path, backend, gpu, expected_sha256)
+        crate::load::load(path, backend, gpu, sha256)
     }
 
     /// The model's name (from its metadata, or the directory name).

@@ -9,7 +9,6 @@
 //! * [`llama`], [`bert`]: the two architectures on both backends.
 
 pub mod api;
-pub mod bench;
 pub mod bert;
 #[cfg(feature = "candle")]
 pub mod candle_ref;
@@ -18,7 +17,6 @@ pub mod gguf;
 pub mod gpu;
 pub mod llama;
 mod load;
-pub mod progress;
 pub mod quant;
 pub mod safetensors_dir;
 pub mod sample;
@@ -28,6 +26,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use api::{Backend, ChatMessage, Embedding, FinishReason, GenerateOptions, Generation, Model};
+pub use weights::Sha256;
 
 /// Everything that can go wrong loading or running a model.
 #[derive(Debug, thiserror::Error)]

@@ -492,7 +492,7 @@ impl GpuLlama {
         let c = &cfg;
         let kv_dim = c.kv_heads * c.head_dim;
         let m = PREFILL_CHUNK;
-        let bar = crate::progress::items("uploading", w.layers.len() as u64);
+        let bar = market_report::progress::items("uploading", w.layers.len() as u64);
         let x = gpu.scratch("x", m * c.dim)?;
         let xn = gpu.scratch("xn", m * c.dim)?;
         let q = gpu.scratch("q", m * c.dim)?;

@@ -8,6 +8,7 @@ use crate::api::{Backend, Model};
 use crate::gguf::Gguf;
 use crate::gpu::Gpu;
 use crate::safetensors_dir::SafetensorsDir;
+use crate::weights::Sha256;
 use crate::{Error, Result};
 
 fn gguf_file(path: &Path) -> Result<Option<PathBuf>> {
@@ -36,9 +37,9 @@ pub fn load(
     path: &Path,
     backend: Backend,
     gpu: Option<&Arc<Gpu>>,
-    expected: Option<[u8; 32]>,
+    sha256: Sha256,
 ) -> Result<Model> {
-    load_with_context(path, backend, gpu, expected, None)
+    load_with_context(path, backend, gpu, sha256, None)
 }
 
 /// [`load`] with the KV cache length of a chat model chosen.
@@ -46,7 +47,7 @@ pub fn load_with_context(
     path: &Path,
     backend: Backend,
     gpu: Option<&Arc<Gpu>>,
-    expected: Option<[u8; 32]>,
+    sha256: Sha256,
     context: Option<usize>,
 ) -> Result<Model> {
     if !path.exists() {
@@ -59,7 +60,7 @@ pub fn load_with_context(
         Backend::Cpu => None,
         Backend::Gpu => Some(gpu.cloned().map_or_else(Gpu::new, Ok)?),
     };
-    let sha256 = crate::weights::check(path, expected)?;
+    let sha256 = crate::weights::check(path, sha256)?;
     if let Some(file) = gguf_file(path)? {
         let gguf = Gguf::open(&file)?;
         return Ok(Model::Chat(crate::llama::load(

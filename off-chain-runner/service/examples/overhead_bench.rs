@@ -249,6 +249,6 @@ async fn main() {
     print!("{section}");
     let path =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md");
-    market_engine::bench::write_section(&path, "## Runner overhead", &section).unwrap();
+    market_report::bench::write_section(&path, "## Runner overhead", &section).unwrap();
     eprintln!("wrote {}", path.display());
 }

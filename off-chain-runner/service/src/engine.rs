@@ -27,10 +27,11 @@ fn engine_error(e: market_engine::Error) -> Error {
 }
 
 impl Engine {
-    /// Loads each `(model id, path, registered weights hash)`; the engine refuses weights
-    /// whose hash differs. One GPU device is shared by every model.
+    /// Loads each `(model id, path, how its weights' hash is learnt)`: with
+    /// `Sha256::Expect` the engine refuses weights whose hash differs; `Sha256::Known` is
+    /// for weights the caller has just hashed. One GPU device is shared by every model.
     pub fn load(
-        models: &[(String, &Path, [u8; 32])],
+        models: &[(String, &Path, market_engine::Sha256)],
         backend: Backend,
     ) -> Result<Self, market_engine::Error> {
         let gpu: Option<Arc<Gpu>> = match backend {
@@ -39,7 +40,7 @@ impl Engine {
         };
         let mut loaded = Vec::with_capacity(models.len());
         for (id, path, sha256) in models {
-            let model = Model::load(path, backend, gpu.as_ref(), Some(*sha256))?;
+            let model = Model::load(path, backend, gpu.as_ref(), *sha256)?;
             let spec = match &model {
                 Model::Chat(m) => ModelSpec {
                     id: id.clone(),

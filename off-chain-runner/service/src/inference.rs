@@ -10,12 +10,32 @@ pub enum Kind {
     Embedding,
 }
 
+/// Encoder architectures, as the hub's registry names them: served as embedding models.
+const EMBEDDING_ARCHITECTURES: &[&str] = &["bert", "nomic-bert", "xlm-roberta"];
+
 #[derive(Clone, Debug)]
 pub struct ModelSpec {
     pub id: String,
     pub kind: Kind,
     /// Tokens a request may hold: prompt plus output for chat, input for embeddings.
     pub context_length: usize,
+}
+
+impl ModelSpec {
+    /// A model the echo backend serves as the hub registered it: an encoder architecture
+    /// is an embedding model (512 tokens), anything else chat (2,048).
+    pub fn for_architecture(id: &str, architecture: &str) -> Self {
+        let embedding = EMBEDDING_ARCHITECTURES.contains(&architecture);
+        Self {
+            id: id.to_owned(),
+            kind: if embedding {
+                Kind::Embedding
+            } else {
+                Kind::Chat
+            },
+            context_length: if embedding { 512 } else { 2048 },
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

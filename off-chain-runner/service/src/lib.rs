@@ -15,7 +15,6 @@ pub mod cache;
 pub mod engine;
 pub mod error;
 pub mod http;
-pub mod hub;
 pub mod inference;
 pub mod keys;
 pub mod meter;

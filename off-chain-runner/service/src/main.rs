@@ -1,7 +1,6 @@
 //! `off-chain-runner`: the runner operator's and the user's command line.
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -10,6 +9,10 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use market_hub_api::{
+    jsonrpc::{HubClient, Signer},
+    methods,
+};
 use market_protocol::{
     authorization::{ContentCeiling, ModelCeiling},
     Authorization, SignedAuthorization,
@@ -19,10 +22,7 @@ use near_sdk::{
     AccountId,
 };
 use off_chain_runner::{
-    hub::{Hub, TxSender},
-    inference::{Echo, Inference, Kind, ModelSpec},
     keys::Credentials,
-    registry,
     server::{self, store_path},
     settlement::{Settings, Settler},
     store::Store,
@@ -59,7 +59,7 @@ struct ChainArgs {
 }
 
 impl ChainArgs {
-    fn hub(&self) -> anyhow::Result<Hub> {
+    fn hub(&self) -> anyhow::Result<HubClient> {
         let (chain_id, default_rpc) = match self.chain.as_str() {
             "local" | "localnet" => ("localnet", Some("http://127.0.0.1:3030")),
             "testnet" => ("testnet", Some("https://rpc.testnet.near.org")),
@@ -74,7 +74,7 @@ impl ChainArgs {
                 self.chain
             ),
         };
-        Ok(Hub::new(&rpc, self.hub.clone(), chain_id.to_owned()))
+        Ok(HubClient::new(&rpc, self.hub.clone(), chain_id.to_owned()))
     }
 }
 
@@ -312,19 +312,19 @@ async fn main() -> anyhow::Result<()> {
             let hub = chain.hub()?;
             let account = Credentials::read(&account_key)?;
             let receipt = Credentials::read(&receipt_key)?;
-            let sender = TxSender::new(hub.clone(), account.signer()?);
-            let args = serde_json::json!({"keys": [receipt.public_key]})
-                .to_string()
-                .into_bytes();
-            sender
+            let signer = Signer::new(hub.clone(), account.signer()?);
+            let key: near_sdk::PublicKey = receipt
+                .public_key
+                .parse()
+                .map_err(|e| anyhow::anyhow!("receipt key {}: {e:?}", receipt.public_key))?;
+            signer
                 .call(
-                    "register_runner",
-                    args,
-                    parse_near(&deposit)?,
-                    30_000_000_000_000,
+                    methods::register_runner(&[key])
+                        .deposit(parse_near(&deposit)?)
+                        .gas(30_000_000_000_000),
                 )
                 .await
-                .context("register_runner")?;
+                .context("registering the runner")?;
             println!(
                 "registered runner {} on {} with receipt key {}",
                 account.account_id, hub.account, receipt.public_key
@@ -341,8 +341,7 @@ async fn main() -> anyhow::Result<()> {
             let account = Credentials::read(&account_key)?;
             let settler = Settler {
                 store: Arc::new(Store::open(&store_path(&data_dir))?),
-                hub: hub.clone(),
-                sender: TxSender::new(hub, account.signer()?),
+                signer: Signer::new(hub, account.signer()?),
                 settings: Settings {
                     batch,
                     ..Settings::default()
@@ -385,88 +384,51 @@ async fn main() -> anyhow::Result<()> {
             default_max_tokens,
             no_settle,
         } => {
-            let hub = chain.hub()?;
             let account = Credentials::read(&account_key)?;
             let receipt = Credentials::read(&receipt_key)?;
-            let receipt_key = receipt.key_pair()?;
-            registry::check_runner(&hub, &account.account_id, &receipt_key.public_key()).await?;
-            let mut registered = Vec::new();
-            for (id, path) in &models {
-                eprintln!("checking the weights of `{id}` at {}", path.display());
-                let r = registry::check_model(
-                    &hub,
-                    &account.account_id,
-                    id,
-                    path,
-                    progress(id.clone()),
-                )
-                .await?;
-                eprintln!(
-                    "\n`{id}` is registered version {} ({}, {})",
-                    r.version, r.architecture, r.format
-                );
-                registered.push(r);
-            }
-            let content = match &content_dir {
-                Some(dir) => registry::load_content(&hub, dir).await?,
-                None => HashMap::default(),
-            };
-            let inference: Arc<dyn Inference> = match backend {
-                Backend::Echo => Arc::new(Echo::new(
-                    registered.iter().map(echo_spec).collect(),
-                    Duration::ZERO,
-                )),
+            let mut builder = server::Builder::new(
+                chain.hub()?,
+                account.account_id.clone(),
+                receipt.key_pair()?,
+            )
+            .backend(match backend {
+                Backend::Echo => server::Backend::Echo {
+                    delay: Duration::ZERO,
+                },
                 #[cfg(feature = "engine")]
-                Backend::Gpu | Backend::Cpu => {
-                    let engine_backend = if matches!(backend, Backend::Gpu) {
-                        off_chain_runner::engine::EngineBackend::Gpu
-                    } else {
-                        off_chain_runner::engine::EngineBackend::Cpu
-                    };
-                    let list: Vec<(String, PathBuf, [u8; 32])> = registered
-                        .iter()
-                        .zip(&models)
-                        .map(|(r, (_, path))| (r.model_id.clone(), path.clone(), r.weights_sha256))
-                        .collect();
-                    eprintln!("loading {} model(s) into the engine", list.len());
-                    let engine = tokio::task::spawn_blocking(move || {
-                        let refs: Vec<(String, &Path, [u8; 32])> = list
-                            .iter()
-                            .map(|(id, p, h)| (id.clone(), p.as_path(), *h))
-                            .collect();
-                        off_chain_runner::engine::Engine::load(&refs, engine_backend)
-                    })
-                    .await?
-                    .context("loading the models")?;
-                    Arc::new(engine)
+                Backend::Gpu => {
+                    server::Backend::Engine(off_chain_runner::engine::EngineBackend::Gpu)
                 }
-            };
-            let running = server::start(server::Config {
-                hub,
-                runner: account.account_id.clone(),
-                receipt_key,
-                account_signer: if no_settle {
-                    None
-                } else {
-                    Some(account.signer()?)
-                },
-                data_dir,
-                listen,
-                inference,
-                registered,
-                content,
-                queue,
-                view_ttl: Duration::from_millis(view_ttl_ms),
-                expiry_margin: Duration::from_secs(expiry_margin_secs),
-                settle: Settings {
-                    batch,
-                    interval: Duration::from_secs_f64(settle_interval),
-                    ..Settings::default()
-                },
-                max_body_bytes,
-                default_max_tokens,
+                #[cfg(feature = "engine")]
+                Backend::Cpu => {
+                    server::Backend::Engine(off_chain_runner::engine::EngineBackend::Cpu)
+                }
             })
-            .await?;
+            .data_dir(&data_dir)
+            .listen(listen)
+            .queue(queue)
+            .view_ttl(Duration::from_millis(view_ttl_ms))
+            .expiry_margin(Duration::from_secs(expiry_margin_secs))
+            .max_body_bytes(max_body_bytes)
+            .default_max_tokens(default_max_tokens);
+            for (id, path) in &models {
+                builder = builder.model(id, path);
+            }
+            if let Some(dir) = &content_dir {
+                builder = builder.content_dir(dir);
+            }
+            if !no_settle {
+                builder = builder.settle_with(
+                    account.signer()?,
+                    Settings {
+                        batch,
+                        interval: Duration::from_secs_f64(settle_interval),
+                        ..Settings::default()
+                    },
+                );
+            }
+            eprintln!("checking the runner, its models and content against the hub");
+            let running = builder.start().await?;
             // Tests and scripts wait for this line.
             println!("serving on http://{}", running.addr);
             tokio::select! {
@@ -474,34 +436,6 @@ async fn main() -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
             }
             Ok(())
-        }
-    }
-}
-
-/// Embedding architectures (encoders) by the registry's `architecture`; the rest are chat.
-fn echo_spec(r: &registry::Registered) -> ModelSpec {
-    let embedding = matches!(
-        r.architecture.as_str(),
-        "bert" | "nomic-bert" | "xlm-roberta"
-    );
-    ModelSpec {
-        id: r.model_id.clone(),
-        kind: if embedding {
-            Kind::Embedding
-        } else {
-            Kind::Chat
-        },
-        context_length: if embedding { 512 } else { 2048 },
-    }
-}
-
-fn progress(id: String) -> impl FnMut(u64, u64) + Send + 'static {
-    let mut shown = 0;
-    move |done, total| {
-        let pct = (done * 100).checked_div(total).unwrap_or(100);
-        if pct >= shown + 5 || done == total {
-            shown = pct;
-            eprint!("\r  hashing `{id}`: {pct:3}% of {} MB", total >> 20);
         }
     }
 }
@@ -545,7 +479,7 @@ async fn authorize(
     let mut models = Vec::with_capacity(terms.models.len());
     for id in &terms.models {
         let view = hub
-            .model(id)
+            .view(methods::model(id))
             .await?
             .with_context(|| format!("model `{id}` is not registered on hub {}", hub.account))?;
         models.push(ModelCeiling {
@@ -558,7 +492,7 @@ async fn authorize(
     let mut content = Vec::with_capacity(terms.content.len());
     for id in &terms.content {
         let item = hub
-            .content(id)
+            .view(methods::content(id))
             .await?
             .with_context(|| format!("content `{id}` is not registered on hub {}", hub.account))?;
         let price = item
@@ -632,7 +566,7 @@ async fn status(chain: &ChainArgs, runner: &AccountId, data_dir: &Path) -> anyho
             near_text(r.settled_amount)
         );
     }
-    match hub.runner(runner).await {
+    match hub.view(methods::runner(runner)).await {
         Ok(Some(state)) => println!(
             "on chain: earnings {} NEAR, bond {} NEAR{}",
             near_text(state.earnings.0),

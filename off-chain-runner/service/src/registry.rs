@@ -9,7 +9,9 @@ use anyhow::{bail, Context};
 use market_protocol::validate_content_id;
 use near_sdk::{AccountId, PublicKey};
 
-use crate::{hub::Hub, state::LocalContent};
+use market_hub_api::{jsonrpc::HubClient, methods};
+
+use crate::state::LocalContent;
 
 /// A served model as the hub knows it.
 #[derive(Clone, Debug)]
@@ -22,11 +24,11 @@ pub struct Registered {
 }
 
 pub async fn check_runner(
-    hub: &Hub,
+    hub: &HubClient,
     runner: &AccountId,
     receipt_key: &PublicKey,
 ) -> anyhow::Result<()> {
-    let state = hub.runner(runner).await?.with_context(|| {
+    let state = hub.view(methods::runner(runner)).await?.with_context(|| {
         format!(
             "{runner} is not a registered runner on hub {}: run `off-chain-runner register` first",
             hub.account
@@ -36,7 +38,7 @@ pub async fn check_runner(
         bail!("runner {runner} has left hub {}", hub.account);
     }
     let key = String::from(receipt_key);
-    match hub.runner_key(runner, receipt_key).await? {
+    match hub.view(methods::runner_key(runner, receipt_key)).await? {
         Some(k) if !k.revoked() => Ok(()),
         Some(_) => bail!("receipt key {key} was revoked on hub {}; generate and register a new one", hub.account),
         None => bail!("receipt key {key} is not registered to runner {runner} on hub {}: add it with `off-chain-runner register`", hub.account),
@@ -46,7 +48,7 @@ pub async fn check_runner(
 /// Hashes the weights at `path` (the protocol crate's definition) and finds the registered
 /// version of `model_id` that has that hash.
 pub async fn check_model(
-    hub: &Hub,
+    hub: &HubClient,
     runner: &AccountId,
     model_id: &str,
     path: &Path,
@@ -58,21 +60,21 @@ pub async fn check_model(
     })
     .await?
     .with_context(|| format!("hashing the weights at {}", path.display()))?;
-    let model = hub.model(model_id).await?.with_context(|| {
+    let model = hub.view(methods::model(model_id)).await?.with_context(|| {
         format!(
             "model `{model_id}` is not registered on hub {}",
             hub.account
         )
     })?;
-    if !model.model.allows(runner) {
+    if !model.model.allows_now_and_scheduled(runner) {
         bail!(
-            "model `{model_id}`'s runner policy {} does not allow runner {runner}",
+            "model `{model_id}`'s runner policy {:?} (or the one scheduled) does not allow runner {runner}",
             model.model.terms.runner_policy
         );
     }
     let mut registered = Vec::new();
     for version in (1..=model.model.versions).rev() {
-        let Some(v) = hub.model_version(model_id, version).await? else {
+        let Some(v) = hub.view(methods::model_version(model_id, version)).await? else {
             continue;
         };
         let weights: [u8; 32] = v.weights_sha256.into();
@@ -96,7 +98,10 @@ pub async fn check_model(
 }
 
 /// Loads every file in `dir` as content named by its file stem (`<content_id>.txt`).
-pub async fn load_content(hub: &Hub, dir: &Path) -> anyhow::Result<HashMap<String, LocalContent>> {
+pub async fn load_content(
+    hub: &HubClient,
+    dir: &Path,
+) -> anyhow::Result<HashMap<String, LocalContent>> {
     use sha2::Digest;
     let mut out = HashMap::new();
     for entry in std::fs::read_dir(dir)
@@ -114,7 +119,7 @@ pub async fn load_content(hub: &Hub, dir: &Path) -> anyhow::Result<HashMap<Strin
         validate_content_id(&id).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let bytes = std::fs::read(&path)?;
         let hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
-        let item = hub.content(&id).await?.with_context(|| {
+        let item = hub.view(methods::content(&id)).await?.with_context(|| {
             format!(
                 "content `{id}` ({}) is not registered on hub {}",
                 path.display(),
@@ -131,7 +136,7 @@ pub async fn load_content(hub: &Hub, dir: &Path) -> anyhow::Result<HashMap<Strin
         }
         let price_per_use = item.price_per_use().with_context(|| {
             format!(
-                "content `{id}` is not inference-only content (license {})",
+                "content `{id}` is not inference-only content (license {:?})",
                 item.license
             )
         })?;

@@ -1,26 +1,34 @@
-//! Starting the runner: the receipt store, the HTTP server and the settlement task, and
+//! Starting the runner, one way for `serve`, the demo and the tests ([`Builder`]): the
+//! hub's checks (runner, receipt key, each model's weights hashed once, content), the
+//! inference backend, the receipt store, the HTTP server and the settlement task; and
 //! stopping them.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
+use market_hub_api::jsonrpc::{HubClient, Signer};
 use market_protocol::crypto::native::KeyPair;
 use near_sdk::AccountId;
 use tokio::sync::{watch, Semaphore};
 
 use crate::{
     cache::TtlCache,
-    hub::{Hub, TxSender},
-    inference::Inference,
+    inference::{Echo, Inference, ModelSpec},
     meter::Budget,
     metrics::Metrics,
-    registry::Registered,
+    registry::{self, Registered},
     settlement::{Settings, Settler},
     state::{AppState, ChainClock, LocalContent, ServedModel},
     store::Store,
 };
 
-pub struct Config {
-    pub hub: Hub,
+struct Config {
+    pub hub: HubClient,
     pub runner: AccountId,
     pub receipt_key: KeyPair,
     /// Signs `settle` transactions; `None` serves without settling (another process does).
@@ -74,7 +82,7 @@ impl Running {
     }
 }
 
-pub async fn start(config: Config) -> anyhow::Result<Running> {
+async fn start(config: Config) -> anyhow::Result<Running> {
     let store = Arc::new(Store::open(&store_path(&config.data_dir))?);
     let budget = Arc::new(Budget::new(
         store
@@ -125,8 +133,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let settler = config.account_signer.map(|signer| {
         let settler = Settler {
             store,
-            hub: config.hub.clone(),
-            sender: TxSender::new(config.hub.clone(), signer),
+            signer: Signer::new(config.hub.clone(), signer),
             settings: config.settle.clone(),
             metrics: Some(metrics),
         };
@@ -150,4 +157,205 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         server,
         settler,
     })
+}
+
+/// What answers the requests.
+pub enum Backend {
+    /// No model: echoes prompts, each request taking `delay`. Checks payments end to end.
+    Echo { delay: Duration },
+    /// The inference engine (`market-engine`): wgpu or its CPU reference.
+    #[cfg(feature = "engine")]
+    Engine(crate::engine::EngineBackend),
+    /// A backend built by the caller (tests); its models must be the ones named.
+    Given(Arc<dyn Inference>),
+}
+
+/// A runner to start: every setting has `serve`'s default until told otherwise.
+pub struct Builder {
+    hub: HubClient,
+    runner: AccountId,
+    receipt_key: KeyPair,
+    account_signer: Option<near_crypto::Signer>,
+    models: Vec<(String, PathBuf)>,
+    backend: Backend,
+    content_dir: Option<PathBuf>,
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    queue: usize,
+    view_ttl: Duration,
+    expiry_margin: Duration,
+    settle: Settings,
+    max_body_bytes: usize,
+    default_max_tokens: usize,
+}
+
+impl Builder {
+    /// Runner `runner` on `hub`, signing receipts with `receipt_key`; it does not settle
+    /// until given an account signer ([`Builder::settle_with`]).
+    pub fn new(hub: HubClient, runner: AccountId, receipt_key: KeyPair) -> Self {
+        Self {
+            hub,
+            runner,
+            receipt_key,
+            account_signer: None,
+            models: Vec::new(),
+            backend: Backend::Echo {
+                delay: Duration::ZERO,
+            },
+            content_dir: None,
+            data_dir: PathBuf::from("runner-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            queue: 8,
+            view_ttl: Duration::from_secs(2),
+            expiry_margin: Duration::from_mins(5),
+            settle: Settings::default(),
+            max_body_bytes: crate::http::DEFAULT_MAX_BODY_BYTES,
+            default_max_tokens: 256,
+        }
+    }
+
+    /// Serves `model_id` with the weights at `path`, which must be a registered version's.
+    #[must_use]
+    pub fn model(mut self, model_id: &str, path: &Path) -> Self {
+        self.models.push((model_id.to_owned(), path.to_path_buf()));
+        self
+    }
+
+    #[must_use]
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Settles in the background, sending `settle` as this account.
+    #[must_use]
+    pub fn settle_with(mut self, signer: near_crypto::Signer, settings: Settings) -> Self {
+        self.account_signer = Some(signer);
+        self.settle = settings;
+        self
+    }
+
+    /// Inference-only content files (`<content_id>.txt`), each registered on the hub.
+    #[must_use]
+    pub fn content_dir(mut self, dir: &Path) -> Self {
+        self.content_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    #[must_use]
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = dir.to_path_buf();
+        self
+    }
+
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Requests that may wait for a model besides the one running.
+    #[must_use]
+    pub fn queue(mut self, queue: usize) -> Self {
+        self.queue = queue;
+        self
+    }
+
+    #[must_use]
+    pub fn view_ttl(mut self, ttl: Duration) -> Self {
+        self.view_ttl = ttl;
+        self
+    }
+
+    /// Authorizations expiring within this margin are refused (see `serve --help`).
+    #[must_use]
+    pub fn expiry_margin(mut self, margin: Duration) -> Self {
+        self.expiry_margin = margin;
+        self
+    }
+
+    #[must_use]
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// `max_tokens` when a request names none.
+    #[must_use]
+    pub fn default_max_tokens(mut self, tokens: usize) -> Self {
+        self.default_max_tokens = tokens;
+        self
+    }
+
+    /// Checks everything against the hub, loads the models, and starts serving and
+    /// settling. The weights are hashed once: the hash that found the registered version
+    /// is the one the engine commits to.
+    pub async fn start(self) -> anyhow::Result<Running> {
+        registry::check_runner(&self.hub, &self.runner, &self.receipt_key.public_key()).await?;
+        let mut registered = Vec::with_capacity(self.models.len());
+        for (id, path) in &self.models {
+            // A bar on a terminal only: hidden in logs and tests.
+            let (bar, progress) = market_report::progress::bytes_callback("hashing");
+            let r = registry::check_model(&self.hub, &self.runner, id, path, progress).await;
+            bar.finish_and_clear();
+            let r = r?;
+            tracing::info!(model = %id, version = r.version, architecture = %r.architecture, format = %r.format, "weights match a registered version");
+            registered.push((r, path.clone()));
+        }
+        let content = match &self.content_dir {
+            Some(dir) => registry::load_content(&self.hub, dir).await?,
+            None => HashMap::new(),
+        };
+        let inference: Arc<dyn Inference> = match self.backend {
+            Backend::Echo { delay } => Arc::new(Echo::new(
+                registered
+                    .iter()
+                    .map(|(r, _)| ModelSpec::for_architecture(&r.model_id, &r.architecture))
+                    .collect(),
+                delay,
+            )),
+            #[cfg(feature = "engine")]
+            Backend::Engine(backend) => {
+                let list: Vec<(String, PathBuf, [u8; 32])> = registered
+                    .iter()
+                    .map(|(r, path)| (r.model_id.clone(), path.clone(), r.weights_sha256))
+                    .collect();
+                let engine = tokio::task::spawn_blocking(move || {
+                    let refs: Vec<_> = list
+                        .iter()
+                        .map(|(id, path, hash)| {
+                            (
+                                id.clone(),
+                                path.as_path(),
+                                market_engine::Sha256::Known(*hash),
+                            )
+                        })
+                        .collect();
+                    crate::engine::Engine::load(&refs, backend)
+                })
+                .await?
+                .map_err(|e| anyhow::anyhow!("loading the models: {e}"))?;
+                Arc::new(engine)
+            }
+            Backend::Given(inference) => inference,
+        };
+        start(Config {
+            hub: self.hub,
+            runner: self.runner,
+            receipt_key: self.receipt_key,
+            account_signer: self.account_signer,
+            data_dir: self.data_dir,
+            listen: self.listen,
+            inference,
+            registered: registered.into_iter().map(|(r, _)| r).collect(),
+            content,
+            queue: self.queue,
+            view_ttl: self.view_ttl,
+            expiry_margin: self.expiry_margin,
+            settle: self.settle,
+            max_body_bytes: self.max_body_bytes,
+            default_max_tokens: self.default_max_tokens,
+        })
+        .await
+    }
 }

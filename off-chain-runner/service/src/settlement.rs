@@ -9,13 +9,13 @@
 
 use std::{sync::Arc, time::Duration};
 
+use market_hub_api::{
+    jsonrpc::{ChainError, Signer},
+    methods, RejectCode, SettleResult,
+};
 use market_protocol::SettleItem;
 
-use crate::{
-    hub::{ChainError, Hub, SettleResult, TxSender},
-    metrics::Metrics,
-    store::Store,
-};
+use crate::{metrics::Metrics, store::Store};
 
 /// Gas attached to every batch: the most a transaction may use. Unused gas is refunded.
 pub const SETTLE_GAS: u64 = 300_000_000_000_000;
@@ -47,13 +47,13 @@ pub struct Report {
     pub settled: usize,
     /// Found already settled (an earlier attempt's answer was lost).
     pub already: usize,
-    pub rejected: Vec<(String, u64, String)>,
+    pub rejected: Vec<(String, u64, RejectCode)>,
 }
 
 pub struct Settler {
     pub store: Arc<Store>,
-    pub hub: Hub,
-    pub sender: TxSender,
+    /// Sends `settle` as the runner's account.
+    pub signer: Signer,
     pub settings: Settings,
     /// Shared with the HTTP server's `/metrics`.
     pub metrics: Option<Arc<Metrics>>,
@@ -78,7 +78,10 @@ impl Settler {
             })
             .collect();
         report.sent = items.len();
-        let outcomes = self.sender.settle(&items, SETTLE_GAS).await;
+        let outcomes = self
+            .signer
+            .call(methods::settle(&items).gas(SETTLE_GAS))
+            .await;
         if let Some(m) = &self.metrics {
             Metrics::add(&m.settle_batches, 1);
             if outcomes.is_err() {
@@ -96,12 +99,17 @@ impl Settler {
                         .map_err(store_err)?;
                     report.settled += 1;
                 }
-                SettleResult::Rejected { code, .. } if code == "stale_sequence" => {
+                SettleResult::Rejected {
+                    code: RejectCode::StaleSequence,
+                    ..
+                } => {
+                    let code = RejectCode::StaleSequence;
                     // Settled by an attempt whose answer never arrived, or refused; the
                     // hub's channel record says which.
                     let channel = self
-                        .hub
-                        .channel(&outcome.user, &self.sender.account())
+                        .signer
+                        .hub()
+                        .view(methods::channel(&outcome.user, &self.signer.account()))
                         .await?;
                     if channel.is_some_and(|c| c.channel.last_seq.0 >= seq) {
                         self.store
@@ -110,15 +118,15 @@ impl Settler {
                         report.already += 1;
                     } else {
                         self.store
-                            .mark_rejected(&outcome.user, seq, &code)
+                            .mark_rejected(&outcome.user, seq, code.as_str())
                             .map_err(store_err)?;
                         report.rejected.push((outcome.user.to_string(), seq, code));
                     }
                 }
                 SettleResult::Rejected { code, reason } => {
-                    tracing::warn!(user = %outcome.user, seq, code, "the hub refused a receipt: {reason}");
+                    tracing::warn!(user = %outcome.user, seq, code = code.as_str(), "the hub refused a receipt: {reason}");
                     self.store
-                        .mark_rejected(&outcome.user, seq, &code)
+                        .mark_rejected(&outcome.user, seq, code.as_str())
                         .map_err(store_err)?;
                     report.rejected.push((outcome.user.to_string(), seq, code));
                 }

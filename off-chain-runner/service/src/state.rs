@@ -7,13 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use market_hub_api::{jsonrpc::HubClient, AccountKey, ChannelView, ModelView};
 use market_protocol::crypto::native::KeyPair;
 use near_sdk::AccountId;
 use tokio::sync::Semaphore;
 
 use crate::{
     cache::TtlCache,
-    hub::{AccountKey, ChannelView, Hub, ModelView},
     inference::{Inference, ModelSpec},
     meter::Budget,
     metrics::Metrics,
@@ -53,7 +53,7 @@ impl ChainClock {
         }
     }
 
-    pub async fn now_ns(&self, hub: &Hub) -> u64 {
+    pub async fn now_ns(&self, hub: &HubClient) -> u64 {
         let known = *self.last.lock().expect("clock lock");
         let extrapolate = |(ns, at): (u64, Instant)| {
             ns.saturating_add(u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX))
@@ -81,7 +81,7 @@ pub fn wall_clock_ns() -> u64 {
 }
 
 pub struct AppState {
-    pub hub: Hub,
+    pub hub: HubClient,
     pub runner: AccountId,
     pub receipt_key: KeyPair,
     pub store: Arc<Store>,

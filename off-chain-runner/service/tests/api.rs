@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use market_hub_api::{jsonrpc::Signer, methods};
 use market_protocol::{NativeCrypto, SignedReceipt};
 use off_chain_runner::{
-    hub::TxSender,
     registry,
     settlement::{Settings, Settler},
     store::Store,
@@ -105,8 +105,7 @@ async fn paid_chat_and_embedding_are_metered_and_settled_by_the_hub() {
         near_crypto::InMemorySigner::from_secret_key(net.runner.clone(), net.account_key());
     let settler = Settler {
         store: std::sync::Arc::new(Store::open(&store_dir.join("receipts.redb")).unwrap()),
-        hub: hub.clone(),
-        sender: TxSender::new(hub, signer),
+        signer: Signer::new(hub, signer),
         settings: Settings::default(),
         metrics: None,
     };
@@ -117,16 +116,12 @@ async fn paid_chat_and_embedding_are_metered_and_settled_by_the_hub() {
         "only the latest receipt is sent"
     );
     let channel = net
-        .view(
-            "channel",
-            json!({"user": net.users[0].0, "runner": net.runner}),
-        )
-        .await;
-    assert_eq!(
-        yocto(&channel["channel"]["settled"]),
-        expected + 2_000 + 500
-    );
-    assert_eq!(channel["channel"]["last_seq"], "3");
+        .view(methods::channel(&net.users[0].0, &net.runner))
+        .await
+        .expect("the channel")
+        .channel;
+    assert_eq!(channel.settled.0, expected + 2_000 + 500);
+    assert_eq!(channel.last_seq.0, 3);
     let again = settler.drain().await.unwrap();
     assert_eq!(again.sent, 0, "nothing left to settle");
 }
@@ -150,16 +145,9 @@ async fn streaming_sends_pieces_then_usage_and_the_receipt() {
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
-    let text = resp.text().await.unwrap();
-    let events: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect();
-    assert_eq!(*events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
+    let stream = sandbox_tests::sse::ChatStream::parse(&resp.text().await.unwrap()).unwrap();
+    assert!(stream.done, "the stream ends with [DONE]");
+    let chunks = &stream.events;
     let last = chunks.last().unwrap();
     let streamed: String = chunks[..chunks.len() - 1]
         .iter()
@@ -510,23 +498,13 @@ async fn concurrent_requests_on_one_channel_never_fork_the_sequence() {
         "the latest receipt sums every request"
     );
     // The settlement task sends it; the hub takes exactly that amount.
+    let channel = || net.view(methods::channel(&net.users[0].0, &net.runner));
     eventually(20, || async {
-        let c = net
-            .view(
-                "channel",
-                json!({"user": net.users[0].0, "runner": net.runner}),
-            )
-            .await;
-        c["channel"]["last_seq"] == "16"
+        channel().await.is_some_and(|c| c.channel.last_seq.0 == 16)
     })
     .await;
-    let c = net
-        .view(
-            "channel",
-            json!({"user": net.users[0].0, "runner": net.runner}),
-        )
-        .await;
-    assert_eq!(yocto(&c["channel"]["settled"]), total);
+    let c = channel().await.expect("the channel");
+    assert_eq!(c.channel.settled.0, total);
     running.stop().await;
 }
 
@@ -567,11 +545,9 @@ async fn content_used_at_inference_is_charged_per_use_and_paid_to_its_owner() {
             (seq, u128::from(seq) * CONTENT_PRICE)
         );
     }
+    let press = sandbox_tests::acc("press.near");
     eventually(20, || async {
-        sandbox_tests::yocto(
-            &net.view("content_earnings", json!({"owner": "press.near"}))
-                .await,
-        ) == 2 * CONTENT_PRICE
+        net.view(methods::content_earnings(&press)).await.0 == 2 * CONTENT_PRICE
     })
     .await;
     running.stop().await;
@@ -648,12 +624,10 @@ async fn the_runner_serves_through_an_rpc_outage_and_drains_the_backlog_after() 
     .await;
     for (i, total) in totals.iter().enumerate() {
         let c = net
-            .view(
-                "channel",
-                json!({"user": net.users[i].0, "runner": net.runner}),
-            )
-            .await;
-        assert_eq!(yocto(&c["channel"]["settled"]), *total);
+            .view(methods::channel(&net.users[i].0, &net.runner))
+            .await
+            .expect("the channel");
+        assert_eq!(c.channel.settled.0, *total);
     }
     running.stop().await;
 }

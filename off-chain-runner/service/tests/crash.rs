@@ -13,9 +13,9 @@ use std::{
 };
 
 use common::*;
+use market_hub_api::{methods, ChannelView};
 use off_chain_runner::{store::Store, token};
 use sandbox_tests::{MODEL, NEAR};
-use serde_json::json;
 
 fn spawn_runner(net: &Net) -> (Child, SocketAddr) {
     let (account, receipt) = net.key_files();
@@ -109,10 +109,7 @@ async fn sigkill_during_settlement_then_restart_settles_every_receipt_exactly_on
         reqwest::get(format!("http://{addr}/metrics"))
             .await
             .is_ok_and(|_| true)
-            && net.view("hub_info", json!({})).await["channels"]
-                .as_u64()
-                .unwrap()
-                > 0
+            && net.view(methods::hub_info()).await.channels > 0
             && settled_channels(&net, users).await >= 2
     })
     .await;
@@ -158,20 +155,14 @@ async fn sigkill_during_settlement_then_restart_settles_every_receipt_exactly_on
     let mut total = 0u128;
     for (i, (user, _)) in net.users.iter().take(users).enumerate() {
         let record = store.channel(user).unwrap().expect("a channel per user");
-        let c = net
-            .view("channel", json!({"user": user, "runner": net.runner}))
-            .await;
+        let c = channel(&net, user).await.expect("a channel on the hub");
         assert_eq!(
-            c["channel"]["last_seq"]
-                .as_str()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap(),
+            c.channel.last_seq.0,
             record.seq(),
             "the latest receipt settled"
         );
         assert_eq!(
-            yocto(&c["channel"]["settled"]),
+            c.channel.settled.0,
             record.amount(),
             "charged exactly its amount"
         );
@@ -193,23 +184,34 @@ async fn sigkill_during_settlement_then_restart_settles_every_receipt_exactly_on
         total += record.amount();
     }
     // Nothing paid twice: what the hub credited equals what the channels settled.
-    let runner = net.view("runner", json!({"runner": net.runner})).await;
-    let protocol = net.view("hub_info", json!({})).await["protocol_earnings"].clone();
-    let holders =
-        net.view("model", json!({"model_id": MODEL})).await["model"]["holders_accrued"].clone();
-    assert_eq!(
-        yocto(&runner["earnings"]) + yocto(&protocol) + yocto(&holders),
-        total
-    );
+    let runner = net
+        .view(methods::runner(&net.runner))
+        .await
+        .expect("the runner")
+        .earnings
+        .0;
+    let protocol = net.view(methods::hub_info()).await.protocol_earnings.0;
+    let holders = net
+        .view(methods::model(MODEL))
+        .await
+        .expect("the model")
+        .model
+        .holders_accrued
+        .0;
+    assert_eq!(runner + protocol + holders, total);
+}
+
+async fn channel(net: &Net, user: &near_sdk::AccountId) -> Option<ChannelView> {
+    net.view(methods::channel(user, &net.runner)).await
 }
 
 async fn settled_channels(net: &Net, users: usize) -> usize {
     let mut n = 0;
     for (user, _) in net.users.iter().take(users) {
-        let c = net
-            .view("channel", json!({"user": user, "runner": net.runner}))
-            .await;
-        if c["channel"]["last_seq"] != "0" {
+        if channel(net, user)
+            .await
+            .is_some_and(|c| c.channel.last_seq.0 != 0)
+        {
             n += 1;
         }
     }

@@ -10,7 +10,7 @@ use common::*;
 use market_protocol::{NativeCrypto, SignedReceipt};
 use off_chain_runner::{engine::Engine, token};
 use sandbox_tests::{MODEL, NEAR};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
@@ -20,12 +20,20 @@ async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
     let net = Net::start_with("engine", 1, Some(weights.clone())).await;
     let hash = market_protocol::weights::weights_sha256(&weights, |_, _| {}).unwrap();
     let engine = Engine::load(
-        &[(MODEL.to_owned(), weights.as_path(), hash)],
+        &[(
+            MODEL.to_owned(),
+            weights.as_path(),
+            market_engine::Sha256::Expect(hash),
+        )],
         market_engine::Backend::Cpu,
     )
     .unwrap();
     let wrong = Engine::load(
-        &[(MODEL.to_owned(), weights.as_path(), [0; 32])],
+        &[(
+            MODEL.to_owned(),
+            weights.as_path(),
+            market_engine::Sha256::Expect([0; 32]),
+        )],
         market_engine::Backend::Cpu,
     );
     assert!(
@@ -33,7 +41,11 @@ async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
         "the engine refuses weights whose hash is not the registered one"
     );
     let running = net
-        .runner_with("data", Opts::default(), Arc::new(engine))
+        .runner_with(
+            "data",
+            Opts::default(),
+            off_chain_runner::server::Backend::Given(Arc::new(engine)),
+        )
         .await;
     let token = token::encode(&net.authorization(0, NEAR).await);
 
@@ -78,21 +90,14 @@ async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
         .text()
         .await
         .unwrap();
-    let chunks: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
-    let joined: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
+    let stream = sandbox_tests::sse::ChatStream::parse(&text).unwrap();
+    let joined = stream.content();
     assert_eq!(
         joined, greedy,
         "greedy decoding is deterministic, streamed or not"
     );
-    assert_eq!(chunks.last().unwrap()["receipt"]["receipt"]["seq"], "2");
+    assert!(stream.done);
+    assert_eq!(stream.last().unwrap()["receipt"]["receipt"]["seq"], "2");
 
     let (s, resp) = post(
         running.addr,

@@ -16,8 +16,14 @@
 use std::{fmt::Write as _, path::PathBuf};
 
 use local_chain::TxResult;
+use market_hub_api::{
+    methods, Call, License, ManifestEntry, ModelUpdate, RunnerPolicy, VersionInput,
+};
 use market_protocol::SettleItem;
-use sandbox_tests::{acc, publish_token_globally, wasm, yocto, Market, MODEL, NEAR, TGAS};
+use near_sdk::AccountId;
+use sandbox_tests::{
+    acc, publish_token_globally, version_input, wasm, yocto, Market, MODEL, NEAR, TGAS,
+};
 use serde_json::json;
 
 const TGAS_F: f64 = 1e12;
@@ -31,6 +37,25 @@ fn gas(result: &TxResult) -> (u64, u64) {
     (result.receipts[0].gas_burnt, result.gas_burnt())
 }
 
+/// Sends `c` from `who` to the hub and records its gas in a row named after the method,
+/// with `note` in parentheses after it.
+fn measure<R>(
+    m: &mut Market,
+    rows: &mut Vec<(String, u64, u64)>,
+    who: &AccountId,
+    c: Call<R>,
+    note: &str,
+) {
+    let name = if note.is_empty() {
+        c.method.to_owned()
+    } else {
+        format!("{} ({note})", c.method)
+    };
+    let hub = m.hub.clone();
+    let (a, b) = gas(&m.env.call(who, &hub, c));
+    rows.push((name, a, b));
+}
+
 fn tgas(g: u64) -> String {
     format!("{:.2}", g as f64 / TGAS_F)
 }
@@ -39,60 +64,71 @@ fn main() {
     let users = 2_000;
     eprintln!("setting up {users} funded channels on the local chain...");
     let mut m = Market::new(0);
-    let mut methods: Vec<(String, u64, u64)> = Vec::new();
+    let mut rows: Vec<(String, u64, u64)> = Vec::new();
     let (hub, runner) = (m.hub.clone(), m.runner.clone());
 
     // Per-method gas, from fresh calls.
     let dev = acc("dev.near");
-    let r = m.env.call(&dev, &hub, "register_model", json!({"model_id": "bench-model", "price_in_per_1k": "1", "price_out_per_1k": "1", "runner_bps": 7000, "runner_policy": "Open"}), NEAR / 10);
-    let (a, b) = gas(&r);
-    methods.push(("register_model".into(), a, b));
-    let r = m.env.call(&dev, &hub, "add_model_version", json!({"model_id": "bench-model", "version": {
-        "weights_sha256": "11111111111111111111111111111111", "format": "gguf", "architecture": "llama",
-        "tokenizer_sha256": "11111111111111111111111111111111", "uri": "pypi:x==1", "size_bytes": "1"}}), NEAR / 10);
-    let (a, b) = gas(&r);
-    methods.push(("add_model_version".into(), a, b));
-    let r = m.env.call(
+    measure(
+        &mut m,
+        &mut rows,
         &dev,
-        &hub,
-        "update_model",
-        json!({"model_id": "bench-model", "update": {"price_in_per_1k": "2"}}),
-        1,
+        methods::register_model("bench-model", 1, 1, 7000, &RunnerPolicy::Open).deposit(NEAR / 10),
+        "",
     );
-    let (a, b) = gas(&r);
-    methods.push(("update_model".into(), a, b));
+    let version = VersionInput {
+        uri: "pypi:x==1".into(),
+        size_bytes: 1.into(),
+        ..version_input()
+    };
+    measure(
+        &mut m,
+        &mut rows,
+        &dev,
+        methods::add_model_version("bench-model", &version).deposit(NEAR / 10),
+        "",
+    );
+    let update = ModelUpdate {
+        price_in_per_1k: Some(2.into()),
+        ..ModelUpdate::default()
+    };
+    measure(
+        &mut m,
+        &mut rows,
+        &dev,
+        methods::update_model("bench-model", &update),
+        "",
+    );
 
     for i in 0..users {
         let user = m.add_user(&format!("user{i}.near"), 10 * NEAR);
         if i == 0 {
-            let r = m
-                .env
-                .call(&user, &hub, "fund_channel", json!({"runner": runner}), NEAR);
-            let (a, b) = gas(&r);
-            methods.push(("fund_channel (existing channel)".into(), a, b));
+            measure(
+                &mut m,
+                &mut rows,
+                &user,
+                methods::fund_channel(&runner).deposit(NEAR),
+                "existing channel",
+            );
         }
     }
     // The setup calls of the last user, re-measured on a fresh one.
     let probe = m.env.create_account("probe.near", 20 * NEAR);
     let key = market_protocol::crypto::native::KeyPair::from_seed([77; 32]);
-    let r = m.env.call(
+    measure(
+        &mut m,
+        &mut rows,
         &probe,
-        &hub,
-        "register_user_key",
-        json!({"key": String::from(&key.public_key())}),
-        NEAR / 10,
+        methods::register_user_key(&key.public_key()).deposit(NEAR / 10),
+        "",
     );
-    let (a, b) = gas(&r);
-    methods.push(("register_user_key".into(), a, b));
-    let r = m.env.call(
+    measure(
+        &mut m,
+        &mut rows,
         &probe,
-        &hub,
-        "fund_channel",
-        json!({"runner": runner}),
-        5 * NEAR,
+        methods::fund_channel(&runner).deposit(5 * NEAR),
+        "opening",
     );
-    let (a, b) = gas(&r);
-    methods.push(("fund_channel (opening)".into(), a, b));
 
     let auths: Vec<_> = (0..users)
         .map(|i| m.authorization(i, 1_000 * NEAR))
@@ -187,44 +223,46 @@ fn main() {
         eprintln!("note: every one of the {users} channels fit; the real ceiling is higher");
     }
 
-    let r = m.env.call(&runner, &hub, "withdraw_earnings", json!({}), 1);
-    let (a, b) = gas(&r);
-    methods.push(("withdraw_earnings (with callback)".into(), a, b));
+    measure(
+        &mut m,
+        &mut rows,
+        &runner,
+        methods::withdraw_earnings(None),
+        "with callback",
+    );
     let user = m.users[0].0.clone();
-    let r = m.env.call(
+    measure(
+        &mut m,
+        &mut rows,
         &user,
-        &hub,
-        "request_withdrawal",
-        json!({"runner": runner}),
-        0,
+        methods::request_withdrawal(&runner),
+        "",
     );
-    let (a, b) = gas(&r);
-    methods.push(("request_withdrawal".into(), a, b));
     m.env.chain.fast_forward(3 * 3_600);
-    let r = m.env.call(
+    measure(
+        &mut m,
+        &mut rows,
         &user,
-        &hub,
-        "finish_withdrawal",
-        json!({"runner": runner}),
-        1,
+        methods::finish_withdrawal(&runner),
+        "with callback",
     );
-    let (a, b) = gas(&r);
-    methods.push(("finish_withdrawal (with callback)".into(), a, b));
 
     // The model token.
     let mut token_rows: Vec<(String, u64, u64)> = Vec::new();
     let token = m.env.create_account("smol-token.near", 5 * NEAR);
     m.env.deploy(&token, wasm("model_token"));
-    let r = m.env.call(&token, &token, "new", json!({
+    let r = m.env.call_json(&token, &token, "new", json!({
         "hub": hub, "metadata": {"spec": "ft-1.0.0", "name": "smollm2-135m", "symbol": "SMOL", "decimals": 18},
         "allocations": [["dev.near", "700"], ["runner.near", "300"]]}), 0);
     let (a, b) = gas(&r);
     token_rows.push(("new (two holders)".into(), a, b));
-    let r = m.env.call(&hub, &token, "on_revenue", json!({}), 1_000_000);
+    let r = m
+        .env
+        .call_json(&hub, &token, "on_revenue", json!({}), 1_000_000);
     let (a, b) = gas(&r);
     token_rows.push(("on_revenue".into(), a, b));
-    let bounds = m.env.view(&token, "storage_balance_bounds", json!({}));
-    let r = m.env.call(
+    let bounds = m.env.view_json(&token, "storage_balance_bounds", json!({}));
+    let r = m.env.call_json(
         &acc("user0.near"),
         &token,
         "storage_deposit",
@@ -233,7 +271,7 @@ fn main() {
     );
     let (a, b) = gas(&r);
     token_rows.push(("storage_deposit".into(), a, b));
-    let r = m.env.call(
+    let r = m.env.call_json(
         &dev,
         &token,
         "ft_transfer",
@@ -242,25 +280,30 @@ fn main() {
     );
     let (a, b) = gas(&r);
     token_rows.push(("ft_transfer (both positions updated)".into(), a, b));
-    let r = m.env.call(&dev, &token, "claim", json!({}), 0);
+    let r = m.env.call_json(&dev, &token, "claim", json!({}), 0);
     let (a, b) = gas(&r);
     token_rows.push(("claim (with callback)".into(), a, b));
 
     // Issuance by the hub, without global contract code: the token's code is stored on
     // its own account, so its storage dominates.
     let owner = acc("owner.near");
-    let r = m.env.call_raw(
+    let r = m.env.call(
         &owner,
         &hub,
-        "set_token_code",
-        borsh::to_vec(&wasm("model_token")).unwrap(),
-        3 * NEAR,
-        300 * TGAS,
+        methods::set_token_code(&wasm("model_token")).deposit(3 * NEAR),
     );
     gas(&r);
     let before = m.env.balance(&dev);
-    m.env.call(&dev, &hub, "register_content", json!({"content_id": "corpus", "sha256": "11111111111111111111111111111111", "uri": "https://x/c", "license": "OpenForTraining"}), NEAR / 10).result().unwrap();
-    let r = m.env.call(&dev, &hub, "issue_token", json!({"model_id": MODEL, "symbol": "SMOL", "manifest": [{"content_id": "corpus", "weight": 30}], "developer_weight": 70}), 3 * NEAR);
+    m.register_content(&dev, "corpus", &License::OpenForTraining);
+    let manifest = [ManifestEntry {
+        content_id: "corpus".into(),
+        weight: 30,
+    }];
+    let r = m.env.call(
+        &dev,
+        &hub,
+        methods::issue_token(MODEL, "SMOL", &manifest, 70).deposit(3 * NEAR),
+    );
     let (a, b) = gas(&r);
     let spent = before
         - m.env.balance(&dev)
@@ -271,29 +314,29 @@ fn main() {
         .chain
         .account(&token_account)
         .map_or(0, |a| a.storage_usage);
-    methods.push((format!("issue_token (deploys {} bytes; token account stores {used} bytes: {:.3} NEAR of storage)", wasm("model_token").len(), spent as f64 / NEAR as f64), a, b));
+    rows.push((format!("issue_token (deploys {} bytes; token account stores {used} bytes: {:.3} NEAR of storage)", wasm("model_token").len(), spent as f64 / NEAR as f64), a, b));
     // The same with the token as a global contract, deployed once by hash.
     let publisher = m.env.create_account("publisher.near", 30 * NEAR);
     let code = wasm("model_token");
     let hash = publish_token_globally(&mut m.env, &publisher);
     m.env
+        .call(&owner, &hub, methods::set_token_code_hash(hash.0.into()))
+        .result()
+        .unwrap();
+    m.env
         .call(
-            &owner,
+            &dev,
             &hub,
-            "set_token_code_hash",
-            json!({"code_hash": hash.to_string()}),
-            1,
+            methods::register_model("second-model", 1, 1, 7000, &RunnerPolicy::Open)
+                .deposit(NEAR / 10),
         )
         .result()
         .unwrap();
-    m.env.call(&dev, &hub, "register_model", json!({"model_id": "second-model", "price_in_per_1k": "1", "price_out_per_1k": "1", "runner_bps": 7000, "runner_policy": "Open"}), NEAR / 10).result().unwrap();
     let before = m.env.balance(&dev);
     let r = m.env.call(
         &dev,
         &hub,
-        "issue_token",
-        json!({"model_id": "second-model", "symbol": "TWO", "manifest": [], "developer_weight": 1}),
-        NEAR / 10,
+        methods::issue_token("second-model", "TWO", &[], 1).deposit(NEAR / 10),
     );
     let (a, b) = gas(&r);
     let spent = before
@@ -304,7 +347,7 @@ fn main() {
         .chain
         .account(&acc(&format!("second-model.{hub}")))
         .map_or(0, |a| a.storage_usage);
-    methods.push((format!("issue_token with global code (token account stores {used} bytes: {:.3} NEAR of storage; the code was published once for {:.1} NEAR)", spent as f64 / NEAR as f64, (code.len() as f64) * 1e-4), a, b));
+    rows.push((format!("issue_token with global code (token account stores {used} bytes: {:.3} NEAR of storage; the code was published once for {:.1} NEAR)", spent as f64 / NEAR as f64, (code.len() as f64) * 1e-4), a, b));
 
     let auth = m.authorization(0, 1_000 * NEAR);
     seq[0] += 1;
@@ -314,11 +357,13 @@ fn main() {
     )
     .result()
     .unwrap();
-    let r = m
-        .env
-        .call(&runner, &hub, "flush", json!({"model_id": MODEL}), 0);
-    let (a, b) = gas(&r);
-    methods.push(("flush (one call to the token, with callback)".into(), a, b));
+    measure(
+        &mut m,
+        &mut rows,
+        &runner,
+        methods::flush(MODEL),
+        "one call to the token, with callback",
+    );
 
     let size = wasm("market_hub").len();
     let token_size = wasm("model_token").len();
@@ -349,7 +394,7 @@ fn main() {
         "| method | contract Tgas | transaction Tgas |\n|---|---|---|"
     )
     .unwrap();
-    for (name, a, b) in &methods {
+    for (name, a, b) in &rows {
         writeln!(out, "| `{name}` | {} | {} |", tgas(*a), tgas(*b)).unwrap();
     }
     writeln!(out, "\n## `settle`\n\n| receipts | kind | Tgas | Tgas per receipt | receipts per 300 Tgas |\n|---|---|---|---|---|").unwrap();
@@ -376,17 +421,7 @@ fn main() {
 
     print!("{out}");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
-    // The off-chain sections are written by their own benchmarks (`overhead_bench` of
-    // the runner, `engine_bench` of the engine): keep them.
-    if let Some(runner) = std::fs::read_to_string(&path).ok().and_then(|old| {
-        ["## Runner overhead", "## Inference engine"]
-            .iter()
-            .filter_map(|h| old.find(h))
-            .min()
-            .map(|i| old[i..].to_owned())
-    }) {
-        out = format!("{}\n\n{runner}", out.trim_end());
-    }
-    std::fs::write(&path, out).expect("write docs/benchmarks.md");
+    // Only this benchmark's sections: the off-chain ones are their own benchmarks'.
+    market_report::bench::write_sections(&path, &out).expect("write docs/benchmarks.md");
     eprintln!("wrote {}", path.display());
 }

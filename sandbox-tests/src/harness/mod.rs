@@ -29,11 +29,9 @@ use market_hub::{
     state::{AccountKey, Channel, RunnerPolicy, RunnerTerms},
 };
 use market_protocol::{
-    authorization::{ContentCeiling, ModelCeiling},
-    crypto::native::KeyPair,
-    receipt::next_transcript,
-    Authorization, ChannelId, ContentLine, NativeCrypto, SettleItem, SignedAuthorization,
-    SignedReceipt, UsageLine, UsageReceipt,
+    authorization::ModelCeiling, crypto::native::KeyPair, receipt::next_transcript,
+    testing::AuthorizationBuilder, ChannelId, ContentLine, NativeCrypto, SettleItem,
+    SignedAuthorization, SignedReceipt, UsageLine, UsageReceipt,
 };
 use near_sdk::{
     json_types::{U128, U64},
@@ -238,7 +236,7 @@ impl Target for EngineTarget {
         self.0
             .channels
             .get_mut(&channel_id(user))
-            .expect("channel")
+            .expect("the user's channel")
             .deposited
             .0 += amount;
     }
@@ -955,29 +953,17 @@ fn sign(user: &User, hub: &str, n: usize, now: u64, cap: u128) -> SignedAuthoriz
     let mut nonce = [0u8; 32];
     nonce[..8].copy_from_slice(&(n as u64).to_le_bytes());
     nonce[8] = u8::from(hub != HUB);
-    SignedAuthorization::sign(
-        Authorization {
-            hub: acc(hub),
-            chain_id: CHAIN.into(),
-            user: user.id.clone(),
-            runner: acc("runner.near"),
-            cap: U128(cap),
-            expires_at_ns: U64(now + user.lifetime),
-            models: vec![ModelCeiling {
-                model_id: MODEL.into(),
-                max_in_per_1k: U128(PRICE_IN),
-                max_out_per_1k: U128(PRICE_OUT),
-                max_units_per_request: U64(MAX_UNITS),
-            }],
-            content: vec![ContentCeiling {
-                content_id: WIKI.into(),
-                max_per_use: U128(WIKI_PRICE),
-            }],
-            public_key: user.key.public_key(),
-        },
-        nonce,
-        &user.key,
-    )
+    AuthorizationBuilder::new(&acc(hub), CHAIN, &user.id, &acc("runner.near"))
+        .cap(cap)
+        .expires_at(now + user.lifetime)
+        .model(ModelCeiling {
+            model_id: MODEL.into(),
+            max_in_per_1k: U128(PRICE_IN),
+            max_out_per_1k: U128(PRICE_OUT),
+            max_units_per_request: U64(MAX_UNITS),
+        })
+        .content(WIKI, WIKI_PRICE)
+        .sign(nonce, &user.key)
 }
 
 /// Runs `steps` steps from `seed` on `target`; the error names the seed and the step that

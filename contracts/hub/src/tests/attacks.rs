@@ -4,7 +4,7 @@
 use super::*;
 
 /// Settles `item` expecting rejection `code`, and checks the channel did not move.
-fn refused(w: &mut World, item: SettleItem, code: &str) {
+fn refused(w: &mut World, item: SettleItem, code: RejectCode) {
     let before = w
         .hub
         .channel(acc("alice.near"), acc("runner.near"))
@@ -31,7 +31,7 @@ fn forged_runner_signature_pays_nothing() {
     let auth = w.authorization(NEAR, START + HOUR);
     let mut item = w.receipt(&auth, 1, NEAR / 100);
     item.receipt.signature.0[5] ^= 1;
-    refused(&mut w, item, "bad_runner_signature");
+    refused(&mut w, item, RejectCode::BadRunnerSignature);
 }
 
 #[test]
@@ -41,7 +41,7 @@ fn receipt_signed_by_an_unregistered_key_pays_nothing() {
     let mut item = w.receipt(&auth, 1, NEAR / 100);
     let impostor = KeyPair::from_seed([66; 32]);
     item.receipt = SignedReceipt::sign(item.receipt.receipt, &impostor);
-    refused(&mut w, item, "unknown_runner_key");
+    refused(&mut w, item, RejectCode::UnknownRunnerKey);
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn forged_user_signature_pays_nothing() {
     let mut auth = w.authorization(NEAR, START + HOUR);
     auth.signature.0[0] ^= 0x80;
     let item = w.receipt(&auth, 1, NEAR / 100);
-    refused(&mut w, item, "bad_user_signature");
+    refused(&mut w, item, RejectCode::BadUserSignature);
 }
 
 #[test]
@@ -61,7 +61,7 @@ fn authorization_signed_by_an_unregistered_key_pays_nothing() {
     a.public_key = stranger.public_key();
     let auth = SignedAuthorization::sign(a, [3; 32], &stranger);
     let item = w.receipt(&auth, 1, NEAR / 100);
-    refused(&mut w, item, "unknown_user_key");
+    refused(&mut w, item, RejectCode::UnknownUserKey);
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn revoked_runner_key_pays_nothing() {
     let item = w.receipt(&auth, 1, NEAR / 100);
     w.as_("runner.near", 1);
     w.hub.revoke_runner_key(w.runner_key.public_key());
-    refused(&mut w, item, "revoked_runner_key");
+    refused(&mut w, item, RejectCode::RevokedRunnerKey);
 }
 
 #[test]
@@ -89,9 +89,9 @@ fn revoked_user_key_pays_nothing_after_its_notice() {
     // ...and never after it, attached or not.
     w.now += 1;
     let mut item = w.receipt(&auth, 3, NEAR / 20);
-    refused(&mut w, item.clone(), "revoked_user_key");
+    refused(&mut w, item.clone(), RejectCode::RevokedUserKey);
     item.authorization = None;
-    refused(&mut w, item, "revoked_user_key");
+    refused(&mut w, item, RejectCode::RevokedUserKey);
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn settling_the_same_receipt_twice_pays_once() {
     let auth = w.authorization(NEAR, START + HOUR);
     let item = w.receipt(&auth, 1, NEAR / 100);
     assert_eq!(charge(&w.settle_one(item.clone())), NEAR / 100);
-    refused(&mut w, item, "stale_sequence");
+    refused(&mut w, item, RejectCode::StaleSequence);
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn an_older_receipt_after_a_newer_one_pays_nothing() {
     let auth = w.authorization(NEAR, START + HOUR);
     let old = w.receipt(&auth, 1, NEAR / 100);
     charge(&w.settle_one(w.receipt(&auth, 2, NEAR / 50)));
-    refused(&mut w, old, "stale_sequence");
+    refused(&mut w, old, RejectCode::StaleSequence);
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn authorization_for_another_hub_pays_nothing() {
     let mut w = World::new();
     let auth = w.authorization_with(|a| a.hub = acc("other-hub.near"), NEAR, START + HOUR);
     let item = w.receipt(&auth, 1, NEAR / 100);
-    refused(&mut w, item, "wrong_hub");
+    refused(&mut w, item, RejectCode::WrongHub);
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn authorization_for_another_chain_pays_nothing() {
     let mut w = World::new();
     let auth = w.authorization_with(|a| a.chain_id = "mainnet".into(), NEAR, START + HOUR);
     let item = w.receipt(&auth, 1, NEAR / 100);
-    refused(&mut w, item, "wrong_chain");
+    refused(&mut w, item, RejectCode::WrongChain);
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn receipt_over_the_cap_pays_nothing() {
     let mut w = World::new();
     let auth = w.authorization(NEAR / 10, START + HOUR);
     let item = w.receipt(&auth, 1, NEAR / 10 + 1);
-    refused(&mut w, item, "over_cap");
+    refused(&mut w, item, RejectCode::OverCap);
     // Exactly the cap settles.
     assert_eq!(
         charge(&w.settle_one(w.receipt(&auth, 1, NEAR / 10))),
@@ -147,7 +147,7 @@ fn expired_authorization_pays_nothing() {
     let auth = w.authorization(NEAR, START + HOUR);
     let item = w.receipt(&auth, 1, NEAR / 100);
     w.now = START + HOUR;
-    refused(&mut w, item, "expired");
+    refused(&mut w, item, RejectCode::Expired);
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn another_channels_authorization_pays_nothing() {
     let item = w.receipt_with(&auth, 1, NEAR / 100, |r| r.user = acc("bob.near"));
     let bob_before = w.hub.channel(acc("bob.near"), acc("runner.near")).unwrap();
     let result = w.settle_one(item);
-    assert_eq!(rejected(&result), "wrong_channel");
+    assert_eq!(rejected(&result), RejectCode::WrongChannel);
     assert_eq!(
         w.hub
             .channel(acc("bob.near"), acc("runner.near"))
@@ -191,7 +191,7 @@ fn model_outside_the_authorization_pays_nothing() {
     let item = w.receipt_with(&auth, 1, NEAR / 100, |r| {
         r.lines[0].model_id = "other-model".into();
     });
-    refused(&mut w, item, "model_not_authorized");
+    refused(&mut w, item, RejectCode::ModelNotAuthorized);
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn runner_outside_a_closed_models_allowlist_pays_nothing() {
     w.now += 2 * HOUR;
     let auth = w.authorization(NEAR, START + 10 * HOUR);
     let item = w.receipt(&auth, 1, NEAR / 100);
-    refused(&mut w, item, "runner_not_allowed");
+    refused(&mut w, item, RejectCode::RunnerNotAllowed);
 }
 
 #[test]
@@ -217,7 +217,7 @@ fn charge_beyond_the_escrow_pays_nothing() {
     let mut w = World::new();
     let auth = w.authorization(100 * NEAR, START + HOUR);
     let item = w.receipt(&auth, 1, w.funded + 1);
-    refused(&mut w, item, "underfunded");
+    refused(&mut w, item, RejectCode::Underfunded);
 }
 
 #[test]

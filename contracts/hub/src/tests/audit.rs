@@ -39,7 +39,7 @@ fn f3_a_policy_change_cannot_freeze_channels_or_unpaid_usage() {
     w.now += 2 * HOUR;
     // After it, new usage of the model is refused...
     let item = w.receipt(&auth, 3, 3_000);
-    refused_code(&mut w, item, "runner_not_allowed");
+    refused_code(&mut w, item, RejectCode::RunnerNotAllowed);
     // ...but the channel keeps working for other models, its old line carried as is.
     let item = w.receipt_with(&auth, 3, 2_500, |r| {
         r.lines[0].amount = U128(2_000);
@@ -56,7 +56,7 @@ fn f3_a_policy_change_cannot_freeze_channels_or_unpaid_usage() {
     assert_eq!(charge(&w.settle_one(item)), 500);
 }
 
-fn refused_code(w: &mut World, item: market_protocol::SettleItem, code: &str) {
+fn refused_code(w: &mut World, item: market_protocol::SettleItem, code: RejectCode) {
     let result = w.settle_one(item);
     assert_eq!(rejected(&result), code, "{result:?}");
 }
@@ -112,7 +112,7 @@ fn f4_a_revoked_user_key_stays_revoked() {
     assert!(msg.contains("already registered (or was revoked)"), "{msg}");
     let auth = w.authorization(NEAR, START + HOUR);
     let item = w.receipt(&auth, 1, 1_000);
-    refused_code(&mut w, item, "revoked_user_key");
+    refused_code(&mut w, item, RejectCode::RevokedUserKey);
 }
 
 /// Finding 4: keys live in each account's namespace: registering someone else's public key
@@ -301,7 +301,7 @@ fn f8_a_units_overflow_rejects_one_receipt() {
     });
     let good = w.receipt(&auth, 1, 1);
     let outcomes = w.settle(vec![item, good]);
-    assert_eq!(rejected(&outcomes[0].result), "decreased");
+    assert_eq!(rejected(&outcomes[0].result), RejectCode::Decreased);
 }
 
 /// Finding 9: a pending withdrawal keeps the ready time it was given, whatever the owner
@@ -354,7 +354,7 @@ fn at_the_ceiling(
     charge_due: u128,
 ) {
     let item = w.receipt(auth, seq, amount + 1);
-    refused_code(w, item, "model_overpriced");
+    refused_code(w, item, RejectCode::ModelOverpriced);
     assert_eq!(
         charge(&w.settle_one(w.receipt(auth, seq, amount))),
         charge_due
@@ -395,7 +395,7 @@ fn f2_content_the_user_did_not_allow_pays_nothing() {
     let mut item = with_content(&w, &auth, 1, 0, ("runner-own", 1, NEAR));
     item.receipt.receipt.lines.clear();
     item.receipt = SignedReceipt::sign(item.receipt.receipt, &w.runner_key);
-    refused_code(&mut w, item, "content_not_authorized");
+    refused_code(&mut w, item, RejectCode::ContentNotAuthorized);
 }
 
 /// Signed price ceilings: a model line grows by at most
@@ -411,7 +411,7 @@ fn f2_model_lines_are_bounded_by_the_signed_prices() {
     at_the_ceiling(&mut w, &auth, 3, 360, 240);
     // 640 units in four requests, over their 4 × 150.
     let item = w.receipt_with(&auth, 4, 380, |r| r.lines[0].units_in = U64(600));
-    refused_code(&mut w, item, "too_many_units");
+    refused_code(&mut w, item, RejectCode::TooManyUnits);
 }
 
 /// Content is paid per use at the lower of its registered price and the user's ceiling,
@@ -438,9 +438,9 @@ fn f2_content_is_bounded_by_its_ceiling_and_one_use_per_request() {
         START + HOUR,
     );
     let item = with_content(&w, &auth, 1, 100, ("wiki", 1, 5));
-    refused_code(&mut w, item, "content_overpriced");
+    refused_code(&mut w, item, RejectCode::ContentOverpriced);
     let item = with_content(&w, &auth, 1, 100, ("wiki", 2, 8));
-    refused_code(&mut w, item, "too_many_uses");
+    refused_code(&mut w, item, RejectCode::TooManyUses);
     let item = with_content(&w, &auth, 1, 100, ("wiki", 1, 4));
     assert_eq!(charge(&w.settle_one(item)), 104);
 }
@@ -512,7 +512,7 @@ fn refused_code_after_slash(w: &mut World, auth: &market_protocol::SignedAuthori
     // Signed with a key the runner still holds: refused because the runner was slashed.
     let mut item = w.receipt(auth, 2, 2_000);
     item.receipt = SignedReceipt::sign(item.receipt.receipt, &KeyPair::from_seed([44; 32]));
-    refused_code(w, item, "runner_left");
+    refused_code(w, item, RejectCode::RunnerLeft);
 }
 
 /// What makes two receipts contradictory: written down and tested on its own.
@@ -565,7 +565,7 @@ fn f2_units_are_bounded_per_model_across_versions() {
         r.lines[0].amount = U128(100);
         r.lines.push(v2);
     });
-    refused_code(&mut w, item, "too_many_units");
+    refused_code(&mut w, item, RejectCode::TooManyUnits);
 }
 
 /// A pause moves a scheduled change later by the paused time, like every other deadline:
@@ -691,7 +691,7 @@ fn an_endless_authorization_cannot_lock_the_bond() {
     let mut w = World::new();
     let endless = w.authorization(NEAR, u64::MAX);
     let item = w.receipt(&endless, 1, 1_000);
-    refused_code(&mut w, item, "lifetime_too_long");
+    refused_code(&mut w, item, RejectCode::LifetimeTooLong);
     let longest = w.authorization(
         NEAR,
         START + market_protocol::authorization::MAX_LIFETIME_NS,

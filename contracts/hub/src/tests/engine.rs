@@ -136,19 +136,25 @@ fn checks_run_in_a_fixed_order() {
     let auth = w.authorization_with(|a| a.chain_id = "mainnet".into(), NEAR, START - 1);
     let mut item = w.receipt_with(&auth, 1, 1, |r| r.user = acc("nobody.near"));
     let mut engine = Engine::new(&mut m, &NativeCrypto, ctx(&hub));
-    assert_eq!(engine.settle(&item).unwrap_err().code(), "unknown_channel");
+    assert_eq!(
+        engine.settle(&item).unwrap_err().code(),
+        RejectCode::UnknownChannel
+    );
     item.receipt.signature.0[0] ^= 1;
     assert_eq!(
         engine.settle(&item).unwrap_err().code(),
-        "bad_runner_signature"
+        RejectCode::BadRunnerSignature
     );
     item.receipt.runner_key = KeyPair::from_seed([50; 32]).public_key();
     assert_eq!(
         engine.settle(&item).unwrap_err().code(),
-        "unknown_runner_key"
+        RejectCode::UnknownRunnerKey
     );
     let item = w.receipt(&auth, 1, 1);
-    assert_eq!(engine.settle(&item).unwrap_err().code(), "wrong_chain");
+    assert_eq!(
+        engine.settle(&item).unwrap_err().code(),
+        RejectCode::WrongChain
+    );
     assert_eq!(engine.finalize().unwrap().0, 0);
 }
 
@@ -161,7 +167,7 @@ fn rejected_receipts_leave_the_ledger_untouched() {
     let mut engine = Engine::new(&mut m, &NativeCrypto, ctx(&hub));
     assert_eq!(
         engine.settle(&w.receipt(&auth, 1, 501)).unwrap_err().code(),
-        "over_cap"
+        RejectCode::OverCap
     );
     engine.finalize().unwrap();
     assert_eq!(m.channels, before);

@@ -240,7 +240,7 @@ fn runner_leaves_after_the_exit_delay_and_earnings_stay_withdrawable() {
     // A runner that left settles nothing more.
     assert_eq!(
         rejected(&w.settle_one(w.receipt(&auth, 2, 2_000))),
-        "runner_left"
+        RejectCode::RunnerLeft
     );
     w.as_("runner.near", 1);
     w.hub.withdraw_earnings(None);

@@ -10,16 +10,19 @@ mod lifecycle;
 mod settlement;
 
 use market_protocol::{
-    authorization::{ContentCeiling, ModelCeiling},
+    authorization::ModelCeiling,
     crypto::native::KeyPair,
-    receipt::next_transcript,
-    Authorization, NativeCrypto, SettleItem, SignedAuthorization, SignedReceipt, UsageLine,
-    UsageReceipt,
+    testing::{AuthorizationBuilder, ReceiptBuilder},
+    Authorization, NativeCrypto, SettleItem, SignedAuthorization, SignedReceipt, UsageReceipt,
 };
 use near_sdk::{
     json_types::{U128, U64},
     test_utils::{get_created_receipts, get_logs, VMContextBuilder},
     testing_env, AccountId, NearToken, PromiseResult, RuntimeFeesConfig,
+};
+
+pub use market_hub_api::{
+    Admin, Content, Disputes, Escrow, Registry, RejectCode, Runners, Settlement, Tokens,
 };
 
 use crate::{
@@ -163,25 +166,19 @@ impl World {
         cap: u128,
         expires_at_ns: u64,
     ) -> SignedAuthorization {
-        let mut a = Authorization {
-            hub: acc("hub.near"),
-            chain_id: CHAIN.into(),
-            user: acc("alice.near"),
-            runner: acc("runner.near"),
-            cap: U128(cap),
-            expires_at_ns: U64(expires_at_ns),
-            models: vec![ceiling(MODEL)],
-            content: ["wiki", "news"]
-                .into_iter()
-                .map(|id| ContentCeiling {
-                    content_id: id.into(),
-                    max_per_use: U128(u128::MAX),
-                })
-                .collect(),
-            public_key: self.user_key.public_key(),
-        };
-        edit(&mut a);
-        SignedAuthorization::sign(a, [3; 32], &self.user_key)
+        AuthorizationBuilder::new(
+            &acc("hub.near"),
+            CHAIN,
+            &acc("alice.near"),
+            &acc("runner.near"),
+        )
+        .cap(cap)
+        .expires_at(expires_at_ns)
+        .model(ceiling(MODEL))
+        .content("wiki", u128::MAX)
+        .content("news", u128::MAX)
+        .edit(edit)
+        .sign([3; 32], &self.user_key)
     }
 
     /// A receipt with one line for `MODEL` v1, cumulative `amount`, signed by the runner.
@@ -196,38 +193,12 @@ impl World {
         amount: u128,
         edit: impl FnOnce(&mut UsageReceipt),
     ) -> SettleItem {
-        // Distinct commitments per receipt: the sequence's low byte is enough.
-        let tag = seq.to_le_bytes()[0];
-        let mut r = UsageReceipt {
-            user: auth.authorization.user.clone(),
-            runner: auth.authorization.runner.clone(),
-            authorization: auth.prehash(&NativeCrypto).into(),
-            seq: U64(seq),
-            lines: vec![UsageLine {
-                model_id: MODEL.into(),
-                version: 1,
-                units_in: U64(seq * 100),
-                units_out: U64(seq * 10),
-                amount: U128(amount),
-            }],
-            content: vec![],
-            amount: U128(amount),
-            request_hash: [tag; 32].into(),
-            output_hash: [tag.wrapping_add(1); 32].into(),
-            transcript: next_transcript(
-                &NativeCrypto,
-                &[0; 32],
-                &[tag; 32],
-                &[tag.wrapping_add(1); 32],
-            )
-            .into(),
-            issued_at_ns: U64(self.now),
-        };
-        edit(&mut r);
-        SettleItem {
-            receipt: SignedReceipt::sign(r, &self.runner_key),
-            authorization: Some(auth.clone()),
-        }
+        ReceiptBuilder::new(auth)
+            .seq(seq)
+            .line(MODEL, 1, seq * 100, seq * 10, amount)
+            .issued_at(self.now)
+            .edit(edit)
+            .sign(&self.runner_key)
     }
 
     /// Settles as a relayer, so every signature is checked (see `settle_as`).
@@ -320,9 +291,9 @@ pub fn transfers() -> u128 {
         .sum()
 }
 
-pub fn rejected(result: &SettleResult) -> &str {
+pub fn rejected(result: &SettleResult) -> RejectCode {
     match result {
-        SettleResult::Rejected { code, .. } => code,
+        SettleResult::Rejected { code, .. } => *code,
         SettleResult::Settled { .. } => panic!("expected a rejection, got {result:?}"),
     }
 }

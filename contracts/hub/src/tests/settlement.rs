@@ -75,7 +75,7 @@ fn a_bad_receipt_in_a_batch_changes_nothing_and_the_rest_settle() {
         .iter()
         .map(|o| match &o.result {
             SettleResult::Settled { charge, .. } => charge.0.to_string(),
-            SettleResult::Rejected { code, .. } => code.clone(),
+            SettleResult::Rejected { code, .. } => code.to_string(),
         })
         .collect();
     assert_eq!(codes, ["1000", "bad_runner_signature", "2000", "500"]);
@@ -126,7 +126,10 @@ fn remembered_authorization_needs_not_be_attached_again() {
     let auth = w.authorization(NEAR, START + HOUR);
     let mut first = w.receipt(&auth, 1, 1_000);
     first.authorization = None;
-    assert_eq!(rejected(&w.settle_one(first)), "authorization_missing");
+    assert_eq!(
+        rejected(&w.settle_one(first)),
+        RejectCode::AuthorizationMissing
+    );
     charge(&w.settle_one(w.receipt(&auth, 1, 1_000)));
     let mut second = w.receipt(&auth, 2, 2_000);
     second.authorization = None;
@@ -140,7 +143,7 @@ fn a_new_authorization_raises_the_cap() {
     charge(&w.settle_one(w.receipt(&small, 1, 1_000)));
     assert_eq!(
         rejected(&w.settle_one(w.receipt(&small, 2, 1_001))),
-        "over_cap"
+        RejectCode::OverCap
     );
     let mut a = small.authorization.clone();
     a.cap = U128(5_000);
@@ -155,7 +158,10 @@ fn attached_authorization_must_be_the_one_the_receipt_names() {
     let other = w.authorization(2 * NEAR, START + HOUR);
     let mut item = w.receipt(&auth, 1, 1_000);
     item.authorization = Some(other);
-    assert_eq!(rejected(&w.settle_one(item)), "authorization_mismatch");
+    assert_eq!(
+        rejected(&w.settle_one(item)),
+        RejectCode::AuthorizationMismatch
+    );
 }
 
 #[test]
@@ -165,12 +171,12 @@ fn cumulative_amounts_never_go_down() {
     charge(&w.settle_one(w.receipt(&auth, 1, 1_000)));
     assert_eq!(
         rejected(&w.settle_one(w.receipt(&auth, 2, 999))),
-        "decreased"
+        RejectCode::Decreased
     );
     let dropped = w.receipt_with(&auth, 2, 0, |r| r.lines.clear());
-    assert_eq!(rejected(&w.settle_one(dropped)), "decreased");
+    assert_eq!(rejected(&w.settle_one(dropped)), RejectCode::Decreased);
     let fewer_units = w.receipt_with(&auth, 2, 2_000, |r| r.lines[0].units_out = U64(0));
-    assert_eq!(rejected(&w.settle_one(fewer_units)), "decreased");
+    assert_eq!(rejected(&w.settle_one(fewer_units)), RejectCode::Decreased);
 }
 
 #[test]
@@ -178,7 +184,7 @@ fn unknown_model_version_and_content_are_rejected() {
     let mut w = World::new();
     let auth = w.authorization(NEAR, START + HOUR);
     let v2 = w.receipt_with(&auth, 1, 1_000, |r| r.lines[0].version = 2);
-    assert_eq!(rejected(&w.settle_one(v2)), "unknown_version");
+    assert_eq!(rejected(&w.settle_one(v2)), RejectCode::UnknownVersion);
     let content = w.receipt_with(&auth, 1, 1_000, |r| {
         r.content.push(market_protocol::ContentLine {
             content_id: "wiki".into(),
@@ -187,9 +193,9 @@ fn unknown_model_version_and_content_are_rejected() {
         });
         r.amount = U128(1_010);
     });
-    assert_eq!(rejected(&w.settle_one(content)), "unknown_content");
+    assert_eq!(rejected(&w.settle_one(content)), RejectCode::UnknownContent);
     let bad_total = w.receipt_with(&auth, 1, 1_000, |r| r.amount = U128(999));
-    assert_eq!(rejected(&w.settle_one(bad_total)), "malformed");
+    assert_eq!(rejected(&w.settle_one(bad_total)), RejectCode::Malformed);
 }
 
 #[test]
@@ -210,7 +216,7 @@ fn simulate_settle_reports_without_changing_anything() {
     let simulated = w.hub.simulate_settle(acc("anyone.near"), items.clone());
     assert_eq!(charge(&simulated[0].result), 1_000);
     // The second sees the first's effect inside the batch.
-    assert_eq!(rejected(&simulated[1].result), "stale_sequence");
+    assert_eq!(rejected(&simulated[1].result), RejectCode::StaleSequence);
     assert_eq!(
         w.hub
             .channel(acc("alice.near"), acc("runner.near"))
@@ -273,11 +279,11 @@ fn a_runner_submitting_its_own_receipts_is_not_checked_twice() {
                 .remove(0)
                 .result
         ),
-        "bad_runner_signature"
+        RejectCode::BadRunnerSignature
     );
     assert_eq!(
         rejected(&w.settle_as("bob.near", vec![item.clone()]).remove(0).result),
-        "bad_runner_signature"
+        RejectCode::BadRunnerSignature
     );
     assert_eq!(
         charge(&w.settle_as("runner.near", vec![item]).remove(0).result),
@@ -292,7 +298,7 @@ fn a_runner_submitting_its_own_receipts_is_not_checked_twice() {
                 .remove(0)
                 .result
         ),
-        "bad_user_signature"
+        RejectCode::BadUserSignature
     );
 }
 
@@ -360,15 +366,15 @@ fn inference_time_content_is_paid_per_use_to_its_owner() {
     // More than the price allows, open content, unknown content: refused.
     assert_eq!(
         rejected(&w.settle_one(with_content(&w, 6, 1_000, 6, 61, "wiki"))),
-        "content_overpriced"
+        RejectCode::ContentOverpriced
     );
     assert_eq!(
         rejected(&w.settle_one(with_content(&w, 6, 1_000, 1, 0, "corpus"))),
-        "content_not_per_use"
+        RejectCode::ContentNotPerUse
     );
     assert_eq!(
         rejected(&w.settle_one(with_content(&w, 6, 1_000, 1, 0, "nothing"))),
-        "unknown_content"
+        RejectCode::UnknownContent
     );
     // The owner withdraws.
     w.as_("wiki.near", 1);

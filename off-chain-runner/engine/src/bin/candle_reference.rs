@@ -31,7 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&out)?;
 
     let gguf = models.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let Model::Chat(ours) = Model::load(&gguf, Backend::Cpu, None, None)? else {
+    let Model::Chat(ours) = Model::load(&gguf, Backend::Cpu, None, market_engine::Sha256::Compute)?
+    else {
         unreachable!()
     };
     let mut quantized = CandleLlama::load(&gguf)?;
@@ -65,7 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let dir = models.join("all-minilm-l6-v2");
-    let Model::Embedding(ours) = Model::load(&dir, Backend::Cpu, None, None)? else {
+    let Model::Embedding(ours) =
+        Model::load(&dir, Backend::Cpu, None, market_engine::Sha256::Compute)?
+    else {
         unreachable!()
     };
     let candle = CandleBert::load(&dir)?;

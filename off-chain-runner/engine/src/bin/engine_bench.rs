@@ -84,7 +84,13 @@ fn main() -> R<()> {
     let adapter = gpu.adapter_name();
     eprintln!("adapter: {adapter}");
 
-    let Model::Chat(mut wgpu_llm) = Model::load(&gguf_path, Backend::Gpu, Some(&gpu), None)? else {
+    let Model::Chat(mut wgpu_llm) = Model::load(
+        &gguf_path,
+        Backend::Gpu,
+        Some(&gpu),
+        market_engine::Sha256::Compute,
+    )?
+    else {
         unreachable!()
     };
     let text = wgpu_llm.apply_chat_template(&[ChatMessage {
@@ -96,7 +102,13 @@ fn main() -> R<()> {
     let wgpu_llm_fig = ours(&mut wgpu_llm, &prompt)?;
     drop(wgpu_llm);
     eprintln!("wgpu {wgpu_llm_fig:?}");
-    let Model::Chat(mut cpu_llm) = Model::load(&gguf_path, Backend::Cpu, None, None)? else {
+    let Model::Chat(mut cpu_llm) = Model::load(
+        &gguf_path,
+        Backend::Cpu,
+        None,
+        market_engine::Sha256::Compute,
+    )?
+    else {
         unreachable!()
     };
     let cpu_llm_fig = ours(&mut cpu_llm, &prompt)?;
@@ -116,12 +128,23 @@ fn main() -> R<()> {
         .ok()
         .and_then(|v| v.parse::<f64>().ok());
 
-    let Model::Embedding(mut wgpu_bert) = Model::load(&mini_path, Backend::Gpu, Some(&gpu), None)?
+    let Model::Embedding(mut wgpu_bert) = Model::load(
+        &mini_path,
+        Backend::Gpu,
+        Some(&gpu),
+        market_engine::Sha256::Compute,
+    )?
     else {
         unreachable!()
     };
     let wgpu_bert_fig = ours_embed(&mut wgpu_bert)?;
-    let Model::Embedding(mut cpu_bert) = Model::load(&mini_path, Backend::Cpu, None, None)? else {
+    let Model::Embedding(mut cpu_bert) = Model::load(
+        &mini_path,
+        Backend::Cpu,
+        None,
+        market_engine::Sha256::Compute,
+    )?
+    else {
         unreachable!()
     };
     let cpu_bert_fig = ours_embed(&mut cpu_bert)?;
@@ -191,7 +214,7 @@ fn main() -> R<()> {
     }
     print!("{out}");
     let path = root.join("docs/benchmarks.md");
-    market_engine::bench::write_section(&path, "## Inference engine", &out)?;
+    market_report::bench::write_section(&path, "## Inference engine", &out)?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }

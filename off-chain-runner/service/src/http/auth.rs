@@ -1,12 +1,15 @@
 //! The bearer token is the user's signed spending authorization. Everything is checked
-//! before any inference, in this order, one error each: a well-formed token, the user's
-//! signature, this hub, this chain, this runner, not expired nor about to (within the
-//! settlement margin, so the receipt can still be settled), the key registered to the
-//! user on the hub, a funded channel, and something left under the cap and the escrow.
+//! before any inference, in this order, one error each: a well-formed token, then the
+//! hub's own admission checks (`market_protocol::Admission`: this hub, this chain, this
+//! runner, a lifetime the hub pins, the user's signature), not expired nor about to
+//! (within the settlement margin, so the receipt can still be settled), the key registered
+//! to the user on the hub, a funded channel, and something left under the cap and the
+//! escrow.
 //! Model coverage and the request's worst-case cost are checked once the request is read.
 
 use axum::http::HeaderMap;
-use market_protocol::{NativeCrypto, SignedAuthorization};
+use market_hub_api::{methods, RejectCode};
+use market_protocol::{Admission, Inadmissible, KeyState, NativeCrypto, SignedAuthorization};
 
 use crate::{
     error::{Error, Result},
@@ -51,53 +54,38 @@ fn bearer(headers: &HeaderMap) -> Result<&str> {
     })
 }
 
+/// The hub's reason as a 401, in its own code but for the three a client knows by
+/// OpenAI's or this API's names: a token that does not parse as one, a signature that does
+/// not verify, and an authorization for another runner.
+fn inadmissible(e: &Inadmissible) -> Error {
+    let code = match e {
+        Inadmissible::Malformed(_) => "invalid_api_key",
+        Inadmissible::BadUserSignature => "invalid_signature",
+        Inadmissible::WrongChannel { .. } => "wrong_runner",
+        other => RejectCode::from(other).as_str(),
+    };
+    Error::unauthorized(code, e.to_string())
+}
+
 pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
     let auth =
         token::decode(bearer(headers)?).map_err(|e| Error::unauthorized("invalid_api_key", e))?;
     let a = &auth.authorization;
-    a.validate().map_err(|e| {
-        Error::unauthorized("invalid_api_key", format!("malformed authorization: {e}"))
-    })?;
-    let auth_id = auth.verify(&NativeCrypto).ok_or_else(|| {
-        Error::unauthorized(
-            "invalid_signature",
-            format!(
-                "the authorization's signature by {} does not verify",
-                String::from(&a.public_key)
-            ),
-        )
-    })?;
-    if a.hub != state.hub.account {
-        return Err(Error::unauthorized(
-            "wrong_hub",
-            format!(
-                "the authorization is for hub {}; this runner settles on {}",
-                a.hub, state.hub.account
-            ),
-        ));
-    }
-    if a.chain_id != state.hub.chain_id {
-        return Err(Error::unauthorized(
-            "wrong_chain",
-            format!(
-                "the authorization is for chain `{}`; this runner is on `{}`",
-                a.chain_id, state.hub.chain_id
-            ),
-        ));
-    }
-    if a.runner != state.runner {
-        return Err(Error::unauthorized(
-            "wrong_runner",
-            format!(
-                "the authorization pays runner {}; this is {}",
-                a.runner, state.runner
-            ),
-        ));
-    }
     let now = state.clock.now_ns(&state.hub).await;
+    // The hub's own admission checks, before anything costs an RPC call.
+    let admission = Admission {
+        hub: &state.hub.account,
+        chain_id: &state.hub.chain_id,
+        user: None,
+        runner: &state.runner,
+        now_ns: now,
+    };
+    let auth_id = admission
+        .admit(&auth, &NativeCrypto)
+        .map_err(|e| inadmissible(&e))?;
     if now >= a.expires_at_ns.0 {
         return Err(Error::unauthorized(
-            "expired",
+            RejectCode::Expired.as_str(),
             format!(
                 "the authorization expired at {} ns; the chain's time is {now} ns",
                 a.expires_at_ns.0
@@ -116,52 +104,28 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
             ),
         ));
     }
-    // The hub pins no authorization that lives longer: receipts under it would never settle.
-    if a.expires_at_ns.0 > now.saturating_add(market_protocol::authorization::MAX_LIFETIME_NS) {
-        return Err(Error::unauthorized(
-            "lifetime_too_long",
-            format!(
-                "the authorization expires at {} ns, more than {} days from the chain's time: sign one that expires sooner",
-                a.expires_at_ns.0,
-                market_protocol::authorization::MAX_LIFETIME_NS / 86_400_000_000_000
-            ),
-        ));
-    }
-    let key = String::from(&a.public_key);
     // Keys live in each user's namespace on the hub: cached per (user, key).
-    let info = state
+    let key = state
         .user_keys
-        .get(&format!("{}/{key}", a.user), || {
-            state.hub.user_key(&a.user, &a.public_key)
-        })
+        .get(
+            &format!("{}/{}", a.user, String::from(&a.public_key)),
+            || state.hub.view(methods::user_key(&a.user, &a.public_key)),
+        )
         .await
         .map_err(|e| {
             Error::unavailable("rpc_unavailable", format!("checking the user's key: {e}"))
         })?;
-    match info {
-        Some(k) if !k.revoked() => {}
-        Some(_) => {
-            return Err(Error::unauthorized(
-                "revoked_user_key",
-                format!(
-                    "key {key} of {} was revoked on hub {}: sign with another key",
-                    a.user, state.hub.account
-                ),
-            ))
-        }
-        None => {
-            return Err(Error::unauthorized(
-                "unknown_user_key",
-                format!(
-                    "key {key} is not registered to {} on hub {}",
-                    a.user, state.hub.account
-                ),
-            ))
-        }
-    }
+    let key = match key {
+        None => KeyState::Unknown,
+        Some(k) if k.revoked() => KeyState::Revoked,
+        Some(_) => KeyState::Active,
+    };
+    Admission::key(&auth, key).map_err(|e| inadmissible(&e))?;
     let channel = state
         .channels
-        .get(&a.user, || state.hub.channel(&a.user, &state.runner))
+        .get(&a.user, || {
+            state.hub.view(methods::channel(&a.user, &state.runner))
+        })
         .await
         .map_err(|e| Error::unavailable("rpc_unavailable", format!("checking the channel: {e}")))?
         .ok_or_else(|| {

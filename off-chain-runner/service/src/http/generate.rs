@@ -8,6 +8,7 @@ use std::{convert::Infallible, sync::Arc};
 
 use axum::response::{sse::Event, IntoResponse, Response, Sse};
 use futures_util::StreamExt;
+use market_hub_api::methods;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -49,7 +50,9 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 pub async fn prices(state: &AppState, payer: &Payer, model_id: &str) -> Result<(u128, u128, u64)> {
     let view = state
         .prices
-        .get(&model_id.to_owned(), || state.hub.model(model_id))
+        .get(&model_id.to_owned(), || {
+            state.hub.view(methods::model(model_id))
+        })
         .await
         .map_err(|e| Error::unavailable("rpc_unavailable", format!("reading model prices: {e}")))?
         .ok_or_else(|| {

@@ -16,18 +16,15 @@ use axum::{
     middleware::{self, Next},
     response::IntoResponse,
 };
+use market_hub_api::{jsonrpc::HubClient, methods, License, RunnerPolicy, VersionInput, View};
 use market_protocol::{
-    authorization::{ContentCeiling, ModelCeiling},
-    crypto::native::KeyPair,
-    Authorization, Crypto, Hash32, NativeCrypto, SignedAuthorization,
+    authorization::ModelCeiling, crypto::native::KeyPair, testing::AuthorizationBuilder, Crypto,
+    Hash32, NativeCrypto, SignedAuthorization,
 };
 use near_crypto::{ED25519SecretKey, KeyType, SecretKey};
 use near_sdk::json_types::{U128, U64};
 use off_chain_runner::{
-    hub::Hub,
-    inference::{Echo, Kind, ModelSpec},
     keys::Credentials,
-    registry,
     server::{self, Running},
     settlement::Settings,
     state::LocalContent,
@@ -42,8 +39,8 @@ pub const CONTENT_PRICE: u128 = 7_000_000;
 /// The runner refuses authorizations that expire sooner than this.
 pub const EXPIRY_MARGIN: Duration = Duration::from_mins(1);
 
-pub fn hash32(bytes: &[u8]) -> Value {
-    serde_json::to_value(Hash32::from(NativeCrypto.sha256(bytes))).unwrap()
+pub fn hash32(bytes: &[u8]) -> Hash32 {
+    Hash32::from(NativeCrypto.sha256(bytes))
 }
 
 /// The hub with `MODEL` (chat, version 2 = our weights file) and `EMBED`, inference-only
@@ -95,35 +92,54 @@ impl Net {
         let dev: near_sdk::AccountId = "dev.near".parse().unwrap();
         let hub = market.hub.clone();
         let env = &mut market.env;
-        let version = |weights: &PathBuf, arch: &str| {
-            json!({
-            "weights_sha256": Hash32::from(market_protocol::weights::weights_sha256(weights, |_, _| {}).unwrap()), "format": "gguf", "architecture": arch,
-            "tokenizer_sha256": hash32(b"tok"), "uri": "test:weights", "size_bytes": "30"})
+        let version = |weights: &PathBuf, arch: &str| VersionInput {
+            weights_sha256: Hash32::from(
+                market_protocol::weights::weights_sha256(weights, |_, _| {}).unwrap(),
+            ),
+            format: "gguf".into(),
+            architecture: arch.into(),
+            tokenizer_sha256: hash32(b"tok"),
+            uri: "test:weights".into(),
+            size_bytes: U64(30),
         };
         env.call(
             &dev,
             &hub,
-            "add_model_version",
-            json!({"model_id": MODEL, "version": version(&chat_weights, "llama")}),
-            NEAR / 10,
+            methods::add_model_version(MODEL, &version(&chat_weights, "llama")).deposit(NEAR / 10),
         )
         .result()
-        .expect("add_model_version");
-        env.call(&dev, &hub, "register_model", json!({"model_id": EMBED, "price_in_per_1k": "500000", "price_out_per_1k": "0", "runner_bps": 7000, "runner_policy": "Open"}), NEAR / 10)
-            .result().expect("register_model");
+        .expect("the version is added");
         env.call(
             &dev,
             &hub,
-            "add_model_version",
-            json!({"model_id": EMBED, "version": version(&embed_weights, "bert")}),
-            NEAR / 10,
+            methods::register_model(EMBED, 500_000, 0, 7000, &RunnerPolicy::Open)
+                .deposit(NEAR / 10),
         )
         .result()
-        .expect("add_model_version");
+        .expect("the model is registered");
+        env.call(
+            &dev,
+            &hub,
+            methods::add_model_version(EMBED, &version(&embed_weights, "bert")).deposit(NEAR / 10),
+        )
+        .result()
+        .expect("the version is added");
         let publisher = env.create_account("press.near", 10 * NEAR);
-        env.call(&publisher, &hub, "register_content", json!({"content_id": CONTENT, "sha256": hash32(CONTENT_TEXT.as_bytes()),
-            "uri": "https://press.example/encyclopedia", "license": {"InferenceOnly": {"price_per_use": CONTENT_PRICE.to_string()}}}), NEAR / 10)
-            .result().expect("register_content");
+        env.call(
+            &publisher,
+            &hub,
+            methods::register_content(
+                CONTENT,
+                hash32(CONTENT_TEXT.as_bytes()),
+                "https://press.example/encyclopedia",
+                &License::InferenceOnly {
+                    price_per_use: U128(CONTENT_PRICE),
+                },
+            )
+            .deposit(NEAR / 10),
+        )
+        .result()
+        .expect("the content is registered");
         // The last user has a registered key and no channel.
         let lonely = market.env.create_account("lonely.near", 5 * NEAR);
         let lonely_key = KeyPair::from_seed(NativeCrypto.sha256(b"lonely.near"));
@@ -132,12 +148,10 @@ impl Net {
             .call(
                 &lonely,
                 &hub,
-                "register_user_key",
-                json!({"key": String::from(&lonely_key.public_key())}),
-                NEAR / 10,
+                methods::register_user_key(&lonely_key.public_key()).deposit(NEAR / 10),
             )
             .result()
-            .expect("register_user_key");
+            .expect("the user key is registered");
         market.users.push((lonely, lonely_key));
         let sandbox_tests::Market {
             env,
@@ -184,17 +198,17 @@ impl Net {
         }
     }
 
-    pub fn hub_client(&self) -> Hub {
-        Hub::new(&self.rpc, self.hub.clone(), sandbox_tests::CHAIN_ID.into())
+    pub fn hub_client(&self) -> HubClient {
+        HubClient::new(&self.rpc, self.hub.clone(), sandbox_tests::CHAIN_ID.into())
     }
 
-    pub async fn view(&self, method: &str, args: Value) -> Value {
-        let hub: near_primitives::types::AccountId = self.hub.as_str().parse().unwrap();
+    /// A hub view on the node's chain directly (it answers while the RPC is down).
+    pub async fn view<R>(&self, view: View<R>) -> R {
         let chain = self.node.chain().await;
         let (bytes, _) = chain
-            .view(&hub, method, args.to_string().as_bytes())
-            .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
+            .view(&self.hub, view.method, &view.args)
+            .unwrap_or_else(|e| panic!("view {}: {e}", view.method));
+        view.decode(&bytes).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub async fn now_ns(&self) -> u64 {
@@ -222,24 +236,15 @@ impl Net {
         hub: near_sdk::AccountId,
     ) -> SignedAuthorization {
         let (user, key) = &self.users[i];
-        SignedAuthorization::sign(
-            Authorization {
-                hub,
-                chain_id: sandbox_tests::CHAIN_ID.into(),
-                user: user.clone(),
-                runner: self.runner.clone(),
-                cap: U128(cap),
-                expires_at_ns: U64(expires_at_ns),
-                models: models.iter().map(|m| ModelCeiling::unbounded(m)).collect(),
-                content: vec![ContentCeiling {
-                    content_id: CONTENT.into(),
-                    max_per_use: U128(u128::MAX),
-                }],
-                public_key: key.public_key(),
-            },
-            rand::random(),
-            key,
-        )
+        let mut builder =
+            AuthorizationBuilder::new(&hub, sandbox_tests::CHAIN_ID, user, &self.runner)
+                .cap(cap)
+                .expires_at(expires_at_ns)
+                .content(CONTENT, u128::MAX);
+        for model in &models {
+            builder = builder.model(ModelCeiling::unbounded(model));
+        }
+        builder.sign(rand::random(), key)
     }
 
     pub fn account_key(&self) -> SecretKey {
@@ -271,74 +276,52 @@ impl Net {
 
     /// A runner in this process, with the echo backend.
     pub async fn runner(&self, data: &str, opts: Opts) -> Running {
-        let models = vec![
-            ModelSpec {
-                id: MODEL.into(),
-                kind: Kind::Chat,
-                context_length: 2048,
-            },
-            ModelSpec {
-                id: EMBED.into(),
-                kind: Kind::Embedding,
-                context_length: 512,
-            },
-        ];
-        let echo = Arc::new(Echo::new(models, opts.delay));
-        self.runner_with(data, opts, echo).await
+        let delay = opts.delay;
+        self.runner_with(data, opts, server::Backend::Echo { delay })
+            .await
     }
 
-    /// A runner in this process with `inference`.
-    pub async fn runner_with(
-        &self,
-        data: &str,
-        opts: Opts,
-        inference: Arc<dyn off_chain_runner::inference::Inference>,
-    ) -> Running {
-        let hub = self.hub_client();
-        let mut registered = vec![
-            registry::check_model(&hub, &self.runner, MODEL, &self.chat_weights, |_, _| {})
-                .await
-                .unwrap(),
-            registry::check_model(&hub, &self.runner, EMBED, &self.embed_weights, |_, _| {})
-                .await
-                .unwrap(),
-        ];
-        registered.sort_by_key(|r| r.model_id.clone());
-        let content = registry::load_content(&hub, &self.content_dir)
-            .await
-            .unwrap();
-        assert_eq!(
-            content.get(CONTENT).map(|c: &LocalContent| c.price_per_use),
-            Some(CONTENT_PRICE)
-        );
-        server::start(server::Config {
-            hub,
-            runner: self.runner.clone(),
-            receipt_key: KeyPair::from_seed(self.runner_key.0.to_bytes()),
-            account_signer: opts.settle.then(|| {
+    /// A runner in this process with `backend`, built as `serve` builds one.
+    pub async fn runner_with(&self, data: &str, opts: Opts, backend: server::Backend) -> Running {
+        let mut builder = server::Builder::new(
+            self.hub_client(),
+            self.runner.clone(),
+            KeyPair::from_seed(self.runner_key.0.to_bytes()),
+        )
+        .model(MODEL, &self.chat_weights)
+        .model(EMBED, &self.embed_weights)
+        .backend(backend)
+        .content_dir(&self.content_dir)
+        .data_dir(&self.dir.join(data))
+        .listen("127.0.0.1:0".parse().unwrap())
+        .queue(opts.queue)
+        .view_ttl(opts.view_ttl)
+        .expiry_margin(EXPIRY_MARGIN)
+        .max_body_bytes(64 * 1024)
+        .default_max_tokens(16);
+        if opts.settle {
+            builder = builder.settle_with(
                 near_crypto::InMemorySigner::from_secret_key(
                     self.runner.clone(),
                     self.account_key(),
-                )
-            }),
-            data_dir: self.dir.join(data),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            inference,
-            registered,
-            content,
-            queue: opts.queue,
-            view_ttl: opts.view_ttl,
-            expiry_margin: EXPIRY_MARGIN,
-            settle: Settings {
-                batch: opts.batch,
-                interval: opts.interval,
-                max_backoff: Duration::from_millis(400),
-            },
-            max_body_bytes: 64 * 1024,
-            default_max_tokens: 16,
-        })
-        .await
-        .unwrap()
+                ),
+                Settings {
+                    batch: opts.batch,
+                    interval: opts.interval,
+                    max_backoff: Duration::from_millis(400),
+                },
+            );
+        }
+        let running = builder.start().await.unwrap();
+        assert_eq!(
+            running
+                .state
+                .content
+                .get(CONTENT)
+                .map(|c: &LocalContent| c.price_per_use),
+            Some(CONTENT_PRICE)
+        );
+        running
     }
 }
 

@@ -24,3 +24,14 @@ pub fn items(message: &str, total: u64) -> ProgressBar {
     bar.set_message(message.to_owned());
     bar
 }
+
+/// A bytes bar and the `(done, total)` callback that moves it, as
+/// `market_protocol::weights::weights_sha256` reports its progress.
+pub fn bytes_callback(message: &str) -> (ProgressBar, impl FnMut(u64, u64) + Send + 'static) {
+    let bar = bytes(message, 0);
+    let moved = bar.clone();
+    (bar, move |done, total| {
+        moved.set_length(total);
+        moved.set_position(done);
+    })
+}

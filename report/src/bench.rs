@@ -1,4 +1,4 @@
-//! What the off-chain benchmarks share (the engine's and the runner's): each owns one
+//! What every benchmark shares (the gas benchmark, the engine's and the runner's): each owns one
 //! `## ` section of `docs/benchmarks.md` and rewrites only that section, so the gas tables
 //! and the other benchmark's figures stay as they were measured.
 
@@ -29,6 +29,20 @@ pub fn write_section(path: &Path, heading: &str, section: &str) -> std::io::Resu
     std::fs::write(path, doc)
 }
 
+/// Writes each section of `doc` (its `# ` head, then every `## ` section) over the section
+/// of `path` with the same heading: for a benchmark that owns several sections.
+pub fn write_sections(path: &Path, doc: &str) -> std::io::Result<()> {
+    let mut rest = doc;
+    while !rest.is_empty() {
+        let end = rest[1..].find("\n## ").map_or(rest.len(), |e| e + 2);
+        let section = &rest[..end];
+        let heading = section.lines().next().unwrap_or_default();
+        write_section(path, heading, section)?;
+        rest = &rest[end..];
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -48,6 +62,18 @@ mod tests {
         assert!(std::fs::read_to_string(&path)
             .unwrap()
             .ends_with("## Runner\nr\n\n## Disk\nd\n"));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_benchmark_rewrites_its_sections_and_keeps_the_others() {
+        let path = std::env::temp_dir().join(format!("bench-sections-{}.md", std::process::id()));
+        std::fs::write(&path, "# B\nold head\n\n## Gas\ng\n\n## Engine\ne\n").unwrap();
+        super::write_sections(&path, "# B\nnew head\n\n## Gas\nG\n\n## Size\ns\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# B\nnew head\n\n## Gas\nG\n\n## Engine\ne\n\n## Size\ns\n"
+        );
         std::fs::remove_file(&path).unwrap();
     }
 }
