@@ -19,8 +19,6 @@ pub struct Admission<'a> {
     /// serves whoever signed, so it passes `None`.
     pub user: Option<&'a AccountId>,
     pub runner: &'a AccountId,
-    /// The chain's time.
-    pub now_ns: u64,
 }
 
 /// The signing key as the hub records it in the user's namespace.
@@ -64,10 +62,12 @@ pub enum Inadmissible {
 }
 
 impl Admission<'_> {
-    /// The checks in order, one error each: well-formed, this hub, this chain, this
-    /// channel, a lifetime the hub pins (`MAX_LIFETIME_NS`), the user's signature. Returns
-    /// the authorization's id (its NEP-413 prehash), which receipts name. The key's
-    /// state, which a runner has to look up, is [`Admission::key`].
+    /// The checks that need nothing but the message, in order, one error each:
+    /// well-formed, this hub, this chain, this channel, the user's signature. Returns the
+    /// authorization's id (its NEP-413 prehash), which receipts name. Then the two that
+    /// need the chain: [`Admission::lifetime`] (its clock) and [`Admission::key`] (the
+    /// key's state, which a runner has to look up), so nothing unauthenticated costs a
+    /// runner a call to its node.
     pub fn admit<C: Crypto>(
         &self,
         signed: &SignedAuthorization,
@@ -93,14 +93,20 @@ impl Admission<'_> {
                 expected: (self.user.cloned(), self.runner.clone()),
             });
         }
-        let max_ns = self.now_ns.saturating_add(MAX_LIFETIME_NS);
-        if a.expires_at_ns.0 > max_ns {
+        signed.verify(crypto).ok_or(Inadmissible::BadUserSignature)
+    }
+
+    /// A lifetime the hub pins at `now_ns`, the chain's time: at most `MAX_LIFETIME_NS`.
+    pub fn lifetime(signed: &SignedAuthorization, now_ns: u64) -> Result<(), Inadmissible> {
+        let expires_at_ns = signed.authorization.expires_at_ns.0;
+        let max_ns = now_ns.saturating_add(MAX_LIFETIME_NS);
+        if expires_at_ns > max_ns {
             return Err(Inadmissible::LifetimeTooLong {
-                expires_at_ns: a.expires_at_ns.0,
+                expires_at_ns,
                 max_ns,
             });
         }
-        signed.verify(crypto).ok_or(Inadmissible::BadUserSignature)
+        Ok(())
     }
 
     /// A revoked key signs nothing new (only authorizations the hub pinned before the

@@ -26,6 +26,8 @@ use crate::{
 /// told.
 pub struct AuthorizationBuilder {
     authorization: Authorization,
+    /// Set by an edit that names a key other than the signer's.
+    named_key: Option<near_sdk::PublicKey>,
 }
 
 impl AuthorizationBuilder {
@@ -40,9 +42,10 @@ impl AuthorizationBuilder {
                 expires_at_ns: U64(0),
                 models: Vec::new(),
                 content: Vec::new(),
-                // Replaced by the signing key's in `sign`.
+                // The signing key's, set in `sign` unless an edit named another.
                 public_key: KeyPair::from_seed([0; 32]).public_key(),
             },
+            named_key: None,
         }
     }
 
@@ -77,17 +80,18 @@ impl AuthorizationBuilder {
     /// Any other change (a test of a malformed or mismatched authorization).
     #[must_use]
     pub fn edit(mut self, edit: impl FnOnce(&mut Authorization)) -> Self {
+        let before = self.authorization.public_key.clone();
         edit(&mut self.authorization);
+        if self.authorization.public_key != before {
+            self.named_key = Some(self.authorization.public_key.clone());
+        }
         self
     }
 
     /// Signed by `key` (whose public key it names, unless an edit named another) with the
     /// NEP-413 `nonce`.
     pub fn sign(mut self, nonce: [u8; 32], key: &KeyPair) -> SignedAuthorization {
-        let placeholder = KeyPair::from_seed([0; 32]).public_key();
-        if self.authorization.public_key == placeholder {
-            self.authorization.public_key = key.public_key();
-        }
+        self.authorization.public_key = self.named_key.unwrap_or_else(|| key.public_key());
         SignedAuthorization::sign(self.authorization, nonce, key)
     }
 }

@@ -361,7 +361,7 @@ pub fn withdraw_content_earnings(amount: Option<u128>) -> Call<()> {
 
 /// Owner: the token's wasm. Attach its storage.
 pub fn set_token_code(code: &[u8]) -> Call<()> {
-    with_args("set_token_code", borsh(code), no_result)
+    with_args("set_token_code", borsh(code), no_result).deposit(ONE_YOCTO)
 }
 
 /// Owner: the token as a global contract, by hash.
@@ -428,7 +428,7 @@ pub fn hub_info() -> View<HubInfo> {
 
 /// Owner: new code, applied after the time lock. Attach its storage.
 pub fn propose_upgrade(code: &[u8]) -> Call<()> {
-    with_args("propose_upgrade", borsh(code), no_result)
+    with_args("propose_upgrade", borsh(code), no_result).deposit(ONE_YOCTO)
 }
 
 pub fn cancel_upgrade() -> Call<()> {

@@ -494,9 +494,9 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
             chain_id: self.ctx.chain_id,
             user: Some(&channel.user),
             runner: &channel.runner,
-            now_ns: self.ctx.now_ns,
         };
         let id = admission.admit(signed, self.crypto)?;
+        Admission::lifetime(signed, self.ctx.now_ns)?;
         let key = match self.ledger.user_key(&auth.user, &auth.public_key) {
             None => KeyState::Unknown,
             Some(k) if k.revoked_at_ns.is_some() => KeyState::Revoked,

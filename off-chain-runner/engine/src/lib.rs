@@ -42,6 +42,9 @@ pub enum Error {
     /// The weights are not the ones the caller expected (the hub's registered hash).
     #[error("weights sha256 is {actual}, expected {expected}: refusing to load")]
     HashMismatch { expected: String, actual: String },
+    /// The weights' files changed between being hashed and being loaded.
+    #[error("{0}: the weights changed since they were hashed: refusing to load")]
+    WeightsChanged(String),
     /// No usable adapter, or the device failed.
     #[error("gpu: {0}")]
     Gpu(String),

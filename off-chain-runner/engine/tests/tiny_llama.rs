@@ -200,6 +200,24 @@ fn weights_hash_is_checked_and_bad_input_refused() {
         err.to_string().contains(&hex::encode(hash)),
         "says what it found: {err}"
     );
+    // Hashed once by the caller: trusted while the files are as they were, refused once
+    // one is rewritten.
+    let stamp = market_engine::weights::Stamp::of(&dir).unwrap();
+    let known = || market_engine::Sha256::Known {
+        sha256: hash,
+        stamp: stamp.clone(),
+    };
+    assert!(Model::load(&dir, Backend::Cpu, None, known()).is_ok());
+    let file = market_engine::weights::files(&dir).unwrap().remove(0);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.push(0);
+    std::fs::write(&file, &bytes).unwrap();
+    let err = Model::load(&dir, Backend::Cpu, None, known())
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::WeightsChanged(_)), "{err}");
+    bytes.pop();
+    std::fs::write(&file, &bytes).unwrap();
 
     let err = m.logits(&[1, 9999]).unwrap_err();
     assert!(

@@ -40,7 +40,7 @@ impl Engine {
         };
         let mut loaded = Vec::with_capacity(models.len());
         for (id, path, sha256) in models {
-            let model = Model::load(path, backend, gpu.as_ref(), *sha256)?;
+            let model = Model::load(path, backend, gpu.as_ref(), sha256.clone())?;
             let spec = match &model {
                 Model::Chat(m) => ModelSpec {
                     id: id.clone(),

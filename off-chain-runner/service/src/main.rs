@@ -339,15 +339,15 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let hub = chain.hub()?;
             let account = Credentials::read(&account_key)?;
-            let settler = Settler {
-                store: Arc::new(Store::open(&store_path(&data_dir))?),
-                signer: Signer::new(hub, account.signer()?),
-                settings: Settings {
+            let settler = Settler::new(
+                Arc::new(Store::open(&store_path(&data_dir))?),
+                Signer::new(hub, account.signer()?),
+                Settings {
                     batch,
                     ..Settings::default()
                 },
-                metrics: None,
-            };
+                None,
+            );
             let report = settler.drain().await?;
             println!(
                 "sent {} receipts: {} settled, {} already settled, {} refused",
@@ -358,6 +358,12 @@ async fn main() -> anyhow::Result<()> {
             );
             for (user, seq, code) in report.rejected {
                 println!("  refused: {user} #{seq}: {code}");
+            }
+            for (user, seq, code) in report.deferred {
+                println!("  refused for now, to retry: {user} #{seq}: {code}");
+            }
+            for (user, seq, failure) in report.failed {
+                println!("  failed on its own: {user} #{seq}: {failure}");
             }
             Ok(())
         }

@@ -131,12 +131,12 @@ async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let (shutdown, rx) = watch::channel(false);
     let settler = config.account_signer.map(|signer| {
-        let settler = Settler {
+        let settler = Settler::new(
             store,
-            signer: Signer::new(config.hub.clone(), signer),
-            settings: config.settle.clone(),
-            metrics: Some(metrics),
-        };
+            Signer::new(config.hub.clone(), signer),
+            config.settle.clone(),
+            Some(metrics),
+        );
         tokio::spawn(settler.run(rx.clone()))
     });
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -293,7 +293,13 @@ impl Builder {
     pub async fn start(self) -> anyhow::Result<Running> {
         registry::check_runner(&self.hub, &self.runner, &self.receipt_key.public_key()).await?;
         let mut registered = Vec::with_capacity(self.models.len());
+        // What each model's files were before hashing: the engine refuses them if they
+        // changed by the time it loads them (they are hashed once, here).
+        #[cfg(feature = "engine")]
+        let mut stamps = Vec::with_capacity(self.models.len());
         for (id, path) in &self.models {
+            #[cfg(feature = "engine")]
+            stamps.push(market_engine::weights::Stamp::of(path)?);
             // A bar on a terminal only: hidden in logs and tests.
             let (bar, progress) = market_report::progress::bytes_callback("hashing");
             let r = registry::check_model(&self.hub, &self.runner, id, path, progress).await;
@@ -316,20 +322,21 @@ impl Builder {
             )),
             #[cfg(feature = "engine")]
             Backend::Engine(backend) => {
-                let list: Vec<(String, PathBuf, [u8; 32])> = registered
+                let list: Vec<(String, PathBuf, market_engine::Sha256)> = registered
                     .iter()
-                    .map(|(r, path)| (r.model_id.clone(), path.clone(), r.weights_sha256))
+                    .zip(stamps)
+                    .map(|((r, path), stamp)| {
+                        let sha256 = market_engine::Sha256::Known {
+                            sha256: r.weights_sha256,
+                            stamp,
+                        };
+                        (r.model_id.clone(), path.clone(), sha256)
+                    })
                     .collect();
                 let engine = tokio::task::spawn_blocking(move || {
                     let refs: Vec<_> = list
                         .iter()
-                        .map(|(id, path, hash)| {
-                            (
-                                id.clone(),
-                                path.as_path(),
-                                market_engine::Sha256::Known(*hash),
-                            )
-                        })
+                        .map(|(id, path, sha256)| (id.clone(), path.as_path(), sha256.clone()))
                         .collect();
                     crate::engine::Engine::load(&refs, backend)
                 })

@@ -1,42 +1,68 @@
 //! Settlement: the latest receipt of each channel with something unsettled goes to the
-//! hub's `settle` in batches, sent by the runner's own account.
+//! hub's `settle` in batches, sent by the runner's own account, the most urgent first (the
+//! authorization that expires soonest).
 //!
 //! Idempotent by construction: a receipt is marked settled only once its final outcome is
 //! known, and the hub refuses any receipt whose sequence is not above the channel's last
 //! settled one (`stale_sequence`). So after a crash, a timeout or a lost answer, resending
 //! is always safe: what was settled pays nothing twice, and a `stale_sequence` answer is
 //! resolved by reading the channel's last settled sequence from the hub.
+//!
+//! Faults, and what each does:
+//! - the node cannot be reached or answers garbage: the round stops, the task backs off;
+//! - the hub is paused: the same (a pause ends by itself);
+//! - the transaction fails as a whole (out of gas, a panic on one poison receipt): the
+//!   batch is split in halves and each half sent again, down to single receipts; a receipt
+//!   that fails alone is recorded as refused (`transaction_failed`) and every other one
+//!   settles;
+//! - the hub refuses a receipt for a reason that may pass (`underfunded`: the user may
+//!   fund the channel): it is retried after `retry_later`, never recorded as final; other
+//!   refusals are final until a newer receipt supersedes the refused one.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use market_hub_api::{
     jsonrpc::{ChainError, Signer},
-    methods, RejectCode, SettleResult,
+    methods, ReceiptOutcome, RejectCode, SettleResult,
 };
 use market_protocol::SettleItem;
+use near_sdk::AccountId;
 
 use crate::{metrics::Metrics, store::Store};
 
 /// Gas attached to every batch: the most a transaction may use. Unused gas is refunded.
 pub const SETTLE_GAS: u64 = 300_000_000_000_000;
 
+/// What a receipt whose transaction fails on its own is recorded as.
+pub const TRANSACTION_FAILED: &str = "transaction_failed";
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Receipts per transaction. The first receipt of a channel costs ~4 Tgas (the user's
     /// signature is verified), later ones ~0.2 Tgas (docs/benchmarks.md): 50 keeps a batch
-    /// of first receipts within 300 Tgas.
+    /// of first receipts within 300 Tgas, and a batch that does not fit is split anyway.
     pub batch: usize,
+    /// Gas attached to each `settle` transaction.
+    pub gas: u64,
     pub interval: Duration,
     /// Backoff after a failure doubles from `interval` up to this.
     pub max_backoff: Duration,
+    /// How long a receipt refused for a reason that may pass waits before it is resent.
+    pub retry_later: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             batch: 50,
+            gas: SETTLE_GAS,
             interval: Duration::from_secs(30),
             max_backoff: Duration::from_mins(5),
+            retry_later: Duration::from_mins(5),
         }
     }
 }
@@ -47,48 +73,153 @@ pub struct Report {
     pub settled: usize,
     /// Found already settled (an earlier attempt's answer was lost).
     pub already: usize,
+    /// Refused by the hub, final until a newer receipt of the channel.
     pub rejected: Vec<(String, u64, RejectCode)>,
+    /// Refused for now (`underfunded`): resent after `retry_later`.
+    pub deferred: Vec<(String, u64, RejectCode)>,
+    /// Receipts whose transaction failed even alone, with the failure.
+    pub failed: Vec<(String, u64, String)>,
+}
+
+impl Report {
+    fn add(&mut self, other: Self) {
+        self.sent += other.sent;
+        self.settled += other.settled;
+        self.already += other.already;
+        self.rejected.extend(other.rejected);
+        self.deferred.extend(other.deferred);
+        self.failed.extend(other.failed);
+    }
+}
+
+/// Refusals that may pass with time: the receipt stays pending.
+fn transient(code: RejectCode) -> bool {
+    matches!(code, RejectCode::Underfunded)
 }
 
 pub struct Settler {
-    pub store: Arc<Store>,
+    store: Arc<Store>,
     /// Sends `settle` as the runner's account.
-    pub signer: Signer,
-    pub settings: Settings,
+    signer: Signer,
+    settings: Settings,
     /// Shared with the HTTP server's `/metrics`.
-    pub metrics: Option<Arc<Metrics>>,
+    metrics: Option<Arc<Metrics>>,
+    /// Channels not to resend before the given time (transient refusals).
+    deferred: Mutex<HashMap<AccountId, Instant>>,
 }
 
 impl Settler {
-    /// Sends one batch, if anything is pending, and records each outcome.
-    pub async fn settle_once(&self) -> Result<Report, ChainError> {
-        let pending = self
-            .store
-            .pending(self.settings.batch)
-            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
-        let mut report = Report::default();
-        if pending.is_empty() {
-            return Ok(report);
+    pub fn new(
+        store: Arc<Store>,
+        signer: Signer,
+        settings: Settings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
+        Self {
+            store,
+            signer,
+            settings,
+            metrics,
+            deferred: Mutex::new(HashMap::new()),
         }
-        let items: Vec<SettleItem> = pending
-            .iter()
+    }
+
+    /// Up to one batch of the channels to settle now, most urgent first.
+    fn next_batch(&self) -> Result<Vec<SettleItem>, ChainError> {
+        let mut pending = self
+            .store
+            .pending(usize::MAX)
+            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
+        let now = Instant::now();
+        {
+            let mut deferred = self.deferred.lock().expect("deferral lock");
+            deferred.retain(|_, until| *until > now);
+            pending.retain(|(user, _)| !deferred.contains_key(user));
+        }
+        pending
+            .sort_by_key(|(user, r)| (r.authorization.authorization.expires_at_ns.0, user.clone()));
+        pending.truncate(self.settings.batch);
+        Ok(pending
+            .into_iter()
             .map(|(_, r)| SettleItem {
-                receipt: r.receipt.clone(),
-                authorization: Some(r.authorization.clone()),
+                receipt: r.receipt,
+                authorization: Some(r.authorization),
             })
-            .collect();
-        report.sent = items.len();
-        let outcomes = self
-            .signer
-            .call(methods::settle(&items).gas(SETTLE_GAS))
-            .await;
+            .collect())
+    }
+
+    /// Sends one batch, if anything is due, and records each outcome.
+    pub async fn settle_once(&self) -> Result<Report, ChainError> {
+        let items = self.next_batch()?;
+        let mut report = Report::default();
+        if !items.is_empty() {
+            self.send(&items, &mut report).await?;
+        }
         if let Some(m) = &self.metrics {
-            Metrics::add(&m.settle_batches, 1);
-            if outcomes.is_err() {
-                Metrics::add(&m.settle_failures, 1);
+            Metrics::add(
+                &m.receipts_settled,
+                (report.settled + report.already) as u64,
+            );
+            Metrics::add(
+                &m.receipts_rejected,
+                (report.rejected.len() + report.failed.len()) as u64,
+            );
+        }
+        Ok(report)
+    }
+
+    /// Sends `items` in one transaction; when it fails as a whole, each half on its own.
+    async fn send(&self, items: &[SettleItem], report: &mut Report) -> Result<(), ChainError> {
+        let mut pending: Vec<&[SettleItem]> = vec![items];
+        while let Some(batch) = pending.pop() {
+            let outcomes = self
+                .signer
+                .call(methods::settle(batch).gas(self.settings.gas))
+                .await;
+            if let Some(m) = &self.metrics {
+                Metrics::add(&m.settle_batches, 1);
+                if outcomes.is_err() {
+                    Metrics::add(&m.settle_failures, 1);
+                }
+            }
+            match outcomes {
+                Ok(outcomes) => {
+                    report.sent += batch.len();
+                    self.record(outcomes, report).await?;
+                }
+                Err(ChainError::Failed(failure)) => {
+                    // A paused hub fails every batch: wait, do not split.
+                    let info = self.signer.hub().view(methods::hub_info()).await?;
+                    if info.paused {
+                        return Err(ChainError::Failed(failure));
+                    }
+                    if let [item] = batch {
+                        let user = item.receipt.receipt.user.clone();
+                        let seq = item.receipt.receipt.seq.0;
+                        tracing::warn!(%user, seq, "a receipt fails the settle transaction on its own: {failure}");
+                        self.store
+                            .mark_rejected(&user, seq, TRANSACTION_FAILED)
+                            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
+                        report.sent += 1;
+                        report.failed.push((user.to_string(), seq, failure));
+                    } else {
+                        tracing::info!(receipts = batch.len(), "the settle transaction failed as a whole, sending each half: {failure}");
+                        let (first, second) = batch.split_at(batch.len() / 2);
+                        pending.push(second);
+                        pending.push(first);
+                    }
+                }
+                Err(other) => return Err(other),
             }
         }
-        let outcomes = outcomes?;
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        outcomes: Vec<ReceiptOutcome>,
+        report: &mut Report,
+    ) -> Result<(), ChainError> {
         let store_err = |e: crate::error::Error| ChainError::Unexpected(e.to_string());
         for outcome in outcomes {
             let seq = outcome.seq.0;
@@ -123,6 +254,14 @@ impl Settler {
                         report.rejected.push((outcome.user.to_string(), seq, code));
                     }
                 }
+                SettleResult::Rejected { code, reason } if transient(code) => {
+                    tracing::info!(user = %outcome.user, seq, code = code.as_str(), "the hub refused a receipt for now, retrying later: {reason}");
+                    self.deferred.lock().expect("deferral lock").insert(
+                        outcome.user.clone(),
+                        Instant::now() + self.settings.retry_later,
+                    );
+                    report.deferred.push((outcome.user.to_string(), seq, code));
+                }
                 SettleResult::Rejected { code, reason } => {
                     tracing::warn!(user = %outcome.user, seq, code = code.as_str(), "the hub refused a receipt: {reason}");
                     self.store
@@ -132,17 +271,10 @@ impl Settler {
                 }
             }
         }
-        if let Some(m) = &self.metrics {
-            Metrics::add(
-                &m.receipts_settled,
-                (report.settled + report.already) as u64,
-            );
-            Metrics::add(&m.receipts_rejected, report.rejected.len() as u64);
-        }
-        Ok(report)
+        Ok(())
     }
 
-    /// Settles batch after batch until nothing is pending.
+    /// Settles batch after batch until nothing is due (deferred receipts wait).
     pub async fn drain(&self) -> Result<Report, ChainError> {
         let mut total = Report::default();
         loop {
@@ -150,10 +282,7 @@ impl Settler {
             if r.sent == 0 {
                 return Ok(total);
             }
-            total.sent += r.sent;
-            total.settled += r.settled;
-            total.already += r.already;
-            total.rejected.extend(r.rejected);
+            total.add(r);
         }
     }
 
@@ -175,6 +304,8 @@ impl Settler {
                             settled = r.settled,
                             already = r.already,
                             rejected = r.rejected.len(),
+                            deferred = r.deferred.len(),
+                            failed = r.failed.len(),
                             "settled a batch"
                         );
                     }

@@ -103,12 +103,12 @@ async fn paid_chat_and_embedding_are_metered_and_settled_by_the_hub() {
     let hub = net.hub_client();
     let signer =
         near_crypto::InMemorySigner::from_secret_key(net.runner.clone(), net.account_key());
-    let settler = Settler {
-        store: std::sync::Arc::new(Store::open(&store_dir.join("receipts.redb")).unwrap()),
-        signer: Signer::new(hub, signer),
-        settings: Settings::default(),
-        metrics: None,
-    };
+    let settler = Settler::new(
+        std::sync::Arc::new(Store::open(&store_dir.join("receipts.redb")).unwrap()),
+        Signer::new(hub, signer),
+        Settings::default(),
+        None,
+    );
     let report = settler.drain().await.unwrap();
     assert_eq!(
         (report.sent, report.settled),

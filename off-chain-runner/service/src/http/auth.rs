@@ -71,18 +71,18 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
     let auth =
         token::decode(bearer(headers)?).map_err(|e| Error::unauthorized("invalid_api_key", e))?;
     let a = &auth.authorization;
-    let now = state.clock.now_ns(&state.hub).await;
-    // The hub's own admission checks, before anything costs an RPC call.
+    // The hub's own admission checks, before anything costs a call to the node.
     let admission = Admission {
         hub: &state.hub.account,
         chain_id: &state.hub.chain_id,
         user: None,
         runner: &state.runner,
-        now_ns: now,
     };
     let auth_id = admission
         .admit(&auth, &NativeCrypto)
         .map_err(|e| inadmissible(&e))?;
+    let now = state.clock.now_ns(&state.hub).await;
+    Admission::lifetime(&auth, now).map_err(|e| inadmissible(&e))?;
     if now >= a.expires_at_ns.0 {
         return Err(Error::unauthorized(
             RejectCode::Expired.as_str(),

@@ -309,6 +309,7 @@ impl Net {
                     batch: opts.batch,
                     interval: opts.interval,
                     max_backoff: Duration::from_millis(400),
+                    ..Settings::default()
                 },
             );
         }

@@ -1,0 +1,79 @@
+//! Settlement under faults that are not the network's: a batch whose transaction fails as
+//! a whole (here: more first receipts than one transaction's gas can verify, as a panic
+//! on one poison receipt would fail it too) is split until every other receipt settles,
+//! and a receipt refused for a reason that may pass (an underfunded channel) is retried
+//! later instead of being recorded as final.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use market_hub_api::{jsonrpc::Signer, methods};
+use off_chain_runner::{
+    settlement::{Settings, Settler},
+    store::Store,
+    token,
+};
+use sandbox_tests::NEAR;
+
+const CHANNELS: usize = 200;
+/// Gas per `settle` transaction: a tenth of the most one may use, so the whole batch of
+/// first receipts cannot fit (each verifies its user's signature) and halves of it can.
+const GAS: u64 = 30_000_000_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_too_heavy_for_one_transaction_is_split_until_every_channel_settles() {
+    let net = Net::start("split", CHANNELS).await;
+    let running = net.runner("data", Opts::default()).await;
+    for i in 0..CHANNELS {
+        let token = token::encode(&net.authorization(i, NEAR).await);
+        let (status, body) = post(
+            running.addr,
+            "/v1/chat/completions",
+            Some(&token),
+            chat("hi"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    running.stop().await;
+
+    // Every receipt is the first of its channel, and the batch of all of them needs more
+    // gas than each transaction gets: it runs out of gas in nearcore's VM as a whole.
+    let settler = Settler::new(
+        Arc::new(Store::open(&net.dir.join("data").join("receipts.redb")).unwrap()),
+        Signer::new(
+            net.hub_client(),
+            near_crypto::InMemorySigner::from_secret_key(net.runner.clone(), net.account_key()),
+        ),
+        Settings {
+            batch: CHANNELS,
+            gas: GAS,
+            ..Settings::default()
+        },
+        None,
+    );
+    let report = settler
+        .drain()
+        .await
+        .expect("the drain survives a failing batch");
+    assert_eq!(
+        (report.sent, report.settled),
+        (CHANNELS, CHANNELS),
+        "{report:?}"
+    );
+    assert!(report.rejected.is_empty(), "{report:?}");
+    for (user, _) in net.users.iter().take(CHANNELS) {
+        let channel = net
+            .view(methods::channel(user, &net.runner))
+            .await
+            .unwrap_or_else(|| panic!("{user} has a channel; report {report:?}"));
+        assert_eq!(channel.channel.last_seq.0, 1, "{user} settled");
+    }
+    assert_eq!(
+        settler.drain().await.unwrap().sent,
+        0,
+        "nothing left to settle"
+    );
+}
