@@ -2,11 +2,15 @@
 //! user's key and channel; asking the node each time would put an RPC round trip (and the
 //! node's availability) in every request's path.
 //!
-//! An entry older than its lifetime is refreshed on the next read. If the refresh fails
-//! (the node is down), the stale value is used and the failure logged: the runner keeps
-//! serving through an RPC outage on what it last knew, which is safe because everything it
-//! serves is still bounded by the user's signed cap, and it checks escrow again when the
-//! node is back. Nothing known at all and no node: the caller gets the error.
+//! Staleness is bounded. An entry older than `ttl` is refreshed on the next read, each
+//! fetch bounded by `timeout`. If the refresh fails (the node is down or hangs), the stale
+//! value is used, but only while it is younger than `ttl + max_stale`: a revoked key or a
+//! withdrawn escrow is never trusted longer than that (the hub's notices, a settlement
+//! window and more, are far longer). Past it, or with nothing known, the caller gets the
+//! error (the runner answers 503). A failure is remembered for `ttl`, so while the node is
+//! down each key costs one timed-out call per `ttl`, not one per request. At most
+//! `capacity` keys are held (a self-signed key costs one entry): when full, expired ones go
+//! first, then the oldest.
 
 use std::{
     collections::HashMap,
@@ -16,49 +20,144 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// How long and how much a cache trusts.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub ttl: Duration,
+    /// How long past `ttl` a value may still be served while refreshing it fails.
+    pub max_stale: Duration,
+    /// The longest one fetch may take.
+    pub timeout: Duration,
+    pub capacity: usize,
+}
+
+impl Default for Limits {
+    /// `serve`'s defaults: see its `--view-*` flags.
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(2),
+            max_stale: Duration::from_mins(1),
+            timeout: Duration::from_secs(5),
+            capacity: 100_000,
+        }
+    }
+}
+
+/// The node could not answer, and nothing recent enough is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+struct Entry<V> {
+    /// The last value fetched, and when.
+    value: Option<(Instant, V)>,
+    /// The last failed fetch since, and why.
+    failed: Option<(Instant, String)>,
+}
+
 pub struct TtlCache<K, V> {
-    ttl: Duration,
-    entries: Mutex<HashMap<K, (Instant, V)>>,
+    limits: Limits,
+    entries: Mutex<HashMap<K, Entry<V>>>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(limits: Limits) -> Self {
         Self {
-            ttl,
+            limits,
             entries: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The cached value if fresh; otherwise `fetch`es it, falling back to a stale value if
-    /// the fetch fails. Concurrent misses may fetch twice; views are idempotent.
+    /// The cached value if fresh; otherwise `fetch`es it (within `timeout`), falling back
+    /// to a value not older than `ttl + max_stale` if the fetch fails. Concurrent misses
+    /// may fetch twice; views are idempotent.
     pub async fn get<E: std::fmt::Display, F: Future<Output = Result<V, E>>>(
         &self,
         key: &K,
         fetch: impl FnOnce() -> F,
-    ) -> Result<V, E> {
-        let stale = {
-            let entries = self.entries.lock().expect("cache lock");
-            match entries.get(key) {
-                Some((at, v)) if at.elapsed() < self.ttl => return Ok(v.clone()),
-                Some((_, v)) => Some(v.clone()),
-                None => None,
-            }
+    ) -> Result<V, Unavailable> {
+        let Limits { ttl, max_stale, .. } = self.limits;
+        let usable = |e: &Entry<V>| {
+            e.value
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < ttl + max_stale)
+                .map(|(_, v)| v.clone())
         };
-        match fetch().await {
+        {
+            let entries = self.entries.lock().expect("cache lock");
+            if let Some(e) = entries.get(key) {
+                if let Some((_, v)) = e.value.as_ref().filter(|(at, _)| at.elapsed() < ttl) {
+                    return Ok(v.clone());
+                }
+                // The node failed recently: do not ask it again for every request.
+                if let Some((_, why)) = e.failed.as_ref().filter(|(at, _)| at.elapsed() < ttl) {
+                    return usable(e).ok_or_else(|| Unavailable(why.clone()));
+                }
+            }
+        }
+        let fetched = match tokio::time::timeout(self.limits.timeout, fetch()).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "the node did not answer within {:?}",
+                self.limits.timeout
+            )),
+        };
+        let mut entries = self.entries.lock().expect("cache lock");
+        if !entries.contains_key(key) {
+            self.make_room(&mut entries);
+        }
+        let entry = entries.entry(key.clone()).or_insert(Entry {
+            value: None,
+            failed: None,
+        });
+        match fetched {
             Ok(v) => {
-                self.entries
-                    .lock()
-                    .expect("cache lock")
-                    .insert(key.clone(), (Instant::now(), v.clone()));
+                *entry = Entry {
+                    value: Some((Instant::now(), v.clone())),
+                    failed: None,
+                };
                 Ok(v)
             }
-            Err(e) => match stale {
-                Some(v) => {
-                    tracing::warn!("using a stale hub view: {e}");
-                    Ok(v)
+            Err(why) => {
+                entry.failed = Some((Instant::now(), why.clone()));
+                match usable(entry) {
+                    Some(v) => {
+                        tracing::warn!("using a stale hub view: {why}");
+                        Ok(v)
+                    }
+                    None => Err(Unavailable(why)),
                 }
-                None => Err(e),
-            },
+            }
+        }
+    }
+
+    /// Keeps the map under `capacity`: expired entries go first, then the oldest.
+    fn make_room(&self, entries: &mut HashMap<K, Entry<V>>) {
+        if entries.len() < self.limits.capacity {
+            return;
+        }
+        let horizon = self.limits.ttl + self.limits.max_stale;
+        let touched = |e: &Entry<V>| {
+            let value = e.value.as_ref().map(|(at, _)| *at);
+            let failed = e.failed.as_ref().map(|(at, _)| *at);
+            value.max(failed)
+        };
+        entries.retain(|_, e| touched(e).is_some_and(|at| at.elapsed() < horizon));
+        while entries.len() >= self.limits.capacity {
+            let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, e)| touched(e))
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            entries.remove(&oldest);
         }
     }
 
@@ -67,28 +166,106 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub fn invalidate(&self, key: &K) {
         self.entries.lock().expect("cache lock").remove(key);
     }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().expect("cache lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
     use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn limits(ttl: u32, max_stale: u32) -> Limits {
+        Limits {
+            ttl: MS * ttl,
+            max_stale: MS * max_stale,
+            timeout: MS * 30,
+            capacity: 1_000,
+        }
+    }
 
     #[tokio::test]
     async fn fresh_values_are_served_stale_ones_refreshed_or_used_when_the_node_is_down() {
-        let cache = TtlCache::new(Duration::from_millis(50));
-        let got: Result<u32, String> = cache.get(&"k", || async { Ok(1) }).await;
+        let cache = TtlCache::new(limits(50, 1_000));
+        let got = cache.get(&"k", || async { Ok::<_, String>(1) }).await;
         assert_eq!(got, Ok(1));
-        let got: Result<u32, String> = cache.get(&"k", || async { Ok(2) }).await;
+        let got = cache.get(&"k", || async { Ok::<_, String>(2) }).await;
         assert_eq!(got, Ok(1), "fresh: no fetch");
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        let got: Result<u32, String> = cache.get(&"k", || async { Ok(3) }).await;
+        tokio::time::sleep(MS * 60).await;
+        let got = cache.get(&"k", || async { Ok::<_, String>(3) }).await;
         assert_eq!(got, Ok(3), "stale: refreshed");
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(MS * 60).await;
         let got = cache.get(&"k", || async { Err("down".to_owned()) }).await;
         assert_eq!(got, Ok(3), "node down: the stale value");
         let got = cache
             .get(&"other", || async { Err::<u32, _>("down".to_owned()) })
             .await;
-        assert_eq!(got, Err("down".into()), "nothing known: the error");
+        assert_eq!(
+            got,
+            Err(Unavailable("down".into())),
+            "nothing known: the error"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_value_is_never_trusted_past_its_maximum_age() {
+        let cache = TtlCache::new(limits(20, 40));
+        cache
+            .get(&"k", || async { Ok::<_, String>(1) })
+            .await
+            .unwrap();
+        tokio::time::sleep(MS * 30).await;
+        let got = cache.get(&"k", || async { Err("down".to_owned()) }).await;
+        assert_eq!(got, Ok(1), "within ttl + max_stale");
+        tokio::time::sleep(MS * 40).await;
+        let got = cache.get(&"k", || async { Err("down".to_owned()) }).await;
+        assert_eq!(got, Err(Unavailable("down".into())), "past it: refused");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_node_costs_one_timeout_per_ttl_not_one_per_read() {
+        let cache = TtlCache::new(limits(200, 1_000));
+        let calls = AtomicU32::new(0);
+        let hang = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<u32, String>>().await
+        };
+        let started = Instant::now();
+        let first = cache.get(&"k", hang).await;
+        assert!(first.unwrap_err().0.contains("did not answer"));
+        for _ in 0..5 {
+            assert!(cache.get(&"k", hang).await.is_err());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the failure is remembered");
+        assert!(started.elapsed() < MS * 150, "one timeout, not six");
+    }
+
+    #[tokio::test]
+    async fn the_cache_holds_at_most_its_capacity() {
+        let cache = TtlCache::new(Limits {
+            capacity: 8,
+            ..limits(10_000, 0)
+        });
+        for k in 0..100u32 {
+            cache
+                .get(&k, || async { Ok::<_, String>(k) })
+                .await
+                .unwrap();
+        }
+        assert!(cache.len() <= 8, "{} entries", cache.len());
+        assert_eq!(
+            cache.get(&99, || async { Ok::<_, String>(0) }).await,
+            Ok(99),
+            "the newest kept"
+        );
     }
 }

@@ -133,6 +133,13 @@ enum Command {
         /// How long hub views (keys, channels, prices) are cached, in milliseconds.
         #[arg(long, default_value_t = 2000)]
         view_ttl_ms: u64,
+        /// While the node fails, how long past `--view-ttl-ms` a cached view is still
+        /// trusted; after that requests get 503 until the node answers again.
+        #[arg(long, default_value_t = 60)]
+        view_max_stale_secs: u64,
+        /// The longest one hub view may take before it counts as failed, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        view_timeout_ms: u64,
         /// Refuse requests whose authorization expires within this many seconds (401
         /// `expires_soon`), so every receipt served can be settled before the expiry.
         /// Keep it well above `--settle-interval`.
@@ -385,6 +392,8 @@ async fn main() -> anyhow::Result<()> {
             settle_interval,
             queue,
             view_ttl_ms,
+            view_max_stale_secs,
+            view_timeout_ms,
             expiry_margin_secs,
             max_body_bytes,
             default_max_tokens,
@@ -413,7 +422,12 @@ async fn main() -> anyhow::Result<()> {
             .data_dir(&data_dir)
             .listen(listen)
             .queue(queue)
-            .view_ttl(Duration::from_millis(view_ttl_ms))
+            .views(off_chain_runner::cache::Limits {
+                ttl: Duration::from_millis(view_ttl_ms),
+                max_stale: Duration::from_secs(view_max_stale_secs),
+                timeout: Duration::from_millis(view_timeout_ms),
+                ..off_chain_runner::cache::Limits::default()
+            })
             .expiry_margin(Duration::from_secs(expiry_margin_secs))
             .max_body_bytes(max_body_bytes)
             .default_max_tokens(default_max_tokens);

@@ -41,7 +41,7 @@ struct Config {
     pub content: HashMap<String, LocalContent>,
     /// Requests that may wait for a model besides the one running.
     pub queue: usize,
-    pub view_ttl: Duration,
+    pub views: crate::cache::Limits,
     /// Requests are refused once their authorization expires within this margin: the hub
     /// settles nothing under an expired authorization, so the receipt of every request
     /// served must still reach `settle` before the expiry.
@@ -121,10 +121,10 @@ async fn start(config: Config) -> anyhow::Result<Running> {
         inference: config.inference,
         models,
         content: config.content,
-        user_keys: TtlCache::new(config.view_ttl),
-        channels: TtlCache::new(config.view_ttl),
-        prices: TtlCache::new(config.view_ttl),
-        clock: ChainClock::new(config.view_ttl),
+        user_keys: TtlCache::new(config.views),
+        channels: TtlCache::new(config.views),
+        prices: TtlCache::new(config.views),
+        clock: ChainClock::new(config.views.ttl),
         metrics: Arc::clone(&metrics),
         default_max_tokens: config.default_max_tokens,
         expiry_margin_ns: u64::try_from(config.expiry_margin.as_nanos()).unwrap_or(u64::MAX),
@@ -182,7 +182,7 @@ pub struct Builder {
     data_dir: PathBuf,
     listen: SocketAddr,
     queue: usize,
-    view_ttl: Duration,
+    views: crate::cache::Limits,
     expiry_margin: Duration,
     settle: Settings,
     max_body_bytes: usize,
@@ -206,7 +206,7 @@ impl Builder {
             data_dir: PathBuf::from("runner-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             queue: 8,
-            view_ttl: Duration::from_secs(2),
+            views: crate::cache::Limits::default(),
             expiry_margin: Duration::from_mins(5),
             settle: Settings::default(),
             max_body_bytes: crate::http::DEFAULT_MAX_BODY_BYTES,
@@ -262,8 +262,9 @@ impl Builder {
     }
 
     #[must_use]
-    pub fn view_ttl(mut self, ttl: Duration) -> Self {
-        self.view_ttl = ttl;
+    /// How long hub views are cached, trusted while the node fails, and waited for.
+    pub fn views(mut self, limits: crate::cache::Limits) -> Self {
+        self.views = limits;
         self
     }
 
@@ -357,7 +358,7 @@ impl Builder {
             registered: registered.into_iter().map(|(r, _)| r).collect(),
             content,
             queue: self.queue,
-            view_ttl: self.view_ttl,
+            views: self.views,
             expiry_margin: self.expiry_margin,
             settle: self.settle,
             max_body_bytes: self.max_body_bytes,

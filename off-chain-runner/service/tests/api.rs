@@ -633,6 +633,37 @@ async fn the_runner_serves_through_an_rpc_outage_and_drains_the_backlog_after() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn views_are_not_trusted_past_their_maximum_age_while_the_node_is_down() {
+    let net = Net::start("stale", 1).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                view_ttl: Duration::from_millis(100),
+                view_max_stale: Duration::from_millis(400),
+                ..Opts::default()
+            },
+        )
+        .await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let ask = || post(running.addr, "/v1/chat/completions", Some(&token), chat("hi"));
+    assert_eq!(ask().await.0, 200);
+    net.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (s, body) = ask().await;
+    assert_eq!(s, 200, "a view a little past its lifetime still serves: {body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, body) = ask().await;
+    assert_eq!(s, 503, "past its maximum age nothing is trusted: {body}");
+    assert_eq!(body["error"]["code"], "rpc_unavailable", "{body}");
+    net.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (s, body) = ask().await;
+    assert_eq!(s, 200, "the node is back: {body}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_runner_refuses_weights_or_a_policy_the_hub_does_not_register() {
     let net = Net::start("registry", 0).await;
     let hub = net.hub_client();

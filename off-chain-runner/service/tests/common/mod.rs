@@ -295,7 +295,11 @@ impl Net {
         .data_dir(&self.dir.join(data))
         .listen("127.0.0.1:0".parse().unwrap())
         .queue(opts.queue)
-        .view_ttl(opts.view_ttl)
+        .views(off_chain_runner::cache::Limits {
+            ttl: opts.view_ttl,
+            max_stale: opts.view_max_stale,
+            ..off_chain_runner::cache::Limits::default()
+        })
         .expiry_margin(EXPIRY_MARGIN)
         .max_body_bytes(64 * 1024)
         .default_max_tokens(16);
@@ -331,6 +335,8 @@ pub struct Opts {
     pub delay: Duration,
     pub queue: usize,
     pub view_ttl: Duration,
+    /// How long past `view_ttl` views are trusted while the node is down.
+    pub view_max_stale: Duration,
     pub batch: usize,
     pub interval: Duration,
 }
@@ -342,6 +348,7 @@ impl Default for Opts {
             delay: Duration::ZERO,
             queue: 64,
             view_ttl: Duration::from_secs(2),
+            view_max_stale: Duration::from_mins(1),
             batch: 50,
             interval: Duration::from_millis(100),
         }
