@@ -150,6 +150,11 @@ enum Command {
         /// `max_tokens` for requests that name none.
         #[arg(long, default_value_t = 256)]
         default_max_tokens: usize,
+        /// Stop serving a channel that owes this much (NEAR) not yet settled, settle it at
+        /// once, and serve it again when that lands (402 `settlement_pending` meanwhile).
+        /// Bounds what a user's withdrawal or a key revocation could leave unpaid.
+        #[arg(long)]
+        max_unsettled: Option<String>,
         /// Serve without settling (settle with `off-chain-runner settle` instead).
         #[arg(long)]
         no_settle: bool,
@@ -397,6 +402,7 @@ async fn main() -> anyhow::Result<()> {
             expiry_margin_secs,
             max_body_bytes,
             default_max_tokens,
+            max_unsettled,
             no_settle,
         } => {
             let account = Credentials::read(&account_key)?;
@@ -433,6 +439,9 @@ async fn main() -> anyhow::Result<()> {
             .default_max_tokens(default_max_tokens);
             for (id, path) in &models {
                 builder = builder.model(id, path);
+            }
+            if let Some(near) = &max_unsettled {
+                builder = builder.max_unsettled(parse_near(near)?);
             }
             if let Some(dir) = &content_dir {
                 builder = builder.content_dir(dir);

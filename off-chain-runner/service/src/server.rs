@@ -49,6 +49,7 @@ struct Config {
     pub settle: Settings,
     pub max_body_bytes: usize,
     pub default_max_tokens: usize,
+    pub max_unsettled: Option<u128>,
 }
 
 pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
@@ -112,6 +113,7 @@ async fn start(config: Config) -> anyhow::Result<Running> {
         );
     }
     let metrics = Arc::new(Metrics::default());
+    let urgent = Arc::new(crate::settlement::Urgent::default());
     let state = Arc::new(AppState {
         hub: config.hub.clone(),
         runner: config.runner.clone(),
@@ -128,6 +130,8 @@ async fn start(config: Config) -> anyhow::Result<Running> {
         metrics: Arc::clone(&metrics),
         default_max_tokens: config.default_max_tokens,
         expiry_margin_ns: u64::try_from(config.expiry_margin.as_nanos()).unwrap_or(u64::MAX),
+        urgent: Arc::clone(&urgent),
+        max_unsettled: config.max_unsettled,
     });
     let (shutdown, rx) = watch::channel(false);
     let settler = config.account_signer.map(|signer| {
@@ -136,7 +140,8 @@ async fn start(config: Config) -> anyhow::Result<Running> {
             Signer::new(config.hub.clone(), signer),
             config.settle.clone(),
             Some(metrics),
-        );
+        )
+        .with_urgent(urgent);
         tokio::spawn(settler.run(rx.clone()))
     });
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -187,6 +192,7 @@ pub struct Builder {
     settle: Settings,
     max_body_bytes: usize,
     default_max_tokens: usize,
+    max_unsettled: Option<u128>,
 }
 
 impl Builder {
@@ -211,6 +217,7 @@ impl Builder {
             settle: Settings::default(),
             max_body_bytes: crate::http::DEFAULT_MAX_BODY_BYTES,
             default_max_tokens: 256,
+            max_unsettled: None,
         }
     }
 
@@ -285,6 +292,14 @@ impl Builder {
     #[must_use]
     pub fn default_max_tokens(mut self, tokens: usize) -> Self {
         self.default_max_tokens = tokens;
+        self
+    }
+
+    /// Stops serving a channel that owes this much unsettled (yocto) until its settlement
+    /// lands, and settles it at once.
+    #[must_use]
+    pub fn max_unsettled(mut self, yocto: u128) -> Self {
+        self.max_unsettled = Some(yocto);
         self
     }
 
@@ -363,6 +378,7 @@ impl Builder {
             settle: self.settle,
             max_body_bytes: self.max_body_bytes,
             default_max_tokens: self.default_max_tokens,
+            max_unsettled: self.max_unsettled,
         })
         .await
     }

@@ -92,6 +92,39 @@ impl Report {
     }
 }
 
+/// Channels to settle before the others, each with the time (chain ns) by which it must
+/// settle: a requested withdrawal's ready time, a revoked key's notice, or now for a
+/// channel over the unsettled cap. The HTTP side marks them as it learns of them and wakes
+/// the settlement task.
+#[derive(Default)]
+pub struct Urgent {
+    deadlines: Mutex<HashMap<AccountId, u64>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Urgent {
+    /// `user`'s channel must settle by `deadline_ns`; settles it at the next round, now.
+    pub fn mark(&self, user: &AccountId, deadline_ns: u64) {
+        let mut deadlines = self.deadlines.lock().expect("urgency lock");
+        let d = deadlines.entry(user.clone()).or_insert(deadline_ns);
+        *d = (*d).min(deadline_ns);
+        drop(deadlines);
+        self.wake.notify_one();
+    }
+
+    fn deadline(&self, user: &AccountId) -> Option<u64> {
+        self.deadlines
+            .lock()
+            .expect("urgency lock")
+            .get(user)
+            .copied()
+    }
+
+    fn settled(&self, user: &AccountId) {
+        self.deadlines.lock().expect("urgency lock").remove(user);
+    }
+}
+
 /// Refusals that may pass with time: the receipt stays pending.
 fn transient(code: RejectCode) -> bool {
     matches!(code, RejectCode::Underfunded)
@@ -106,6 +139,7 @@ pub struct Settler {
     metrics: Option<Arc<Metrics>>,
     /// Channels not to resend before the given time (transient refusals).
     deferred: Mutex<HashMap<AccountId, Instant>>,
+    urgent: Arc<Urgent>,
 }
 
 impl Settler {
@@ -121,7 +155,15 @@ impl Settler {
             settings,
             metrics,
             deferred: Mutex::new(HashMap::new()),
+            urgent: Arc::default(),
         }
+    }
+
+    /// Shares the urgent channels with whoever marks them (the HTTP server).
+    #[must_use]
+    pub fn with_urgent(mut self, urgent: Arc<Urgent>) -> Self {
+        self.urgent = urgent;
+        self
     }
 
     /// Up to one batch of the channels to settle now, most urgent first.
@@ -136,8 +178,13 @@ impl Settler {
             deferred.retain(|_, until| *until > now);
             pending.retain(|(user, _)| !deferred.contains_key(user));
         }
-        pending
-            .sort_by_key(|(user, r)| (r.authorization.authorization.expires_at_ns.0, user.clone()));
+        // The nearest deadline first: a notice ending (withdrawal, revoked key), or the
+        // authorization's expiry, after which the hub settles nothing under it.
+        pending.sort_by_key(|(user, r)| {
+            let expiry = r.authorization.authorization.expires_at_ns.0;
+            let deadline = self.urgent.deadline(user).map_or(expiry, |d| d.min(expiry));
+            (deadline, user.clone())
+        });
         pending.truncate(self.settings.batch);
         Ok(pending
             .into_iter()
@@ -228,6 +275,7 @@ impl Settler {
                     self.store
                         .mark_settled(&outcome.user, seq)
                         .map_err(store_err)?;
+                    self.urgent.settled(&outcome.user);
                     report.settled += 1;
                 }
                 SettleResult::Rejected {
@@ -294,6 +342,7 @@ impl Settler {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                () = self.urgent.wake.notified() => {}
                 _ = shutdown.changed() => return,
             }
             match self.drain().await {

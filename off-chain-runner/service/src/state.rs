@@ -98,4 +98,9 @@ pub struct AppState {
     pub default_max_tokens: usize,
     /// See `server::Config::expiry_margin`.
     pub expiry_margin_ns: u64,
+    /// Channels the settlement task must settle first (shared with it).
+    pub urgent: Arc<crate::settlement::Urgent>,
+    /// The most a channel may owe unsettled (signed, not settled) before the runner stops
+    /// serving it until settlement lands; `None`: the signed cap is the only bound.
+    pub max_unsettled: Option<u128>,
 }

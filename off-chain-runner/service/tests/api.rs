@@ -646,12 +646,22 @@ async fn views_are_not_trusted_past_their_maximum_age_while_the_node_is_down() {
         )
         .await;
     let token = token::encode(&net.authorization(0, NEAR).await);
-    let ask = || post(running.addr, "/v1/chat/completions", Some(&token), chat("hi"));
+    let ask = || {
+        post(
+            running.addr,
+            "/v1/chat/completions",
+            Some(&token),
+            chat("hi"),
+        )
+    };
     assert_eq!(ask().await.0, 200);
     net.down.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(150)).await;
     let (s, body) = ask().await;
-    assert_eq!(s, 200, "a view a little past its lifetime still serves: {body}");
+    assert_eq!(
+        s, 200,
+        "a view a little past its lifetime still serves: {body}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (s, body) = ask().await;
     assert_eq!(s, 503, "past its maximum age nothing is trusted: {body}");

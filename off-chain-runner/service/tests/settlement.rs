@@ -77,3 +77,93 @@ async fn a_batch_too_heavy_for_one_transaction_is_split_until_every_channel_sett
         "nothing left to settle"
     );
 }
+
+/// Settlement rounds far apart: what settles in these tests was woken, not scheduled.
+fn rarely() -> Opts {
+    Opts {
+        settle: true,
+        interval: std::time::Duration::from_hours(1),
+        view_ttl: std::time::Duration::from_millis(50),
+        ..Opts::default()
+    }
+}
+
+async fn settled(net: &Net, user: usize) -> u128 {
+    net.view(methods::channel(&net.users[user].0, &net.runner))
+        .await
+        .expect("a funded channel")
+        .channel
+        .settled
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_requested_withdrawal_stops_serving_the_channel_and_settles_it_first() {
+    let net = Net::start("withdrawal", 1).await;
+    let running = net.runner("data", rarely()).await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let ask = || {
+        post(
+            running.addr,
+            "/v1/chat/completions",
+            Some(&token),
+            chat("hi"),
+        )
+    };
+    let (status, body) = ask().await;
+    assert_eq!(status, 200, "{body}");
+    let charged = body["receipt"]["receipt"]["amount"]
+        .as_str()
+        .unwrap()
+        .parse::<u128>()
+        .unwrap();
+
+    let user = net.users[0].0.clone();
+    net.call(&user, methods::request_withdrawal(&net.runner))
+        .await
+        .expect("the user asks for the escrow back");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, body) = ask().await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["error"]["code"], "withdrawal_pending", "{body}");
+    // Settled at once, long before the next scheduled round.
+    eventually(30, || async { settled(&net, 0).await == charged }).await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_channel_over_the_unsettled_limit_waits_for_its_settlement() {
+    let net = Net::start("unsettled", 1).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                max_unsettled: Some(1),
+                ..rarely()
+            },
+        )
+        .await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let ask = || {
+        post(
+            running.addr,
+            "/v1/chat/completions",
+            Some(&token),
+            chat("hi"),
+        )
+    };
+    let (status, body) = ask().await;
+    assert_eq!(status, 200, "{body}");
+    let charged = body["receipt"]["receipt"]["amount"]
+        .as_str()
+        .unwrap()
+        .parse::<u128>()
+        .unwrap();
+    let (status, body) = ask().await;
+    assert_eq!(status, 402, "over the limit: {body}");
+    assert_eq!(body["error"]["code"], "settlement_pending", "{body}");
+    eventually(30, || async { settled(&net, 0).await == charged }).await;
+    let (status, body) = ask().await;
+    assert_eq!(status, 200, "served again once settled: {body}");
+    running.stop().await;
+}

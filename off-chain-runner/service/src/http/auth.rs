@@ -117,7 +117,11 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
         })?;
     let key = match key {
         None => KeyState::Unknown,
-        Some(k) if k.revoked() => KeyState::Revoked,
+        Some(k) if k.revoked() => {
+            // What it signed before settles only within the revocation's notice: now.
+            state.urgent.mark(&a.user, now);
+            KeyState::Revoked
+        }
         Some(_) => KeyState::Active,
     };
     Admission::key(&auth, key).map_err(|e| inadmissible(&e))?;
@@ -137,8 +141,37 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
                 ),
             )
         })?;
+    // The user asked for the unspent escrow back: what is served now could only be paid
+    // if settled before the withdrawal's ready time, so nothing more is, and what was is
+    // settled first.
+    if let Some(w) = &channel.channel.withdrawal {
+        state.urgent.mark(&a.user, w.ready_at_ns.0);
+        return Err(Error::payment_required(
+            "withdrawal_pending",
+            format!(
+                "{} asked for the channel's unspent escrow back (ready at {} ns): this runner serves the channel no more until the withdrawal is finished and the channel funded again",
+                a.user, w.ready_at_ns.0
+            ),
+        ));
+    }
     let limit = a.cap.0.min(channel.channel.deposited.0);
     let committed = state.budget.committed(&a.user);
+    if let Some(max) = state.max_unsettled {
+        let settled = state
+            .store
+            .channel(&a.user)?
+            .map_or(0, |r| r.settled_amount);
+        let unsettled = committed.saturating_sub(settled);
+        if unsettled >= max {
+            state.urgent.mark(&a.user, now);
+            return Err(Error::payment_required(
+                "settlement_pending",
+                format!(
+                    "the channel owes {unsettled} yocto not yet settled on the hub, this runner's limit is {max}: retry once it settles (seconds)"
+                ),
+            ));
+        }
+    }
     if committed >= limit {
         return Err(Error::payment_required(
             "insufficient_quota",

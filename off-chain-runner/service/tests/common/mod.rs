@@ -16,7 +16,9 @@ use axum::{
     middleware::{self, Next},
     response::IntoResponse,
 };
-use market_hub_api::{jsonrpc::HubClient, methods, License, RunnerPolicy, VersionInput, View};
+use market_hub_api::{
+    jsonrpc::HubClient, methods, Call, License, RunnerPolicy, VersionInput, View,
+};
 use market_protocol::{
     authorization::ModelCeiling, crypto::native::KeyPair, testing::AuthorizationBuilder, Crypto,
     Hash32, NativeCrypto, SignedAuthorization,
@@ -47,6 +49,8 @@ pub fn hash32(bytes: &[u8]) -> Hash32 {
 /// content, a runner, funded users, served over JSON-RPC with a switch to take it down.
 pub struct Net {
     pub node: Arc<local_chain::rpc::Node>,
+    /// The keys of the market's accounts, to act on the node's chain as they would.
+    signers: sandbox_tests::Signers,
     pub rpc: String,
     pub down: Arc<AtomicBool>,
     pub hub: near_sdk::AccountId,
@@ -161,7 +165,7 @@ impl Net {
             users,
             ..
         } = market;
-        let sandbox_tests::Env { chain, .. } = env;
+        let (chain, signers) = env.detach();
         let node = local_chain::rpc::Node::new(chain);
         let down = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&down);
@@ -182,6 +186,7 @@ impl Net {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
             node,
+            signers,
             rpc: format!("http://{addr}"),
             down,
             hub: hub.as_str().parse().unwrap(),
@@ -209,6 +214,13 @@ impl Net {
             .view(&self.hub, view.method, &view.args)
             .unwrap_or_else(|e| panic!("view {}: {e}", view.method));
         view.decode(&bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A hub call sent by `who` on the node's chain (a user acting while the runner serves).
+    pub async fn call<R>(&self, who: &near_sdk::AccountId, call: Call<R>) -> Result<R, String> {
+        let mut chain = self.node.chain().await;
+        let mut env = self.signers.over(&mut chain);
+        env.call(who, &self.hub, call).result()
     }
 
     pub async fn now_ns(&self) -> u64 {
@@ -303,6 +315,9 @@ impl Net {
         .expiry_margin(EXPIRY_MARGIN)
         .max_body_bytes(64 * 1024)
         .default_max_tokens(16);
+        if let Some(max) = opts.max_unsettled {
+            builder = builder.max_unsettled(max);
+        }
         if opts.settle {
             builder = builder.settle_with(
                 near_crypto::InMemorySigner::from_secret_key(
@@ -337,6 +352,7 @@ pub struct Opts {
     pub view_ttl: Duration,
     /// How long past `view_ttl` views are trusted while the node is down.
     pub view_max_stale: Duration,
+    pub max_unsettled: Option<u128>,
     pub batch: usize,
     pub interval: Duration,
 }
@@ -349,6 +365,7 @@ impl Default for Opts {
             queue: 64,
             view_ttl: Duration::from_secs(2),
             view_max_stale: Duration::from_mins(1),
+            max_unsettled: None,
             batch: 50,
             interval: Duration::from_millis(100),
         }
