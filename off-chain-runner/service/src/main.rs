@@ -116,6 +116,10 @@ enum Command {
         content_dir: Option<PathBuf>,
         #[arg(long, value_enum, default_value = if cfg!(feature = "engine") { "gpu" } else { "echo" })]
         backend: Backend,
+        /// With `--backend echo`: how long each request takes, in milliseconds (to try
+        /// load and shutdown without a model).
+        #[arg(long, default_value_t = 0)]
+        echo_delay_ms: u64,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// Where receipts are kept (`receipts.redb`).
@@ -391,6 +395,7 @@ async fn main() -> anyhow::Result<()> {
             models,
             content_dir,
             backend,
+            echo_delay_ms,
             listen,
             data_dir,
             batch,
@@ -414,7 +419,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .backend(match backend {
                 Backend::Echo => server::Backend::Echo {
-                    delay: Duration::ZERO,
+                    delay: Duration::from_millis(echo_delay_ms),
                 },
                 #[cfg(feature = "engine")]
                 Backend::Gpu => {
@@ -460,13 +465,22 @@ async fn main() -> anyhow::Result<()> {
             let running = builder.start().await?;
             // Tests and scripts wait for this line.
             println!("serving on http://{}", running.addr);
-            tokio::select! {
-                r = running.wait() => r?,
-                _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
-            }
+            running.run_until(shutdown_signal()).await?;
+            eprintln!("stopped");
             Ok(())
         }
     }
+}
+
+/// SIGTERM (what service managers send) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("stopping: answering the requests in flight, then settling what they earned");
 }
 
 fn keys(command: KeysCommand) -> anyhow::Result<()> {

@@ -59,27 +59,42 @@ pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
 pub struct Running {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
-    shutdown: watch::Sender<bool>,
+    stop_server: watch::Sender<bool>,
+    stop_settler: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     settler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting requests and the settlement task; waits for both.
+    /// Stops gracefully: no new requests, those in flight answered (their receipts
+    /// stored), then one last settlement of everything pending (bounded in time), so
+    /// what was served is paid now rather than at the next start.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
+        let _ = self.stop_server.send(true);
         let _ = self.server.await;
+        let _ = self.stop_settler.send(true);
         if let Some(s) = self.settler {
             let _ = s.await;
         }
     }
 
-    /// Waits until the server ends (it only ends on error or `stop`).
-    pub async fn wait(self) -> std::io::Result<()> {
-        match self.server.await {
-            Ok(r) => r,
-            Err(e) => Err(std::io::Error::other(e)),
+    /// Serves until `signal` (SIGTERM, Ctrl-C), then [`Running::stop`]s; or until the
+    /// server fails.
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        tokio::select! {
+            ended = &mut self.server => {
+                return match ended {
+                    Ok(r) => r,
+                    Err(e) => Err(std::io::Error::other(e)),
+                };
+            }
+            () = signal => {}
         }
+        self.stop().await;
+        Ok(())
     }
 }
 
@@ -132,8 +147,10 @@ async fn start(config: Config) -> anyhow::Result<Running> {
         expiry_margin_ns: u64::try_from(config.expiry_margin.as_nanos()).unwrap_or(u64::MAX),
         urgent: Arc::clone(&urgent),
         max_unsettled: config.max_unsettled,
+        view_timeout: config.views.timeout,
     });
-    let (shutdown, rx) = watch::channel(false);
+    let (stop_server, mut stop) = watch::channel(false);
+    let (stop_settler, settler_stop) = watch::channel(false);
     let settler = config.account_signer.map(|signer| {
         let settler = Settler::new(
             store,
@@ -142,12 +159,11 @@ async fn start(config: Config) -> anyhow::Result<Running> {
             Some(metrics),
         )
         .with_urgent(urgent);
-        tokio::spawn(settler.run(rx.clone()))
+        tokio::spawn(settler.run(settler_stop))
     });
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let app = crate::http::router(Arc::clone(&state), config.max_body_bytes);
-    let mut stop = rx;
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -158,7 +174,8 @@ async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         addr,
         state,
-        shutdown,
+        stop_server,
+        stop_settler,
         server,
         settler,
     })

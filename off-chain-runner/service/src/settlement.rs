@@ -37,6 +37,9 @@ use crate::{metrics::Metrics, store::Store};
 /// Gas attached to every batch: the most a transaction may use. Unused gas is refunded.
 pub const SETTLE_GAS: u64 = 300_000_000_000_000;
 
+/// The longest the last settlement before exit may take.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What a receipt whose transaction fails on its own is recorded as.
 pub const TRANSACTION_FAILED: &str = "transaction_failed";
 
@@ -343,7 +346,15 @@ impl Settler {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.urgent.wake.notified() => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    // What was served is settled now rather than at the next start.
+                    match tokio::time::timeout(FLUSH_TIMEOUT, self.drain()).await {
+                        Ok(Ok(r)) => tracing::info!(sent = r.sent, settled = r.settled, "settled before exit"),
+                        Ok(Err(e)) => tracing::warn!("settling before exit failed, the receipts stay for the next start: {e}"),
+                        Err(_) => tracing::warn!("settling before exit took over {FLUSH_TIMEOUT:?}, the rest stays for the next start"),
+                    }
+                    return;
+                }
             }
             match self.drain().await {
                 Ok(r) => {

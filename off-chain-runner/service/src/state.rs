@@ -103,4 +103,6 @@ pub struct AppState {
     /// The most a channel may owe unsettled (signed, not settled) before the runner stops
     /// serving it until settlement lands; `None`: the signed cap is the only bound.
     pub max_unsettled: Option<u128>,
+    /// The longest a call to the node may take (`/health`'s check).
+    pub view_timeout: Duration,
 }

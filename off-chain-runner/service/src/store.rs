@@ -77,6 +77,13 @@ impl Store {
         Ok(Self { db })
     }
 
+    /// Whether the database answers a read (`/health`).
+    pub fn check(&self) -> Result<()> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        txn.open_table(CHANNELS).map_err(internal)?;
+        Ok(())
+    }
+
     pub fn channel(&self, user: &AccountId) -> Result<Option<ChannelRecord>> {
         let txn = self.db.begin_read().map_err(internal)?;
         let table = txn.open_table(CHANNELS).map_err(internal)?;

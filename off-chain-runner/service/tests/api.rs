@@ -654,8 +654,25 @@ async fn views_are_not_trusted_past_their_maximum_age_while_the_node_is_down() {
             chat("hi"),
         )
     };
+    let health = || async {
+        let resp = reqwest::get(format!("http://{}/health", running.addr))
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap())
+    };
     assert_eq!(ask().await.0, 200);
+    let (status, body) = health().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["checks"],
+        json!({"model": "ok", "store": "ok", "rpc": "ok"})
+    );
     net.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, body) = health().await;
+    assert_eq!(status, 503, "the node is down: {body}");
+    assert_eq!(body["checks"]["store"], "ok", "{body}");
+    assert_ne!(body["checks"]["rpc"], "ok", "{body}");
     tokio::time::sleep(Duration::from_millis(150)).await;
     let (s, body) = ask().await;
     assert_eq!(
@@ -670,6 +687,7 @@ async fn views_are_not_trusted_past_their_maximum_age_while_the_node_is_down() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     let (s, body) = ask().await;
     assert_eq!(s, 200, "the node is back: {body}");
+    assert_eq!(health().await.0, 200);
     running.stop().await;
 }
 

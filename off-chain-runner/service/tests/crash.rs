@@ -18,6 +18,11 @@ use off_chain_runner::{store::Store, token};
 use sandbox_tests::{MODEL, NEAR};
 
 fn spawn_runner(net: &Net) -> (Child, SocketAddr) {
+    spawn_runner_with(net, &["--settle-interval", "0.05"])
+}
+
+/// The runner binary serving the echo backend, with `extra` flags.
+fn spawn_runner_with(net: &Net, extra: &[&str]) -> (Child, SocketAddr) {
     let (account, receipt) = net.key_files();
     let mut child = Command::new(env!("CARGO_BIN_EXE_off-chain-runner"))
         .args([
@@ -44,11 +49,10 @@ fn spawn_runner(net: &Net) -> (Child, SocketAddr) {
             "127.0.0.1:0",
             "--batch",
             "2",
-            "--settle-interval",
-            "0.05",
             "--view-ttl-ms",
             "500",
         ])
+        .args(extra)
         .arg("--data-dir")
         .arg(net.dir.join("data"))
         .stdout(Stdio::piped())
@@ -216,4 +220,45 @@ async fn settled_channels(net: &Net, users: usize) -> usize {
         }
     }
     n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_answers_the_request_in_flight_then_settles_before_exit() {
+    let net = Net::start("sigterm", 1).await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    // Settlement rounds an hour apart: only the flush at exit can settle.
+    let (mut child, addr) = spawn_runner_with(
+        &net,
+        &["--settle-interval", "3600", "--echo-delay-ms", "800"],
+    );
+    let in_flight = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .bearer_auth(&token)
+            .json(&chat("answered even though the runner is stopping"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let body = in_flight.await.unwrap();
+    let charged = yocto(&body["charged"]);
+    assert!(charged > 0, "the request in flight was answered: {body}");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "a clean exit: {status}");
+    let channel = net
+        .view(methods::channel(&net.users[0].0, &net.runner))
+        .await
+        .expect("the channel");
+    assert_eq!(channel.channel.settled.0, charged, "settled before exit");
 }

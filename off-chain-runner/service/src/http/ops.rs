@@ -21,10 +21,36 @@ pub async fn models(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(json!({"object": "list", "data": data}))
 }
 
+/// Whether each part the runner needs is usable now: the models (loaded, each with a
+/// place for requests), the receipt store (a read succeeds) and the RPC node (it answers
+/// within the view timeout). 200 when all are, 503 naming what is not.
 pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    Json(
-        json!({"status": "ok", "runner": state.runner, "hub": state.hub.account,
-                "chain_id": state.hub.chain_id, "models": state.models.len()}),
+    let served = state.inference.models();
+    let model = if !served.is_empty() && served.iter().all(|m| state.models.contains_key(&m.id)) {
+        Ok(())
+    } else {
+        Err("no model is served".to_owned())
+    };
+    let store = state.store.check().map_err(|e| e.to_string());
+    let rpc = match tokio::time::timeout(state.view_timeout, state.hub.block_time_ns()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {:?}", state.view_timeout)),
+    };
+    let healthy = model.is_ok() && store.is_ok() && rpc.is_ok();
+    let check = |r: &Result<(), String>| r.as_ref().err().map_or_else(|| json!("ok"), |e| json!(e));
+    (
+        if healthy {
+            axum::http::StatusCode::OK
+        } else {
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(json!({
+            "status": if healthy { "ok" } else { "unavailable" },
+            "checks": {"model": check(&model), "store": check(&store), "rpc": check(&rpc)},
+            "runner": state.runner, "hub": state.hub.account,
+            "chain_id": state.hub.chain_id, "models": state.models.len(),
+        })),
     )
 }
 
