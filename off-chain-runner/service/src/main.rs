@@ -364,6 +364,10 @@ async fn main() -> anyhow::Result<()> {
                 },
                 None,
             );
+            let found = settler.reconcile().await?;
+            if found > 0 {
+                println!("{found} channels were settled on the hub already; recorded");
+            }
             let report = settler.drain().await?;
             println!(
                 "sent {} receipts: {} settled, {} already settled, {} refused",

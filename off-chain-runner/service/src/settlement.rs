@@ -325,6 +325,44 @@ impl Settler {
         Ok(())
     }
 
+    /// Marks settled what the hub already settled: a transaction that landed while the
+    /// runner did not learn its outcome (killed after broadcasting it, a lost answer) would
+    /// otherwise be sent again, costing gas to be refused as stale. Reads the hub's
+    /// channel of every pending receipt; run at start and after a failed round.
+    pub async fn reconcile(&self) -> Result<usize, ChainError> {
+        let store_err = |e: crate::error::Error| ChainError::Unexpected(e.to_string());
+        let runner = self.signer.account();
+        let mut found = 0;
+        for (user, record) in self.store.pending(usize::MAX).map_err(store_err)? {
+            let Some(view) = self
+                .signer
+                .hub()
+                .view(methods::channel(&user, &runner))
+                .await?
+            else {
+                continue;
+            };
+            let last = view.channel.last_seq.0.min(record.seq());
+            if last > record.settled_seq
+                && self
+                    .store
+                    .receipt(&user, last)
+                    .map_err(store_err)?
+                    .is_some()
+            {
+                self.store.mark_settled(&user, last).map_err(store_err)?;
+                found += 1;
+            }
+        }
+        if found > 0 {
+            tracing::info!(
+                channels = found,
+                "the hub had settled receipts this runner had not recorded"
+            );
+        }
+        Ok(found)
+    }
+
     /// Settles batch after batch until nothing is due (deferred receipts wait).
     pub async fn drain(&self) -> Result<Report, ChainError> {
         let mut total = Report::default();
@@ -342,7 +380,15 @@ impl Settler {
     /// it waits: receipts stay in the store until their outcome is final.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut wait = self.settings.interval;
+        let mut reconciled = false;
         loop {
+            if !reconciled {
+                reconciled = self
+                    .reconcile()
+                    .await
+                    .inspect_err(|e| tracing::warn!("reconciling with the hub failed: {e}"))
+                    .is_ok();
+            }
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.urgent.wake.notified() => {}
@@ -372,6 +418,8 @@ impl Settler {
                     wait = self.settings.interval;
                 }
                 Err(e) => {
+                    // Some of the round may have landed before the failure.
+                    reconciled = false;
                     wait = (wait * 2).min(self.settings.max_backoff);
                     tracing::warn!("settlement failed, retrying in {wait:?}: {e}");
                 }

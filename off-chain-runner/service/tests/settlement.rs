@@ -167,3 +167,44 @@ async fn a_channel_over_the_unsettled_limit_waits_for_its_settlement() {
     assert_eq!(status, 200, "served again once settled: {body}");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_settlement_whose_outcome_was_lost_is_found_on_the_hub_not_sent_again() {
+    let net = Net::start("reconcile", 1).await;
+    let running = net.runner("data", Opts::default()).await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let (status, body) = post(
+        running.addr,
+        "/v1/chat/completions",
+        Some(&token),
+        chat("hi"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    running.stop().await;
+    // The store as a runner killed after broadcasting `settle`, before its outcome, left it.
+    let (data, lost) = (net.dir.join("data"), net.dir.join("lost"));
+    std::fs::create_dir_all(&lost).unwrap();
+    std::fs::copy(data.join("receipts.redb"), lost.join("receipts.redb")).unwrap();
+    let settler = |dir: &std::path::Path| {
+        Settler::new(
+            Arc::new(Store::open(&dir.join("receipts.redb")).unwrap()),
+            Signer::new(
+                net.hub_client(),
+                near_crypto::InMemorySigner::from_secret_key(net.runner.clone(), net.account_key()),
+            ),
+            Settings::default(),
+            None,
+        )
+    };
+    assert_eq!(settler(&data).drain().await.unwrap().settled, 1);
+
+    let restarted = settler(&lost);
+    assert_eq!(
+        restarted.reconcile().await.unwrap(),
+        1,
+        "found settled on the hub"
+    );
+    let report = restarted.drain().await.unwrap();
+    assert_eq!(report.sent, 0, "nothing sent again: {report:?}");
+}
