@@ -63,6 +63,8 @@ struct Entry<V> {
 pub struct TtlCache<K, V> {
     limits: Limits,
     entries: Mutex<HashMap<K, Entry<V>>>,
+    /// Reads answered with a stale value because the node failed (`/metrics`).
+    stale_served: std::sync::atomic::AtomicU64,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
@@ -70,6 +72,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         Self {
             limits,
             entries: Mutex::new(HashMap::new()),
+            stale_served: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -96,7 +99,12 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
                 }
                 // The node failed recently: do not ask it again for every request.
                 if let Some((_, why)) = e.failed.as_ref().filter(|(at, _)| at.elapsed() < ttl) {
-                    return usable(e).ok_or_else(|| Unavailable(why.clone()));
+                    let stale = usable(e).ok_or_else(|| Unavailable(why.clone()));
+                    if stale.is_ok() {
+                        self.stale_served
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return stale;
                 }
             }
         }
@@ -129,6 +137,8 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
                 match usable(entry) {
                     Some(v) => {
                         tracing::warn!("using a stale hub view: {why}");
+                        self.stale_served
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         Ok(v)
                     }
                     None => Err(Unavailable(why)),
@@ -165,6 +175,11 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     /// changed, e.g. a settlement).
     pub fn invalidate(&self, key: &K) {
         self.entries.lock().expect("cache lock").remove(key);
+    }
+
+    /// Reads answered with a stale value because the node failed.
+    pub fn stale_served(&self) -> u64 {
+        self.stale_served.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {

@@ -35,8 +35,8 @@ impl Metrics {
         counter.fetch_add(n, Relaxed);
     }
 
-    /// The text exposition; `backlog` is the number of channels with a receipt to settle.
-    pub fn render(&self, backlog: usize) -> String {
+    /// The text exposition, with the settlement backlog as the store has it now.
+    pub fn render(&self, backlog: &Backlog) -> String {
         let mut out = String::new();
         out.push_str("# TYPE runner_requests_total counter\n");
         for ((route, status), n) in self.requests.lock().expect("metrics lock").iter() {
@@ -62,8 +62,58 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# TYPE runner_settlement_backlog gauge\nrunner_settlement_backlog {backlog}"
+            "# TYPE runner_views_stale_total counter\nrunner_views_stale_total {}",
+            backlog.stale_views
         );
+        let _ = writeln!(
+            out,
+            "# TYPE runner_settlement_backlog gauge\nrunner_settlement_backlog {}",
+            backlog.channels
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE runner_unsettled_yocto gauge\nrunner_unsettled_yocto {}",
+            backlog.unsettled
+        );
+        // Seconds with millisecond precision, exact as integers are.
+        let secs = |ns: u64| {
+            format!(
+                "{}.{:03}",
+                ns / 1_000_000_000,
+                ns % 1_000_000_000 / 1_000_000
+            )
+        };
+        if let Some(at) = backlog.oldest_pending_ns {
+            let _ = writeln!(
+                out,
+                "# TYPE runner_oldest_pending_receipt_seconds gauge\nrunner_oldest_pending_receipt_seconds {}",
+                secs(backlog.now_ns.saturating_sub(at))
+            );
+        }
+        if let Some(at) = backlog.nearest_expiry_ns {
+            let _ = writeln!(
+                out,
+                "# TYPE runner_nearest_expiry_seconds gauge\nrunner_nearest_expiry_seconds {}",
+                secs(at.saturating_sub(backlog.now_ns))
+            );
+        }
         out
     }
+}
+
+/// What is at risk until settlement lands, read from the store per scrape.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Channels with a receipt to settle.
+    pub channels: usize,
+    /// Yocto signed for and not yet settled, over those channels.
+    pub unsettled: u128,
+    /// When the oldest unsettled receipt was issued (ns).
+    pub oldest_pending_ns: Option<u64>,
+    /// The soonest expiry of an authorization with something unsettled (ns): past it the
+    /// hub settles nothing under it.
+    pub nearest_expiry_ns: Option<u64>,
+    pub now_ns: u64,
+    /// Hub views served stale because the node failed.
+    pub stale_views: u64,
 }

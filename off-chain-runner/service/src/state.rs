@@ -53,6 +53,17 @@ impl ChainClock {
         }
     }
 
+    /// The chain's time as last read and extrapolated, without asking the node (this
+    /// machine's clock if it never answered): for `/metrics`, which must stay cheap.
+    pub fn known_ns(&self) -> u64 {
+        self.last
+            .lock()
+            .expect("clock lock")
+            .map_or_else(wall_clock_ns, |(ns, at)| {
+                ns.saturating_add(u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX))
+            })
+    }
+
     pub async fn now_ns(&self, hub: &HubClient) -> u64 {
         let known = *self.last.lock().expect("clock lock");
         let extrapolate = |(ns, at): (u64, Instant)| {

@@ -607,6 +607,16 @@ async fn the_runner_serves_through_an_rpc_outage_and_drains_the_backlog_after() 
         .await
         .unwrap();
     assert!(metrics.contains("runner_settlement_backlog 2"), "{metrics}");
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}: {metrics}"))
+    };
+    assert!(gauge("runner_unsettled_yocto") > 0.0, "value at risk: {metrics}");
+    assert!(gauge("runner_views_stale_total") > 0.0, "served on stale views: {metrics}");
+    assert!(gauge("runner_oldest_pending_receipt_seconds") >= 0.0);
+    assert!(gauge("runner_nearest_expiry_seconds") > 3_600.0, "{metrics}");
     assert!(
         !metrics.contains("runner_settle_failures_total 0"),
         "settlement tried and failed: {metrics}"

@@ -55,12 +55,34 @@ pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let backlog = state.store.pending(usize::MAX).map_or(0, |p| p.len());
+    let pending = state.store.pending(usize::MAX).unwrap_or_default();
+    let mut backlog = crate::metrics::Backlog {
+        channels: pending.len(),
+        now_ns: state.clock.known_ns(),
+        stale_views: state.user_keys.stale_served()
+            + state.channels.stale_served()
+            + state.prices.stale_served(),
+        ..Default::default()
+    };
+    for (user, r) in &pending {
+        backlog.unsettled = backlog
+            .unsettled
+            .saturating_add(r.amount().saturating_sub(r.settled_amount));
+        let first = state.store.receipt(user, r.settled_seq + 1).ok().flatten();
+        let issued = first.map_or(r.receipt.receipt.issued_at_ns.0, |f| {
+            f.receipt.issued_at_ns.0
+        });
+        backlog.oldest_pending_ns =
+            Some(backlog.oldest_pending_ns.map_or(issued, |o| o.min(issued)));
+        let expiry = r.authorization.authorization.expires_at_ns.0;
+        backlog.nearest_expiry_ns =
+            Some(backlog.nearest_expiry_ns.map_or(expiry, |e| e.min(expiry)));
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        state.metrics.render(backlog),
+        state.metrics.render(&backlog),
     )
 }
