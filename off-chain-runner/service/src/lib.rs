@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod inference;
 pub mod keys;
+pub mod killpoint;
 pub mod meter;
 pub mod metrics;
 pub mod registry;

@@ -94,7 +94,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# TYPE runner_nearest_expiry_seconds gauge\nrunner_nearest_expiry_seconds {}",
-                secs(at.saturating_sub(backlog.now_ns))
+                secs(at.saturating_sub(backlog.chain_now_ns))
             );
         }
         out
@@ -113,7 +113,10 @@ pub struct Backlog {
     /// The soonest expiry of an authorization with something unsettled (ns): past it the
     /// hub settles nothing under it.
     pub nearest_expiry_ns: Option<u64>,
+    /// This machine's time, which receipts are issued by.
     pub now_ns: u64,
+    /// The chain's, which authorizations expire by.
+    pub chain_now_ns: u64,
     /// Hub views served stale because the node failed.
     pub stale_views: u64,
 }

@@ -234,6 +234,7 @@ impl Settler {
             }
             match outcomes {
                 Ok(outcomes) => {
+                    crate::killpoint::reached("settle_after_outcome");
                     report.sent += batch.len();
                     self.record(outcomes, report).await?;
                 }

@@ -613,10 +613,19 @@ async fn the_runner_serves_through_an_rpc_outage_and_drains_the_backlog_after() 
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("no {name}: {metrics}"))
     };
-    assert!(gauge("runner_unsettled_yocto") > 0.0, "value at risk: {metrics}");
-    assert!(gauge("runner_views_stale_total") > 0.0, "served on stale views: {metrics}");
+    assert!(
+        gauge("runner_unsettled_yocto") > 0.0,
+        "value at risk: {metrics}"
+    );
+    assert!(
+        gauge("runner_views_stale_total") > 0.0,
+        "served on stale views: {metrics}"
+    );
     assert!(gauge("runner_oldest_pending_receipt_seconds") >= 0.0);
-    assert!(gauge("runner_nearest_expiry_seconds") > 3_600.0, "{metrics}");
+    assert!(
+        gauge("runner_nearest_expiry_seconds") > 3_600.0,
+        "{metrics}"
+    );
     assert!(
         !metrics.contains("runner_settle_failures_total 0"),
         "settlement tried and failed: {metrics}"

@@ -23,6 +23,11 @@ fn spawn_runner(net: &Net) -> (Child, SocketAddr) {
 
 /// The runner binary serving the echo backend, with `extra` flags.
 fn spawn_runner_with(net: &Net, extra: &[&str]) -> (Child, SocketAddr) {
+    spawn_killable(net, None, extra)
+}
+
+/// As [`spawn_runner_with`], killing itself by SIGKILL at the named point, if any.
+fn spawn_killable(net: &Net, kill_at: Option<&str>, extra: &[&str]) -> (Child, SocketAddr) {
     let (account, receipt) = net.key_files();
     let mut child = Command::new(env!("CARGO_BIN_EXE_off-chain-runner"))
         .args([
@@ -55,6 +60,7 @@ fn spawn_runner_with(net: &Net, extra: &[&str]) -> (Child, SocketAddr) {
         .args(extra)
         .arg("--data-dir")
         .arg(net.dir.join("data"))
+        .envs(kill_at.map(|point| ("RUNNER_KILL_AT", point)))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -261,4 +267,80 @@ async fn sigterm_answers_the_request_in_flight_then_settles_before_exit() {
         .await
         .expect("the channel");
     assert_eq!(channel.channel.settled.0, charged, "settled before exit");
+}
+
+/// One request; its charge if it was answered.
+async fn ask(addr: SocketAddr, token: &str, n: usize) -> Option<u128> {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(token)
+        .json(&chat(&format!("request {n}")))
+        .send()
+        .await
+        .ok()?;
+    let body = resp.json::<serde_json::Value>().await.ok()?;
+    Some(yocto(&body["charged"]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_at_each_named_point_then_restart_pays_every_answered_request_exactly_once() {
+    for point in [
+        "request_before_commit",
+        "request_after_commit",
+        "settle_after_outcome",
+    ] {
+        let net = Net::start(point, 1).await;
+        let token = token::encode(&net.authorization(0, NEAR).await);
+        let mut answered = 0u128;
+        let (mut child, addr) = spawn_killable(&net, Some(point), &["--settle-interval", "0.05"]);
+        for n in 0..200 {
+            match ask(addr, &token, n).await {
+                Some(charged) => answered += charged,
+                None => break,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let died = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&died),
+            Some(9),
+            "{point}: killed there"
+        );
+
+        let (mut child, addr) = spawn_runner(&net);
+        answered += ask(addr, &token, 1_000)
+            .await
+            .expect("served after the restart");
+        eventually(20, || async {
+            reqwest::get(format!("http://{addr}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .contains("runner_settlement_backlog 0")
+        })
+        .await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let record = Store::open(&net.dir.join("data").join("receipts.redb"))
+            .unwrap()
+            .channel(&net.users[0].0)
+            .unwrap()
+            .expect("the channel's receipts");
+        let settled = net
+            .view(methods::channel(&net.users[0].0, &net.runner))
+            .await
+            .expect("the channel")
+            .channel;
+        assert_eq!(
+            (settled.settled.0, settled.last_seq.0),
+            (record.amount(), record.seq()),
+            "{point}: the latest receipt settled, once"
+        );
+        assert!(
+            settled.settled.0 >= answered,
+            "{point}: every answered request paid"
+        );
+    }
 }

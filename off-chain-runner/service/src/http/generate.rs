@@ -90,6 +90,7 @@ pub async fn commit(state: &Arc<AppState>, payer: &Payer, charge: Charge) -> Res
     let st = Arc::clone(state);
     let p = payer.clone();
     let record = tokio::task::spawn_blocking(move || {
+        crate::killpoint::reached("request_before_commit");
         st.store.append(p.user(), |current| {
             next_record(
                 current,
@@ -103,6 +104,7 @@ pub async fn commit(state: &Arc<AppState>, payer: &Payer, charge: Charge) -> Res
     })
     .await
     .map_err(|e| Error::internal("join", e.to_string()))??;
+    crate::killpoint::reached("request_after_commit");
     state.budget.commit(payer.user(), record.amount());
     Metrics::add(&state.metrics.receipts_signed, 1);
     Ok(record)

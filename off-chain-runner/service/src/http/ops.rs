@@ -58,7 +58,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let pending = state.store.pending(usize::MAX).unwrap_or_default();
     let mut backlog = crate::metrics::Backlog {
         channels: pending.len(),
-        now_ns: state.clock.known_ns(),
+        now_ns: crate::state::wall_clock_ns(),
+        chain_now_ns: state.clock.known_ns(),
         stale_views: state.user_keys.stale_served()
             + state.channels.stale_served()
             + state.prices.stale_served(),
