@@ -25,6 +25,7 @@ use off_chain_runner::{
     keys::Credentials,
     server::{self, store_path},
     settlement::{Settings, Settler},
+    store::ChannelStatus,
     store::Store,
     token,
 };
@@ -220,6 +221,10 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, default_value_t = 50)]
         batch: usize,
+        /// A `serve` running on this machine holds the store: ask it to settle now instead
+        /// (its address, e.g. http://127.0.0.1:8080).
+        #[arg(long)]
+        runner_url: Option<String>,
     },
     /// Backlog, last settled sequence per channel, and earnings on the hub.
     Status {
@@ -230,6 +235,10 @@ enum Command {
         runner: AccountId,
         #[arg(long, default_value = "runner-data")]
         data_dir: PathBuf,
+        /// A `serve` running on this machine holds the store: read it through that runner
+        /// instead (its address, e.g. http://127.0.0.1:8080).
+        #[arg(long)]
+        runner_url: Option<String>,
     },
 }
 
@@ -348,15 +357,29 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Settle {
+            runner_url: Some(url),
+            ..
+        } => {
+            reqwest::Client::new()
+                .post(format!("{}/v1/runner/settle", url.trim_end_matches('/')))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .with_context(|| format!("asking the runner at {url}"))?;
+            println!("the runner at {url} is settling now; `status --runner-url {url}` shows the outcome");
+            Ok(())
+        }
+        Command::Settle {
             chain,
             account_key,
             data_dir,
             batch,
+            runner_url: None,
         } => {
             let hub = chain.hub()?;
             let account = Credentials::read(&account_key)?;
             let settler = Settler::new(
-                Arc::new(Store::open(&store_path(&data_dir))?),
+                Arc::new(open_store(&data_dir)?),
                 Signer::new(hub, account.signer()?),
                 Settings {
                     batch,
@@ -391,7 +414,8 @@ async fn main() -> anyhow::Result<()> {
             chain,
             runner,
             data_dir,
-        } => status(&chain, &runner, &data_dir).await,
+            runner_url,
+        } => status(&chain, &runner, &data_dir, runner_url.as_deref()).await,
         Command::Serve {
             chain,
             account_key,
@@ -577,16 +601,39 @@ async fn authorize(
     Ok(())
 }
 
-async fn status(chain: &ChainArgs, runner: &AccountId, data_dir: &Path) -> anyhow::Result<()> {
+/// The receipt store of `data_dir`, with what to do when a running `serve` holds it.
+fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
+    let path = store_path(data_dir);
+    Store::open(&path).with_context(|| {
+        format!(
+            "opening {}: if `serve` is running on it, pass --runner-url http://<its --listen>",
+            path.display()
+        )
+    })
+}
+
+async fn status(
+    chain: &ChainArgs,
+    runner: &AccountId,
+    data_dir: &Path,
+    runner_url: Option<&str>,
+) -> anyhow::Result<()> {
     let hub = chain.hub()?;
-    let store = Store::open(&store_path(data_dir))?;
-    let channels = store.channels()?;
-    let backlog: Vec<_> = channels.iter().filter(|(_, r)| r.pending()).collect();
+    let channels: Vec<ChannelStatus> = match runner_url {
+        Some(url) => {
+            reqwest::get(format!("{}/v1/runner/status", url.trim_end_matches('/')))
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .with_context(|| format!("asking the runner at {url}"))?
+                .json()
+                .await?
+        }
+        None => open_store(data_dir)?.status()?,
+    };
+    let backlog: Vec<_> = channels.iter().filter(|c| c.pending()).collect();
     let unsettled = backlog
         .iter()
-        .try_fold(0u128, |s, (_, r)| {
-            s.checked_add(r.amount() - r.settled_amount)
-        })
+        .try_fold(0u128, |s, c| s.checked_add(c.amount.0 - c.settled_amount.0))
         .context("backlog overflows")?;
     println!("runner {runner} on {} ({})", hub.account, hub.chain_id);
     println!(
@@ -598,19 +645,15 @@ async fn status(chain: &ChainArgs, runner: &AccountId, data_dir: &Path) -> anyho
         "{:<40} {:>6} {:>8} {:>26} {:>26}  note",
         "user", "seq", "settled", "charged (NEAR)", "settled (NEAR)"
     );
-    for (user, r) in &channels {
-        let note = match &r.rejected {
-            Some((seq, code)) if *seq >= r.seq() => format!("refused: {code}"),
-            _ if r.pending() => "pending".to_owned(),
-            _ => String::new(),
-        };
+    for c in &channels {
         println!(
-            "{:<40} {:>6} {:>8} {:>26} {:>26}  {note}",
-            user.as_str(),
-            r.seq(),
-            r.settled_seq,
-            near_text(r.amount()),
-            near_text(r.settled_amount)
+            "{:<40} {:>6} {:>8} {:>26} {:>26}  {}",
+            c.user.as_str(),
+            c.seq,
+            c.settled_seq,
+            near_text(c.amount.0),
+            near_text(c.settled_amount.0),
+            c.note
         );
     }
     match hub.view(methods::runner(runner)).await {

@@ -165,11 +165,14 @@ async fn start(config: Config) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let app = crate::http::router(Arc::clone(&state), config.max_body_bytes);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.changed().await;
+        })
+        .await
     });
     Ok(Running {
         addr,

@@ -115,6 +115,11 @@ impl Urgent {
         self.wake.notify_one();
     }
 
+    /// Starts a settlement round now (the operator asked: `settle --runner-url`).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     fn deadline(&self, user: &AccountId) -> Option<u64> {
         self.deadlines
             .lock()

@@ -85,6 +85,19 @@ impl ChainClock {
     }
 }
 
+impl AppState {
+    /// Runs `read` on the receipt store off the async workers: redb calls block on disk.
+    pub async fn with_store<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> crate::error::Result<T> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| crate::error::Error::internal("join", e.to_string()))
+    }
+}
+
 pub fn wall_clock_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

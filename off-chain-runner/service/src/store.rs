@@ -56,6 +56,42 @@ impl ChannelRecord {
     }
 }
 
+/// One channel as `status` shows it (and `GET /v1/runner/status` answers it).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChannelStatus {
+    pub user: AccountId,
+    /// The latest receipt's sequence, and the highest settled.
+    pub seq: u64,
+    pub settled_seq: u64,
+    /// Cumulative yocto charged by the latest receipt, and settled.
+    pub amount: near_sdk::json_types::U128,
+    pub settled_amount: near_sdk::json_types::U128,
+    /// `pending`, `refused: <code>`, or empty when settled.
+    pub note: String,
+}
+
+impl ChannelStatus {
+    pub fn of(user: AccountId, r: &ChannelRecord) -> Self {
+        let note = match &r.rejected {
+            Some((seq, code)) if *seq >= r.seq() => format!("refused: {code}"),
+            _ if r.pending() => "pending".to_owned(),
+            _ => String::new(),
+        };
+        Self {
+            user,
+            seq: r.seq(),
+            settled_seq: r.settled_seq,
+            amount: near_sdk::json_types::U128(r.amount()),
+            settled_amount: near_sdk::json_types::U128(r.settled_amount),
+            note,
+        }
+    }
+
+    pub fn pending(&self) -> bool {
+        self.note == "pending"
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::internal("store", format!("receipt store: {e}"))
 }
@@ -100,6 +136,15 @@ impl Store {
             all.push((k.value().parse().map_err(internal)?, decode(v.value())?));
         }
         Ok(all)
+    }
+
+    /// Every channel as `status` shows it.
+    pub fn status(&self) -> Result<Vec<ChannelStatus>> {
+        Ok(self
+            .channels()?
+            .into_iter()
+            .map(|(user, r)| ChannelStatus::of(user, &r))
+            .collect())
     }
 
     /// Up to `limit` channels with a receipt to settle.

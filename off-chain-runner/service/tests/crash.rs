@@ -344,3 +344,61 @@ async fn sigkill_at_each_named_point_then_restart_pays_every_answered_request_ex
         );
     }
 }
+
+/// The CLI with the hub's and node's flags, as an operator runs it beside `serve`.
+fn cli(net: &Net, args: &[&str]) -> std::process::Output {
+    let (account, _) = net.key_files();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_off-chain-runner"));
+    command.args(args).args([
+        "--hub",
+        net.hub.as_str(),
+        "--chain",
+        "localnet",
+        "--rpc",
+        &net.rpc,
+    ]);
+    command.arg("--data-dir").arg(net.dir.join("data"));
+    if args[0] == "settle" {
+        command.arg("--account-key").arg(account);
+    } else {
+        command.args(["--runner", net.runner.as_str()]);
+    }
+    command.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_and_settle_work_while_serve_holds_the_store() {
+    let net = Net::start("beside", 1).await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let (mut child, addr) = spawn_runner_with(&net, &["--settle-interval", "3600"]);
+    let charged = ask(addr, &token, 0).await.expect("served");
+    let url = format!("http://{addr}");
+
+    let direct = cli(&net, &["status"]);
+    assert!(!direct.status.success());
+    let err = String::from_utf8_lossy(&direct.stderr);
+    assert!(err.contains("--runner-url"), "says what to do: {err}");
+
+    let through = cli(&net, &["status", "--runner-url", &url]);
+    let out = String::from_utf8_lossy(&through.stdout);
+    assert!(through.status.success(), "{out}");
+    assert!(
+        out.contains("backlog: 1 channels") && out.contains("pending"),
+        "{out}"
+    );
+
+    assert!(cli(&net, &["settle", "--runner-url", &url])
+        .status
+        .success());
+    eventually(20, || async {
+        net.view(methods::channel(&net.users[0].0, &net.runner))
+            .await
+            .is_some_and(|c| c.channel.settled.0 == charged)
+    })
+    .await;
+    let out = cli(&net, &["status", "--runner-url", &url]);
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("backlog: 0 channels"), "{out}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -157,9 +157,10 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
     let limit = a.cap.0.min(channel.channel.deposited.0);
     let committed = state.budget.committed(&a.user);
     if let Some(max) = state.max_unsettled {
+        let user = a.user.clone();
         let settled = state
-            .store
-            .channel(&a.user)?
+            .with_store(move |store| store.channel(&user))
+            .await??
             .map_or(0, |r| r.settled_amount);
         let unsettled = committed.saturating_sub(settled);
         if unsettled >= max {

@@ -33,6 +33,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/embeddings", post(embeddings::handle))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
+        .route("/v1/runner/status", get(ops::status))
+        .route("/v1/runner/settle", post(ops::settle))
         .fallback(|| async {
             Error::not_found("unknown_route", "no such endpoint; see /v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings").into_response()
         })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::{extract::State, response::IntoResponse, Json};
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::{state::AppState, store::Store};
 
 pub async fn models(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut data: Vec<_> = state
@@ -31,7 +31,10 @@ pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     } else {
         Err("no model is served".to_owned())
     };
-    let store = state.store.check().map_err(|e| e.to_string());
+    let store = match state.with_store(Store::check).await {
+        Ok(checked) => checked.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     let rpc = match tokio::time::timeout(state.view_timeout, state.hub.block_time_ns()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
@@ -55,30 +58,37 @@ pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let pending = state.store.pending(usize::MAX).unwrap_or_default();
-    let mut backlog = crate::metrics::Backlog {
-        channels: pending.len(),
-        now_ns: crate::state::wall_clock_ns(),
-        chain_now_ns: state.clock.known_ns(),
-        stale_views: state.user_keys.stale_served()
-            + state.channels.stale_served()
-            + state.prices.stale_served(),
-        ..Default::default()
-    };
-    for (user, r) in &pending {
-        backlog.unsettled = backlog
-            .unsettled
-            .saturating_add(r.amount().saturating_sub(r.settled_amount));
-        let first = state.store.receipt(user, r.settled_seq + 1).ok().flatten();
-        let issued = first.map_or(r.receipt.receipt.issued_at_ns.0, |f| {
-            f.receipt.issued_at_ns.0
-        });
-        backlog.oldest_pending_ns =
-            Some(backlog.oldest_pending_ns.map_or(issued, |o| o.min(issued)));
-        let expiry = r.authorization.authorization.expires_at_ns.0;
-        backlog.nearest_expiry_ns =
-            Some(backlog.nearest_expiry_ns.map_or(expiry, |e| e.min(expiry)));
-    }
+    // One scan of the store per scrape, off the async workers.
+    let mut backlog = state
+        .with_store(|store| {
+            let pending = store.pending(usize::MAX).unwrap_or_default();
+            let mut backlog = crate::metrics::Backlog {
+                channels: pending.len(),
+                ..Default::default()
+            };
+            for (user, r) in &pending {
+                backlog.unsettled = backlog
+                    .unsettled
+                    .saturating_add(r.amount().saturating_sub(r.settled_amount));
+                let first = store.receipt(user, r.settled_seq + 1).ok().flatten();
+                let issued = first.map_or(r.receipt.receipt.issued_at_ns.0, |f| {
+                    f.receipt.issued_at_ns.0
+                });
+                backlog.oldest_pending_ns =
+                    Some(backlog.oldest_pending_ns.map_or(issued, |o| o.min(issued)));
+                let expiry = r.authorization.authorization.expires_at_ns.0;
+                backlog.nearest_expiry_ns =
+                    Some(backlog.nearest_expiry_ns.map_or(expiry, |e| e.min(expiry)));
+            }
+            backlog
+        })
+        .await
+        .unwrap_or_default();
+    backlog.now_ns = crate::state::wall_clock_ns();
+    backlog.chain_now_ns = state.clock.known_ns();
+    backlog.stale_views = state.user_keys.stale_served()
+        + state.channels.stale_served()
+        + state.prices.stale_served();
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -86,4 +96,36 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         )],
         state.metrics.render(&backlog),
     )
+}
+
+/// The operator's endpoints answer only this machine: they show who pays this runner.
+fn operator(peer: std::net::SocketAddr) -> crate::error::Result<()> {
+    if peer.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(crate::error::Error::forbidden(
+            "operator_only",
+            "this endpoint answers only requests from the runner's own machine",
+        ))
+    }
+}
+
+/// `GET /v1/runner/status`: every channel's receipts and settlement, what `status`
+/// prints, while `serve` holds the store.
+pub async fn status(
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    State(state): State<Arc<AppState>>,
+) -> crate::error::Result<Json<Vec<crate::store::ChannelStatus>>> {
+    operator(peer)?;
+    Ok(Json(state.with_store(Store::status).await??))
+}
+
+/// `POST /v1/runner/settle`: a settlement round now, not at the next interval.
+pub async fn settle(
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    State(state): State<Arc<AppState>>,
+) -> crate::error::Result<axum::http::StatusCode> {
+    operator(peer)?;
+    state.urgent.wake();
+    Ok(axum::http::StatusCode::ACCEPTED)
 }
