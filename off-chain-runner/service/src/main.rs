@@ -222,7 +222,7 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         batch: usize,
         /// A `serve` running on this machine holds the store: ask it to settle now instead
-        /// (its address, e.g. http://127.0.0.1:8080).
+        /// (its address, e.g. `http://127.0.0.1:8080`).
         #[arg(long)]
         runner_url: Option<String>,
     },
@@ -236,7 +236,7 @@ enum Command {
         #[arg(long, default_value = "runner-data")]
         data_dir: PathBuf,
         /// A `serve` running on this machine holds the store: read it through that runner
-        /// instead (its address, e.g. http://127.0.0.1:8080).
+        /// instead (its address, e.g. `http://127.0.0.1:8080`).
         #[arg(long)]
         runner_url: Option<String>,
     },
