@@ -141,7 +141,7 @@ async fn start(config: Config) -> anyhow::Result<Running> {
         user_keys: TtlCache::new(config.views),
         channels: TtlCache::new(config.views),
         prices: TtlCache::new(config.views),
-        clock: ChainClock::new(config.views.ttl),
+        clock: ChainClock::new(config.views.ttl, config.views.timeout),
         metrics: Arc::clone(&metrics),
         default_max_tokens: config.default_max_tokens,
         expiry_margin_ns: u64::try_from(config.expiry_margin.as_nanos()).unwrap_or(u64::MAX),

@@ -40,16 +40,28 @@ pub struct LocalContent {
 
 /// The chain's clock: the final block's timestamp plus local time since it was read, so
 /// expiry is judged as the hub will judge it without asking the node on every request.
+/// A read is bounded by `timeout`, and a failed one is not retried within `ttl`: a node
+/// that hangs costs one timeout per `ttl`, not one per request (the time extrapolated from
+/// the last read stands in meanwhile).
 pub struct ChainClock {
     ttl: Duration,
-    last: Mutex<Option<(u64, Instant)>>,
+    timeout: Duration,
+    last: Mutex<Reads>,
+}
+
+/// The last read (chain ns, when), and when reading last failed.
+type Reads = (Option<(u64, Instant)>, Option<Instant>);
+
+fn extrapolate((ns, at): (u64, Instant)) -> u64 {
+    ns.saturating_add(u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX))
 }
 
 impl ChainClock {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, timeout: Duration) -> Self {
         Self {
             ttl,
-            last: Mutex::new(None),
+            timeout,
+            last: Mutex::new((None, None)),
         }
     }
 
@@ -59,26 +71,36 @@ impl ChainClock {
         self.last
             .lock()
             .expect("clock lock")
-            .map_or_else(wall_clock_ns, |(ns, at)| {
-                ns.saturating_add(u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX))
-            })
+            .0
+            .map_or_else(wall_clock_ns, extrapolate)
     }
 
     pub async fn now_ns(&self, hub: &HubClient) -> u64 {
-        let known = *self.last.lock().expect("clock lock");
-        let extrapolate = |(ns, at): (u64, Instant)| {
-            ns.saturating_add(u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX))
-        };
-        if let Some(k) = known.filter(|(_, at)| at.elapsed() < self.ttl) {
+        let (known, failed) = *self.last.lock().expect("clock lock");
+        let fresh = known.filter(|(_, at)| at.elapsed() < self.ttl);
+        let failed_recently = failed.is_some_and(|at| at.elapsed() < self.ttl);
+        if let Some(k) = fresh {
             return extrapolate(k);
         }
-        match hub.block_time_ns().await {
-            Ok(ns) => {
-                *self.last.lock().expect("clock lock") = Some((ns, Instant::now()));
+        if failed_recently {
+            return known.map_or_else(wall_clock_ns, extrapolate);
+        }
+        match tokio::time::timeout(self.timeout, hub.block_time_ns()).await {
+            Ok(Ok(ns)) => {
+                *self.last.lock().expect("clock lock") = (Some((ns, Instant::now())), None);
                 ns
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!("reading the chain's clock: {e}");
+                self.last.lock().expect("clock lock").1 = Some(Instant::now());
+                known.map_or_else(wall_clock_ns, extrapolate)
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "reading the chain's clock: no answer within {:?}",
+                    self.timeout
+                );
+                self.last.lock().expect("clock lock").1 = Some(Instant::now());
                 known.map_or_else(wall_clock_ns, extrapolate)
             }
         }

@@ -711,6 +711,54 @@ async fn views_are_not_trusted_past_their_maximum_age_while_the_node_is_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_node_does_not_hold_requests_and_the_backlog_drains_after() {
+    let net = Net::start("hung", 1).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                settle: true,
+                view_ttl: Duration::from_millis(100),
+                view_timeout: Duration::from_millis(300),
+                ..Opts::default()
+            },
+        )
+        .await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let ask = || {
+        post(
+            running.addr,
+            "/v1/chat/completions",
+            Some(&token),
+            chat("hi"),
+        )
+    };
+    assert_eq!(ask().await.0, 200);
+    net.hang.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut last = 0;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let (s, body) = ask().await;
+        assert_eq!(s, 200, "served on the views it last had: {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a hung node costs at most a view timeout, not the client's 20 s: {:?}",
+            started.elapsed()
+        );
+        last = yocto(&body["receipt"]["receipt"]["amount"]);
+    }
+    net.hang.store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually(60, || async {
+        net.view(methods::channel(&net.users[0].0, &net.runner))
+            .await
+            .is_some_and(|c| c.channel.settled.0 == last)
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_runner_refuses_weights_or_a_policy_the_hub_does_not_register() {
     let net = Net::start("registry", 0).await;
     let hub = net.hub_client();

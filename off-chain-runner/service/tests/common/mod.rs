@@ -53,6 +53,8 @@ pub struct Net {
     signers: sandbox_tests::Signers,
     pub rpc: String,
     pub down: Arc<AtomicBool>,
+    /// The node accepts requests and never answers them.
+    pub hang: Arc<AtomicBool>,
     pub hub: near_sdk::AccountId,
     pub runner: near_sdk::AccountId,
     pub runner_key: KeyPair,
@@ -168,11 +170,18 @@ impl Net {
         let (chain, signers) = env.detach();
         let node = local_chain::rpc::Node::new(chain);
         let down = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&down);
+        let hang = Arc::new(AtomicBool::new(false));
+        let (down_switch, hang_switch) = (Arc::clone(&down), Arc::clone(&hang));
+        // A fault-injecting proxy in front of the node: down (503 at once) or hung
+        // (accepts, never answers).
         let app = local_chain::rpc::router(Arc::clone(&node)).layer(middleware::from_fn(
             move |req: Request, next: Next| {
-                let down = flag.load(Ordering::SeqCst);
+                let down = down_switch.load(Ordering::SeqCst);
+                let hang = hang_switch.load(Ordering::SeqCst);
                 async move {
+                    if hang {
+                        std::future::pending::<()>().await;
+                    }
                     if down {
                         (axum::http::StatusCode::SERVICE_UNAVAILABLE, "node down").into_response()
                     } else {
@@ -189,6 +198,7 @@ impl Net {
             signers,
             rpc: format!("http://{addr}"),
             down,
+            hang,
             hub: hub.as_str().parse().unwrap(),
             runner: runner.as_str().parse().unwrap(),
             runner_key,
@@ -310,6 +320,7 @@ impl Net {
         .views(off_chain_runner::cache::Limits {
             ttl: opts.view_ttl,
             max_stale: opts.view_max_stale,
+            timeout: opts.view_timeout,
             ..off_chain_runner::cache::Limits::default()
         })
         .expiry_margin(EXPIRY_MARGIN)
@@ -352,6 +363,7 @@ pub struct Opts {
     pub view_ttl: Duration,
     /// How long past `view_ttl` views are trusted while the node is down.
     pub view_max_stale: Duration,
+    pub view_timeout: Duration,
     pub max_unsettled: Option<u128>,
     pub batch: usize,
     pub interval: Duration,
@@ -365,6 +377,7 @@ impl Default for Opts {
             queue: 64,
             view_ttl: Duration::from_secs(2),
             view_max_stale: Duration::from_mins(1),
+            view_timeout: Duration::from_secs(5),
             max_unsettled: None,
             batch: 50,
             interval: Duration::from_millis(100),
