@@ -491,6 +491,9 @@ async fn main() -> anyhow::Result<()> {
             }
             eprintln!("checking the runner, its models and content against the hub");
             let running = builder.start().await?;
+            if let Some(e) = &running.state.model_error {
+                eprintln!("warning: {e}; serving no model, settling what was served before");
+            }
             // Tests and scripts wait for this line.
             println!("serving on http://{}", running.addr);
             running.run_until(shutdown_signal()).await?;

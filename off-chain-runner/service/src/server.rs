@@ -50,6 +50,8 @@ struct Config {
     pub max_body_bytes: usize,
     pub default_max_tokens: usize,
     pub max_unsettled: Option<u128>,
+    /// Why no model is served, when loading failed.
+    pub model_error: Option<String>,
 }
 
 pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
@@ -148,6 +150,7 @@ async fn start(config: Config) -> anyhow::Result<Running> {
         urgent: Arc::clone(&urgent),
         max_unsettled: config.max_unsettled,
         view_timeout: config.views.timeout,
+        model_error: config.model_error,
     });
     let (stop_server, mut stop) = watch::channel(false);
     let (stop_settler, settler_stop) = watch::channel(false);
@@ -348,6 +351,11 @@ impl Builder {
             Some(dir) => registry::load_content(&self.hub, dir).await?,
             None => HashMap::new(),
         };
+        #[cfg_attr(
+            not(feature = "engine"),
+            allow(unused_mut, reason = "only the engine can fail to load")
+        )]
+        let mut model_error = None;
         let inference: Arc<dyn Inference> = match self.backend {
             Backend::Echo { delay } => Arc::new(Echo::new(
                 registered
@@ -369,16 +377,26 @@ impl Builder {
                         (r.model_id.clone(), path.clone(), sha256)
                     })
                     .collect();
-                let engine = tokio::task::spawn_blocking(move || {
+                let loaded = tokio::task::spawn_blocking(move || {
                     let refs: Vec<_> = list
                         .iter()
                         .map(|(id, path, sha256)| (id.clone(), path.as_path(), sha256.clone()))
                         .collect();
                     crate::engine::Engine::load(&refs, backend)
                 })
-                .await?
-                .map_err(|e| anyhow::anyhow!("loading the models: {e}"))?;
-                Arc::new(engine)
+                .await?;
+                match loaded {
+                    Ok(engine) => Arc::new(engine),
+                    // What was served before still gets paid: the runner starts without
+                    // models (`/health` says why) and settles.
+                    Err(e) => {
+                        tracing::error!(
+                            "loading the models failed, serving none and settling: {e}"
+                        );
+                        model_error = Some(format!("loading the models failed: {e}"));
+                        Arc::new(Echo::new(Vec::new(), Duration::ZERO))
+                    }
+                }
             }
             Backend::Given(inference) => inference,
         };
@@ -399,6 +417,7 @@ impl Builder {
             max_body_bytes: self.max_body_bytes,
             default_max_tokens: self.default_max_tokens,
             max_unsettled: self.max_unsettled,
+            model_error,
         })
         .await
     }

@@ -151,4 +151,6 @@ pub struct AppState {
     pub max_unsettled: Option<u128>,
     /// The longest a call to the node may take (`/health`'s check).
     pub view_timeout: Duration,
+    /// Why no model is served, when loading failed (the runner still settles).
+    pub model_error: Option<String>,
 }

@@ -208,3 +208,47 @@ async fn a_settlement_whose_outcome_was_lost_is_found_on_the_hub_not_sent_again(
     let report = restarted.drain().await.unwrap();
     assert_eq!(report.sent, 0, "nothing sent again: {report:?}");
 }
+
+#[cfg(feature = "engine")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receipts_still_settle_when_the_models_fail_to_load() {
+    let net = Net::start("noload", 1).await;
+    let running = net.runner("data", Opts::default()).await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let (status, body) = post(
+        running.addr,
+        "/v1/chat/completions",
+        Some(&token),
+        chat("hi"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    running.stop().await;
+    // The test's weights files are registered but are no model the engine can load.
+    let running = net
+        .runner_with(
+            "data",
+            Opts {
+                settle: true,
+                ..Opts::default()
+            },
+            off_chain_runner::server::Backend::Engine(off_chain_runner::engine::EngineBackend::Cpu),
+        )
+        .await;
+    let health = reqwest::get(format!("http://{}/health", running.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert!(
+        health["checks"]["model"]
+            .as_str()
+            .unwrap()
+            .contains("loading the models failed"),
+        "{health}"
+    );
+    assert_eq!(health["checks"]["store"], "ok", "{health}");
+    let charged = yocto(&body["charged"]);
+    eventually(20, || async { settled(&net, 0).await == charged }).await;
+    running.stop().await;
+}

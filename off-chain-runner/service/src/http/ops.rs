@@ -26,10 +26,12 @@ pub async fn models(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 /// within the view timeout). 200 when all are, 503 naming what is not.
 pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let served = state.inference.models();
-    let model = if !served.is_empty() && served.iter().all(|m| state.models.contains_key(&m.id)) {
-        Ok(())
-    } else {
-        Err("no model is served".to_owned())
+    let model = match &state.model_error {
+        Some(e) => Err(e.clone()),
+        None if served.is_empty() || !served.iter().all(|m| state.models.contains_key(&m.id)) => {
+            Err("no model is served".to_owned())
+        }
+        None => Ok(()),
     };
     let store = match state.with_store(Store::check).await {
         Ok(checked) => checked.map_err(|e| e.to_string()),
