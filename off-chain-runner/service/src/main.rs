@@ -129,6 +129,10 @@ enum Command {
         /// Receipts per `settle` transaction.
         #[arg(long, default_value_t = 50)]
         batch: usize,
+        /// Days settled receipt history is kept; each channel's latest and last settled
+        /// receipt, and everything unsettled, are kept always.
+        #[arg(long, default_value_t = 90)]
+        keep_receipts_days: u64,
         /// Seconds between settlement rounds.
         #[arg(long, default_value_t = 30.0)]
         settle_interval: f64,
@@ -427,6 +431,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
             batch,
+            keep_receipts_days,
             settle_interval,
             queue,
             view_ttl_ms,
@@ -485,6 +490,7 @@ async fn main() -> anyhow::Result<()> {
                     Settings {
                         batch,
                         interval: Duration::from_secs_f64(settle_interval),
+                        keep_receipts: Duration::from_hours(24 * keep_receipts_days),
                         ..Settings::default()
                     },
                 );

@@ -37,6 +37,9 @@ use crate::{metrics::Metrics, store::Store};
 /// Gas attached to every batch: the most a transaction may use. Unused gas is refunded.
 pub const SETTLE_GAS: u64 = 300_000_000_000_000;
 
+/// How often settled history is pruned.
+const PRUNE_EVERY: Duration = Duration::from_hours(1);
+
 /// The longest the last settlement before exit may take.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -56,6 +59,8 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// How long a receipt refused for a reason that may pass waits before it is resent.
     pub retry_later: Duration,
+    /// Settled history older than this is pruned (see `Store::prune`), once an hour.
+    pub keep_receipts: Duration,
 }
 
 impl Default for Settings {
@@ -66,6 +71,7 @@ impl Default for Settings {
             interval: Duration::from_secs(30),
             max_backoff: Duration::from_mins(5),
             retry_later: Duration::from_mins(5),
+            keep_receipts: Duration::from_hours(24 * 90),
         }
     }
 }
@@ -369,6 +375,17 @@ impl Settler {
         Ok(found)
     }
 
+    /// Prunes settled history older than `keep_receipts` (issued by this machine's clock).
+    fn prune(&self) {
+        let keep = u64::try_from(self.settings.keep_receipts.as_nanos()).unwrap_or(u64::MAX);
+        let before = crate::state::wall_clock_ns().saturating_sub(keep);
+        match self.store.prune(before) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(receipts = n, "pruned settled receipt history"),
+            Err(e) => tracing::warn!("pruning the receipt history failed: {e}"),
+        }
+    }
+
     /// Settles batch after batch until nothing is due (deferred receipts wait).
     pub async fn drain(&self) -> Result<Report, ChainError> {
         let mut total = Report::default();
@@ -387,6 +404,7 @@ impl Settler {
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut wait = self.settings.interval;
         let mut reconciled = false;
+        let mut pruned_at: Option<Instant> = None;
         loop {
             if !reconciled {
                 reconciled = self
@@ -410,6 +428,10 @@ impl Settler {
             }
             match self.drain().await {
                 Ok(r) => {
+                    if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                        pruned_at = Some(Instant::now());
+                        self.prune();
+                    }
                     if r.sent > 0 {
                         tracing::info!(
                             sent = r.sent,

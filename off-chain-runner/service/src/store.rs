@@ -235,6 +235,41 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes history the runner no longer needs: receipts below a channel's settled one
+    /// and issued before `before_ns`. Kept always: each channel's latest receipt, its last
+    /// settled one (what the hub charged, the runner's evidence), and everything not yet
+    /// settled. Returns how many were deleted.
+    pub fn prune(&self, before_ns: u64) -> Result<usize> {
+        let settled: std::collections::HashMap<String, u64> = self
+            .channels()?
+            .into_iter()
+            .map(|(user, r)| (user.to_string(), r.settled_seq))
+            .collect();
+        let txn = self.db.begin_write().map_err(internal)?;
+        let mut pruned = 0;
+        {
+            let mut receipts = txn.open_table(RECEIPTS).map_err(internal)?;
+            let mut doomed = Vec::new();
+            for entry in receipts.iter().map_err(internal)? {
+                let (key, value) = entry.map_err(internal)?;
+                let (user, seq) = key.value();
+                let below_settled = settled.get(user).is_some_and(|s| seq < *s);
+                if below_settled {
+                    let receipt: SignedReceipt = decode(value.value())?;
+                    if receipt.receipt.issued_at_ns.0 < before_ns {
+                        doomed.push((user.to_owned(), seq));
+                    }
+                }
+            }
+            for (user, seq) in doomed {
+                receipts.remove((user.as_str(), seq)).map_err(internal)?;
+                pruned += 1;
+            }
+        }
+        txn.commit().map_err(internal)?;
+        Ok(pruned)
+    }
+
     /// Records that receipt `seq` of the channel is settled on chain (final). Never moves
     /// backwards.
     pub fn mark_settled(&self, user: &AccountId, seq: u64) -> Result<()> {

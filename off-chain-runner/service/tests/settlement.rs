@@ -252,3 +252,50 @@ async fn receipts_still_settle_when_the_models_fail_to_load() {
     eventually(20, || async { settled(&net, 0).await == charged }).await;
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settled_history_is_pruned_and_what_is_needed_is_kept() {
+    let net = Net::start("prune", 1).await;
+    let running = net.runner("data", Opts::default()).await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let ask = |addr| post(addr, "/v1/chat/completions", Some(&token), chat("hi"));
+    for _ in 0..3 {
+        assert_eq!(ask(running.addr).await.0, 200);
+    }
+    running.stop().await;
+    let store = Arc::new(Store::open(&net.dir.join("data").join("receipts.redb")).unwrap());
+    let settler = Settler::new(
+        Arc::clone(&store),
+        Signer::new(
+            net.hub_client(),
+            near_crypto::InMemorySigner::from_secret_key(net.runner.clone(), net.account_key()),
+        ),
+        Settings::default(),
+        None,
+    );
+    assert_eq!(
+        settler.drain().await.unwrap().settled,
+        1,
+        "receipt 3 settles"
+    );
+    drop(settler);
+    let user = &net.users[0].0;
+    let everything = u64::MAX;
+    assert_eq!(store.prune(everything).unwrap(), 2, "receipts 1 and 2");
+    assert!(store.receipt(user, 1).unwrap().is_none());
+    assert!(store.receipt(user, 2).unwrap().is_none());
+    assert!(
+        store.receipt(user, 3).unwrap().is_some(),
+        "the last settled is kept"
+    );
+    drop(store);
+
+    // An unsettled receipt is never pruned, whatever its age.
+    let running = net.runner("data", Opts::default()).await;
+    assert_eq!(ask(running.addr).await.0, 200);
+    running.stop().await;
+    let store = Store::open(&net.dir.join("data").join("receipts.redb")).unwrap();
+    assert_eq!(store.prune(everything).unwrap(), 0);
+    assert!(store.receipt(user, 4).unwrap().is_some());
+    assert_eq!(store.channel(user).unwrap().unwrap().seq(), 4);
+}
