@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use near_jsonrpc_client::{methods as rpc, JsonRpcClient};
-use near_jsonrpc_primitives::types::query::QueryResponseKind;
+use near_jsonrpc_primitives::types::query::{QueryResponseKind, RpcQueryError};
 use near_primitives::{
     action::{Action, FunctionCallAction},
     transaction::{SignedTransaction, Transaction, TransactionV0},
@@ -26,7 +26,7 @@ pub enum ChainError {
     /// The node answered with an error (unknown account, invalid transaction, ...).
     #[error("RPC error: {0}")]
     Rpc(String),
-    /// The transaction ran and failed (a contract panic, out of gas).
+    /// The contract failed (a panic, out of gas): a transaction, or a view.
     #[error("transaction failed: {0}")]
     Failed(String),
     #[error("unexpected answer: {0}")]
@@ -93,7 +93,15 @@ impl HubClient {
                 },
             })
             .await
-            .map_err(|e| ChainError::from_rpc(&e))?;
+            .map_err(|e| match e {
+                // The contract itself failed (a panic, out of gas): as a failed call.
+                near_jsonrpc_client::errors::JsonRpcError::ServerError(
+                    near_jsonrpc_client::errors::JsonRpcServerError::HandlerError(
+                        RpcQueryError::ContractExecutionError { vm_error, .. },
+                    ),
+                ) => ChainError::Failed(vm_error),
+                other => ChainError::from_rpc(&other),
+            })?;
         match response.kind {
             QueryResponseKind::CallResult(r) => Ok(view.decode(&r.result)?),
             _ => Err(ChainError::Unexpected(format!(

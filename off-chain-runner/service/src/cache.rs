@@ -147,7 +147,8 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         }
     }
 
-    /// Keeps the map under `capacity`: expired entries go first, then the oldest.
+    /// Keeps the map under `capacity`: expired entries go first, then the oldest eighth,
+    /// so a full cache pays one scan per `capacity / 8` insertions, not one each.
     fn make_room(&self, entries: &mut HashMap<K, Entry<V>>) {
         if entries.len() < self.limits.capacity {
             return;
@@ -159,15 +160,17 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             value.max(failed)
         };
         entries.retain(|_, e| touched(e).is_some_and(|at| at.elapsed() < horizon));
-        while entries.len() >= self.limits.capacity {
-            let Some(oldest) = entries
+        if entries.len() >= self.limits.capacity {
+            let mut by_age: Vec<(Option<Instant>, K)> = entries
                 .iter()
-                .min_by_key(|(_, e)| touched(e))
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            entries.remove(&oldest);
+                .map(|(k, e)| (touched(e), k.clone()))
+                .collect();
+            by_age.sort_unstable_by_key(|(at, _)| *at);
+            let excess = entries.len() + 1 - self.limits.capacity;
+            let evict = excess.max(self.limits.capacity / 8);
+            for (_, key) in by_age.into_iter().take(evict) {
+                entries.remove(&key);
+            }
         }
     }
 

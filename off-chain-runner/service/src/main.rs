@@ -495,6 +495,9 @@ async fn main() -> anyhow::Result<()> {
                     },
                 );
             }
+            if let Some(point) = off_chain_runner::killpoint::armed() {
+                eprintln!("warning: RUNNER_KILL_AT={point}: this process kills itself there (fault tests only)");
+            }
             eprintln!("checking the runner, its models and content against the hub");
             let running = builder.start().await?;
             if let Some(e) = &running.state.model_error {

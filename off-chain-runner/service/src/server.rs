@@ -58,6 +58,9 @@ pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("receipts.redb")
 }
 
+/// The longest a stop waits for the requests in flight.
+pub const STOP_REQUESTS_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub struct Running {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
@@ -73,10 +76,23 @@ impl Running {
     /// what was served is paid now rather than at the next start.
     pub async fn stop(self) {
         let _ = self.stop_server.send(true);
-        let _ = self.server.await;
+        // A client that never finishes (a slow upload, a stream nobody reads) does not hold
+        // the stop: past the limit the server is dropped with it.
+        let mut server = self.server;
+        if tokio::time::timeout(STOP_REQUESTS_TIMEOUT, &mut server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still running after {STOP_REQUESTS_TIMEOUT:?}: closing them");
+            server.abort();
+        }
         let _ = self.stop_settler.send(true);
-        if let Some(s) = self.settler {
-            let _ = s.await;
+        if let Some(mut settler) = self.settler {
+            let limit = crate::settlement::FLUSH_TIMEOUT * 2;
+            if tokio::time::timeout(limit, &mut settler).await.is_err() {
+                tracing::warn!("settlement still running after {limit:?}: stopping it; the rest stays for the next start");
+                settler.abort();
+            }
         }
     }
 

@@ -27,7 +27,7 @@ use std::{
 
 use market_hub_api::{
     jsonrpc::{ChainError, Signer},
-    methods, ReceiptOutcome, RejectCode, SettleResult,
+    methods, ChannelView, ReceiptOutcome, RejectCode, SettleResult,
 };
 use market_protocol::SettleItem;
 use near_sdk::AccountId;
@@ -180,6 +180,14 @@ impl Settler {
         self
     }
 
+    /// Not resent before `retry_later`.
+    fn defer(&self, user: &AccountId) {
+        self.deferred
+            .lock()
+            .expect("deferral lock")
+            .insert(user.clone(), Instant::now() + self.settings.retry_later);
+    }
+
     /// Up to one batch of the channels to settle now, most urgent first.
     fn next_batch(&self) -> Result<Vec<SettleItem>, ChainError> {
         let mut pending = self
@@ -258,12 +266,38 @@ impl Settler {
                     if let [item] = batch {
                         let user = item.receipt.receipt.user.clone();
                         let seq = item.receipt.receipt.seq.0;
-                        tracing::warn!(%user, seq, "a receipt fails the settle transaction on its own: {failure}");
-                        self.store
-                            .mark_rejected(&user, seq, TRANSACTION_FAILED)
-                            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
-                        report.sent += 1;
-                        report.failed.push((user.to_string(), seq, failure));
+                        // Poison only if the hub's own rules fail on it: the free view runs
+                        // them without a transaction. If it answers, the failure was not
+                        // the receipt's (a pause starting, the hub short of storage, a
+                        // node's hiccup): retry later, never record a good receipt as
+                        // failed.
+                        let runner = self.signer.account();
+                        let simulated = self
+                            .signer
+                            .hub()
+                            .view(methods::simulate_settle(
+                                &runner,
+                                std::slice::from_ref(item),
+                            ))
+                            .await;
+                        match simulated {
+                            Err(ChainError::Failed(_)) => {
+                                tracing::warn!(%user, seq, "a receipt fails the hub's rules on its own: {failure}");
+                                self.store
+                                    .mark_rejected(&user, seq, TRANSACTION_FAILED)
+                                    .map_err(|e| ChainError::Unexpected(e.to_string()))?;
+                                report.sent += 1;
+                                report.failed.push((user.to_string(), seq, failure));
+                            }
+                            Err(other) => return Err(other),
+                            Ok(_) => {
+                                tracing::warn!(%user, seq, "a receipt's transaction failed though the hub's rules pass it, retrying later: {failure}");
+                                self.defer(&user);
+                                report
+                                    .deferred
+                                    .push((user.to_string(), seq, RejectCode::Unknown));
+                            }
+                        }
                     } else {
                         tracing::info!(receipts = batch.len(), "the settle transaction failed as a whole, sending each half: {failure}");
                         let (first, second) = batch.split_at(batch.len() / 2);
@@ -305,9 +339,13 @@ impl Settler {
                         .hub()
                         .view(methods::channel(&outcome.user, &self.signer.account()))
                         .await?;
-                    if channel.is_some_and(|c| c.channel.last_seq.0 >= seq) {
+                    let confirmed = match &channel {
+                        Some(view) => self.confirmed(&outcome.user, view)?,
+                        None => None,
+                    };
+                    if let Some(last) = confirmed.filter(|last| *last >= seq) {
                         self.store
-                            .mark_settled(&outcome.user, seq)
+                            .mark_settled(&outcome.user, last)
                             .map_err(store_err)?;
                         report.already += 1;
                     } else {
@@ -337,6 +375,20 @@ impl Settler {
         Ok(())
     }
 
+    /// The sequence the hub's record of the channel shows settled, if it is a receipt of
+    /// this runner's store with the very cumulative amount the hub settled: a lagging or
+    /// lying node's word alone never marks a receipt settled.
+    fn confirmed(&self, user: &AccountId, view: &ChannelView) -> Result<Option<u64>, ChainError> {
+        let last = view.channel.last_seq.0;
+        let stored = self
+            .store
+            .receipt(user, last)
+            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
+        Ok(stored
+            .filter(|r| r.receipt.amount == view.channel.settled)
+            .map(|_| last))
+    }
+
     /// Marks settled what the hub already settled: a transaction that landed while the
     /// runner did not learn its outcome (killed after broadcasting it, a lost answer) would
     /// otherwise be sent again, costing gas to be refused as stale. Reads the hub's
@@ -354,16 +406,12 @@ impl Settler {
             else {
                 continue;
             };
-            let last = view.channel.last_seq.0.min(record.seq());
-            if last > record.settled_seq
-                && self
-                    .store
-                    .receipt(&user, last)
-                    .map_err(store_err)?
-                    .is_some()
-            {
-                self.store.mark_settled(&user, last).map_err(store_err)?;
-                found += 1;
+            match self.confirmed(&user, &view)? {
+                Some(last) if last > record.settled_seq && last <= record.seq() => {
+                    self.store.mark_settled(&user, last).map_err(store_err)?;
+                    found += 1;
+                }
+                _ => {}
             }
         }
         if found > 0 {
@@ -375,13 +423,16 @@ impl Settler {
         Ok(found)
     }
 
-    /// Prunes settled history older than `keep_receipts` (issued by this machine's clock).
-    fn prune(&self) {
+    /// Prunes settled history older than `keep_receipts` (issued by this machine's clock),
+    /// off the async workers.
+    async fn prune(&self) {
         let keep = u64::try_from(self.settings.keep_receipts.as_nanos()).unwrap_or(u64::MAX);
         let before = crate::state::wall_clock_ns().saturating_sub(keep);
-        match self.store.prune(before) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(receipts = n, "pruned settled receipt history"),
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.prune(before)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(receipts = n, "pruned settled receipt history"),
+            Ok(Err(e)) => tracing::warn!("pruning the receipt history failed: {e}"),
             Err(e) => tracing::warn!("pruning the receipt history failed: {e}"),
         }
     }
@@ -391,10 +442,11 @@ impl Settler {
         let mut total = Report::default();
         loop {
             let r = self.settle_once().await?;
-            if r.sent == 0 {
+            let done = r.sent == 0;
+            total.add(r);
+            if done {
                 return Ok(total);
             }
-            total.add(r);
         }
     }
 
@@ -430,7 +482,7 @@ impl Settler {
                 Ok(r) => {
                     if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                         pruned_at = Some(Instant::now());
-                        self.prune();
+                        self.prune().await;
                     }
                     if r.sent > 0 {
                         tracing::info!(

@@ -75,6 +75,19 @@ impl ChainClock {
             .map_or_else(wall_clock_ns, extrapolate)
     }
 
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Whether the node answered a read of the clock within `recent`.
+    pub fn answered_within(&self, recent: Duration) -> bool {
+        self.last
+            .lock()
+            .expect("clock lock")
+            .0
+            .is_some_and(|(_, at)| at.elapsed() < recent)
+    }
+
     pub async fn now_ns(&self, hub: &HubClient) -> u64 {
         let (known, failed) = *self.last.lock().expect("clock lock");
         let fresh = known.filter(|(_, at)| at.elapsed() < self.ttl);

@@ -412,6 +412,19 @@ pub fn yocto(v: &Value) -> u128 {
 }
 
 /// Waits until `cond` holds, up to `secs`.
+/// The receipt store in `dir` once a stopped runner in this process has let go of it: a
+/// connection task of its server may outlive the stop by a moment, holding the database.
+pub async fn released_store(dir: &std::path::Path) -> off_chain_runner::store::Store {
+    let path = dir.join("receipts.redb");
+    for _ in 0..100 {
+        if let Ok(store) = off_chain_runner::store::Store::open(&path) {
+            return store;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    off_chain_runner::store::Store::open(&path).expect("the stopped runner releases the store")
+}
+
 pub async fn eventually<F: std::future::Future<Output = bool>>(
     secs: u64,
     mut cond: impl FnMut() -> F,
