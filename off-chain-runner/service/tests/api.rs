@@ -665,14 +665,7 @@ async fn views_are_not_trusted_past_their_maximum_age_while_the_node_is_down() {
         )
         .await;
     let token = token::encode(&net.authorization(0, NEAR).await);
-    let ask = || {
-        post(
-            running.addr,
-            "/v1/chat/completions",
-            Some(&token),
-            chat("hi"),
-        )
-    };
+    let ask = || chat_once(running.addr, &token);
     let health = || async {
         let resp = reqwest::get(format!("http://{}/health", running.addr))
             .await
@@ -725,14 +718,7 @@ async fn a_hung_node_does_not_hold_requests_and_the_backlog_drains_after() {
         )
         .await;
     let token = token::encode(&net.authorization(0, NEAR).await);
-    let ask = || {
-        post(
-            running.addr,
-            "/v1/chat/completions",
-            Some(&token),
-            chat("hi"),
-        )
-    };
+    let ask = || chat_once(running.addr, &token);
     assert_eq!(ask().await.0, 200);
     net.hang.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -28,13 +28,7 @@ async fn a_batch_too_heavy_for_one_transaction_is_split_until_every_channel_sett
     let running = net.runner("data", Opts::default()).await;
     for i in 0..CHANNELS {
         let token = token::encode(&net.authorization(i, NEAR).await);
-        let (status, body) = post(
-            running.addr,
-            "/v1/chat/completions",
-            Some(&token),
-            chat("hi"),
-        )
-        .await;
+        let (status, body) = chat_once(running.addr, &token).await;
         assert_eq!(status, 200, "{body}");
     }
     running.stop().await;
@@ -102,21 +96,10 @@ async fn a_requested_withdrawal_stops_serving_the_channel_and_settles_it_first()
     let net = Net::start("withdrawal", 1).await;
     let running = net.runner("data", rarely()).await;
     let token = token::encode(&net.authorization(0, NEAR).await);
-    let ask = || {
-        post(
-            running.addr,
-            "/v1/chat/completions",
-            Some(&token),
-            chat("hi"),
-        )
-    };
+    let ask = || chat_once(running.addr, &token);
     let (status, body) = ask().await;
     assert_eq!(status, 200, "{body}");
-    let charged = body["receipt"]["receipt"]["amount"]
-        .as_str()
-        .unwrap()
-        .parse::<u128>()
-        .unwrap();
+    let charged = yocto(&body["receipt"]["receipt"]["amount"]);
 
     let user = net.users[0].0.clone();
     net.call(&user, methods::request_withdrawal(&net.runner))
@@ -144,21 +127,10 @@ async fn a_channel_over_the_unsettled_limit_waits_for_its_settlement() {
         )
         .await;
     let token = token::encode(&net.authorization(0, NEAR).await);
-    let ask = || {
-        post(
-            running.addr,
-            "/v1/chat/completions",
-            Some(&token),
-            chat("hi"),
-        )
-    };
+    let ask = || chat_once(running.addr, &token);
     let (status, body) = ask().await;
     assert_eq!(status, 200, "{body}");
-    let charged = body["receipt"]["receipt"]["amount"]
-        .as_str()
-        .unwrap()
-        .parse::<u128>()
-        .unwrap();
+    let charged = yocto(&body["receipt"]["receipt"]["amount"]);
     let (status, body) = ask().await;
     assert_eq!(status, 402, "over the limit: {body}");
     assert_eq!(body["error"]["code"], "settlement_pending", "{body}");
@@ -173,13 +145,7 @@ async fn a_settlement_whose_outcome_was_lost_is_found_on_the_hub_not_sent_again(
     let net = Net::start("reconcile", 1).await;
     let running = net.runner("data", Opts::default()).await;
     let token = token::encode(&net.authorization(0, NEAR).await);
-    let (status, body) = post(
-        running.addr,
-        "/v1/chat/completions",
-        Some(&token),
-        chat("hi"),
-    )
-    .await;
+    let (status, body) = chat_once(running.addr, &token).await;
     assert_eq!(status, 200, "{body}");
     running.stop().await;
     // The store as a runner killed after broadcasting `settle`, before its outcome, left it.
@@ -217,13 +183,7 @@ async fn receipts_still_settle_when_the_models_fail_to_load() {
     let net = Net::start("noload", 1).await;
     let running = net.runner("data", Opts::default()).await;
     let token = token::encode(&net.authorization(0, NEAR).await);
-    let (status, body) = post(
-        running.addr,
-        "/v1/chat/completions",
-        Some(&token),
-        chat("hi"),
-    )
-    .await;
+    let (status, body) = chat_once(running.addr, &token).await;
     assert_eq!(status, 200, "{body}");
     running.stop().await;
     // The test's weights files are registered but are no model the engine can load.
@@ -307,13 +267,7 @@ async fn a_good_receipt_whose_transaction_fails_is_retried_not_recorded_as_faile
     let net = Net::start("notpoison", 1).await;
     let running = net.runner("data", Opts::default()).await;
     let token = token::encode(&net.authorization(0, NEAR).await);
-    let (status, body) = post(
-        running.addr,
-        "/v1/chat/completions",
-        Some(&token),
-        chat("hi"),
-    )
-    .await;
+    let (status, body) = chat_once(running.addr, &token).await;
     assert_eq!(status, 200, "{body}");
     running.stop().await;
     let store = Arc::new(released_store(&net.dir.join("data")).await);

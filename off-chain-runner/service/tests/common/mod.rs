@@ -400,6 +400,11 @@ pub async fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: Value
     )
 }
 
+/// A short chat request paid with `token`.
+pub async fn chat_once(addr: SocketAddr, token: &str) -> (u16, Value) {
+    post(addr, "/v1/chat/completions", Some(token), chat("hi")).await
+}
+
 pub fn chat(text: &str) -> Value {
     json!({"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": 8})
 }
