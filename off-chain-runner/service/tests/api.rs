@@ -658,7 +658,7 @@ async fn views_are_not_trusted_past_their_maximum_age_while_the_node_is_down() {
             "data",
             Opts {
                 view_ttl: Duration::from_millis(100),
-                view_max_stale: Duration::from_millis(400),
+                view_max_stale: Duration::from_millis(1_000),
                 view_timeout: Duration::from_millis(200),
                 ..Opts::default()
             },
@@ -687,7 +687,7 @@ async fn views_are_not_trusted_past_their_maximum_age_while_the_node_is_down() {
         s, 200,
         "a view a little past its lifetime still serves: {body}"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     let (s, body) = ask().await;
     assert_eq!(s, 503, "past its maximum age nothing is trusted: {body}");
     assert_eq!(body["error"]["code"], "rpc_unavailable", "{body}");
@@ -728,7 +728,7 @@ async fn a_hung_node_does_not_hold_requests_and_the_backlog_drains_after() {
         let (s, body) = ask().await;
         assert_eq!(s, 200, "served on the views it last had: {body}");
         assert!(
-            started.elapsed() < Duration::from_secs(2),
+            started.elapsed() < Duration::from_secs(5),
             "a hung node costs at most a view timeout, not the client's 20 s: {:?}",
             started.elapsed()
         );
