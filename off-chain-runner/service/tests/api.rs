@@ -658,7 +658,7 @@ async fn views_are_not_trusted_past_their_maximum_age_while_the_node_is_down() {
             "data",
             Opts {
                 view_ttl: Duration::from_millis(100),
-                view_max_stale: Duration::from_millis(1_000),
+                view_max_stale: Duration::from_secs(1),
                 view_timeout: Duration::from_millis(200),
                 ..Opts::default()
             },
