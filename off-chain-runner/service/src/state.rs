@@ -155,7 +155,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `max_tokens` when a request names none; bounds the budget a request reserves.
     pub default_max_tokens: usize,
-    /// See `server::Config::expiry_margin`.
+    /// See `server::Builder::expiry_margin`.
     pub expiry_margin_ns: u64,
     /// Channels the settlement task must settle first (shared with it).
     pub urgent: Arc<crate::settlement::Urgent>,
