@@ -10,7 +10,14 @@ scripts/setup-gpu.sh
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 scripts/fetch-models.sh
 scripts/build.sh
-npm ci --prefix local-chain/tests/js --no-audit --no-fund # near-api-js, as locked, for local-chain/tests/near_api_js.rs
+# near-api-js, as locked, for local-chain/tests/near_api_js.rs; Node and npm from Debian
+# when the machine has none.
+if ! command -v npm >/dev/null; then
+  SUDO=""; if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null || true
+  $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+npm ci --prefix local-chain/tests/js --no-audit --no-fund
 cargo test --workspace --locked
 # scripts/deploy-testnet.sh with real near-cli-rs against the local chain's JSON-RPC.
 scripts/check-deploy.sh
