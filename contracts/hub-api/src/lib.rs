@@ -1,6 +1,7 @@
 //! The hub contract's interface, for the contract and every caller alike: one trait per
 //! area that the contract implements ([`Registry`], [`Runners`], [`Escrow`],
-//! [`Settlement`], [`Disputes`], [`Content`], [`Tokens`], [`Admin`], [`Upgrades`], as
+//! [`Settlement`], [`Disputes`], [`Content`], [`Tokens`], [`Admin`], [`Upgrades`],
+//! [`Sealing`], as
 //! near/intents' `defuse` does), the types its methods take and return, the codes it
 //! rejects with ([`RejectCode`]), and each method described once as a value ([`methods`])
 //! that a transport sends: [`jsonrpc`] over NEAR JSON-RPC, the local chain's and
@@ -20,6 +21,7 @@ pub mod registry;
 pub mod reject;
 pub mod runners;
 pub mod schedule;
+pub mod sealing;
 pub mod settlement;
 pub mod tokens;
 
@@ -37,5 +39,6 @@ pub use registry::{
 pub use reject::RejectCode;
 pub use runners::{AccountKey, Runner, RunnerView, Runners};
 pub use schedule::{Deadline, Scheduled};
+pub use sealing::{Attestation, Grant, SealedArtifact, Sealing, SealingKey};
 pub use settlement::{Disputes, ReceiptOutcome, SettleResult, Settlement};
 pub use tokens::{ManifestEntry, Tokens};

@@ -8,7 +8,11 @@
 use std::{fmt, marker::PhantomData};
 
 use market_protocol::{Hash32, SettleItem, SignedReceipt};
-use near_sdk::{json_types::U128, serde::de::DeserializeOwned, AccountId, PublicKey};
+use near_sdk::{
+    json_types::{Base64VecU8, U128},
+    serde::de::DeserializeOwned,
+    AccountId, PublicKey,
+};
 use serde_json::json;
 
 use crate::{
@@ -17,6 +21,7 @@ use crate::{
     escrow::ChannelView,
     registry::{ModelUpdate, ModelView, RunnerPolicy, VersionInput},
     runners::{AccountKey, Runner, RunnerView},
+    sealing::{Attestation, Grant, SealedArtifact, SealingKey},
     settlement::ReceiptOutcome,
     tokens::ManifestEntry,
     ModelVersion,
@@ -354,6 +359,73 @@ pub fn withdraw_content_earnings(amount: Option<u128>) -> Call<()> {
     owner_call(
         "withdraw_content_earnings",
         json!({ "amount": amount.map(U128) }),
+    )
+}
+
+// ---- Sealed models ----
+
+/// The caller's (a runner's) sealing key, bound by `signature` of `receipt_key`. Attach
+/// storage.
+pub fn register_sealing_key(
+    key: &[u8],
+    receipt_key: &PublicKey,
+    signature: &[u8],
+    attestation: Option<&Attestation>,
+) -> Call<()> {
+    call_unit(
+        "register_sealing_key",
+        json!({
+            "key": Base64VecU8::from(key.to_vec()),
+            "receipt_key": receipt_key,
+            "signature": Base64VecU8::from(signature.to_vec()),
+            "attestation": attestation,
+        }),
+    )
+}
+
+pub fn sealing_key(runner: &AccountId) -> View<Option<SealingKey>> {
+    view("sealing_key", json!({ "runner": runner }))
+}
+
+/// The owner grants a sealed version's content key, HPKE-wrapped (`enc`, `wrapped_key`)
+/// to `runner`'s sealing key. Attach storage.
+pub fn grant_sealed_version(
+    model_id: &str,
+    version: u32,
+    runner: &AccountId,
+    enc: &[u8],
+    wrapped_key: &[u8],
+) -> Call<()> {
+    call_unit(
+        "grant_sealed_version",
+        json!({
+            "model_id": model_id,
+            "version": version,
+            "runner": runner,
+            "enc": Base64VecU8::from(enc.to_vec()),
+            "wrapped_key": Base64VecU8::from(wrapped_key.to_vec()),
+        }),
+    )
+}
+
+pub fn revoke_grant(model_id: &str, version: u32, runner: &AccountId) -> Call<()> {
+    owner_call(
+        "revoke_grant",
+        json!({ "model_id": model_id, "version": version, "runner": runner }),
+    )
+}
+
+pub fn grant(model_id: &str, version: u32, runner: &AccountId) -> View<Option<Grant>> {
+    view(
+        "grant",
+        json!({ "model_id": model_id, "version": version, "runner": runner }),
+    )
+}
+
+pub fn sealed_artifact(model_id: &str, version: u32) -> View<Option<SealedArtifact>> {
+    view(
+        "sealed_artifact",
+        json!({ "model_id": model_id, "version": version }),
     )
 }
 

@@ -116,6 +116,10 @@ pub struct VersionInput {
     pub tokenizer_sha256: Hash32,
     pub uri: String,
     pub size_bytes: U64,
+    /// Set for a closed model's version whose weights are published sealed: only runners
+    /// granted its content key may serve it (`Sealing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<crate::SealedArtifact>,
 }
 
 /// Fields of a model its owner may change; `None` keeps the current value.

@@ -46,6 +46,9 @@ pub trait Ledger {
     fn user_key(&self, user: &AccountId, key: &PublicKey) -> Option<AccountKey>;
     fn channel(&self, id: &ChannelId) -> Option<Channel>;
     fn model_terms(&self, model_id: &str) -> Option<ModelTerms>;
+    /// Whether sealing lets `runner` serve the version: always for a version in the clear;
+    /// for a sealed one, only with a grant in force now.
+    fn sealed_admits(&self, model_id: &str, version: u32, runner: &AccountId) -> bool;
     fn content_terms(&self, content_id: &str) -> Option<ContentTerms>;
 
     fn put_channel(&mut self, id: ChannelId, channel: Channel);
@@ -320,7 +323,11 @@ impl<'a, L: Ledger, C: Crypto> Engine<'a, L, C> {
                 .iter()
                 .find(|m| m.model_id == line.model_id)
                 .ok_or_else(|| Error::ModelNotAuthorized(line.model_id.clone()))?;
-            if !terms.terms.runner_policy.allows(&receipt.runner) {
+            if !terms.terms.runner_policy.allows(&receipt.runner)
+                || !self
+                    .ledger
+                    .sealed_admits(&line.model_id, line.version, &receipt.runner)
+            {
                 return Err(Error::RunnerNotAllowed {
                     model_id: line.model_id.clone(),
                     runner: receipt.runner.clone(),

@@ -57,6 +57,25 @@ pub enum Event {
     #[event_version("1.0.0")]
     RunnerKeyRevoked { runner: AccountId, key: PublicKey },
     #[event_version("1.0.0")]
+    SealingKeyRegistered {
+        runner: AccountId,
+        key: near_sdk::json_types::Base64VecU8,
+        receipt_key: PublicKey,
+    },
+    #[event_version("1.0.0")]
+    VersionGranted {
+        model_id: String,
+        version: u32,
+        runner: AccountId,
+    },
+    #[event_version("1.0.0")]
+    GrantRevocationScheduled {
+        model_id: String,
+        version: u32,
+        runner: AccountId,
+        effective_at_ns: U64,
+    },
+    #[event_version("1.0.0")]
     RunnerBonded {
         runner: AccountId,
         added: U128,

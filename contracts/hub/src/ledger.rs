@@ -22,6 +22,7 @@ pub struct Overlay<'a> {
     runner_keys: RefCell<SortedMap<(AccountId, PublicKey), Option<AccountKey>>>,
     runners_left: RefCell<SortedMap<AccountId, Option<bool>>>,
     models: RefCell<SortedMap<String, Option<ModelTerms>>>,
+    sealed: RefCell<SortedMap<(String, u32, AccountId), bool>>,
     content: RefCell<SortedMap<String, Option<ContentTerms>>>,
 }
 
@@ -87,6 +88,7 @@ impl<'a> Overlay<'a> {
             runner_keys: RefCell::default(),
             runners_left: RefCell::default(),
             models: RefCell::default(),
+            sealed: RefCell::default(),
             content: RefCell::default(),
         }
     }
@@ -170,6 +172,20 @@ impl Ledger for Overlay<'_> {
                 })
             })
             .clone()
+    }
+
+    fn sealed_admits(&self, model_id: &str, version: u32, runner: &AccountId) -> bool {
+        let id = (model_id.to_owned(), version, runner.clone());
+        *self.sealed.borrow_mut().entry_with(&id, || {
+            let version = (id.0.clone(), id.1);
+            !self.state.sealing.artifacts.contains_key(&version)
+                || self
+                    .state
+                    .sealing
+                    .grants
+                    .get(&id)
+                    .is_some_and(|g| g.in_force(self.now_ns, &self.state.pauses))
+        })
     }
 
     fn put_channel(&mut self, id: ChannelId, channel: Channel) {

@@ -18,6 +18,7 @@ mod escrow;
 mod payouts;
 mod registry;
 mod runners;
+mod sealing;
 mod settlement;
 mod tokens;
 mod upgrade;

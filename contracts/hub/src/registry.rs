@@ -56,7 +56,7 @@ impl Hub {
     }
 
     /// The model, if the caller owns it.
-    fn owned_model(&self, model_id: &String) -> Model {
+    pub(crate) fn owned_model(&self, model_id: &String) -> Model {
         let caller = env::predecessor_account_id();
         let model = self
             .models
@@ -162,6 +162,9 @@ impl Registry for Hub {
                 .panic();
             }
         }
+        if let Some(sealed) = &version.sealed {
+            crate::sealing::validate_artifact(sealed).unwrap_or_else(|e| e.panic());
+        }
         let mut model = self.owned_model(&model_id);
         let number = model.versions + 1;
         model.versions = number;
@@ -180,6 +183,11 @@ impl Registry for Hub {
             |s| {
                 s.versions.insert(&(model_id.clone(), number), &stored);
                 s.models.insert(&model_id, &model);
+                if let Some(sealed) = &version.sealed {
+                    s.sealing
+                        .artifacts
+                        .insert(&(model_id.clone(), number), sealed);
+                }
             },
         );
         refund(&env::predecessor_account_id(), surplus);

@@ -40,7 +40,7 @@ impl Hub {
     }
 
     /// The caller's runner record, if it is registered and has not left.
-    fn active_runner(&self) -> (AccountId, Runner) {
+    pub(crate) fn active_runner(&self) -> (AccountId, Runner) {
         let id = env::predecessor_account_id();
         let runner = self
             .runners

@@ -29,6 +29,10 @@ pub enum StorageKey {
     Content,
     ContentEarnings,
     UpgradeCode,
+    // Added after layout 2, in maps the root state does not store (`SealingMaps`).
+    SealedArtifacts,
+    SealingKeys,
+    Grants,
 }
 
 /// Every state layout the contract has had.
@@ -83,6 +87,10 @@ pub struct HubState {
     /// New code the owner proposed (`propose_upgrade`), and when it may be applied.
     pub upgrade_code: LazyOption<Vec<u8>>,
     pub upgrade: Option<Scheduled<market_protocol::Hash32>>,
+    /// Closed models' records: storage prefixes only, not written with the root state, so
+    /// the layout is still 2 (`crate::sealing::SealingMaps`).
+    #[borsh(skip)]
+    pub sealing: crate::sealing::SealingMaps,
 }
 
 impl HubState {
@@ -108,6 +116,7 @@ impl HubState {
             content_earnings: LookupMap::new(StorageKey::ContentEarnings),
             upgrade_code: LazyOption::new(StorageKey::UpgradeCode, None),
             upgrade: None,
+            sealing: crate::sealing::SealingMaps::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::files::{ModelFiles, Source};
 use crate::Error;
 
 /// One message of a chat, in OpenAI's shape.
@@ -100,10 +101,40 @@ impl Model {
         gpu: Option<&Arc<crate::gpu::Gpu>>,
         sha256: crate::weights::Sha256,
     ) -> Result<Model, Error> {
-        crate::load::load(path, backend, gpu, sha256)
+        crate::load::load(Source::Path(path), backend, gpu, sha256, None)
     }
 
-    /// The model's name (from its metadata, or the directory name).
+    /// Loads a model from files held in memory (sealed weights the runner decrypted):
+    /// nothing is written, mapped or read from disk. The files are the layout [`Model::load`]
+    /// takes for a directory, and the weights' hash is the same as theirs on disk. They are
+    /// dropped once loaded, so only the loaded weights stay in memory.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "taken to drop the plaintext files as soon as the model is loaded"
+    )]
+    pub fn load_from_memory(
+        files: ModelFiles,
+        backend: Backend,
+        gpu: Option<&Arc<crate::gpu::Gpu>>,
+        sha256: crate::weights::Sha256,
+    ) -> Result<Model, Error> {
+        crate::load::load(Source::Memory(&files), backend, gpu, sha256, None)
+    }
+
+    /// [`Model::load`] or [`Model::load_from_memory`] with the KV cache length of a chat
+    /// model chosen (`None`: [`crate::llama::DEFAULT_CONTEXT`]; never beyond what the
+    /// model was trained for).
+    pub fn load_with_context(
+        source: Source<'_>,
+        backend: Backend,
+        gpu: Option<&Arc<crate::gpu::Gpu>>,
+        sha256: crate::weights::Sha256,
+        context: Option<usize>,
+    ) -> Result<Model, Error> {
+        crate::load::load(source, backend, gpu, sha256, context)
+    }
+
+    /// The model's name (from its metadata, or the directory's or [`ModelFiles`]' name).
     pub fn name(&self) -> &str {
         match self {
             Model::Chat(m) => m.name(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::api::Embedding;
 use crate::cpu;
+use crate::files::Source;
 use crate::gpu::{Bias, Gpu, Program, Weight};
 use crate::llama::Matrix;
 use crate::quant::dequantize;
@@ -45,8 +46,11 @@ pub struct BertWeights {
     pub layers: Vec<BertLayer>,
 }
 
+/// Reads a BERT: tensors from `dir`, the tokenizer and sentence-transformers files from
+/// `source`.
 pub fn from_safetensors(
     dir: &SafetensorsDir,
+    source: &Source<'_>,
 ) -> Result<(BertConfig, BertWeights, TextCodec, String)> {
     // Checkpoints saved from BertModel have bare names, from BertFor* a "bert." prefix.
     let prefix = if dir.has("bert.embeddings.word_embeddings.weight") {
@@ -89,9 +93,9 @@ pub fn from_safetensors(
     };
     let max_positions = dir.config_usize("max_position_embeddings")?;
     // sentence-transformers keeps its sequence limit in sentence_bert_config.json.
-    let max_tokens = std::fs::read(dir.dir.join("sentence_bert_config.json"))
+    let max_tokens = source
+        .json("sentence_bert_config.json")
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("max_seq_length").and_then(serde_json::Value::as_u64))
         .map_or(max_positions, |v| (v as usize).min(max_positions));
     let config = BertConfig {
@@ -143,11 +147,8 @@ pub fn from_safetensors(
         embed_norm: norm("embeddings.LayerNorm")?,
         layers,
     };
-    let codec = TextCodec::from_file(&dir.dir.join("tokenizer.json"), Some(config.max_tokens))?;
-    let name = dir
-        .dir
-        .file_name()
-        .map_or_else(|| "bert".into(), |n| n.to_string_lossy().into_owned());
+    let codec = TextCodec::from_source(source, Some(config.max_tokens))?;
+    let name = source.name().unwrap_or_else(|| "bert".into());
     Ok((config, weights, codec, name))
 }
 
@@ -364,10 +365,11 @@ impl EmbeddingModel {
 
 pub fn load(
     st: &SafetensorsDir,
+    source: &Source<'_>,
     gpu: Option<&Arc<Gpu>>,
     sha256: [u8; 32],
 ) -> Result<EmbeddingModel> {
-    let (cfg, w, codec, name) = from_safetensors(st)?;
+    let (cfg, w, codec, name) = from_safetensors(st, source)?;
     let backend: Box<dyn Encode> = match gpu {
         Some(gpu) => Box::new(GpuBert::new(gpu, cfg.clone(), w)?),
         None => Box::new(CpuBert::new(cfg.clone(), w)),

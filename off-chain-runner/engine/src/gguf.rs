@@ -3,11 +3,9 @@
 //! all of candle); the format is a flat little-endian layout, version 2 and 3.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 
-use memmap2::Mmap;
-
+use crate::files::Bytes;
 use crate::quant::Format;
 use crate::{Error, Result};
 
@@ -82,11 +80,11 @@ pub struct TensorInfo {
     pub bytes: usize,
 }
 
-/// An opened GGUF file, its data memory-mapped.
+/// An opened GGUF file, its data memory-mapped or held in memory.
 pub struct Gguf {
     pub metadata: BTreeMap<String, Value>,
     pub tensors: BTreeMap<String, TensorInfo>,
-    map: Mmap,
+    data: Bytes,
 }
 
 struct Reader<'a> {
@@ -168,23 +166,24 @@ impl Reader<'_> {
 }
 
 impl Gguf {
+    /// A GGUF file on disk, memory-mapped.
     pub fn open(path: &Path) -> Result<Gguf> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY-free: memmap2's `Mmap::map` is unsafe only because another process could
-        // change the file under us; model files are treated as read-only inputs and their
-        // hash is checked before use.
-        let map = map_readonly(&file).map_err(|e| Error::io(path, e))?;
-        let (metadata, tensors) = parse(&map)?;
+        Gguf::from_bytes(Bytes::map(path)?)
+    }
+
+    /// A GGUF file's bytes, wherever they are.
+    pub fn from_bytes(data: Bytes) -> Result<Gguf> {
+        let (metadata, tensors) = parse(&data)?;
         Ok(Gguf {
             metadata,
             tensors,
-            map,
+            data,
         })
     }
 
     /// The raw bytes of a tensor.
     pub fn data(&self, info: &TensorInfo) -> &[u8] {
-        &self.map[info.offset..info.offset + info.bytes]
+        &self.data[info.offset..info.offset + info.bytes]
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -214,12 +213,6 @@ impl Gguf {
             .get(name)
             .ok_or_else(|| Error::Format(format!("gguf: tensor {name} missing")))
     }
-}
-
-#[allow(unsafe_code)]
-pub(crate) fn map_readonly(file: &File) -> std::io::Result<Mmap> {
-    // SAFETY: the mapping is read-only and lives as long as `Gguf`; see `Gguf::open`.
-    unsafe { Mmap::map(file) }
 }
 
 type Parsed = (BTreeMap<String, Value>, BTreeMap<String, TensorInfo>);

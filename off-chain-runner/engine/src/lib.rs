@@ -3,6 +3,7 @@
 //! plain-Rust CPU reference of every op that the kernels are tested against.
 //!
 //! * [`api`]: what the runner service uses ([`Model`], chat and embeddings);
+//! * [`files`]: where a model's files are (a path, memory-mapped, or bytes in memory);
 //! * [`gguf`], [`safetensors_dir`], [`quant`], [`weights`]: model files and weight formats;
 //! * [`tokenizer`], [`template`]: text in and out;
 //! * [`cpu`]: the reference ops; [`gpu`]: the device and the kernels;
@@ -13,6 +14,7 @@ pub mod bert;
 #[cfg(feature = "candle")]
 pub mod candle_ref;
 pub mod cpu;
+pub mod files;
 pub mod gguf;
 pub mod gpu;
 pub mod llama;
@@ -26,6 +28,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use api::{Backend, ChatMessage, Embedding, FinishReason, GenerateOptions, Generation, Model};
+pub use files::{ModelFiles, Source};
 pub use weights::Sha256;
 
 /// Everything that can go wrong loading or running a model.

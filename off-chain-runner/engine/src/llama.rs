@@ -2,11 +2,11 @@
 //! tied or separate output embeddings; from GGUF (llama.cpp's interleaved rotary layout)
 //! or Hugging Face safetensors (half-split layout); on the GPU or the CPU reference.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::api::{ChatMessage, FinishReason, GenerateOptions, Generation};
 use crate::cpu::{self, RopeLayout};
+use crate::files::Source;
 use crate::gguf::Gguf;
 use crate::gpu::{Bias, Gpu, Program, Weight};
 use crate::quant::{dequantize, repack, Format};
@@ -252,9 +252,11 @@ fn codec_token(file: &Gguf, id: u32) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Reads a Hugging Face llama directory (`LlamaForCausalLM` names).
+/// Reads a Hugging Face llama (`LlamaForCausalLM` names): tensors from `dir`, the tokenizer
+/// files from `source`.
 pub fn from_safetensors(
     dir: &SafetensorsDir,
+    source: &Source<'_>,
     context: Option<usize>,
 ) -> Result<(LlamaConfig, LlamaWeights, ChatText, String)> {
     let dim = dir.config_usize("hidden_size")?;
@@ -324,11 +326,9 @@ pub fn from_safetensors(
         layers,
     };
 
-    let codec = TextCodec::from_file(&dir.dir.join("tokenizer.json"), None)?;
-    let tok_config: serde_json::Value = std::fs::read(dir.dir.join("tokenizer_config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let codec = TextCodec::from_source(source, None)?;
+    // Optional: without it, ChatML and no special bos/eos.
+    let tok_config = source.json("tokenizer_config.json").unwrap_or_default();
     let special = |key: &str| {
         tok_config
             .get(key)
@@ -355,10 +355,7 @@ pub fn from_safetensors(
     }
     stop_ids.sort_unstable();
     stop_ids.dedup();
-    let name = dir
-        .dir
-        .file_name()
-        .map_or_else(|| "llama".into(), |n| n.to_string_lossy().into_owned());
+    let name = source.name().unwrap_or_else(|| "llama".into());
     let add_bos = tok_config
         .get("add_bos_token")
         .and_then(serde_json::Value::as_bool)
@@ -785,7 +782,7 @@ fn safe_prefix(text: &str, stops: &[String]) -> usize {
 
 /// Loads a llama model on the chosen backend.
 pub fn load(
-    path: &Path,
+    source: &Source<'_>,
     gguf: Option<&Gguf>,
     st: Option<&SafetensorsDir>,
     gpu: Option<&Arc<Gpu>>,
@@ -794,8 +791,13 @@ pub fn load(
 ) -> Result<ChatModel> {
     let (cfg, weights, text, name) = match (gguf, st) {
         (Some(g), _) => from_gguf(g, context)?,
-        (None, Some(s)) => from_safetensors(s, context)?,
-        (None, None) => return Err(Error::Format(format!("{}: no model files", path.display()))),
+        (None, Some(s)) => from_safetensors(s, source, context)?,
+        (None, None) => {
+            return Err(Error::Format(format!(
+                "{}: no model files",
+                source.describe()
+            )))
+        }
     };
     let backend: Box<dyn Forward> = match gpu {
         Some(gpu) => Box::new(GpuLlama::new(gpu, cfg.clone(), weights)?),

@@ -1,78 +1,64 @@
-//! Which loader a path needs: a `.gguf` file (or a directory with one) is a llama decoder;
-//! a Hugging Face directory is whatever its `config.json` says (llama or bert).
+//! Which loader a model's files need: a `.gguf` file (or a directory with one) is a llama
+//! decoder; a Hugging Face layout is whatever its `config.json` says (llama or bert).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::api::{Backend, Model};
+use crate::files::Source;
 use crate::gguf::Gguf;
 use crate::gpu::Gpu;
 use crate::safetensors_dir::SafetensorsDir;
 use crate::weights::Sha256;
 use crate::{Error, Result};
 
-fn gguf_file(path: &Path) -> Result<Option<PathBuf>> {
-    if path.is_file() {
-        return Ok(path
-            .extension()
-            .is_some_and(|e| e == "gguf")
-            .then(|| path.to_path_buf()));
-    }
-    let files = crate::weights::weight_files(path)?;
-    let ggufs: Vec<_> = files
-        .into_iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "gguf"))
-        .collect();
-    match ggufs.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(one.clone())),
-        _ => Err(Error::Format(format!(
-            "{} holds several .gguf files: name one",
-            path.display()
-        ))),
-    }
-}
-
+/// Loads the model in `source`, with the KV cache length of a chat model chosen.
 pub fn load(
-    path: &Path,
-    backend: Backend,
-    gpu: Option<&Arc<Gpu>>,
-    sha256: Sha256,
-) -> Result<Model> {
-    load_with_context(path, backend, gpu, sha256, None)
-}
-
-/// [`load`] with the KV cache length of a chat model chosen.
-pub fn load_with_context(
-    path: &Path,
+    source: Source<'_>,
     backend: Backend,
     gpu: Option<&Arc<Gpu>>,
     sha256: Sha256,
     context: Option<usize>,
 ) -> Result<Model> {
-    if !path.exists() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-        ));
+    if let Source::Path(path) = source {
+        if !path.exists() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            ));
+        }
     }
     let gpu = match backend {
         Backend::Cpu => None,
         Backend::Gpu => Some(gpu.cloned().map_or_else(Gpu::new, Ok)?),
     };
-    let sha256 = crate::weights::check(path, sha256)?;
-    if let Some(file) = gguf_file(path)? {
-        let gguf = Gguf::open(&file)?;
-        return Ok(Model::Chat(crate::llama::load(
-            path,
-            Some(&gguf),
-            None,
-            gpu.as_ref(),
-            sha256,
-            context,
-        )?));
+    let sha256 = crate::weights::check(&source, sha256)?;
+    let (ggufs, weights): (Vec<_>, Vec<_>) = source
+        .weights()?
+        .into_iter()
+        .partition(|(name, _)| Path::new(name).extension().is_some_and(|e| e == "gguf"));
+    let mut ggufs = ggufs.into_iter();
+    match (ggufs.next(), ggufs.next()) {
+        (Some((_, bytes)), None) => {
+            let gguf = Gguf::from_bytes(bytes)?;
+            return Ok(Model::Chat(crate::llama::load(
+                &source,
+                Some(&gguf),
+                None,
+                gpu.as_ref(),
+                sha256,
+                context,
+            )?));
+        }
+        (Some(_), Some(_)) => {
+            return Err(Error::Format(format!(
+                "{} holds several .gguf files: name one",
+                source.describe()
+            )))
+        }
+        (None, _) => {}
     }
-    let st = SafetensorsDir::open(path)?;
+    let st = SafetensorsDir::open(&source, weights)?;
     let kind = st
         .config
         .get("model_type")
@@ -81,7 +67,7 @@ pub fn load_with_context(
         .to_owned();
     match kind.as_str() {
         "llama" => Ok(Model::Chat(crate::llama::load(
-            path,
+            &source,
             None,
             Some(&st),
             gpu.as_ref(),
@@ -90,6 +76,7 @@ pub fn load_with_context(
         )?)),
         "bert" => Ok(Model::Embedding(crate::bert::load(
             &st,
+            &source,
             gpu.as_ref(),
             sha256,
         )?)),

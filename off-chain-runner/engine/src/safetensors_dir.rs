@@ -1,14 +1,14 @@
-//! A Hugging Face model directory: `config.json` and `model.safetensors` or shards listed by
-//! `model.safetensors.index.json`, memory-mapped and read with the `safetensors` crate.
+//! A Hugging Face model's files: `config.json` and `model.safetensors` or shards listed by
+//! `model.safetensors.index.json`, read with the `safetensors` crate where they lie (mapped
+//! from disk, or in memory).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
+use crate::files::{Bytes, Source};
 use crate::quant::Format;
 use crate::{Error, Result};
 
@@ -21,9 +21,10 @@ struct Entry {
 }
 
 pub struct SafetensorsDir {
-    pub dir: PathBuf,
+    /// What to call the model's files in errors.
+    pub label: String,
     pub config: Value,
-    maps: Vec<Mmap>,
+    files: Vec<Bytes>,
     entries: HashMap<String, Entry>,
 }
 
@@ -35,30 +36,26 @@ pub struct TensorRef<'a> {
 }
 
 impl SafetensorsDir {
-    pub fn open(dir: &Path) -> Result<SafetensorsDir> {
-        let config_path = dir.join("config.json");
-        let config: Value = serde_json::from_slice(
-            &std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?,
-        )
-        .map_err(|e| Error::Format(format!("{}: {e}", config_path.display())))?;
-        let files = crate::weights::weight_files(dir)?;
-        let mut maps = Vec::new();
+    /// `source`'s `config.json` and the `.safetensors` files among `weights` (its weight
+    /// files, opened by the caller, who looked among them for a GGUF first).
+    pub fn open(source: &Source<'_>, weights: Vec<(String, Bytes)>) -> Result<SafetensorsDir> {
+        let config = source.json("config.json")?;
+        let mut files = Vec::new();
         let mut entries = HashMap::new();
-        for path in files
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        {
-            let file = File::open(path).map_err(|e| Error::io(path, e))?;
-            let map = crate::gguf::map_readonly(&file).map_err(|e| Error::io(path, e))?;
-            let (header, metadata) = SafeTensors::read_metadata(&map)
-                .map_err(|e| Error::Format(format!("{}: {e}", path.display())))?;
+        for (name, bytes) in weights.into_iter().filter(|(name, _)| {
+            Path::new(name)
+                .extension()
+                .is_some_and(|e| e == "safetensors")
+        }) {
+            let (header, metadata) = SafeTensors::read_metadata(&bytes)
+                .map_err(|e| Error::Format(format!("{}: {e}", source.describe_file(&name))))?;
             let base = 8 + header;
-            for (name, info) in metadata.tensors() {
+            for (tensor, info) in metadata.tensors() {
                 let (start, end) = info.data_offsets;
                 entries.insert(
-                    name,
+                    tensor,
                     Entry {
-                        file: maps.len(),
+                        file: files.len(),
                         dtype: info.dtype,
                         shape: info.shape.clone(),
                         start: base + start,
@@ -66,18 +63,18 @@ impl SafetensorsDir {
                     },
                 );
             }
-            maps.push(map);
+            files.push(bytes);
         }
-        if maps.is_empty() {
+        if files.is_empty() {
             return Err(Error::Format(format!(
                 "{}: no .safetensors file",
-                dir.display()
+                source.describe()
             )));
         }
         Ok(SafetensorsDir {
-            dir: dir.to_path_buf(),
+            label: source.describe(),
             config,
-            maps,
+            files,
             entries,
         })
     }
@@ -89,9 +86,10 @@ impl SafetensorsDir {
     /// A tensor the model uses: missing or of a type the engine does not run is an error;
     /// tensors nobody asks for (an I64 `position_ids`) are never looked at.
     pub fn tensor(&self, name: &str) -> Result<TensorRef<'_>> {
-        let e = self.entries.get(name).ok_or_else(|| {
-            Error::Format(format!("{}: tensor {name} missing", self.dir.display()))
-        })?;
+        let e = self
+            .entries
+            .get(name)
+            .ok_or_else(|| Error::Format(format!("{}: tensor {name} missing", self.label)))?;
         let format = match e.dtype {
             Dtype::F32 => Format::F32,
             Dtype::F16 => Format::F16,
@@ -105,7 +103,7 @@ impl SafetensorsDir {
         Ok(TensorRef {
             shape: &e.shape,
             format,
-            data: &self.maps[e.file][e.start..e.end],
+            data: &self.files[e.file][e.start..e.end],
         })
     }
 

@@ -2,11 +2,10 @@
 //! (its fixed padding switched off), or one assembled from a GGUF file's vocabulary and
 //! merges with the pre-tokenizer its `tokenizer.ggml.pre` names.
 
-use std::path::Path;
-
 use serde_json::{json, Value};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
+use crate::files::Source;
 use crate::gguf::{self, Gguf};
 use crate::{Error, Result};
 
@@ -20,11 +19,12 @@ pub struct TextCodec {
 }
 
 impl TextCodec {
-    /// A `tokenizer.json`. Padding is turned off (a batch of one needs none, and padding
-    /// tokens would enter mean pooling); truncation is set to `max_len` when given.
-    pub fn from_file(path: &Path, max_len: Option<usize>) -> Result<TextCodec> {
-        let mut inner = Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    /// The model's `tokenizer.json`. Padding is turned off (a batch of one needs none, and
+    /// padding tokens would enter mean pooling); truncation is set to `max_len` when given.
+    pub fn from_source(source: &Source<'_>, max_len: Option<usize>) -> Result<TextCodec> {
+        const FILE: &str = "tokenizer.json";
+        let mut inner = Tokenizer::from_bytes(&*source.read(FILE)?)
+            .map_err(|e| Error::Tokenizer(format!("{}: {e}", source.describe_file(FILE))))?;
         inner.with_padding(None::<PaddingParams>);
         let truncation = max_len.map(|max_length| TruncationParams {
             max_length,

@@ -155,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
                 tokenizer_sha256: hash(tokenizer),
                 uri: uri.into(),
                 size_bytes: U64(size),
+                sealed: None,
             }
         };
     let smol_size = std::fs::metadata(&smol_path)?.len();

@@ -65,6 +65,8 @@ pub struct TtlCache<K, V> {
     entries: Mutex<HashMap<K, Entry<V>>>,
     /// Reads answered with a stale value because the node failed (`/metrics`).
     stale_served: std::sync::atomic::AtomicU64,
+    /// Where each fetch's duration goes, if anywhere (`/metrics`).
+    latency: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
@@ -73,7 +75,15 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             limits,
             entries: Mutex::new(HashMap::new()),
             stale_served: std::sync::atomic::AtomicU64::new(0),
+            latency: None,
         }
+    }
+
+    /// Records each fetch's duration, answered or not, in `histogram`.
+    #[must_use]
+    pub fn timed(mut self, histogram: prometheus_client::metrics::histogram::Histogram) -> Self {
+        self.latency = Some(histogram);
+        self
     }
 
     /// The cached value if fresh; otherwise `fetch`es it (within `timeout`), falling back
@@ -108,7 +118,12 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
                 }
             }
         }
-        let fetched = match tokio::time::timeout(self.limits.timeout, fetch()).await {
+        let started = Instant::now();
+        let fetched = tokio::time::timeout(self.limits.timeout, fetch()).await;
+        if let Some(h) = &self.latency {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        let fetched = match fetched {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(

@@ -4,7 +4,8 @@
 //! there. Unset (always, in production), each point costs one comparison.
 //!
 //! Points: `request_before_commit` (a receipt built, not yet stored), `request_after_commit`
-//! (stored, the response not sent), `settle_after_outcome` (a `settle` outcome known, not
+//! (stored, the response not sent), `settle_after_broadcast` (a `settle` transaction handed
+//! to the node, its outcome not read), `settle_after_outcome` (a `settle` outcome known, not
 //! yet recorded).
 
 use std::sync::OnceLock;

@@ -8,6 +8,7 @@
 //! * `settlement`: batches to the hub's `settle`, idempotent.
 //! * `hub`: the hub over NEAR JSON-RPC; `cache`: its views with a short lifetime.
 //! * `registry`: checks against the hub before serving.
+//! * `operator`: the token for the operator's endpoints.
 //! * `inference`: the engine behind a trait.
 
 pub mod cache;
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod killpoint;
 pub mod meter;
 pub mod metrics;
+pub mod operator;
 pub mod registry;
 pub mod server;
 pub mod settlement;

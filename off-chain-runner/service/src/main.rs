@@ -136,6 +136,11 @@ enum Command {
         /// Seconds between settlement rounds.
         #[arg(long, default_value_t = 30.0)]
         settle_interval: f64,
+        /// The longest a `settle` transaction's final outcome is waited for, in seconds
+        /// (the node is asked again meanwhile). Past it the round ends; what landed is read
+        /// from the hub at the next round, never sent blind again.
+        #[arg(long, default_value_t = 60)]
+        tx_timeout_secs: u64,
         /// Requests that may wait per model besides the running one; more get 429.
         #[arg(long, default_value_t = 8)]
         queue: usize,
@@ -226,7 +231,8 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         batch: usize,
         /// A `serve` running on this machine holds the store: ask it to settle now instead
-        /// (its address, e.g. `http://127.0.0.1:8080`).
+        /// (its address, e.g. `http://127.0.0.1:8080`), with the operator token it wrote
+        /// to `--data-dir`.
         #[arg(long)]
         runner_url: Option<String>,
     },
@@ -240,7 +246,8 @@ enum Command {
         #[arg(long, default_value = "runner-data")]
         data_dir: PathBuf,
         /// A `serve` running on this machine holds the store: read it through that runner
-        /// instead (its address, e.g. `http://127.0.0.1:8080`).
+        /// instead (its address, e.g. `http://127.0.0.1:8080`), with the operator token it
+        /// wrote to `--data-dir`.
         #[arg(long)]
         runner_url: Option<String>,
     },
@@ -362,10 +369,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Settle {
             runner_url: Some(url),
+            data_dir,
             ..
         } => {
             reqwest::Client::new()
                 .post(format!("{}/v1/runner/settle", url.trim_end_matches('/')))
+                .bearer_auth(operator_token(&data_dir)?)
                 .send()
                 .await
                 .and_then(reqwest::Response::error_for_status)
@@ -433,6 +442,7 @@ async fn main() -> anyhow::Result<()> {
             batch,
             keep_receipts_days,
             settle_interval,
+            tx_timeout_secs,
             queue,
             view_ttl_ms,
             view_max_stale_secs,
@@ -491,6 +501,7 @@ async fn main() -> anyhow::Result<()> {
                         batch,
                         interval: Duration::from_secs_f64(settle_interval),
                         keep_receipts: Duration::from_hours(24 * keep_receipts_days),
+                        outcome_timeout: Duration::from_secs(tx_timeout_secs),
                         ..Settings::default()
                     },
                 );
@@ -624,6 +635,17 @@ fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
     })
 }
 
+/// The token a `serve` on `data_dir` wrote for its operator's endpoints.
+fn operator_token(data_dir: &Path) -> anyhow::Result<String> {
+    off_chain_runner::operator::read(data_dir).with_context(|| {
+        format!(
+            "reading {} (written by `serve --data-dir {}`; pass the same --data-dir)",
+            off_chain_runner::operator::path(data_dir).display(),
+            data_dir.display()
+        )
+    })
+}
+
 async fn status(
     chain: &ChainArgs,
     runner: &AccountId,
@@ -633,7 +655,10 @@ async fn status(
     let hub = chain.hub()?;
     let channels: Vec<ChannelStatus> = match runner_url {
         Some(url) => {
-            reqwest::get(format!("{}/v1/runner/status", url.trim_end_matches('/')))
+            reqwest::Client::new()
+                .get(format!("{}/v1/runner/status", url.trim_end_matches('/')))
+                .bearer_auth(operator_token(data_dir)?)
+                .send()
                 .await
                 .and_then(reqwest::Response::error_for_status)
                 .with_context(|| format!("asking the runner at {url}"))?

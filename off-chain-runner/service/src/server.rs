@@ -17,6 +17,7 @@ use near_sdk::AccountId;
 use tokio::sync::{watch, Semaphore};
 
 use crate::{
+    metrics::RpcCall,
     cache::TtlCache,
     inference::{Echo, Inference, ModelSpec},
     meter::Budget,
@@ -141,6 +142,7 @@ async fn start(config: Config) -> anyhow::Result<Running> {
             ServedModel {
                 version: registered.version,
                 slots: Arc::new(Semaphore::new(config.queue + 1)),
+                capacity: config.queue + 1,
                 spec,
             },
         );
@@ -156,9 +158,9 @@ async fn start(config: Config) -> anyhow::Result<Running> {
         inference: config.inference,
         models,
         content: config.content,
-        user_keys: TtlCache::new(config.views),
-        channels: TtlCache::new(config.views),
-        prices: TtlCache::new(config.views),
+        user_keys: TtlCache::new(config.views).timed(metrics.rpc_latency(RpcCall::View)),
+        channels: TtlCache::new(config.views).timed(metrics.rpc_latency(RpcCall::View)),
+        prices: TtlCache::new(config.views).timed(metrics.rpc_latency(RpcCall::View)),
         clock: ChainClock::new(config.views.ttl, config.views.timeout),
         metrics: Arc::clone(&metrics),
         default_max_tokens: config.default_max_tokens,
@@ -167,6 +169,7 @@ async fn start(config: Config) -> anyhow::Result<Running> {
         max_unsettled: config.max_unsettled,
         view_timeout: config.views.timeout,
         model_error: config.model_error,
+        operator_token: crate::operator::create(&config.data_dir)?,
     });
     let (stop_server, mut stop) = watch::channel(false);
     let (stop_settler, settler_stop) = watch::channel(false);

@@ -32,7 +32,10 @@ use market_hub_api::{
 use market_protocol::SettleItem;
 use near_sdk::AccountId;
 
-use crate::{metrics::Metrics, store::Store};
+use crate::{
+    metrics::{Metrics, RpcCall},
+    store::Store,
+};
 
 /// Gas attached to every batch: the most a transaction may use. Unused gas is refunded.
 pub const SETTLE_GAS: u64 = 300_000_000_000_000;
@@ -61,6 +64,11 @@ pub struct Settings {
     pub retry_later: Duration,
     /// Settled history older than this is pruned (see `Store::prune`), once an hour.
     pub keep_receipts: Duration,
+    /// The longest one RPC request of a settlement may take.
+    pub request_timeout: Duration,
+    /// The longest a `settle` transaction's final outcome is waited for; past it the round
+    /// ends and the hub's channel records say later what landed (`reconcile`).
+    pub outcome_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -72,6 +80,8 @@ impl Default for Settings {
             max_backoff: Duration::from_mins(5),
             retry_later: Duration::from_mins(5),
             keep_receipts: Duration::from_hours(24 * 90),
+            request_timeout: Duration::from_secs(10),
+            outcome_timeout: Duration::from_mins(1),
         }
     }
 }
@@ -153,6 +163,9 @@ pub struct Settler {
     metrics: Option<Arc<Metrics>>,
     /// Channels not to resend before the given time (transient refusals).
     deferred: Mutex<HashMap<AccountId, Instant>>,
+    /// Channels last refused as `underfunded`: not resent (at the cost of gas) until the
+    /// hub's view shows escrow enough for what they owe.
+    underfunded: Mutex<std::collections::HashSet<AccountId>>,
     urgent: Arc<Urgent>,
 }
 
@@ -165,10 +178,11 @@ impl Settler {
     ) -> Self {
         Self {
             store,
-            signer,
+            signer: signer.timeouts(settings.request_timeout, settings.outcome_timeout),
             settings,
             metrics,
             deferred: Mutex::new(HashMap::new()),
+            underfunded: Mutex::default(),
             urgent: Arc::default(),
         }
     }
@@ -180,6 +194,18 @@ impl Settler {
         self
     }
 
+    /// A store operation, off the async workers: redb's commits wait for an fsync.
+    async fn on_store<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> Result<T, crate::error::Error> + Send + 'static,
+    ) -> Result<T, ChainError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|e| ChainError::Unexpected(e.to_string()))?
+            .map_err(|e| ChainError::Unexpected(e.to_string()))
+    }
+
     /// Not resent before `retry_later`.
     fn defer(&self, user: &AccountId) {
         self.deferred
@@ -189,16 +215,34 @@ impl Settler {
     }
 
     /// Up to one batch of the channels to settle now, most urgent first.
-    fn next_batch(&self) -> Result<Vec<SettleItem>, ChainError> {
-        let mut pending = self
-            .store
-            .pending(usize::MAX)
-            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
+    async fn next_batch(&self) -> Result<Vec<SettleItem>, ChainError> {
+        let mut pending = self.on_store(|s| s.pending(usize::MAX)).await?;
         let now = Instant::now();
         {
             let mut deferred = self.deferred.lock().expect("deferral lock");
             deferred.retain(|_, until| *until > now);
             pending.retain(|(user, _)| !deferred.contains_key(user));
+        }
+        let recheck: Vec<(AccountId, u128)> = {
+            let underfunded = self.underfunded.lock().expect("deferral lock");
+            pending
+                .iter()
+                .filter(|(user, _)| underfunded.contains(user))
+                .map(|(user, r)| (user.clone(), r.amount().saturating_sub(r.settled_amount)))
+                .collect()
+        };
+        for (user, owed) in recheck {
+            let view = self
+                .signer
+                .hub()
+                .view(methods::channel(&user, &self.signer.account()))
+                .await?;
+            if view.is_some_and(|v| v.unspent.0 >= owed) {
+                self.underfunded.lock().expect("deferral lock").remove(&user);
+            } else {
+                self.defer(&user);
+                pending.retain(|(u, _)| *u != user);
+            }
         }
         // The nearest deadline first: a notice ending (withdrawal, revoked key), or the
         // authorization's expiry, after which the hub settles nothing under it.
@@ -219,7 +263,7 @@ impl Settler {
 
     /// Sends one batch, if anything is due, and records each outcome.
     pub async fn settle_once(&self) -> Result<Report, ChainError> {
-        let items = self.next_batch()?;
+        let items = self.next_batch().await?;
         let mut report = Report::default();
         if !items.is_empty() {
             self.send(&items, &mut report).await?;
@@ -241,11 +285,17 @@ impl Settler {
     async fn send(&self, items: &[SettleItem], report: &mut Report) -> Result<(), ChainError> {
         let mut pending: Vec<&[SettleItem]> = vec![items];
         while let Some(batch) = pending.pop() {
-            let outcomes = self
-                .signer
-                .call(methods::settle(batch).gas(self.settings.gas))
-                .await;
+            let call = methods::settle(batch).gas(self.settings.gas);
+            let started = Instant::now();
+            let outcomes = match self.signer.send(&call).await {
+                Ok(sent) => {
+                    crate::killpoint::reached("settle_after_broadcast");
+                    self.signer.outcome(&call, sent).await
+                }
+                Err(e) => Err(e),
+            };
             if let Some(m) = &self.metrics {
+                Metrics::observe(&m.rpc_latency(RpcCall::Settle), started.elapsed());
                 Metrics::add(&m.settle_batches, 1);
                 if outcomes.is_err() {
                     Metrics::add(&m.settle_failures, 1);
@@ -283,9 +333,9 @@ impl Settler {
                         match simulated {
                             Err(ChainError::Failed(_)) => {
                                 tracing::warn!(%user, seq, "a receipt fails the hub's rules on its own: {failure}");
-                                self.store
-                                    .mark_rejected(&user, seq, TRANSACTION_FAILED)
-                                    .map_err(|e| ChainError::Unexpected(e.to_string()))?;
+                                let who = user.clone();
+                                self.on_store(move |s| s.mark_rejected(&who, seq, TRANSACTION_FAILED))
+                                    .await?;
                                 report.sent += 1;
                                 report.failed.push((user.to_string(), seq, failure));
                             }
@@ -316,14 +366,12 @@ impl Settler {
         outcomes: Vec<ReceiptOutcome>,
         report: &mut Report,
     ) -> Result<(), ChainError> {
-        let store_err = |e: crate::error::Error| ChainError::Unexpected(e.to_string());
         for outcome in outcomes {
             let seq = outcome.seq.0;
             match outcome.result {
                 SettleResult::Settled { .. } => {
-                    self.store
-                        .mark_settled(&outcome.user, seq)
-                        .map_err(store_err)?;
+                    let user = outcome.user.clone();
+                    self.on_store(move |s| s.mark_settled(&user, seq)).await?;
                     self.urgent.settled(&outcome.user);
                     report.settled += 1;
                 }
@@ -339,35 +387,36 @@ impl Settler {
                         .hub()
                         .view(methods::channel(&outcome.user, &self.signer.account()))
                         .await?;
-                    let confirmed = match &channel {
-                        Some(view) => self.confirmed(&outcome.user, view)?,
+                    let confirmed = match channel {
+                        Some(view) => self.confirmed(&outcome.user, view).await?,
                         None => None,
                     };
+                    let user = outcome.user.clone();
                     if let Some(last) = confirmed.filter(|last| *last >= seq) {
-                        self.store
-                            .mark_settled(&outcome.user, last)
-                            .map_err(store_err)?;
+                        self.on_store(move |s| s.mark_settled(&user, last)).await?;
                         report.already += 1;
                     } else {
-                        self.store
-                            .mark_rejected(&outcome.user, seq, code.as_str())
-                            .map_err(store_err)?;
+                        self.on_store(move |s| s.mark_rejected(&user, seq, code.as_str()))
+                            .await?;
                         report.rejected.push((outcome.user.to_string(), seq, code));
                     }
                 }
                 SettleResult::Rejected { code, reason } if transient(code) => {
                     tracing::info!(user = %outcome.user, seq, code = code.as_str(), "the hub refused a receipt for now, retrying later: {reason}");
-                    self.deferred.lock().expect("deferral lock").insert(
-                        outcome.user.clone(),
-                        Instant::now() + self.settings.retry_later,
-                    );
+                    self.defer(&outcome.user);
+                    if code == RejectCode::Underfunded {
+                        self.underfunded
+                            .lock()
+                            .expect("deferral lock")
+                            .insert(outcome.user.clone());
+                    }
                     report.deferred.push((outcome.user.to_string(), seq, code));
                 }
                 SettleResult::Rejected { code, reason } => {
                     tracing::warn!(user = %outcome.user, seq, code = code.as_str(), "the hub refused a receipt: {reason}");
-                    self.store
-                        .mark_rejected(&outcome.user, seq, code.as_str())
-                        .map_err(store_err)?;
+                    let user = outcome.user.clone();
+                    self.on_store(move |s| s.mark_rejected(&user, seq, code.as_str()))
+                        .await?;
                     report.rejected.push((outcome.user.to_string(), seq, code));
                 }
             }
@@ -378,12 +427,14 @@ impl Settler {
     /// The sequence the hub's record of the channel shows settled, if it is a receipt of
     /// this runner's store with the very cumulative amount the hub settled: a lagging or
     /// lying node's word alone never marks a receipt settled.
-    fn confirmed(&self, user: &AccountId, view: &ChannelView) -> Result<Option<u64>, ChainError> {
+    async fn confirmed(
+        &self,
+        user: &AccountId,
+        view: ChannelView,
+    ) -> Result<Option<u64>, ChainError> {
         let last = view.channel.last_seq.0;
-        let stored = self
-            .store
-            .receipt(user, last)
-            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
+        let who = user.clone();
+        let stored = self.on_store(move |s| s.receipt(&who, last)).await?;
         Ok(stored
             .filter(|r| r.receipt.amount == view.channel.settled)
             .map(|_| last))
@@ -394,10 +445,9 @@ impl Settler {
     /// otherwise be sent again, costing gas to be refused as stale. Reads the hub's
     /// channel of every pending receipt; run at start and after a failed round.
     pub async fn reconcile(&self) -> Result<usize, ChainError> {
-        let store_err = |e: crate::error::Error| ChainError::Unexpected(e.to_string());
         let runner = self.signer.account();
         let mut found = 0;
-        for (user, record) in self.store.pending(usize::MAX).map_err(store_err)? {
+        for (user, record) in self.on_store(|s| s.pending(usize::MAX)).await? {
             let Some(view) = self
                 .signer
                 .hub()
@@ -406,9 +456,10 @@ impl Settler {
             else {
                 continue;
             };
-            match self.confirmed(&user, &view)? {
+            match self.confirmed(&user, view).await? {
                 Some(last) if last > record.settled_seq && last <= record.seq() => {
-                    self.store.mark_settled(&user, last).map_err(store_err)?;
+                    let who = user.clone();
+                    self.on_store(move |s| s.mark_settled(&who, last)).await?;
                     found += 1;
                 }
                 _ => {}
@@ -428,11 +479,9 @@ impl Settler {
     async fn prune(&self) {
         let keep = u64::try_from(self.settings.keep_receipts.as_nanos()).unwrap_or(u64::MAX);
         let before = crate::state::wall_clock_ns().saturating_sub(keep);
-        let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || store.prune(before)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(receipts = n, "pruned settled receipt history"),
-            Ok(Err(e)) => tracing::warn!("pruning the receipt history failed: {e}"),
+        match self.on_store(move |s| s.prune(before)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(receipts = n, "pruned settled receipt history"),
             Err(e) => tracing::warn!("pruning the receipt history failed: {e}"),
         }
     }

@@ -29,6 +29,8 @@ pub struct ServedModel {
     /// Places for requests: one running plus the queue. A request that finds none is
     /// answered 429 at once instead of waiting without bound.
     pub slots: Arc<Semaphore>,
+    /// How many places `slots` has in all.
+    pub capacity: usize,
 }
 
 /// Registered inference-only content the runner holds locally (checked against its hash).
@@ -166,4 +168,6 @@ pub struct AppState {
     pub view_timeout: Duration,
     /// Why no model is served, when loading failed (the runner still settles).
     pub model_error: Option<String>,
+    /// The bearer token of the operator's endpoints (`operator`).
+    pub operator_token: String,
 }

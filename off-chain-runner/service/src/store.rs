@@ -8,7 +8,11 @@
 //! receipt is built from the stored latest inside that transaction, so concurrent requests
 //! on a channel can never sign two receipts with the same sequence.
 
-use std::path::Path;
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::Path,
+    sync::Mutex,
+};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use market_protocol::{SignedAuthorization, SignedReceipt};
@@ -98,6 +102,78 @@ fn internal(e: impl std::fmt::Display) -> Error {
 
 pub struct Store {
     db: Database,
+    /// What is unsettled, kept beside the database (updated after each commit) so that
+    /// `/metrics` reads it without scanning the store.
+    exposure: Mutex<Exposure>,
+}
+
+/// One channel's part of the exposure.
+#[derive(Clone, Copy)]
+struct Owed {
+    unsettled: u128,
+    /// When its first unsettled receipt was issued (ns).
+    since_ns: u64,
+    /// When the authorization it settles under expires (ns).
+    expires_ns: u64,
+}
+
+/// The unsettled channels, with the sum and the two minima `/metrics` shows, each update
+/// O(log n) and each read O(1).
+#[derive(Default)]
+struct Exposure {
+    owed: HashMap<String, Owed>,
+    since: BTreeSet<(u64, String)>,
+    expires: BTreeSet<(u64, String)>,
+    unsettled: u128,
+}
+
+impl Exposure {
+    fn set(&mut self, user: &str, owed: Option<Owed>) {
+        if let Some(old) = self.owed.remove(user) {
+            self.since.remove(&(old.since_ns, user.to_owned()));
+            self.expires.remove(&(old.expires_ns, user.to_owned()));
+            self.unsettled -= old.unsettled;
+        }
+        if let Some(new) = owed {
+            self.since.insert((new.since_ns, user.to_owned()));
+            self.expires.insert((new.expires_ns, user.to_owned()));
+            self.unsettled = self.unsettled.saturating_add(new.unsettled);
+            self.owed.insert(user.to_owned(), new);
+        }
+    }
+}
+
+/// What a channel owes as `record` stands; `issued_ns(seq)` reads a receipt's issue time.
+fn owed(record: &ChannelRecord, issued_ns: impl FnOnce(u64) -> Result<Option<u64>>) -> Result<Option<Owed>> {
+    if !record.pending() {
+        return Ok(None);
+    }
+    let first = record.settled_seq + 1;
+    let since_ns = if first == record.seq() {
+        record.receipt.receipt.issued_at_ns.0
+    } else {
+        // Pruning never removes unsettled receipts; the latest's time if it did.
+        issued_ns(first)?.unwrap_or(record.receipt.receipt.issued_at_ns.0)
+    };
+    Ok(Some(Owed {
+        unsettled: record.amount().saturating_sub(record.settled_amount),
+        since_ns,
+        expires_ns: record.authorization.authorization.expires_at_ns.0,
+    }))
+}
+
+/// What is unsettled over every channel, as `/metrics` shows it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Unsettled {
+    /// Channels with a receipt to settle.
+    pub channels: usize,
+    /// Yocto signed for and not yet settled, over those channels.
+    pub amount: u128,
+    /// When the oldest unsettled receipt was issued (ns).
+    pub oldest_ns: Option<u64>,
+    /// The soonest expiry of an authorization with something unsettled (ns): past it the
+    /// hub settles nothing under it.
+    pub nearest_expiry_ns: Option<u64>,
 }
 
 impl Store {
@@ -110,7 +186,32 @@ impl Store {
         txn.open_table(CHANNELS).map_err(internal)?;
         txn.open_table(RECEIPTS).map_err(internal)?;
         txn.commit().map_err(internal)?;
-        Ok(Self { db })
+        let store = Self {
+            db,
+            exposure: Mutex::default(),
+        };
+        let mut exposure = Exposure::default();
+        for (user, record) in store.channels()? {
+            let owes = owed(&record, |seq| store.issued_ns(&user, seq))?;
+            exposure.set(user.as_str(), owes);
+        }
+        *store.exposure.lock().expect("exposure lock") = exposure;
+        Ok(store)
+    }
+
+    /// What is unsettled now, without reading the database.
+    pub fn unsettled(&self) -> Unsettled {
+        let e = self.exposure.lock().expect("exposure lock");
+        Unsettled {
+            channels: e.owed.len(),
+            amount: e.unsettled,
+            oldest_ns: e.since.first().map(|(ns, _)| *ns),
+            nearest_expiry_ns: e.expires.first().map(|(ns, _)| *ns),
+        }
+    }
+
+    fn issued_ns(&self, user: &AccountId, seq: u64) -> Result<Option<u64>> {
+        Ok(self.receipt(user, seq)?.map(|r| r.receipt.issued_at_ns.0))
     }
 
     /// Whether the database answers a read (`/health`).
@@ -196,9 +297,15 @@ impl Store {
                     encode(&record.receipt).as_slice(),
                 )
                 .map_err(internal)?;
-            record
+            let owes = owed(&record, |seq| issued_in(&receipts, user, seq))?;
+            (record, owes)
         };
+        let (record, owes) = record;
         txn.commit().map_err(internal)?;
+        self.exposure
+            .lock()
+            .expect("exposure lock")
+            .set(user.as_str(), owes);
         Ok(record)
     }
 
@@ -208,7 +315,7 @@ impl Store {
         change: impl FnOnce(&mut ChannelRecord, &dyn Fn(u64) -> Result<Option<u128>>),
     ) -> Result<()> {
         let txn = self.db.begin_write().map_err(internal)?;
-        {
+        let owes = {
             let mut channels = txn.open_table(CHANNELS).map_err(internal)?;
             let receipts = txn.open_table(RECEIPTS).map_err(internal)?;
             let Some(mut record) = channels
@@ -230,8 +337,13 @@ impl Store {
             channels
                 .insert(user.as_str(), encode(&record).as_slice())
                 .map_err(internal)?;
-        }
+            owed(&record, |seq| issued_in(&receipts, user, seq))?
+        };
         txn.commit().map_err(internal)?;
+        self.exposure
+            .lock()
+            .expect("exposure lock")
+            .set(user.as_str(), owes);
         Ok(())
     }
 
@@ -239,34 +351,55 @@ impl Store {
     /// and issued before `before_ns`. Kept always: each channel's latest receipt, its last
     /// settled one (what the hub charged, the runner's evidence), and everything not yet
     /// settled. Returns how many were deleted.
+    ///
+    /// Deletes in write transactions of at most `PRUNE_CHUNK` receipts: redb runs one
+    /// write transaction at a time, and every request's receipt waits for the one open.
     pub fn prune(&self, before_ns: u64) -> Result<usize> {
-        let settled: std::collections::HashMap<String, u64> = self
+        const PRUNE_CHUNK: usize = 1_000;
+        let settled: HashMap<String, u64> = self
             .channels()?
             .into_iter()
             .map(|(user, r)| (user.to_string(), r.settled_seq))
             .collect();
-        let txn = self.db.begin_write().map_err(internal)?;
         let mut pruned = 0;
-        {
-            let mut receipts = txn.open_table(RECEIPTS).map_err(internal)?;
-            let mut doomed = Vec::new();
-            for entry in receipts.iter().map_err(internal)? {
-                let (key, value) = entry.map_err(internal)?;
-                let (user, seq) = key.value();
-                let below_settled = settled.get(user).is_some_and(|s| seq < *s);
-                if below_settled {
-                    let receipt: SignedReceipt = decode(value.value())?;
-                    if receipt.receipt.issued_at_ns.0 < before_ns {
-                        doomed.push((user.to_owned(), seq));
+        for (user, below) in settled {
+            loop {
+                let doomed: Vec<u64> = {
+                    let txn = self.db.begin_read().map_err(internal)?;
+                    let receipts = txn.open_table(RECEIPTS).map_err(internal)?;
+                    let mut doomed = Vec::new();
+                    for entry in receipts
+                        .range((user.as_str(), 0)..(user.as_str(), below))
+                        .map_err(internal)?
+                    {
+                        let (key, value) = entry.map_err(internal)?;
+                        let receipt: SignedReceipt = decode(value.value())?;
+                        if receipt.receipt.issued_at_ns.0 < before_ns {
+                            doomed.push(key.value().1);
+                            if doomed.len() == PRUNE_CHUNK {
+                                break;
+                            }
+                        }
+                    }
+                    doomed
+                };
+                if doomed.is_empty() {
+                    break;
+                }
+                let txn = self.db.begin_write().map_err(internal)?;
+                {
+                    let mut receipts = txn.open_table(RECEIPTS).map_err(internal)?;
+                    for seq in &doomed {
+                        receipts.remove((user.as_str(), *seq)).map_err(internal)?;
                     }
                 }
-            }
-            for (user, seq) in doomed {
-                receipts.remove((user.as_str(), seq)).map_err(internal)?;
-                pruned += 1;
+                txn.commit().map_err(internal)?;
+                pruned += doomed.len();
+                if doomed.len() < PRUNE_CHUNK {
+                    break;
+                }
             }
         }
-        txn.commit().map_err(internal)?;
         Ok(pruned)
     }
 
@@ -297,6 +430,19 @@ impl Store {
             }
         })
     }
+}
+
+/// A receipt's issue time, read in a write transaction.
+fn issued_in(
+    receipts: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    user: &AccountId,
+    seq: u64,
+) -> Result<Option<u64>> {
+    let value = receipts.get((user.as_str(), seq)).map_err(internal)?;
+    Ok(value
+        .map(|v| decode::<SignedReceipt>(v.value()))
+        .transpose()?
+        .map(|r| r.receipt.issued_at_ns.0))
 }
 
 fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {

@@ -23,13 +23,28 @@ fn spawn_runner(net: &Net) -> (Child, SocketAddr) {
 
 /// The runner binary serving the echo backend, with `extra` flags.
 fn spawn_runner_with(net: &Net, extra: &[&str]) -> (Child, SocketAddr) {
-    spawn_killable(net, None, extra)
+    spawn_killable(net, Engine::Echo, None, extra)
 }
 
-/// As [`spawn_runner_with`], killing itself by SIGKILL at the named point, if any.
-fn spawn_killable(net: &Net, kill_at: Option<&str>, extra: &[&str]) -> (Child, SocketAddr) {
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    /// Both models, answered by the echo backend.
+    Echo,
+    /// The chat model only (the net's chat weights must be a real checkpoint), on wgpu.
+    Gpu,
+}
+
+/// As [`spawn_runner_with`] on `engine`, killing itself by SIGKILL at the named point, if
+/// any.
+fn spawn_killable(
+    net: &Net,
+    engine: Engine,
+    kill_at: Option<&str>,
+    extra: &[&str],
+) -> (Child, SocketAddr) {
     let (account, receipt) = net.key_files();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_off-chain-runner"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_off-chain-runner"));
+    command
         .args([
             "serve",
             "--hub",
@@ -44,12 +59,16 @@ fn spawn_killable(net: &Net, kill_at: Option<&str>, extra: &[&str]) -> (Child, S
         .arg("--receipt-key")
         .arg(&receipt)
         .arg("--model")
-        .arg(format!("{MODEL}={}", net.chat_weights.display()))
-        .arg("--model")
-        .arg(format!("{EMBED}={}", net.embed_weights.display()))
+        .arg(format!("{MODEL}={}", net.chat_weights.display()));
+    match engine {
+        Engine::Echo => command
+            .arg("--model")
+            .arg(format!("{EMBED}={}", net.embed_weights.display()))
+            .args(["--backend", "echo"]),
+        Engine::Gpu => command.args(["--backend", "gpu"]),
+    };
+    let mut child = command
         .args([
-            "--backend",
-            "echo",
             "--listen",
             "127.0.0.1:0",
             "--batch",
@@ -284,15 +303,41 @@ async fn ask(addr: SocketAddr, token: &str, n: usize) -> Option<u128> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_at_each_named_point_then_restart_pays_every_answered_request_exactly_once() {
+    sigkill_at_each_named_point(Engine::Echo).await;
+}
+
+#[cfg(feature = "engine")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_at_each_named_point_with_the_wgpu_engine() {
+    sigkill_at_each_named_point(Engine::Gpu).await;
+}
+
+async fn sigkill_at_each_named_point(engine: Engine) {
     for point in [
         "request_before_commit",
         "request_after_commit",
+        "settle_after_broadcast",
         "settle_after_outcome",
     ] {
-        let net = Net::start(point, 1).await;
+        let net = match engine {
+            Engine::Echo => Net::start(point, 1).await,
+            Engine::Gpu => {
+                // The engine's tiny generated llama: real loading and generation on
+                // wgpu, fast even on a CPU Vulkan driver.
+                let weights = temp_dir("tiny-llama");
+                market_engine::testing::write_tiny_llama(
+                    &weights,
+                    market_engine::quant::Format::F32,
+                    7,
+                )
+                .unwrap();
+                Net::start_with(point, 1, Some(weights)).await
+            }
+        };
         let token = token::encode(&net.authorization(0, NEAR).await);
         let mut answered = 0u128;
-        let (mut child, addr) = spawn_killable(&net, Some(point), &["--settle-interval", "0.05"]);
+        let (mut child, addr) =
+            spawn_killable(&net, engine, Some(point), &["--settle-interval", "0.05"]);
         for n in 0..200 {
             match ask(addr, &token, n).await {
                 Some(charged) => answered += charged,
@@ -304,10 +349,10 @@ async fn sigkill_at_each_named_point_then_restart_pays_every_answered_request_ex
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&died),
             Some(9),
-            "{point}: killed there"
+            "{point} ({engine:?}): killed there"
         );
 
-        let (mut child, addr) = spawn_runner(&net);
+        let (mut child, addr) = spawn_killable(&net, engine, None, &["--settle-interval", "0.05"]);
         answered += ask(addr, &token, 1_000)
             .await
             .expect("served after the restart");
@@ -336,11 +381,11 @@ async fn sigkill_at_each_named_point_then_restart_pays_every_answered_request_ex
         assert_eq!(
             (settled.settled.0, settled.last_seq.0),
             (record.amount(), record.seq()),
-            "{point}: the latest receipt settled, once"
+            "{point} ({engine:?}): the latest receipt settled, once"
         );
         assert!(
             settled.settled.0 >= answered,
-            "{point}: every answered request paid"
+            "{point} ({engine:?}): every answered request paid"
         );
     }
 }
@@ -373,6 +418,8 @@ async fn status_and_settle_work_while_serve_holds_the_store() {
     let (mut child, addr) = spawn_runner_with(&net, &["--settle-interval", "3600"]);
     let charged = ask(addr, &token, 0).await.expect("served");
     let url = format!("http://{addr}");
+    let bare = reqwest::get(format!("{url}/v1/runner/status")).await.unwrap();
+    assert_eq!(bare.status(), 401, "the operator's token is needed");
 
     let direct = cli(&net, &["status"]);
     assert!(!direct.status.success());

@@ -79,6 +79,7 @@ fn main() {
     let version = VersionInput {
         uri: "pypi:x==1".into(),
         size_bytes: 1.into(),
+        sealed: None,
         ..version_input()
     };
     measure(

@@ -4,7 +4,14 @@
 //! fit), then the receipt, committed durably before anything is returned. Chat and text
 //! completions share it, streamed or not.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
 
 use axum::response::{sse::Event, IntoResponse, Response, Sse};
 use futures_util::StreamExt;
@@ -91,7 +98,8 @@ pub async fn commit(state: &Arc<AppState>, payer: &Payer, charge: Charge) -> Res
     let p = payer.clone();
     let record = tokio::task::spawn_blocking(move || {
         crate::killpoint::reached("request_before_commit");
-        st.store.append(p.user(), |current| {
+        let started = Instant::now();
+        let record = st.store.append(p.user(), |current| {
             next_record(
                 current,
                 &p.auth,
@@ -100,7 +108,9 @@ pub async fn commit(state: &Arc<AppState>, payer: &Payer, charge: Charge) -> Res
                 &st.receipt_key,
                 wall_clock_ns(),
             )
-        })
+        });
+        Metrics::observe(&st.metrics.store_commit, started.elapsed());
+        record
     })
     .await
     .map_err(|e| Error::internal("join", e.to_string()))??;
@@ -116,6 +126,7 @@ pub async fn run(
     mut on_piece: Box<dyn FnMut(&str) -> bool + Send>,
     admitted: Option<oneshot::Sender<()>>,
 ) -> Result<Done> {
+    let arrived = Instant::now();
     let permit = take_slot(&job.model)?;
     let (p_in, p_out, max_units) = prices(&state, &job.payer, &job.model.spec.id).await?;
     let extra = content_total(&job.content)?;
@@ -131,7 +142,18 @@ pub async fn run(
         job.prompt.clone(),
         job.sampling.clone(),
     );
+    let metrics = Arc::clone(&state.metrics);
     let (generated, reservation) = tokio::task::spawn_blocking(move || {
+        let mut last_piece: Option<Instant> = None;
+        let mut on_piece = move |piece: &str| {
+            let now = Instant::now();
+            match last_piece {
+                None => Metrics::observe(&metrics.time_to_first_token, now - arrived),
+                Some(at) => Metrics::observe(&metrics.inter_token, now - at),
+            }
+            last_piece = Some(now);
+            on_piece(piece)
+        };
         let mut reservation = None;
         let mut admitted = admitted;
         let result = {
@@ -148,14 +170,21 @@ pub async fn run(
                 }
                 Ok(())
             };
-            inference.generate(&model_id, &prompt, &sampling, &mut admit, &mut *on_piece)
+            inference.generate(&model_id, &prompt, &sampling, &mut admit, &mut on_piece)
         };
         drop(permit);
         (result, reservation)
     })
     .await
     .map_err(|e| Error::internal("join", e.to_string()))?;
-    let generated = generated?;
+    let generated = generated.inspect_err(|e| {
+        if e.kind == crate::error::Kind::Internal {
+            Metrics::add(&state.metrics.inference_errors, 1);
+        }
+    })?;
+    if generated.finish == crate::inference::Finish::Cancelled {
+        Metrics::add(&state.metrics.client_disconnects, 1);
+    }
     let amount = price(
         generated.prompt_tokens,
         generated.completion_tokens,
@@ -257,10 +286,53 @@ impl Flavor {
     }
 }
 
+/// Clears `alive` when dropped before `done`: the request's future was dropped, which
+/// axum does when the client disconnects.
+struct CancelOnDrop {
+    alive: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    finished: bool,
+}
+
+impl CancelOnDrop {
+    fn new(state: &AppState) -> Self {
+        Self {
+            alive: Arc::new(AtomicBool::new(true)),
+            metrics: Arc::clone(&state.metrics),
+            finished: false,
+        }
+    }
+
+    fn done(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.alive.store(false, Ordering::Relaxed);
+            Metrics::add(&self.metrics.client_disconnects, 1);
+        }
+    }
+}
+
 /// Answers a generation request, as JSON or as server-sent events.
 pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: bool) -> Response {
     if !stream {
-        return match run(state, job, Box::new(|_| true), None).await {
+        // A client that goes away drops this future: the guard's drop stops generation
+        // at the next piece instead of running to `max_tokens` for nobody.
+        let wanted = CancelOnDrop::new(&state);
+        let alive = Arc::clone(&wanted.alive);
+        let answer = run(
+            state,
+            job,
+            Box::new(move |_| alive.load(Ordering::Relaxed)),
+            None,
+        )
+        .await;
+        wanted.done();
+        return match answer {
             Ok(done) => axum::Json(flavor.response(&done)).into_response(),
             Err(e) => e.into_response(),
         };

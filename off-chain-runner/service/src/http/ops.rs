@@ -71,54 +71,58 @@ pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    // One scan of the store per scrape, off the async workers.
-    let mut backlog = state
-        .with_store(|store| {
-            let pending = store.pending(usize::MAX).unwrap_or_default();
-            let mut backlog = crate::metrics::Backlog {
-                channels: pending.len(),
-                ..Default::default()
-            };
-            for (user, r) in &pending {
-                backlog.unsettled = backlog
-                    .unsettled
-                    .saturating_add(r.amount().saturating_sub(r.settled_amount));
-                let first = store.receipt(user, r.settled_seq + 1).ok().flatten();
-                let issued = first.map_or(r.receipt.receipt.issued_at_ns.0, |f| {
-                    f.receipt.issued_at_ns.0
-                });
-                backlog.oldest_pending_ns =
-                    Some(backlog.oldest_pending_ns.map_or(issued, |o| o.min(issued)));
-                let expiry = r.authorization.authorization.expires_at_ns.0;
-                backlog.nearest_expiry_ns =
-                    Some(backlog.nearest_expiry_ns.map_or(expiry, |e| e.min(expiry)));
-            }
-            backlog
+    // Everything from memory: no store scan, no RPC call per scrape.
+    let mut queue_depth: Vec<(String, u64)> = state
+        .models
+        .values()
+        .map(|m| {
+            let busy = m.capacity.saturating_sub(m.slots.available_permits());
+            (m.spec.id.clone(), busy as u64)
         })
-        .await
-        .unwrap_or_default();
-    backlog.now_ns = crate::state::wall_clock_ns();
-    backlog.chain_now_ns = state.clock.known_ns();
-    backlog.stale_views = state.user_keys.stale_served()
-        + state.channels.stale_served()
-        + state.prices.stale_served();
+        .collect();
+    queue_depth.sort();
+    let scraped = crate::metrics::Scraped {
+        unsettled: state.store.unsettled(),
+        now_ns: crate::state::wall_clock_ns(),
+        chain_now_ns: state.clock.known_ns(),
+        stale_views: state.user_keys.stale_served()
+            + state.channels.stale_served()
+            + state.prices.stale_served(),
+        queue_depth,
+    };
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(&backlog),
+        state.metrics.render(scraped),
     )
 }
 
-/// The operator's endpoints answer only this machine: they show who pays this runner.
-fn operator(peer: std::net::SocketAddr) -> crate::error::Result<()> {
-    if peer.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(crate::error::Error::forbidden(
+/// The operator's endpoints answer only this machine, and only with the operator's token
+/// (`operator`): they show who pays this runner and start transactions.
+fn operator(
+    peer: std::net::SocketAddr,
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+) -> crate::error::Result<()> {
+    if !peer.ip().is_loopback() {
+        return Err(crate::error::Error::forbidden(
             "operator_only",
             "this endpoint answers only requests from the runner's own machine",
+        ));
+    }
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if crate::operator::matches(&state.operator_token, presented) {
+        Ok(())
+    } else {
+        Err(crate::error::Error::unauthorized(
+            "operator_token",
+            "this endpoint needs the operator's token from <data-dir>/operator.token as the bearer token",
         ))
     }
 }
@@ -127,18 +131,20 @@ fn operator(peer: std::net::SocketAddr) -> crate::error::Result<()> {
 /// prints, while `serve` holds the store.
 pub async fn status(
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     State(state): State<Arc<AppState>>,
 ) -> crate::error::Result<Json<Vec<crate::store::ChannelStatus>>> {
-    operator(peer)?;
+    operator(peer, &headers, &state)?;
     Ok(Json(state.with_store(Store::status).await??))
 }
 
 /// `POST /v1/runner/settle`: a settlement round now, not at the next interval.
 pub async fn settle(
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     State(state): State<Arc<AppState>>,
 ) -> crate::error::Result<axum::http::StatusCode> {
-    operator(peer)?;
+    operator(peer, &headers, &state)?;
     state.urgent.wake();
     Ok(axum::http::StatusCode::ACCEPTED)
 }

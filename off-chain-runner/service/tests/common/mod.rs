@@ -1,21 +1,18 @@
 //! A market on the local chain served over JSON-RPC, and runners against it.
 #![allow(dead_code)]
 
+mod proxy;
+
+pub use proxy::Fault;
+
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::Duration,
 };
 
-use axum::{
-    extract::Request,
-    middleware::{self, Next},
-    response::IntoResponse,
-};
+use axum::middleware;
 use market_hub_api::{
     jsonrpc::HubClient, methods, Call, License, RunnerPolicy, VersionInput, View,
 };
@@ -52,9 +49,8 @@ pub struct Net {
     /// The keys of the market's accounts, to act on the node's chain as they would.
     signers: sandbox_tests::Signers,
     pub rpc: String,
-    pub down: Arc<AtomicBool>,
-    /// The node accepts requests and never answers them.
-    pub hang: Arc<AtomicBool>,
+    /// How the RPC node in front of the chain misbehaves: `Net::fault`.
+    faults: Arc<proxy::Faults>,
     pub hub: near_sdk::AccountId,
     pub runner: near_sdk::AccountId,
     pub runner_key: KeyPair,
@@ -107,6 +103,7 @@ impl Net {
             tokenizer_sha256: hash32(b"tok"),
             uri: "test:weights".into(),
             size_bytes: U64(30),
+            sealed: None,
         };
         env.call(
             &dev,
@@ -169,27 +166,10 @@ impl Net {
         } = market;
         let (chain, signers) = env.detach();
         let node = local_chain::rpc::Node::new(chain);
-        let down = Arc::new(AtomicBool::new(false));
-        let hang = Arc::new(AtomicBool::new(false));
-        let (down_switch, hang_switch) = (Arc::clone(&down), Arc::clone(&hang));
-        // A fault-injecting proxy in front of the node: down (503 at once) or hung
-        // (accepts, never answers).
-        let app = local_chain::rpc::router(Arc::clone(&node)).layer(middleware::from_fn(
-            move |req: Request, next: Next| {
-                let down = down_switch.load(Ordering::SeqCst);
-                let hang = hang_switch.load(Ordering::SeqCst);
-                async move {
-                    if hang {
-                        std::future::pending::<()>().await;
-                    }
-                    if down {
-                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "node down").into_response()
-                    } else {
-                        next.run(req).await
-                    }
-                }
-            },
-        ));
+        let faults = Arc::new(proxy::Faults::default());
+        let app = local_chain::rpc::router(Arc::clone(&node)).layer(
+            middleware::from_fn_with_state(Arc::clone(&faults), proxy::inject),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -197,8 +177,7 @@ impl Net {
             node,
             signers,
             rpc: format!("http://{addr}"),
-            down,
-            hang,
+            faults,
             hub: hub.as_str().parse().unwrap(),
             runner: runner.as_str().parse().unwrap(),
             runner_key,
@@ -211,6 +190,11 @@ impl Net {
             embed_weights,
             content_dir,
         }
+    }
+
+    /// From now on the RPC node behaves as `fault` says.
+    pub fn fault(&self, fault: Fault) {
+        self.faults.set(fault);
     }
 
     pub fn hub_client(&self) -> HubClient {
@@ -339,6 +323,8 @@ impl Net {
                     batch: opts.batch,
                     interval: opts.interval,
                     max_backoff: Duration::from_millis(400),
+                    request_timeout: opts.request_timeout,
+                    outcome_timeout: opts.outcome_timeout,
                     ..Settings::default()
                 },
             );
@@ -367,6 +353,9 @@ pub struct Opts {
     pub max_unsettled: Option<u128>,
     pub batch: usize,
     pub interval: Duration,
+    /// Settlement's bound on one RPC request, and on the wait for a final outcome.
+    pub request_timeout: Duration,
+    pub outcome_timeout: Duration,
 }
 
 impl Default for Opts {
@@ -381,6 +370,8 @@ impl Default for Opts {
             max_unsettled: None,
             batch: 50,
             interval: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(2),
+            outcome_timeout: Duration::from_secs(10),
         }
     }
 }
