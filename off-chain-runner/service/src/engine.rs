@@ -2,9 +2,9 @@
 //! driven by one caller at a time (`&mut self`: its KV cache is its own), so each sits
 //! behind its own mutex; the HTTP layer's slots bound how many requests wait for it.
 
-use std::{path::Path, sync::Arc, sync::Mutex};
+use std::{sync::Arc, sync::Mutex};
 
-use market_engine::{gpu::Gpu, Backend, ChatMessage, GenerateOptions, Model};
+use market_engine::{gpu::Gpu, Backend, ChatMessage, GenerateOptions, Model, Source};
 
 use crate::{
     error::{Error, Result},
@@ -14,6 +14,31 @@ use crate::{
 };
 
 pub use market_engine::Backend as EngineBackend;
+
+/// A model's files as the engine loads them.
+pub enum Files {
+    /// On disk, as they were when hashed.
+    Path(std::path::PathBuf, market_engine::weights::Stamp),
+    /// Decrypted into memory (a sealed model).
+    Memory(market_engine::ModelFiles),
+}
+
+impl Files {
+    pub fn source(&self) -> Source<'_> {
+        match self {
+            Self::Path(path, _) => Source::Path(path),
+            Self::Memory(files) => Source::Memory(files),
+        }
+    }
+
+    /// What the files were when hashed: the engine refuses them if they changed since.
+    pub fn stamp(&self) -> Result<market_engine::weights::Stamp, market_engine::Error> {
+        match self {
+            Self::Path(_, stamp) => Ok(stamp.clone()),
+            Self::Memory(files) => market_engine::weights::Stamp::of_files(files),
+        }
+    }
+}
 
 pub struct Engine {
     models: Vec<(ModelSpec, Mutex<Model>)>,
@@ -27,11 +52,11 @@ fn engine_error(e: market_engine::Error) -> Error {
 }
 
 impl Engine {
-    /// Loads each `(model id, path, how its weights' hash is learnt)`: with
+    /// Loads each `(model id, its files, how its weights' hash is learnt)`: with
     /// `Sha256::Expect` the engine refuses weights whose hash differs; `Sha256::Known` is
     /// for weights the caller has just hashed. One GPU device is shared by every model.
     pub fn load(
-        models: &[(String, &Path, market_engine::Sha256)],
+        models: &[(String, Source<'_>, market_engine::Sha256)],
         backend: Backend,
     ) -> Result<Self, market_engine::Error> {
         let gpu: Option<Arc<Gpu>> = match backend {
@@ -39,8 +64,9 @@ impl Engine {
             Backend::Cpu => None,
         };
         let mut loaded = Vec::with_capacity(models.len());
-        for (id, path, sha256) in models {
-            let model = Model::load(path, backend, gpu.as_ref(), sha256.clone())?;
+        for (id, source, sha256) in models {
+            let model =
+                Model::load_with_context(*source, backend, gpu.as_ref(), sha256.clone(), None)?;
             let spec = match &model {
                 Model::Chat(m) => ModelSpec {
                     id: id.clone(),

@@ -83,23 +83,7 @@ impl Credentials {
 
     /// Writes the file readable by its owner only; refuses to overwrite a key.
     pub fn write_new(&self, path: &Path) -> anyhow::Result<()> {
-        use std::io::Write;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).with_context(|| {
-            format!(
-                "creating {} (an existing key is never overwritten)",
-                path.display()
-            )
-        })?;
-        file.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
-        file.sync_all()?;
-        Ok(())
+        write_secret(path, serde_json::to_string_pretty(self)?.as_bytes())
     }
 
     pub fn secret(&self) -> anyhow::Result<SecretKey> {
@@ -129,6 +113,26 @@ impl Credentials {
             self.secret()?,
         ))
     }
+}
+
+/// Writes a new secret file, readable by its owner only; never overwrites one.
+pub fn write_secret(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "creating {} (an existing key is never overwritten)",
+            path.display()
+        )
+    })?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -186,3 +190,4 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+

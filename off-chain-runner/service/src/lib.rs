@@ -9,6 +9,7 @@
 //! * `hub`: the hub over NEAR JSON-RPC; `cache`: its views with a short lifetime.
 //! * `registry`: checks against the hub before serving.
 //! * `operator`: the token for the operator's endpoints.
+//! * `sealed`: closed models' keys and grants from the command line.
 //! * `inference`: the engine behind a trait.
 
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod meter;
 pub mod metrics;
 pub mod operator;
 pub mod registry;
+pub mod sealed;
 pub mod server;
 pub mod settlement;
 pub mod state;

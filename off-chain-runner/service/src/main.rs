@@ -115,6 +115,10 @@ enum Command {
         /// A directory of inference-only content files, each named `<content_id>.<ext>`.
         #[arg(long)]
         content_dir: Option<PathBuf>,
+        /// The X25519 key (`sealing-key`) that sealed models' grants are wrapped to: a
+        /// `--model` path that is a sealed artifact is unsealed into memory with it.
+        #[arg(long)]
+        sealing_key: Option<PathBuf>,
         #[arg(long, value_enum, default_value = if cfg!(feature = "engine") { "gpu" } else { "echo" })]
         backend: Backend,
         /// With `--backend echo`: how long each request takes, in milliseconds (to try
@@ -177,6 +181,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Closed models: seal a model, a runner's sealing key, grants.
+    Sealed {
+        #[command(subcommand)]
+        command: SealCommand,
     },
     /// (User) Sign a spending authorization for a channel; prints the API key to use.
     Authorize {
@@ -254,6 +263,62 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum SealCommand {
+    /// (Model owner) Seal a model (a .gguf/.safetensors file or a directory, every file in
+    /// it) under a new random content key: writes the artifact and the key to new files and
+    /// prints the `sealed` field of the version to register (`add_model_version`).
+    Seal {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Where the content key goes (hex, owner-only); keep it to grant the version.
+        #[arg(long)]
+        key_out: PathBuf,
+    },
+    /// (Runner) Generate an X25519 sealing key into a new file; prints its public key.
+    SealingKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// (Runner) Register the sealing key on the hub, bound by a signature of the receipt
+    /// key; replaces an earlier one (rotation: owners grant again to the new key).
+    RegisterSealingKey {
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[arg(long)]
+        account_key: PathBuf,
+        #[arg(long)]
+        receipt_key: PathBuf,
+        #[arg(long)]
+        sealing_key: PathBuf,
+        /// NEAR attached for storage (surplus refunded).
+        #[arg(long, default_value = "0.01")]
+        deposit: String,
+    },
+    /// (Model owner) Grant a sealed version's content key to a runner: wrapped to the
+    /// runner's sealing key on the hub with HPKE, posted to the hub.
+    Grant {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The model owner's key (NEAR credential JSON).
+        #[arg(long)]
+        owner_key: PathBuf,
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: u32,
+        #[arg(long)]
+        runner: AccountId,
+        /// The content key `seal` wrote.
+        #[arg(long)]
+        content_key: PathBuf,
+        #[arg(long, default_value = "0.01")]
+        deposit: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Generate a new ed25519 key for an account into a new file (never overwrites).
     Generate {
@@ -316,6 +381,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Keys { command } => keys(command),
+        Command::Sealed { command } => sealed(command).await,
         Command::Authorize {
             chain,
             user_key,
@@ -435,6 +501,7 @@ async fn main() -> anyhow::Result<()> {
             receipt_key,
             models,
             content_dir,
+            sealing_key,
             backend,
             echo_delay_ms,
             listen,
@@ -494,6 +561,9 @@ async fn main() -> anyhow::Result<()> {
             if let Some(dir) = &content_dir {
                 builder = builder.content_dir(dir);
             }
+            if let Some(path) = &sealing_key {
+                builder = builder.sealing_key(off_chain_runner::sealed::read_sealing_key(path)?);
+            }
             if !no_settle {
                 builder = builder.settle_with(
                     account.signer()?,
@@ -518,6 +588,76 @@ async fn main() -> anyhow::Result<()> {
             println!("serving on http://{}", running.addr);
             running.run_until(shutdown_signal()).await?;
             eprintln!("stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn sealed(command: SealCommand) -> anyhow::Result<()> {
+    use off_chain_runner::sealed;
+    match command {
+        SealCommand::Seal {
+            model,
+            out,
+            key_out,
+        } => {
+            let info = sealed::seal_model(&model, &out, &key_out)?;
+            println!(
+                "sealed {} -> {} ({} bytes); content key -> {}",
+                model.display(),
+                out.display(),
+                info.ciphertext_size,
+                key_out.display()
+            );
+            println!("weights_sha256: {}", hex::encode(info.weights_sha256));
+            println!(
+                "sealed: {}",
+                serde_json::to_string(&sealed::artifact(&info))?
+            );
+            Ok(())
+        }
+        SealCommand::SealingKey { out } => {
+            let public = sealed::generate_sealing_key(&out)?;
+            println!("{public} -> {}", out.display());
+            Ok(())
+        }
+        SealCommand::RegisterSealingKey {
+            chain,
+            account_key,
+            receipt_key,
+            sealing_key,
+            deposit,
+        } => {
+            let account = Credentials::read(&account_key)?;
+            let signer = Signer::new(chain.hub()?, account.signer()?);
+            let sealing = sealed::read_sealing_key(&sealing_key)?;
+            sealed::register_sealing_key(
+                &signer,
+                &Credentials::read(&receipt_key)?.key_pair()?,
+                &sealing,
+                parse_near(&deposit)?,
+            )
+            .await?;
+            println!(
+                "registered sealing key {} for {}",
+                sealing.public_key(),
+                account.account_id
+            );
+            Ok(())
+        }
+        SealCommand::Grant {
+            chain,
+            owner_key,
+            model,
+            version,
+            runner,
+            content_key,
+            deposit,
+        } => {
+            let signer = Signer::new(chain.hub()?, Credentials::read(&owner_key)?.signer()?);
+            let key = sealed::read_content_key(&content_key)?;
+            sealed::grant(&signer, &model, version, &runner, &key, parse_near(&deposit)?).await?;
+            println!("granted model `{model}` version {version} to {runner}");
             Ok(())
         }
     }

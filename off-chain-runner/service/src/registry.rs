@@ -97,6 +97,121 @@ pub async fn check_model(
     )
 }
 
+/// Whether the file at `path` is a sealed artifact (`market-sealing`'s format).
+pub fn is_sealed(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    path.is_file()
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+        && magic == market_sealing::artifact::MAGIC
+}
+
+/// A sealed model, checked and opened: the registered version whose sealing the artifact
+/// at `path` is, this runner's grant of it (wrapped to `sealing_key`), and the model's
+/// files decrypted into memory, their weights hash the version's. Nothing is written.
+pub async fn open_sealed_model(
+    hub: &HubClient,
+    runner: &AccountId,
+    model_id: &str,
+    path: &Path,
+    sealing_key: Option<&market_sealing::SealingKey>,
+) -> anyhow::Result<(Registered, Vec<(String, Vec<u8>)>)> {
+    use sha2::Digest;
+    let sealing_key = sealing_key.with_context(|| {
+        format!(
+            "{} is a sealed model: serve it with --sealing-key, the key registered with `register-sealing-key`",
+            path.display()
+        )
+    })?;
+    let owned = path.to_path_buf();
+    let ciphertext: [u8; 32] = tokio::task::spawn_blocking(move || {
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut std::fs::File::open(&owned)?, &mut hasher)?;
+        Ok::<_, std::io::Error>(hasher.finalize().into())
+    })
+    .await?
+    .with_context(|| format!("hashing the sealed artifact {}", path.display()))?;
+    let model = hub.view(methods::model(model_id)).await?.with_context(|| {
+        format!("model `{model_id}` is not registered on hub {}", hub.account)
+    })?;
+    if !model.model.allows_now_and_scheduled(runner) {
+        bail!(
+            "model `{model_id}`'s runner policy {:?} (or the one scheduled) does not allow runner {runner}",
+            model.model.terms.runner_policy
+        );
+    }
+    let mut found = None;
+    for version in (1..=model.model.versions).rev() {
+        if let Some(sealed) = hub.view(methods::sealed_artifact(model_id, version)).await? {
+            if <[u8; 32]>::from(sealed.ciphertext_sha256) == ciphertext {
+                found = Some(version);
+                break;
+            }
+        }
+    }
+    let version = found.with_context(|| {
+        format!(
+            "the sealed artifact {} (sha256 {}) is no sealed version of model `{model_id}`",
+            path.display(),
+            hex::encode(ciphertext)
+        )
+    })?;
+    let registered = hub
+        .view(methods::model_version(model_id, version))
+        .await?
+        .with_context(|| format!("model `{model_id}` has no version {version}"))?;
+    let grant = hub
+        .view(methods::grant(model_id, version, runner))
+        .await?
+        .with_context(|| {
+            format!("runner {runner} holds no grant of model `{model_id}` version {version}: its owner grants it with `grant`")
+        })?;
+    if grant.revoked.is_some() {
+        bail!("the grant of model `{model_id}` version {version} to {runner} is revoked");
+    }
+    let ours = sealing_key.public_key();
+    if grant.sealing_key.0 != ours.as_bytes() {
+        bail!(
+            "the grant of model `{model_id}` version {version} is wrapped to another sealing key than {ours}: ask the owner to grant again"
+        );
+    }
+    let context = market_sealing::GrantContext {
+        hub: hub.account.clone(),
+        chain_id: hub.chain_id.clone(),
+        model_id: model_id.to_owned(),
+        version,
+        runner: runner.clone(),
+    };
+    let content_key = market_sealing::grant::unwrap(
+        &market_sealing::Grant {
+            enc: grant.enc.0,
+            ciphertext: grant.wrapped_key.0,
+        },
+        sealing_key,
+        &context,
+    )?;
+    let weights: [u8; 32] = registered.weights_sha256.into();
+    let owned = path.to_path_buf();
+    let unsealed = tokio::task::spawn_blocking(move || {
+        let file = std::io::BufReader::new(std::fs::File::open(&owned)?);
+        Ok::<_, anyhow::Error>(market_sealing::unseal(file, &content_key)?.check_weights(&weights)?)
+    })
+    .await?
+    .with_context(|| format!("unsealing {}", path.display()))?;
+    Ok((
+        Registered {
+            model_id: model_id.to_owned(),
+            version,
+            architecture: registered.architecture,
+            format: registered.format,
+            weights_sha256: weights,
+        },
+        unsealed.files.into_iter().map(Into::into).collect(),
+    ))
+}
+
 /// Loads every file in `dir` as content named by its file stem (`<content_id>.txt`).
 pub async fn load_content(
     hub: &HubClient,

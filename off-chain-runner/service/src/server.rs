@@ -235,6 +235,15 @@ pub struct Builder {
     max_body_bytes: usize,
     default_max_tokens: usize,
     max_unsettled: Option<u128>,
+    sealing_key: Option<market_sealing::SealingKey>,
+}
+
+/// Where a served model's files are.
+enum Weights {
+    Path(PathBuf),
+    /// A sealed model's, decrypted into memory; never written anywhere.
+    #[cfg_attr(not(feature = "engine"), allow(dead_code, reason = "only the engine loads them"))]
+    Memory(Vec<(String, Vec<u8>)>),
 }
 
 impl Builder {
@@ -260,7 +269,15 @@ impl Builder {
             max_body_bytes: crate::http::DEFAULT_MAX_BODY_BYTES,
             default_max_tokens: 256,
             max_unsettled: None,
+            sealing_key: None,
         }
+    }
+
+    /// The X25519 key sealed models' grants are wrapped to (`register-sealing-key`).
+    #[must_use]
+    pub fn sealing_key(mut self, key: market_sealing::SealingKey) -> Self {
+        self.sealing_key = Some(key);
+        self
     }
 
     /// Serves `model_id` with the weights at `path`, which must be a registered version's.
@@ -356,15 +373,30 @@ impl Builder {
         #[cfg(feature = "engine")]
         let mut stamps = Vec::with_capacity(self.models.len());
         for (id, path) in &self.models {
+            if registry::is_sealed(path) {
+                let (r, files) = registry::open_sealed_model(
+                    &self.hub,
+                    &self.runner,
+                    id,
+                    path,
+                    self.sealing_key.as_ref(),
+                )
+                .await?;
+                tracing::info!(model = %id, version = r.version, architecture = %r.architecture, "sealed weights unsealed into memory, matching the registered version");
+                #[cfg(feature = "engine")]
+                stamps.push(None);
+                registered.push((r, Weights::Memory(files)));
+                continue;
+            }
             #[cfg(feature = "engine")]
-            stamps.push(market_engine::weights::Stamp::of(path)?);
+            stamps.push(Some(market_engine::weights::Stamp::of(path)?));
             // A bar on a terminal only: hidden in logs and tests.
             let (bar, progress) = market_report::progress::bytes_callback("hashing");
             let r = registry::check_model(&self.hub, &self.runner, id, path, progress).await;
             bar.finish_and_clear();
             let r = r?;
             tracing::info!(model = %id, version = r.version, architecture = %r.architecture, format = %r.format, "weights match a registered version");
-            registered.push((r, path.clone()));
+            registered.push((r, Weights::Path(path.clone())));
         }
         let content = match &self.content_dir {
             Some(dir) => registry::load_content(&self.hub, dir).await?,
@@ -385,23 +417,43 @@ impl Builder {
             )),
             #[cfg(feature = "engine")]
             Backend::Engine(backend) => {
-                let list: Vec<(String, PathBuf, market_engine::Sha256)> = registered
-                    .iter()
+                // The decrypted files move into the engine's own buffers; the rest of the
+                // runner keeps only what the hub registered.
+                let list = registered
+                    .iter_mut()
                     .zip(stamps)
-                    .map(|((r, path), stamp)| {
-                        let sha256 = market_engine::Sha256::Known {
-                            sha256: r.weights_sha256,
-                            stamp,
-                        };
-                        (r.model_id.clone(), path.clone(), sha256)
+                    .map(|((r, weights), stamp)| {
+                        let weights = std::mem::replace(weights, Weights::Memory(Vec::new()));
+                        (r.model_id.clone(), r.weights_sha256, weights, stamp)
                     })
-                    .collect();
+                    .collect::<Vec<_>>();
                 let loaded = tokio::task::spawn_blocking(move || {
-                    let refs: Vec<_> = list
+                    let held = list
+                        .into_iter()
+                        .map(|(id, sha256, weights, stamp)| {
+                            let files = match weights {
+                                Weights::Path(path) => crate::engine::Files::Path(
+                                    path,
+                                    stamp.expect("a model on disk is stamped when hashed"),
+                                ),
+                                Weights::Memory(files) => crate::engine::Files::Memory(
+                                    market_engine::ModelFiles::new(files)?,
+                                ),
+                            };
+                            Ok((id, sha256, files))
+                        })
+                        .collect::<Result<Vec<_>, market_engine::Error>>()?;
+                    let sources = held
                         .iter()
-                        .map(|(id, path, sha256)| (id.clone(), path.as_path(), sha256.clone()))
-                        .collect();
-                    crate::engine::Engine::load(&refs, backend)
+                        .map(|(id, sha256, files)| {
+                            let sha256 = market_engine::Sha256::Known {
+                                sha256: *sha256,
+                                stamp: files.stamp()?,
+                            };
+                            Ok((id.clone(), files.source(), sha256))
+                        })
+                        .collect::<Result<Vec<_>, market_engine::Error>>()?;
+                    crate::engine::Engine::load(&sources, backend)
                 })
                 .await?;
                 match loaded {

@@ -22,7 +22,7 @@ async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
     let engine = Engine::load(
         &[(
             MODEL.to_owned(),
-            weights.as_path(),
+            market_engine::Source::Path(&weights),
             market_engine::Sha256::Expect(hash),
         )],
         market_engine::Backend::Cpu,
@@ -31,7 +31,7 @@ async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
     let wrong = Engine::load(
         &[(
             MODEL.to_owned(),
-            weights.as_path(),
+            market_engine::Source::Path(&weights),
             market_engine::Sha256::Expect([0; 32]),
         )],
         market_engine::Backend::Cpu,
