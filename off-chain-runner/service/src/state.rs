@@ -90,25 +90,29 @@ impl ChainClock {
             .is_some_and(|(_, at)| at.elapsed() < recent)
     }
 
-    pub async fn now_ns(&self, hub: &HubClient) -> u64 {
+    /// The chain's time now: read from the node at most once per TTL, extrapolated from
+    /// the last read while the node fails. `None` while it has never answered: this
+    /// machine's clock is no stand-in for the chain's (a local chain's, or a skewed host's,
+    /// differs), so authorizations are not judged until the chain says what time it is.
+    pub async fn now_ns(&self, hub: &HubClient) -> Option<u64> {
         let (known, failed) = *self.last.lock().expect("clock lock");
         let fresh = known.filter(|(_, at)| at.elapsed() < self.ttl);
         let failed_recently = failed.is_some_and(|at| at.elapsed() < self.ttl);
         if let Some(k) = fresh {
-            return extrapolate(k);
+            return Some(extrapolate(k));
         }
         if failed_recently {
-            return known.map_or_else(wall_clock_ns, extrapolate);
+            return known.map(extrapolate);
         }
         match tokio::time::timeout(self.timeout, hub.block_time_ns()).await {
             Ok(Ok(ns)) => {
                 *self.last.lock().expect("clock lock") = (Some((ns, Instant::now())), None);
-                ns
+                Some(ns)
             }
             Ok(Err(e)) => {
                 tracing::warn!("reading the chain's clock: {e}");
                 self.last.lock().expect("clock lock").1 = Some(Instant::now());
-                known.map_or_else(wall_clock_ns, extrapolate)
+                known.map(extrapolate)
             }
             Err(_) => {
                 tracing::warn!(
@@ -116,7 +120,7 @@ impl ChainClock {
                     self.timeout
                 );
                 self.last.lock().expect("clock lock").1 = Some(Instant::now());
-                known.map_or_else(wall_clock_ns, extrapolate)
+                known.map(extrapolate)
             }
         }
     }

@@ -81,7 +81,12 @@ pub async fn payer(state: &AppState, headers: &HeaderMap) -> Result<Payer> {
     let auth_id = admission
         .admit(&auth, &NativeCrypto)
         .map_err(|e| inadmissible(&e))?;
-    let now = state.clock.now_ns(&state.hub).await;
+    let now = state.clock.now_ns(&state.hub).await.ok_or_else(|| {
+        Error::unavailable(
+            "rpc_unavailable",
+            "the chain's clock is not known yet (the node has not answered): retry shortly",
+        )
+    })?;
     Admission::lifetime(&auth, now).map_err(|e| inadmissible(&e))?;
     if now >= a.expires_at_ns.0 {
         return Err(Error::unauthorized(
