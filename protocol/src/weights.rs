@@ -74,7 +74,12 @@ pub fn weights_sha256(path: &Path, mut progress: impl FnMut(u64, u64)) -> io::Re
         digests.push(<[u8; 32]>::from(hasher.finalize()));
     }
     Ok(weights_sha256_of_digests(files.iter().zip(digests).map(
-        |(file, digest)| (file.file_name().unwrap_or_default().to_string_lossy(), digest),
+        |(file, digest)| {
+            (
+                file.file_name().unwrap_or_default().to_string_lossy(),
+                digest,
+            )
+        },
     )))
 }
 

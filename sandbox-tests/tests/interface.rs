@@ -82,8 +82,12 @@ fn every_method_reaches_the_contract_with_arguments_it_reads() {
             &license,
         )),
         wire(methods::withdraw_content_earnings(None)),
-        wire(methods::register_sealing_key(&[1; 32], &key, &[2; 64], None)),
-        wire(methods::grant_sealed_version(MODEL, 1, &runner, &[1; 32], &[2; 48])),
+        wire(methods::register_sealing_key(
+            &[1; 32], &key, &[2; 64], None,
+        )),
+        wire(methods::grant_sealed_version(
+            MODEL, 1, &runner, &[1; 32], &[2; 48],
+        )),
         wire(methods::revoke_grant(MODEL, 1, &runner)),
         wire(methods::set_token_code(b"\0asm")),
         wire(methods::set_token_code_hash([1; 32].into())),
@@ -139,8 +143,14 @@ fn every_method_reaches_the_contract_with_arguments_it_reads() {
         0
     );
     assert!(m.env.view(&hub, methods::sealing_key(&runner)).is_none());
-    assert!(m.env.view(&hub, methods::grant(MODEL, 1, &runner)).is_none());
-    assert!(m.env.view(&hub, methods::sealed_artifact(MODEL, 1)).is_none());
+    assert!(m
+        .env
+        .view(&hub, methods::grant(MODEL, 1, &runner))
+        .is_none());
+    assert!(m
+        .env
+        .view(&hub, methods::sealed_artifact(MODEL, 1))
+        .is_none());
     assert_eq!(
         m.env.view(&hub, methods::hub_info()).owner,
         acc("owner.near")

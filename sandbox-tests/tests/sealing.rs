@@ -5,10 +5,8 @@
 use ed25519_dalek::Signer as _;
 use market_hub_api::{methods, ReceiptOutcome, RejectCode, SealedArtifact, SettleResult};
 use market_protocol::{
-    crypto::native::KeyPair,
-    sealing::SealingKeyBinding,
-    testing::ReceiptBuilder,
-    NativeCrypto, SettleItem, SignedAuthorization,
+    crypto::native::KeyPair, sealing::SealingKeyBinding, testing::ReceiptBuilder, NativeCrypto,
+    SettleItem, SignedAuthorization,
 };
 use near_sdk::{json_types::U64, AccountId};
 use sandbox_tests::*;
@@ -85,20 +83,33 @@ fn only_a_granted_runner_is_paid_for_a_sealed_version_until_its_grant_is_revoked
     let runner_key = KeyPair::from_seed([2; 32]);
     let stranger = KeyPair::from_seed([9; 32]);
     for (signature, why) in [
-        (binding(&m, &runner, [8; 32], &runner_key), "another key's binding"),
-        (binding(&m, &acc("other.near"), SEALING_KEY, &runner_key), "another runner's binding"),
+        (
+            binding(&m, &runner, [8; 32], &runner_key),
+            "another key's binding",
+        ),
+        (
+            binding(&m, &acc("other.near"), SEALING_KEY, &runner_key),
+            "another runner's binding",
+        ),
     ] {
         let refused = m
             .env
             .call(
                 &runner,
                 &hub,
-                methods::register_sealing_key(&SEALING_KEY, &runner_key.public_key(), &signature, None)
-                    .deposit(NEAR / 10),
+                methods::register_sealing_key(
+                    &SEALING_KEY,
+                    &runner_key.public_key(),
+                    &signature,
+                    None,
+                )
+                .deposit(NEAR / 10),
             )
             .result();
         assert!(
-            refused.as_ref().is_err_and(|e| e.contains("does not verify")),
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("does not verify")),
             "{why}: {refused:?}"
         );
     }
@@ -143,7 +154,10 @@ fn only_a_granted_runner_is_paid_for_a_sealed_version_until_its_grant_is_revoked
     // Before any grant: the sealed version is not payable, the clear one is.
     let auth = m.authorization(0, NEAR);
     let outcomes = m
-        .settle(&[sealed_receipt(&m, &auth, &runner_key, 1, 1_000)], 300 * TGAS)
+        .settle(
+            &[sealed_receipt(&m, &auth, &runner_key, 1, 1_000)],
+            300 * TGAS,
+        )
         .result()
         .unwrap();
     assert_eq!(codes(&outcomes), [Err(RejectCode::RunnerNotAllowed)]);
@@ -159,27 +173,41 @@ fn only_a_granted_runner_is_paid_for_a_sealed_version_until_its_grant_is_revoked
             )
             .result()
     };
-    assert!(grant(&runner, &runner, &enc, &wrapped, &mut m).is_err_and(|e| e.contains("does not own")));
-    assert!(grant(&dev, &acc("user1.near"), &enc, &wrapped, &mut m).is_err_and(|e| e.contains("no sealing key")));
-    assert!(grant(&dev, &runner, &enc, &wrapped[..40], &mut m).is_err_and(|e| e.contains("48 bytes")));
+    assert!(
+        grant(&runner, &runner, &enc, &wrapped, &mut m).is_err_and(|e| e.contains("does not own"))
+    );
+    assert!(grant(&dev, &acc("user1.near"), &enc, &wrapped, &mut m)
+        .is_err_and(|e| e.contains("no sealing key")));
+    assert!(
+        grant(&dev, &runner, &enc, &wrapped[..40], &mut m).is_err_and(|e| e.contains("48 bytes"))
+    );
     let clear = m.env.call(
         &dev,
         &hub,
         methods::grant_sealed_version(MODEL, 1, &runner, &enc, &wrapped).deposit(NEAR / 10),
     );
-    assert!(clear.result().is_err_and(|e| e.contains("no sealed version 1")));
+    assert!(clear
+        .result()
+        .is_err_and(|e| e.contains("no sealed version 1")));
     grant(&dev, &runner, &enc, &wrapped, &mut m).expect("the owner grants");
     let recorded = m
         .env
         .view(&hub, methods::grant(MODEL, 2, &runner))
         .expect("the grant");
     assert_eq!(
-        (recorded.sealing_key.0, recorded.enc.0, recorded.wrapped_key.0),
+        (
+            recorded.sealing_key.0,
+            recorded.enc.0,
+            recorded.wrapped_key.0
+        ),
         (SEALING_KEY.to_vec(), enc.to_vec(), wrapped.to_vec())
     );
 
     let outcomes = m
-        .settle(&[sealed_receipt(&m, &auth, &runner_key, 1, 1_000)], 300 * TGAS)
+        .settle(
+            &[sealed_receipt(&m, &auth, &runner_key, 1, 1_000)],
+            300 * TGAS,
+        )
         .result()
         .unwrap();
     assert_eq!(codes(&outcomes), [Ok(())], "a granted runner is paid");
@@ -195,16 +223,26 @@ fn only_a_granted_runner_is_paid_for_a_sealed_version_until_its_grant_is_revoked
         .result()
         .expect("the owner revokes");
     let outcomes = m
-        .settle(&[sealed_receipt(&m, &auth, &runner_key, 2, 2_000)], 300 * TGAS)
+        .settle(
+            &[sealed_receipt(&m, &auth, &runner_key, 2, 2_000)],
+            300 * TGAS,
+        )
         .result()
         .unwrap();
     assert_eq!(codes(&outcomes), [Ok(())], "within the notice");
     m.env.chain.fast_forward(3 * 3_600);
     let outcomes = m
-        .settle(&[sealed_receipt(&m, &auth, &runner_key, 3, 3_000)], 300 * TGAS)
+        .settle(
+            &[sealed_receipt(&m, &auth, &runner_key, 3, 3_000)],
+            300 * TGAS,
+        )
         .result()
         .unwrap();
-    assert_eq!(codes(&outcomes), [Err(RejectCode::RunnerNotAllowed)], "after it");
+    assert_eq!(
+        codes(&outcomes),
+        [Err(RejectCode::RunnerNotAllowed)],
+        "after it"
+    );
     // The version in the clear is unaffected.
     let auth1 = m.authorization(1, NEAR);
     let outcomes = m

@@ -66,9 +66,8 @@ pub struct Grant {
 impl Grant {
     /// Whether the grant still admits its runner at `now_ns` (a pause extends a notice).
     pub fn in_force(&self, now_ns: u64, pauses: &crate::Pauses) -> bool {
-        self.revoked.is_none_or(|d| {
-            now_ns < pauses.extended(d.ready_at_ns.0, d.requested_at_ns.0, now_ns)
-        })
+        self.revoked
+            .is_none_or(|d| now_ns < pauses.extended(d.ready_at_ns.0, d.requested_at_ns.0, now_ns))
     }
 }
 

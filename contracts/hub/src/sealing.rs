@@ -17,8 +17,7 @@ use near_sdk::{
 use market_hub_api::{Attestation, Grant, SealedArtifact, Sealing, SealingKey};
 
 use crate::{
-    error::Error, events::Event, state::Deadline, state::StorageKey, storage::refund, Hub,
-    HubExt,
+    error::Error, events::Event, state::Deadline, state::StorageKey, storage::refund, Hub, HubExt,
 };
 
 /// Length of HPKE's encapsulated key for X25519, and of a wrapped 32-byte content key
@@ -129,11 +128,7 @@ impl Sealing for Hub {
             ))
             .panic()
         });
-        if !env::ed25519_verify(
-            &signature,
-            binding.prehash(&crate::EnvCrypto),
-            &signed_by,
-        ) {
+        if !env::ed25519_verify(&signature, binding.prehash(&crate::EnvCrypto), &signed_by) {
             Error::InvalidInput(
                 "the binding signature does not verify with the receipt key".into(),
             )
@@ -195,10 +190,8 @@ impl Sealing for Hub {
         };
         let owner = env::predecessor_account_id();
         let key = (model_id.clone(), version, runner.clone());
-        let ((), surplus) = self.paying_storage(
-            env::attached_deposit().as_yoctonear(),
-            "a grant",
-            |s| {
+        let ((), surplus) =
+            self.paying_storage(env::attached_deposit().as_yoctonear(), "a grant", |s| {
                 // Measured with a revocation, the record's largest size.
                 s.sealing.grants.insert(
                     &key,
@@ -210,8 +203,7 @@ impl Sealing for Hub {
                         ..grant.clone()
                     },
                 );
-            },
-        );
+            });
         self.sealing.grants.insert(&key, &grant);
         refund(&owner, surplus);
         Event::VersionGranted {

@@ -188,7 +188,8 @@ async fn main() -> anyhow::Result<()> {
     let tokenizer = std::fs::read(mini_path.join("tokenizer.json"))?;
     let mini_size = std::fs::metadata(mini_path.join("model.safetensors"))?.len();
     // A closed model: its owner publishes it sealed and grants its key to the runner.
-    let sealed_dir = std::env::temp_dir().join(format!("ai-market-demo-sealed-{}", std::process::id()));
+    let sealed_dir =
+        std::env::temp_dir().join(format!("ai-market-demo-sealed-{}", std::process::id()));
     std::fs::create_dir_all(&sealed_dir)?;
     let mini_sealed = sealed_dir.join(format!("{EMBED}.sealed"));
     let mini_key = sealed_dir.join("content.key");
@@ -265,7 +266,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .result()
         .expect("the grant is posted");
-    println!("    {EMBED} v1 granted to {runner}: its content key wrapped (HPKE) to {sealing_public}");
+    println!(
+        "    {EMBED} v1 granted to {runner}: its content key wrapped (HPKE) to {sealing_public}"
+    );
 
     step("dev.near issues the model's token: 70 % to itself, 30 % to the owner of its training content");
     let publisher = m.env.create_account("publisher.near", 30 * NEAR);

@@ -190,4 +190,3 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
-

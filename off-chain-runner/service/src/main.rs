@@ -656,7 +656,15 @@ async fn sealed(command: SealCommand) -> anyhow::Result<()> {
         } => {
             let signer = Signer::new(chain.hub()?, Credentials::read(&owner_key)?.signer()?);
             let key = sealed::read_content_key(&content_key)?;
-            sealed::grant(&signer, &model, version, &runner, &key, parse_near(&deposit)?).await?;
+            sealed::grant(
+                &signer,
+                &model,
+                version,
+                &runner,
+                &key,
+                parse_near(&deposit)?,
+            )
+            .await?;
             println!("granted model `{model}` version {version} to {runner}");
             Ok(())
         }

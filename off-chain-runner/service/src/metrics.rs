@@ -31,7 +31,9 @@ pub struct RpcLabels {
     pub call: RpcCall,
 }
 
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue)]
+#[derive(
+    Clone, Copy, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue,
+)]
 pub enum RpcCall {
     /// A hub view (keys, channels, prices, the clock).
     View,
@@ -71,7 +73,11 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("runner");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "HTTP requests by route and status", requests.clone());
+        registry.register(
+            "requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
         let counter = |registry: &mut Registry, name: &str, help: &str| {
             let c = Counter::default();
             registry.register(name, help, c.clone());
@@ -94,16 +100,56 @@ impl Default for Metrics {
         Self {
             tokens_in: counter(&mut registry, "tokens_in", "Prompt tokens served"),
             tokens_out: counter(&mut registry, "tokens_out", "Tokens generated"),
-            receipts_signed: counter(&mut registry, "receipts_signed", "Receipts signed and stored"),
-            settle_batches: counter(&mut registry, "settle_batches", "`settle` transactions sent"),
-            settle_failures: counter(&mut registry, "settle_failures", "`settle` transactions without a successful final outcome"),
-            receipts_settled: counter(&mut registry, "receipts_settled", "Receipts whose settlement is final"),
-            receipts_rejected: counter(&mut registry, "receipts_rejected", "Receipts the hub refused"),
-            client_disconnects: counter(&mut registry, "client_disconnects", "Generations cut short because the client went away or stopped reading"),
-            inference_errors: counter(&mut registry, "inference_errors", "Inference failures in the engine (GPU or driver errors)"),
-            time_to_first_token: histogram(&mut registry, "time_to_first_token", "From a generation request's arrival to its first piece"),
-            inter_token: histogram(&mut registry, "inter_token", "Between two pieces of one generation"),
-            store_commit: histogram(&mut registry, "store_commit", "Committing a receipt durably, fsync included"),
+            receipts_signed: counter(
+                &mut registry,
+                "receipts_signed",
+                "Receipts signed and stored",
+            ),
+            settle_batches: counter(
+                &mut registry,
+                "settle_batches",
+                "`settle` transactions sent",
+            ),
+            settle_failures: counter(
+                &mut registry,
+                "settle_failures",
+                "`settle` transactions without a successful final outcome",
+            ),
+            receipts_settled: counter(
+                &mut registry,
+                "receipts_settled",
+                "Receipts whose settlement is final",
+            ),
+            receipts_rejected: counter(
+                &mut registry,
+                "receipts_rejected",
+                "Receipts the hub refused",
+            ),
+            client_disconnects: counter(
+                &mut registry,
+                "client_disconnects",
+                "Generations cut short because the client went away or stopped reading",
+            ),
+            inference_errors: counter(
+                &mut registry,
+                "inference_errors",
+                "Inference failures in the engine (GPU or driver errors)",
+            ),
+            time_to_first_token: histogram(
+                &mut registry,
+                "time_to_first_token",
+                "From a generation request's arrival to its first piece",
+            ),
+            inter_token: histogram(
+                &mut registry,
+                "inter_token",
+                "Between two pieces of one generation",
+            ),
+            store_commit: histogram(
+                &mut registry,
+                "store_commit",
+                "Committing a receipt durably, fsync included",
+            ),
             requests,
             rpc,
             registry,
@@ -180,23 +226,59 @@ impl Collector for Scraped {
         }
         let secs = |ns: u64| Duration::from_nanos(ns).as_secs_f64();
         let u = &self.unsettled;
-        gauge(&mut encoder, "settlement_backlog", "Channels with a receipt to settle", None, i64::try_from(u.channels).unwrap_or(i64::MAX))?;
+        gauge(
+            &mut encoder,
+            "settlement_backlog",
+            "Channels with a receipt to settle",
+            None,
+            i64::try_from(u.channels).unwrap_or(i64::MAX),
+        )?;
         // A float: Prometheus has no wider number. Exact up to 2^53 yocto.
         #[allow(clippy::cast_precision_loss)]
-        gauge(&mut encoder, "unsettled_yocto", "Yocto signed for and not yet settled: the value at risk", None, u.amount as f64)?;
+        gauge(
+            &mut encoder,
+            "unsettled_yocto",
+            "Yocto signed for and not yet settled: the value at risk",
+            None,
+            u.amount as f64,
+        )?;
         if let Some(at) = u.oldest_ns {
-            gauge(&mut encoder, "oldest_pending_receipt", "Age of the oldest unsettled receipt", Some(&Unit::Seconds), secs(self.now_ns.saturating_sub(at)))?;
+            gauge(
+                &mut encoder,
+                "oldest_pending_receipt",
+                "Age of the oldest unsettled receipt",
+                Some(&Unit::Seconds),
+                secs(self.now_ns.saturating_sub(at)),
+            )?;
         }
         if let Some(at) = u.nearest_expiry_ns {
-            gauge(&mut encoder, "nearest_expiry", "Until the soonest expiry of an authorization with something unsettled", Some(&Unit::Seconds), secs(at.saturating_sub(self.chain_now_ns)))?;
+            gauge(
+                &mut encoder,
+                "nearest_expiry",
+                "Until the soonest expiry of an authorization with something unsettled",
+                Some(&Unit::Seconds),
+                secs(at.saturating_sub(self.chain_now_ns)),
+            )?;
         }
         let stale = ConstCounter::new(self.stale_views);
-        stale.encode(encoder.encode_descriptor("views_stale", "Hub views served stale while the node failed", None, stale.metric_type())?)?;
+        stale.encode(encoder.encode_descriptor(
+            "views_stale",
+            "Hub views served stale while the node failed",
+            None,
+            stale.metric_type(),
+        )?)?;
         let depth = ConstGauge::new(0i64);
-        let mut family = encoder.encode_descriptor("queue_depth", "Requests running or waiting for a place, per model", None, depth.metric_type())?;
+        let mut family = encoder.encode_descriptor(
+            "queue_depth",
+            "Requests running or waiting for a place, per model",
+            None,
+            depth.metric_type(),
+        )?;
         for (model, n) in &self.queue_depth {
             let g = ConstGauge::new(i64::try_from(*n).unwrap_or(i64::MAX));
-            g.encode(family.encode_family(&ModelLabels { model: model.clone() })?)?;
+            g.encode(family.encode_family(&ModelLabels {
+                model: model.clone(),
+            })?)?;
         }
         Ok(())
     }

@@ -134,7 +134,10 @@ pub async fn open_sealed_model(
     .await?
     .with_context(|| format!("hashing the sealed artifact {}", path.display()))?;
     let model = hub.view(methods::model(model_id)).await?.with_context(|| {
-        format!("model `{model_id}` is not registered on hub {}", hub.account)
+        format!(
+            "model `{model_id}` is not registered on hub {}",
+            hub.account
+        )
     })?;
     if !model.model.allows_now_and_scheduled(runner) {
         bail!(
@@ -144,7 +147,10 @@ pub async fn open_sealed_model(
     }
     let mut found = None;
     for version in (1..=model.model.versions).rev() {
-        if let Some(sealed) = hub.view(methods::sealed_artifact(model_id, version)).await? {
+        if let Some(sealed) = hub
+            .view(methods::sealed_artifact(model_id, version))
+            .await?
+        {
             if <[u8; 32]>::from(sealed.ciphertext_sha256) == ciphertext {
                 found = Some(version);
                 break;

@@ -112,7 +112,12 @@ pub async fn grant(
     let recorded = hub
         .view(methods::sealing_key(runner))
         .await?
-        .with_context(|| format!("runner {runner} has registered no sealing key on hub {}", hub.account))?;
+        .with_context(|| {
+            format!(
+                "runner {runner} has registered no sealing key on hub {}",
+                hub.account
+            )
+        })?;
     let bytes: [u8; 32] = recorded
         .key
         .0
@@ -126,11 +131,8 @@ pub async fn grant(
         version,
         runner: runner.clone(),
     };
-    let wrapped = market_sealing::grant::wrap(
-        content_key,
-        &SealingPublicKey::from_bytes(bytes),
-        &context,
-    )?;
+    let wrapped =
+        market_sealing::grant::wrap(content_key, &SealingPublicKey::from_bytes(bytes), &context)?;
     signer
         .call(
             methods::grant_sealed_version(

@@ -17,11 +17,11 @@ use near_sdk::AccountId;
 use tokio::sync::{watch, Semaphore};
 
 use crate::{
-    metrics::RpcCall,
     cache::TtlCache,
     inference::{Echo, Inference, ModelSpec},
     meter::Budget,
     metrics::Metrics,
+    metrics::RpcCall,
     registry::{self, Registered},
     settlement::{Settings, Settler},
     state::{AppState, ChainClock, LocalContent, ServedModel},
@@ -242,7 +242,10 @@ pub struct Builder {
 enum Weights {
     Path(PathBuf),
     /// A sealed model's, decrypted into memory; never written anywhere.
-    #[cfg_attr(not(feature = "engine"), allow(dead_code, reason = "only the engine loads them"))]
+    #[cfg_attr(
+        not(feature = "engine"),
+        allow(dead_code, reason = "only the engine loads them")
+    )]
     Memory(Vec<(String, Vec<u8>)>),
 }
 

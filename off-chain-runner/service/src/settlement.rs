@@ -238,7 +238,10 @@ impl Settler {
                 .view(methods::channel(&user, &self.signer.account()))
                 .await?;
             if view.is_some_and(|v| v.unspent.0 >= owed) {
-                self.underfunded.lock().expect("deferral lock").remove(&user);
+                self.underfunded
+                    .lock()
+                    .expect("deferral lock")
+                    .remove(&user);
             } else {
                 self.defer(&user);
                 pending.retain(|(u, _)| *u != user);
@@ -334,8 +337,10 @@ impl Settler {
                             Err(ChainError::Failed(_)) => {
                                 tracing::warn!(%user, seq, "a receipt fails the hub's rules on its own: {failure}");
                                 let who = user.clone();
-                                self.on_store(move |s| s.mark_rejected(&who, seq, TRANSACTION_FAILED))
-                                    .await?;
+                                self.on_store(move |s| {
+                                    s.mark_rejected(&who, seq, TRANSACTION_FAILED)
+                                })
+                                .await?;
                                 report.sent += 1;
                                 report.failed.push((user.to_string(), seq, failure));
                             }

@@ -144,7 +144,10 @@ impl Exposure {
 }
 
 /// What a channel owes as `record` stands; `issued_ns(seq)` reads a receipt's issue time.
-fn owed(record: &ChannelRecord, issued_ns: impl FnOnce(u64) -> Result<Option<u64>>) -> Result<Option<Owed>> {
+fn owed(
+    record: &ChannelRecord,
+    issued_ns: impl FnOnce(u64) -> Result<Option<u64>>,
+) -> Result<Option<Owed>> {
     if !record.pending() {
         return Ok(None);
     }

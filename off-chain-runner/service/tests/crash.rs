@@ -418,7 +418,9 @@ async fn status_and_settle_work_while_serve_holds_the_store() {
     let (mut child, addr) = spawn_runner_with(&net, &["--settle-interval", "3600"]);
     let charged = ask(addr, &token, 0).await.expect("served");
     let url = format!("http://{addr}");
-    let bare = reqwest::get(format!("{url}/v1/runner/status")).await.unwrap();
+    let bare = reqwest::get(format!("{url}/v1/runner/status"))
+        .await
+        .unwrap();
     assert_eq!(bare.status(), 401, "the operator's token is needed");
 
     let direct = cli(&net, &["status"]);

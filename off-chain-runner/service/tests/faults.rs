@@ -333,7 +333,11 @@ async fn a_node_losing_half_its_answers_loses_no_receipt_and_settles_each_once()
     .await;
     net.fault(Fault::None);
     for (i, amount) in last.iter().enumerate() {
-        assert_eq!(settled(&net, i).await, *amount, "user {i}: the last receipt, once");
+        assert_eq!(
+            settled(&net, i).await,
+            *amount,
+            "user {i}: the last receipt, once"
+        );
     }
     running.stop().await;
 }

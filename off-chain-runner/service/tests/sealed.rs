@@ -127,7 +127,10 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
     .await
     .err()
     .expect("a sealed model needs the sealing key");
-    assert!(without_key.to_string().contains("--sealing-key"), "{without_key:#}");
+    assert!(
+        without_key.to_string().contains("--sealing-key"),
+        "{without_key:#}"
+    );
 
     sealed::grant(
         &rpc_signer(&dev),
@@ -139,7 +142,10 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
     )
     .await
     .unwrap();
-    let running = builder().start().await.expect("granted: unsealed and served");
+    let running = builder()
+        .start()
+        .await
+        .expect("granted: unsealed and served");
     let token = token::encode(&net.authorization(0, NEAR).await);
     let (s, body) = chat_once(running.addr, &token).await;
     assert_eq!(s, 200, "{body}");
@@ -147,7 +153,10 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
         body["receipt"]["receipt"]["lines"][0]["version"], version,
         "the receipt names the sealed version: {body}"
     );
-    assert_eq!(body["receipt"]["receipt"]["lines"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        body["receipt"]["receipt"]["lines"].as_array().map(Vec::len),
+        Some(1)
+    );
     assert!(yocto(&body["charged"]) > 0);
 
     // Nothing decrypted was written: not in the runner's data, the temp folders or /dev/shm.
@@ -215,7 +224,11 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
     net.call(&dev, methods::revoke_grant(MODEL, version, &net.runner))
         .await
         .expect("the old grant is revoked");
-    let old = builder().start().await.err().expect("the old grant is revoked");
+    let old = builder()
+        .start()
+        .await
+        .err()
+        .expect("the old grant is revoked");
     assert!(old.to_string().contains("revoked"), "{old:#}");
     let running = server::Builder::new(
         net.hub_client(),

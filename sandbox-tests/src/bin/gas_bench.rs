@@ -125,8 +125,7 @@ fn main() {
         &mut m,
         &mut rows,
         &runner,
-        methods::register_sealing_key(&sealing, &receipt_key, &signature, None)
-            .deposit(NEAR / 100),
+        methods::register_sealing_key(&sealing, &receipt_key, &signature, None).deposit(NEAR / 100),
         "",
     );
     let key_bytes = hub_bytes(&m) - before;

@@ -5,12 +5,7 @@ mod proxy;
 
 pub use proxy::Fault;
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::middleware;
 use market_hub_api::{

@@ -84,7 +84,9 @@ pub async fn inject(State(faults): State<Arc<Faults>>, req: Request, next: Next)
             let method = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v["method"].as_str().map(str::to_owned));
-            let answer = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let answer = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
             if method.is_some_and(|m| OUTCOME_METHODS.contains(&m.as_str())) {
                 tokio::time::sleep(delay).await;
             }
