@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 CONTRACTS=(market-hub model-token)
 # Size ceiling per contract in bytes; a build over it fails. Measured sizes are in README.md.
-CEILING=422000
+CEILING=425500
 BINARYEN_VERSION=132.0.0
 TOOLS="$PWD/target/tools"
 

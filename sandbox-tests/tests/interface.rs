@@ -86,7 +86,7 @@ fn every_method_reaches_the_contract_with_arguments_it_reads() {
             &[1; 32], &key, &[2; 64], None,
         )),
         wire(methods::grant_sealed_version(
-            MODEL, 1, &runner, &[1; 32], &[2; 48],
+            MODEL, 1, &runner, &[3; 32], &[1; 32], &[2; 48],
         )),
         wire(methods::revoke_grant(MODEL, 1, &runner)),
         wire(methods::set_token_code(b"\0asm")),

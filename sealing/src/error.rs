@@ -47,4 +47,38 @@ pub enum Error {
     BadSealingKey(String),
     #[error("the binding of sealing key {sealing_key} to {runner}'s receipt key does not verify")]
     BindingInvalid { runner: String, sealing_key: String },
+
+    #[error(transparent)]
+    Attestation(#[from] AttestationError),
+}
+
+/// Why a TEE quote does not vouch for a runner's sealing key ([`crate::attestation`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttestationError {
+    #[error("the attestation collateral is not dcap-qvl's QuoteCollateralV3 JSON: {0}")]
+    BadCollateral(String),
+    /// Parsing, signatures, certificate chains, CRLs, collateral dates, or TD attributes
+    /// (debug, migratable): dcap-qvl's message, with its causes.
+    #[error("the quote does not verify: {0}")]
+    QuoteInvalid(String),
+    #[error("the quote comes from a {found} TEE, not {expected}")]
+    WrongTee { expected: String, found: String },
+    #[error(
+        "TCB status {status} (advisories {advisory_ids:?}) is not among the allowed {allowed:?}"
+    )]
+    TcbStatusNotAllowed {
+        status: String,
+        advisory_ids: Vec<String>,
+        allowed: Vec<String>,
+    },
+    #[error("measurement {measurement} is not among the {allowed} allowed")]
+    MeasurementNotAllowed { measurement: String, allowed: usize },
+    #[error("the quote's report data {found} does not bind this sealing key: expected {expected}")]
+    ReportDataMismatch { expected: String, found: String },
+    #[error("the hub's attestation record says {field} {recorded}, the quote {actual}")]
+    RecordMismatch {
+        field: &'static str,
+        recorded: String,
+        actual: String,
+    },
 }

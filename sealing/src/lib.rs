@@ -8,7 +8,9 @@
 //! The runner unwraps its grant ([`grant::unwrap`]) and decrypts the artifact chunk by chunk
 //! into memory ([`artifact::unseal`]), checking the plaintext against the weights hash the
 //! hub registered. A runner's sealing key is tied to its ed25519 receipt key by a signature
-//! ([`binding`]), so an owner grants to the runner it knows, not to a key someone swapped in.
+//! ([`binding`]), so an owner grants to the runner it knows, not to a key someone swapped in;
+//! and, where the runner runs in a TEE, to that TEE by a quote over the binding
+//! ([`attestation`]), so an owner grants to code it measured, not to the runner's operator.
 //!
 //! # What sealing protects, and what it does not
 //!
@@ -63,6 +65,7 @@
 //! `to_hex` for secrets, so that no secret ends up in a log by a stray `{}`).
 
 pub mod artifact;
+pub mod attestation;
 pub mod binding;
 mod content_key;
 mod error;
@@ -70,9 +73,13 @@ pub mod grant;
 mod sealing_key;
 
 pub use artifact::{seal, unseal, ModelFile, SealedInfo, Unsealed, SCHEME};
+pub use attestation::{
+    check_record, report_data_for, AttestationPolicy, DcapVerifier, QuoteVerifier, Tee,
+    VerifiedQuote,
+};
 pub use binding::{bind_message, verify_binding};
 pub use content_key::ContentKey;
-pub use error::{Error, Result};
+pub use error::{AttestationError, Error, Result};
 pub use grant::{Grant, GrantContext};
 pub use sealing_key::{SealingKey, SealingPublicKey};
 

@@ -388,11 +388,12 @@ pub fn sealing_key(runner: &AccountId) -> View<Option<SealingKey>> {
 }
 
 /// The owner grants a sealed version's content key, HPKE-wrapped (`enc`, `wrapped_key`)
-/// to `runner`'s sealing key. Attach storage.
+/// to `runner`'s current `sealing_key`. Attach storage.
 pub fn grant_sealed_version(
     model_id: &str,
     version: u32,
     runner: &AccountId,
+    sealing_key: &[u8],
     enc: &[u8],
     wrapped_key: &[u8],
 ) -> Call<()> {
@@ -402,6 +403,7 @@ pub fn grant_sealed_version(
             "model_id": model_id,
             "version": version,
             "runner": runner,
+            "sealing_key": Base64VecU8::from(sealing_key.to_vec()),
             "enc": Base64VecU8::from(enc.to_vec()),
             "wrapped_key": Base64VecU8::from(wrapped_key.to_vec()),
         }),

@@ -74,11 +74,11 @@ impl Grant {
 /// Sealed versions, sealing keys and grants. The hub contract implements it; callers use
 /// [`crate::methods`].
 pub trait Sealing {
-    /// Registers (or replaces) the caller's sealing key. The caller must be an active
-    /// runner, `receipt_key` one of its unrevoked receipt keys, and `signature` that key's
-    /// ed25519 signature of `market_protocol::sealing::binding(hub, chain_id, runner, key)`.
-    /// Grants wrapped to a replaced key stay, naming the key they were wrapped to. Attach
-    /// storage (surplus refunded).
+    /// Registers (or replaces) the caller's sealing key. The caller must be an active,
+    /// unslashed runner, `receipt_key` one of its unrevoked receipt keys, and `signature`
+    /// that key's ed25519 signature of `market_protocol::sealing::binding(hub, chain_id,
+    /// runner, key)`. Grants wrapped to a replaced key stay, naming the key they were
+    /// wrapped to. Attach storage, at least one yocto (surplus refunded).
     fn register_sealing_key(
         &mut self,
         key: Base64VecU8,
@@ -89,15 +89,18 @@ pub trait Sealing {
 
     fn sealing_key(&self, runner: AccountId) -> Option<SealingKey>;
 
-    /// The model's owner grants a sealed version's content key to `runner`, wrapped to the
-    /// runner's current sealing key (which the grant records). Replaces an earlier grant of
-    /// the same version to the same runner, and cancels its revocation. Attach storage
-    /// (surplus refunded).
+    /// The model's owner grants a sealed version's content key to `runner`, wrapped to
+    /// `sealing_key`, which must be the runner's current sealing key (the owner learns it
+    /// from the runner, not from a node that could lie, and a key rotated since is refused
+    /// rather than granted unusable). The runner must be active, not slashed, its sealing
+    /// key's receipt key unrevoked. Replaces an earlier grant of the same version to the
+    /// same runner, and cancels its revocation. Attach storage (surplus refunded).
     fn grant_sealed_version(
         &mut self,
         model_id: String,
         version: u32,
         runner: AccountId,
+        sealing_key: Base64VecU8,
         enc: Base64VecU8,
         wrapped_key: Base64VecU8,
     );

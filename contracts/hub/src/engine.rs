@@ -46,8 +46,8 @@ pub trait Ledger {
     fn user_key(&self, user: &AccountId, key: &PublicKey) -> Option<AccountKey>;
     fn channel(&self, id: &ChannelId) -> Option<Channel>;
     fn model_terms(&self, model_id: &str) -> Option<ModelTerms>;
-    /// Whether sealing lets `runner` serve the version: always for a version in the clear;
-    /// for a sealed one, only with a grant in force now.
+    /// Whether sealing lets `runner` serve the version: always for an open model; for a
+    /// closed one, only with a grant in force now (`crate::sealing`).
     fn sealed_admits(&self, model_id: &str, version: u32, runner: &AccountId) -> bool;
     fn content_terms(&self, content_id: &str) -> Option<ContentTerms>;
 

@@ -177,14 +177,9 @@ impl Ledger for Overlay<'_> {
     fn sealed_admits(&self, model_id: &str, version: u32, runner: &AccountId) -> bool {
         let id = (model_id.to_owned(), version, runner.clone());
         *self.sealed.borrow_mut().entry_with(&id, || {
-            let version = (id.0.clone(), id.1);
-            !self.state.sealing.artifacts.contains_key(&version)
-                || self
-                    .state
-                    .sealing
-                    .grants
-                    .get(&id)
-                    .is_some_and(|g| g.in_force(self.now_ns, &self.state.pauses))
+            self.state
+                .sealing
+                .admits(model_id, version, runner, self.now_ns, &self.state.pauses)
         })
     }
 

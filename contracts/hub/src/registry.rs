@@ -168,6 +168,7 @@ impl Registry for Hub {
         let mut model = self.owned_model(&model_id);
         let number = model.versions + 1;
         model.versions = number;
+        let (now, notice) = (env::block_timestamp(), self.notice_ns());
         let stored = ModelVersion {
             weights_sha256: version.weights_sha256,
             format: version.format,
@@ -184,9 +185,7 @@ impl Registry for Hub {
                 s.versions.insert(&(model_id.clone(), number), &stored);
                 s.models.insert(&model_id, &model);
                 if let Some(sealed) = &version.sealed {
-                    s.sealing
-                        .artifacts
-                        .insert(&(model_id.clone(), number), sealed);
+                    s.sealing.add_sealed(&model_id, number, sealed, now, notice);
                 }
             },
         );

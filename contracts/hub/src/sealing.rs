@@ -1,7 +1,15 @@
 //! Closed models: sealed versions, runners' sealing keys and content-key grants. The hub
 //! only records and checks who may hold what; wrapping and unwrapping keys happens off
-//! chain (`market-sealing`). Settlement refuses a receipt for a sealed version from a
-//! runner without a grant in force (`RunnerNotAllowed`), as an allowlist would.
+//! chain (`market-sealing`).
+//!
+//! A model with a sealed version is *closed*: settlement pays a runner for a sealed
+//! version only with a grant of that version in force, and for a version in the clear of a
+//! closed model only with a grant in force of any of its sealed versions
+//! (`RunnerNotAllowed` otherwise, as an allowlist would). A receipt names its version and
+//! the hub cannot see which weights ran, so a per-version rule alone would let a revoked
+//! runner keep serving the weights it decrypted under a clear version's number. Closing is
+//! a change of who may serve, so it takes effect after the notice, as every other one:
+//! receipts of clear versions signed before then still settle.
 
 use market_protocol::{
     ed25519_key_bytes,
@@ -14,7 +22,7 @@ use near_sdk::{
     near, AccountId, PublicKey,
 };
 
-use market_hub_api::{Attestation, Grant, SealedArtifact, Sealing, SealingKey};
+use market_hub_api::{Attestation, Grant, Pauses, SealedArtifact, Sealing, SealingKey};
 
 use crate::{
     error::Error, events::Event, state::Deadline, state::StorageKey, storage::refund, Hub, HubExt,
@@ -27,6 +35,14 @@ const WRAPPED_KEY_LEN: usize = 48;
 /// Longest scheme id, TEE kind or measurement.
 const MAX_SEALING_TEXT: usize = 128;
 
+/// A closed model: when its first sealed version's notice ends, and its sealed versions.
+#[near(serializers = [borsh])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Closed {
+    pub since: Deadline,
+    pub sealed_versions: Vec<u32>,
+}
+
 /// Closed models' records. Each map is only a storage prefix: skipped when the root state
 /// is written (`HubState::sealing`) and rebuilt on load, so adding them changed no stored
 /// layout and needed no migration.
@@ -34,6 +50,7 @@ pub struct SealingMaps {
     pub artifacts: LookupMap<(String, u32), SealedArtifact>,
     pub keys: LookupMap<AccountId, SealingKey>,
     pub grants: LookupMap<(String, u32, AccountId), Grant>,
+    pub closed: LookupMap<String, Closed>,
 }
 
 impl Default for SealingMaps {
@@ -42,7 +59,59 @@ impl Default for SealingMaps {
             artifacts: LookupMap::new(StorageKey::SealedArtifacts),
             keys: LookupMap::new(StorageKey::SealingKeys),
             grants: LookupMap::new(StorageKey::Grants),
+            closed: LookupMap::new(StorageKey::ClosedModels),
         }
+    }
+}
+
+impl SealingMaps {
+    /// Records `version` of `model_id` as sealed, closing the model after `notice_ns` if
+    /// it was open.
+    pub(crate) fn add_sealed(
+        &mut self,
+        model_id: &String,
+        version: u32,
+        artifact: &SealedArtifact,
+        now_ns: u64,
+        notice_ns: u64,
+    ) {
+        self.artifacts
+            .insert(&(model_id.clone(), version), artifact);
+        let mut closed = self.closed.get(model_id).unwrap_or_else(|| Closed {
+            since: Deadline {
+                requested_at_ns: U64(now_ns),
+                ready_at_ns: U64(now_ns.saturating_add(notice_ns)),
+            },
+            sealed_versions: Vec::new(),
+        });
+        closed.sealed_versions.push(version);
+        self.closed.insert(model_id, &closed);
+    }
+
+    /// Whether settlement pays `runner` for `version` of `model_id` at `now_ns` (see the
+    /// module's doc).
+    pub(crate) fn admits(
+        &self,
+        model_id: &str,
+        version: u32,
+        runner: &AccountId,
+        now_ns: u64,
+        pauses: &Pauses,
+    ) -> bool {
+        let Some(closed) = self.closed.get(&model_id.to_owned()) else {
+            return true;
+        };
+        let granted = |v: u32| {
+            self.grants
+                .get(&(model_id.to_owned(), v, runner.clone()))
+                .is_some_and(|g| g.in_force(now_ns, pauses))
+        };
+        if closed.sealed_versions.contains(&version) {
+            return granted(version);
+        }
+        let (ready, requested) = (closed.since.ready_at_ns.0, closed.since.requested_at_ns.0);
+        now_ns < pauses.extended(ready, requested, now_ns)
+            || closed.sealed_versions.iter().any(|&v| granted(v))
     }
 }
 
@@ -68,6 +137,29 @@ fn exact_len(what: &str, bytes: &Base64VecU8, len: usize) -> Result<(), Error> {
 }
 
 impl Hub {
+    /// `runner`, if it may hold sealed weights: registered, not gone, not slashed.
+    fn sealing_runner(&self, runner: &AccountId) {
+        let record = self
+            .runners
+            .get(runner)
+            .unwrap_or_else(|| Error::UnknownRunner(runner.clone()).panic());
+        if record.left {
+            Error::RunnerLeft(runner.clone()).panic();
+        }
+        if record.slashed {
+            Error::InvalidInput(format!("runner {runner} was slashed")).panic();
+        }
+    }
+
+    /// `key` is one of `runner`'s receipt keys, not revoked.
+    fn unrevoked_receipt_key(&self, runner: &AccountId, key: &PublicKey) {
+        match self.runner_keys.get(&(runner.clone(), key.clone())) {
+            Some(k) if !k.revoked() => {}
+            Some(_) => Error::RevokedRunnerKey(key.clone()).panic(),
+            None => Error::UnknownRunnerKey(key.clone()).panic(),
+        }
+    }
+
     /// A sealed version of a model the caller owns.
     fn owned_sealed_version(&self, model_id: &String, version: u32) -> SealedArtifact {
         self.owned_model(model_id);
@@ -94,13 +186,14 @@ impl Sealing for Hub {
         attestation: Option<Attestation>,
     ) {
         self.assert_active();
-        let (runner, _) = self.active_runner();
-        exact_len("a sealing key", &key, SEALING_KEY_LEN).unwrap_or_else(|e| e.panic());
-        match self.runner_keys.get(&(runner.clone(), receipt_key.clone())) {
-            Some(k) if !k.revoked() => {}
-            Some(_) => Error::RevokedRunnerKey(receipt_key).panic(),
-            None => Error::UnknownRunnerKey(receipt_key).panic(),
+        // A full-access key's call, even when the record's size is unchanged.
+        if env::attached_deposit().is_zero() {
+            Error::InvalidInput("attach at least one yocto (storage, if any)".into()).panic();
         }
+        let runner = env::predecessor_account_id();
+        self.sealing_runner(&runner);
+        exact_len("a sealing key", &key, SEALING_KEY_LEN).unwrap_or_else(|e| e.panic());
+        self.unrevoked_receipt_key(&runner, &receipt_key);
         if let Some(a) = &attestation {
             for (name, text) in [("tee", &a.tee), ("measurement", &a.measurement)] {
                 if text.is_empty() || text.len() > MAX_SEALING_TEXT {
@@ -166,6 +259,7 @@ impl Sealing for Hub {
         model_id: String,
         version: u32,
         runner: AccountId,
+        sealing_key: Base64VecU8,
         enc: Base64VecU8,
         wrapped_key: Base64VecU8,
     ) {
@@ -173,14 +267,17 @@ impl Sealing for Hub {
         self.owned_sealed_version(&model_id, version);
         exact_len("enc", &enc, ENC_LEN).unwrap_or_else(|e| e.panic());
         exact_len("wrapped_key", &wrapped_key, WRAPPED_KEY_LEN).unwrap_or_else(|e| e.panic());
-        let sealing_key = self
-            .sealing
-            .keys
-            .get(&runner)
-            .unwrap_or_else(|| {
-                Error::InvalidInput(format!("runner {runner} has no sealing key")).panic()
-            })
-            .key;
+        self.sealing_runner(&runner);
+        let current = self.sealing.keys.get(&runner).unwrap_or_else(|| {
+            Error::InvalidInput(format!("runner {runner} has no sealing key")).panic()
+        });
+        if current.key != sealing_key {
+            Error::InvalidInput(format!(
+                "runner {runner}'s sealing key is not the one the content key was wrapped to"
+            ))
+            .panic();
+        }
+        self.unrevoked_receipt_key(&runner, &current.receipt_key);
         let grant = Grant {
             sealing_key,
             enc,

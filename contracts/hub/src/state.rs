@@ -33,6 +33,7 @@ pub enum StorageKey {
     SealedArtifacts,
     SealingKeys,
     Grants,
+    ClosedModels,
 }
 
 /// Every state layout the contract has had.

@@ -261,8 +261,15 @@ async fn main() -> anyhow::Result<()> {
         .call(
             &dev,
             &hub,
-            methods::grant_sealed_version(EMBED, 1, &runner, &grant.enc, &grant.ciphertext)
-                .deposit(NEAR / 100),
+            methods::grant_sealed_version(
+                EMBED,
+                1,
+                &runner,
+                sealing_public.as_bytes(),
+                &grant.enc,
+                &grant.ciphertext,
+            )
+            .deposit(NEAR / 100),
         )
         .result()
         .expect("the grant is posted");

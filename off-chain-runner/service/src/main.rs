@@ -145,6 +145,11 @@ enum Command {
         /// from the hub at the next round, never sent blind again.
         #[arg(long, default_value_t = 60)]
         tx_timeout_secs: u64,
+        /// How often, in seconds, the hub is asked again whether it still pays this runner
+        /// for each served model (runner policy, sealed models' grants); while it would
+        /// not, requests for the model get 403 `runner_not_allowed`.
+        #[arg(long, default_value_t = 30)]
+        admission_interval_secs: u64,
         /// Requests that may wait per model besides the running one; more get 429.
         #[arg(long, default_value_t = 8)]
         queue: usize,
@@ -292,12 +297,21 @@ enum SealCommand {
         receipt_key: PathBuf,
         #[arg(long)]
         sealing_key: PathBuf,
+        /// A TDX quote whose report data is the key's binding (see `market-sealing`'s
+        /// `attestation`), recorded on the hub for owners who grant only to attested
+        /// runners; checked here first with `--collateral`.
+        #[arg(long, requires = "collateral")]
+        quote: Option<PathBuf>,
+        /// The quote's collateral (dcap-qvl's `QuoteCollateralV3` JSON, from Intel's PCS
+        /// or a PCCS).
+        #[arg(long, requires = "quote")]
+        collateral: Option<PathBuf>,
         /// NEAR attached for storage (surplus refunded).
         #[arg(long, default_value = "0.01")]
         deposit: String,
     },
-    /// (Model owner) Grant a sealed version's content key to a runner: wrapped to the
-    /// runner's sealing key on the hub with HPKE, posted to the hub.
+    /// (Model owner) Grant a sealed version's content key to a runner: wrapped with HPKE
+    /// to the runner's sealing key, posted to the hub.
     Grant {
         #[command(flatten)]
         chain: ChainArgs,
@@ -310,9 +324,29 @@ enum SealCommand {
         version: u32,
         #[arg(long)]
         runner: AccountId,
+        /// The runner's sealing public key (hex), as the runner gave it to you, not as a
+        /// node reports it: the hub refuses the grant unless it is the runner's current one.
+        #[arg(long)]
+        sealing_key: market_sealing::SealingPublicKey,
         /// The content key `seal` wrote.
         #[arg(long)]
         content_key: PathBuf,
+        /// Grant only if the runner's sealing key is attested: its quote (`--quote`, from
+        /// the runner) verifies now with `--collateral`, on a platform of an allowed TCB
+        /// status, with an allowed measurement (MRTD), its report data binding the key,
+        /// and the hub's attestation record names it.
+        #[arg(long, requires_all = ["quote", "collateral", "allow_measurement"])]
+        require_attestation: bool,
+        #[arg(long)]
+        quote: Option<PathBuf>,
+        #[arg(long)]
+        collateral: Option<PathBuf>,
+        /// An allowed MRTD (hex, 48 bytes); repeat for several.
+        #[arg(long)]
+        allow_measurement: Vec<String>,
+        /// An allowed TCB status; repeat for several (default: `UpToDate` only).
+        #[arg(long)]
+        allow_tcb_status: Vec<String>,
         #[arg(long, default_value = "0.01")]
         deposit: String,
     },
@@ -510,6 +544,7 @@ async fn main() -> anyhow::Result<()> {
             keep_receipts_days,
             settle_interval,
             tx_timeout_secs,
+            admission_interval_secs,
             queue,
             view_ttl_ms,
             view_max_stale_secs,
@@ -543,6 +578,7 @@ async fn main() -> anyhow::Result<()> {
             .data_dir(&data_dir)
             .listen(listen)
             .queue(queue)
+            .admission_interval(Duration::from_secs(admission_interval_secs.max(1)))
             .views(off_chain_runner::cache::Limits {
                 ttl: Duration::from_millis(view_ttl_ms),
                 max_stale: Duration::from_secs(view_max_stale_secs),
@@ -626,15 +662,22 @@ async fn sealed(command: SealCommand) -> anyhow::Result<()> {
             account_key,
             receipt_key,
             sealing_key,
+            quote,
+            collateral,
             deposit,
         } => {
             let account = Credentials::read(&account_key)?;
             let signer = Signer::new(chain.hub()?, account.signer()?);
             let sealing = sealed::read_sealing_key(&sealing_key)?;
+            let evidence = match (&quote, &collateral) {
+                (Some(q), Some(c)) => Some(sealed::Evidence::read(q, c)?),
+                _ => None,
+            };
             sealed::register_sealing_key(
                 &signer,
                 &Credentials::read(&receipt_key)?.key_pair()?,
                 &sealing,
+                evidence.as_ref(),
                 parse_near(&deposit)?,
             )
             .await?;
@@ -651,17 +694,50 @@ async fn sealed(command: SealCommand) -> anyhow::Result<()> {
             model,
             version,
             runner,
+            sealing_key,
             content_key,
+            require_attestation,
+            quote,
+            collateral,
+            allow_measurement,
+            allow_tcb_status,
             deposit,
         } => {
             let signer = Signer::new(chain.hub()?, Credentials::read(&owner_key)?.signer()?);
             let key = sealed::read_content_key(&content_key)?;
+            let required = match (require_attestation, &quote, &collateral) {
+                (true, Some(q), Some(c)) => {
+                    let mut policy = market_sealing::AttestationPolicy::new(
+                        allow_measurement
+                            .iter()
+                            .map(|m| {
+                                hex::decode(m)
+                                    .with_context(|| format!("--allow-measurement {m}: not hex"))
+                            })
+                            .collect::<anyhow::Result<_>>()?,
+                    );
+                    if !allow_tcb_status.is_empty() {
+                        policy.allowed_tcb_statuses = allow_tcb_status;
+                    }
+                    Some(sealed::Required {
+                        evidence: sealed::Evidence::read(q, c)?,
+                        policy,
+                        now_unix_secs: sealed::unix_now(),
+                    })
+                }
+                (true, ..) => anyhow::bail!("--require-attestation needs --quote and --collateral"),
+                _ => None,
+            };
             sealed::grant(
                 &signer,
-                &model,
-                version,
-                &runner,
+                &sealed::Grantee {
+                    model_id: &model,
+                    version,
+                    runner: &runner,
+                    sealing_key: &sealing_key,
+                },
                 &key,
+                required.as_ref(),
                 parse_near(&deposit)?,
             )
             .await?;

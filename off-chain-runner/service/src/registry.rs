@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use market_protocol::validate_content_id;
 use near_sdk::{AccountId, PublicKey};
 
-use market_hub_api::{jsonrpc::HubClient, methods};
+use market_hub_api::{jsonrpc::HubClient, methods, Model};
 
 use crate::state::LocalContent;
 
@@ -66,12 +66,6 @@ pub async fn check_model(
             hub.account
         )
     })?;
-    if !model.model.allows_now_and_scheduled(runner) {
-        bail!(
-            "model `{model_id}`'s runner policy {:?} (or the one scheduled) does not allow runner {runner}",
-            model.model.terms.runner_policy
-        );
-    }
     let mut registered = Vec::new();
     for version in (1..=model.model.versions).rev() {
         let Some(v) = hub.view(methods::model_version(model_id, version)).await? else {
@@ -79,6 +73,8 @@ pub async fn check_model(
         };
         let weights: [u8; 32] = v.weights_sha256.into();
         if weights == hash {
+            // The plaintext of a sealed version is served only with its grant.
+            check_admitted(hub, runner, model_id, &model.model, version).await?;
             return Ok(Registered {
                 model_id: model_id.to_owned(),
                 version,
@@ -94,6 +90,69 @@ pub async fn check_model(
         path.display(),
         hex::encode(hash),
         if registered.is_empty() { "none".to_owned() } else { registered.join(", ") }
+    )
+}
+
+/// Whether the hub pays `runner` for `version` of `model_id`, now and once its scheduled
+/// changes take effect: the model's runner policy admits it, and if the model is closed
+/// (has a sealed version), it holds a grant with no revocation scheduled: of `version` if
+/// that is sealed, of any sealed version if not (the hub's rule, `market-hub`'s `sealing`).
+/// Stricter than the hub in one way: a runner stops at a scheduled change rather than
+/// serving through its notice, so it never does work the hub may refuse to pay.
+pub async fn check_admitted(
+    hub: &HubClient,
+    runner: &AccountId,
+    model_id: &str,
+    model: &Model,
+    version: u32,
+) -> anyhow::Result<()> {
+    if !model.allows_now_and_scheduled(runner) {
+        bail!(
+            "model `{model_id}`'s runner policy {:?} (or the one scheduled) does not allow runner {runner}",
+            model.terms.runner_policy
+        );
+    }
+    let mut sealed = Vec::new();
+    for v in 1..=model.versions {
+        if hub
+            .view(methods::sealed_artifact(model_id, v))
+            .await?
+            .is_some()
+        {
+            sealed.push(v);
+        }
+    }
+    if sealed.is_empty() {
+        return Ok(());
+    }
+    let needed: Vec<u32> = if sealed.contains(&version) {
+        vec![version]
+    } else {
+        sealed.clone()
+    };
+    let mut revoked = Vec::new();
+    for v in &needed {
+        match hub.view(methods::grant(model_id, *v, runner)).await? {
+            Some(grant) if grant.revoked.is_none() => return Ok(()),
+            Some(_) => revoked.push(format!("v{v}")),
+            None => {}
+        }
+    }
+    let list = |versions: &[u32]| {
+        versions
+            .iter()
+            .map(|v| format!("v{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let why = if revoked.is_empty() {
+        format!("holds no grant of {}", list(&needed))
+    } else {
+        format!("its grant of {} is revoked", revoked.join(", "))
+    };
+    bail!(
+        "model `{model_id}` is closed (sealed versions: {}): runner {runner} is not paid for version {version}: {why}; its owner grants one with `sealed grant`",
+        list(&sealed)
     )
 }
 
@@ -139,12 +198,6 @@ pub async fn open_sealed_model(
             hub.account
         )
     })?;
-    if !model.model.allows_now_and_scheduled(runner) {
-        bail!(
-            "model `{model_id}`'s runner policy {:?} (or the one scheduled) does not allow runner {runner}",
-            model.model.terms.runner_policy
-        );
-    }
     let mut found = None;
     for version in (1..=model.model.versions).rev() {
         if let Some(sealed) = hub
@@ -164,6 +217,7 @@ pub async fn open_sealed_model(
             hex::encode(ciphertext)
         )
     })?;
+    check_admitted(hub, runner, model_id, &model.model, version).await?;
     let registered = hub
         .view(methods::model_version(model_id, version))
         .await?
@@ -172,11 +226,8 @@ pub async fn open_sealed_model(
         .view(methods::grant(model_id, version, runner))
         .await?
         .with_context(|| {
-            format!("runner {runner} holds no grant of model `{model_id}` version {version}: its owner grants it with `grant`")
+            format!("the grant of model `{model_id}` version {version} to {runner} is gone")
         })?;
-    if grant.revoked.is_some() {
-        bail!("the grant of model `{model_id}` version {version} to {runner} is revoked");
-    }
     let ours = sealing_key.public_key();
     if grant.sealing_key.0 != ours.as_bytes() {
         bail!(

@@ -51,6 +51,8 @@ struct Config {
     pub max_body_bytes: usize,
     pub default_max_tokens: usize,
     pub max_unsettled: Option<u128>,
+    /// How often each model's admission (runner policy, grants) is asked of the hub again.
+    pub admission_interval: Duration,
     /// Why no model is served, when loading failed.
     pub model_error: Option<String>,
 }
@@ -143,6 +145,7 @@ async fn start(config: Config) -> anyhow::Result<Running> {
                 version: registered.version,
                 slots: Arc::new(Semaphore::new(config.queue + 1)),
                 capacity: config.queue + 1,
+                refused: Arc::default(),
                 spec,
             },
         );
@@ -172,6 +175,12 @@ async fn start(config: Config) -> anyhow::Result<Running> {
         operator_token: crate::operator::create(&config.data_dir)?,
     });
     let (stop_server, mut stop) = watch::channel(false);
+    tokio::spawn(watch_admission(
+        Arc::clone(&state),
+        config.admission_interval,
+        config.views.timeout,
+        stop.clone(),
+    ));
     let (stop_settler, settler_stop) = watch::channel(false);
     let settler = config.account_signer.map(|signer| {
         let settler = Settler::new(
@@ -206,6 +215,59 @@ async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
+/// Asks the hub every `interval` whether it still pays this runner for each served model
+/// (`registry::check_admitted`): a revoked grant or a narrowed runner policy stops new
+/// requests (403) instead of serving work the hub would refuse to pay, and an admission
+/// regained serves them again. A node that cannot answer changes nothing: the last answer
+/// stands.
+async fn watch_admission(
+    state: Arc<AppState>,
+    interval: Duration,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for (id, served) in &state.models {
+            let checked = tokio::time::timeout(timeout * 4, async {
+                let view = state.hub.view(market_hub_api::methods::model(id)).await?;
+                let view =
+                    view.ok_or_else(|| anyhow::anyhow!("model `{id}` is gone from the hub"))?;
+                registry::check_admitted(&state.hub, &state.runner, id, &view.model, served.version)
+                    .await
+            })
+            .await;
+            let refused = match checked {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) if !is_unreachable(&e) => Some(format!("{e:#}")),
+                _ => continue,
+            };
+            let mut current = served.refused.lock().expect("admission lock");
+            if *current != refused {
+                if let Some(why) = &refused {
+                    tracing::warn!(model = %id, "no longer admitted: {why}");
+                } else {
+                    tracing::info!(model = %id, "admitted again");
+                }
+                *current = refused;
+            }
+        }
+    }
+}
+
+/// Whether `e` is the node failing to answer rather than the hub saying no.
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<market_hub_api::jsonrpc::ChainError>()
+            .is_some()
+    })
+}
+
 /// What answers the requests.
 pub enum Backend {
     /// No model: echoes prompts, each request taking `delay`. Checks payments end to end.
@@ -236,6 +298,7 @@ pub struct Builder {
     default_max_tokens: usize,
     max_unsettled: Option<u128>,
     sealing_key: Option<market_sealing::SealingKey>,
+    admission_interval: Duration,
 }
 
 /// Where a served model's files are.
@@ -273,7 +336,16 @@ impl Builder {
             default_max_tokens: 256,
             max_unsettled: None,
             sealing_key: None,
+            admission_interval: Duration::from_secs(30),
         }
+    }
+
+    /// How often the hub is asked again whether it pays for each served model (`serve
+    /// --admission-interval-secs`).
+    #[must_use]
+    pub fn admission_interval(mut self, interval: Duration) -> Self {
+        self.admission_interval = interval;
+        self
     }
 
     /// The X25519 key sealed models' grants are wrapped to (`register-sealing-key`).
@@ -491,6 +563,7 @@ impl Builder {
             max_body_bytes: self.max_body_bytes,
             default_max_tokens: self.default_max_tokens,
             max_unsettled: self.max_unsettled,
+            admission_interval: self.admission_interval,
             model_error,
         })
         .await

@@ -308,7 +308,7 @@ impl Settler {
                 Ok(outcomes) => {
                     crate::killpoint::reached("settle_after_outcome");
                     report.sent += batch.len();
-                    self.record(outcomes, report).await?;
+                    self.record(batch, outcomes, report).await?;
                 }
                 Err(ChainError::Failed(failure)) => {
                     // A paused hub fails every batch: wait, do not split.
@@ -366,13 +366,25 @@ impl Settler {
         Ok(())
     }
 
+    /// Records the outcome of each item of `batch`. Outcomes come from the node: one that
+    /// names a receipt not in the batch (a node that lies or mixes transactions up) is
+    /// ignored, so no other receipt of the store is marked by it.
     async fn record(
         &self,
+        batch: &[SettleItem],
         outcomes: Vec<ReceiptOutcome>,
         report: &mut Report,
     ) -> Result<(), ChainError> {
+        let sent: std::collections::HashSet<(&AccountId, u64)> = batch
+            .iter()
+            .map(|i| (&i.receipt.receipt.user, i.receipt.receipt.seq.0))
+            .collect();
         for outcome in outcomes {
             let seq = outcome.seq.0;
+            if !sent.contains(&(&outcome.user, seq)) {
+                tracing::warn!(user = %outcome.user, seq, "the node reported an outcome for a receipt this batch did not send: ignored");
+                continue;
+            }
             match outcome.result {
                 SettleResult::Settled { .. } => {
                     let user = outcome.user.clone();

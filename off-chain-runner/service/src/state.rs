@@ -31,6 +31,9 @@ pub struct ServedModel {
     pub slots: Arc<Semaphore>,
     /// How many places `slots` has in all.
     pub capacity: usize,
+    /// Why the hub would not pay for this model now, when it would not (re-checked every
+    /// `serve --admission-interval-secs`): requests get 403 `runner_not_allowed` meanwhile.
+    pub refused: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Registered inference-only content the runner holds locally (checked against its hash).

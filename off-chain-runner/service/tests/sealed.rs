@@ -6,7 +6,10 @@
 
 mod common;
 
-use std::{path::Path, time::SystemTime};
+use std::{
+    path::Path,
+    time::{Duration, SystemTime},
+};
 
 use common::*;
 use market_hub_api::{jsonrpc::Signer, methods, VersionInput};
@@ -37,20 +40,23 @@ fn files_holding(dir: &Path, needle: &[u8], since: SystemTime, found: &mut Vec<S
     }
 }
 
+/// A signer of `account` (the local chain's test accounts' keys are seeded by name).
+fn rpc_signer(net: &Net, account: &near_sdk::AccountId) -> Signer {
+    Signer::new(
+        net.hub_client(),
+        InMemorySigner::from_secret_key(
+            account.clone(),
+            SecretKey::from_seed(KeyType::ED25519, account.as_str()),
+        ),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_the_clear() {
     let started = SystemTime::now();
     let net = Net::start("sealed", 1).await;
     let dev: near_sdk::AccountId = "dev.near".parse().unwrap();
-    let rpc_signer = |account: &near_sdk::AccountId| {
-        Signer::new(
-            net.hub_client(),
-            InMemorySigner::from_secret_key(
-                account.clone(),
-                SecretKey::from_seed(KeyType::ED25519, account.as_str()),
-            ),
-        )
-    };
+    let rpc_signer = |account: &near_sdk::AccountId| rpc_signer(&net, account);
 
     // The owner seals a checkpoint of its own (a seed no other test uses), registers the
     // sealed version, and deletes the plaintext.
@@ -91,6 +97,7 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
         &rpc_signer(&net.runner),
         &market_protocol::crypto::native::KeyPair::from_seed(net.runner_key.0.to_bytes()),
         &sealing_key,
+        None,
         NEAR / 100,
     )
     .await
@@ -132,12 +139,41 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
         "{without_key:#}"
     );
 
+    // An owner that grants only to attested runners, with Intel's sample TDX quote (from
+    // dcap-qvl's sources) at a time its collateral is valid: no record, no grant; a record
+    // of a genuine quote that does not bind this sealing key, no grant either.
+    attested_grants_are_checked(&net, &dev, version, &sealing_key, &content_key).await;
+
+    // refused before anything is sent (and by the hub, were it sent).
+    let substituted = market_sealing::SealingKey::generate().public_key();
+    let refused = sealed::grant(
+        &rpc_signer(&dev),
+        &sealed::Grantee {
+            model_id: MODEL,
+            version,
+            runner: &net.runner,
+            sealing_key: &substituted,
+        },
+        &sealed::read_content_key(&content_key).unwrap(),
+        None,
+        NEAR / 100,
+    )
+    .await
+    .expect_err("a key the runner did not register");
+    assert!(
+        refused.to_string().contains("another sealing key"),
+        "{refused:#}"
+    );
     sealed::grant(
         &rpc_signer(&dev),
-        MODEL,
-        version,
-        &net.runner,
+        &sealed::Grantee {
+            model_id: MODEL,
+            version,
+            runner: &net.runner,
+            sealing_key: &sealing_key.public_key(),
+        },
         &sealed::read_content_key(&content_key).unwrap(),
+        None,
         NEAR / 100,
     )
     .await
@@ -213,10 +249,14 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
         .expect("the rotated version");
     sealed::grant(
         &rpc_signer(&dev),
-        MODEL,
-        version2,
-        &net.runner,
+        &sealed::Grantee {
+            model_id: MODEL,
+            version: version2,
+            runner: &net.runner,
+            sealing_key: &sealing_key.public_key(),
+        },
         &sealed::read_content_key(&rotated_key).unwrap(),
+        None,
         NEAR / 100,
     )
     .await
@@ -244,6 +284,7 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
     .listen("127.0.0.1:0".parse().unwrap())
     .expiry_margin(EXPIRY_MARGIN)
     .default_max_tokens(8)
+    .admission_interval(Duration::from_millis(100))
     .start()
     .await
     .expect("the rotated version serves");
@@ -254,5 +295,144 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
         lines.iter().any(|l| l["version"] == version2),
         "the receipt names the rotated version: {body}"
     );
+
+    // Revoked while serving: the runner stops taking requests for it (403) rather than
+    // doing work the hub will not pay for once the notice ends.
+    net.call(&dev, methods::revoke_grant(MODEL, version2, &net.runner))
+        .await
+        .expect("the rotated grant is revoked");
+    let mut refused = None;
+    for _ in 0..100 {
+        let (s, body) = chat_once(running.addr, &token).await;
+        if s == 403 {
+            refused = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = refused.expect("403 once the revocation is seen");
+    assert_eq!(body["error"]["code"], "runner_not_allowed", "{body}");
     running.stop().await;
+
+    // The same weights in the clear are the plaintext of a closed model: not served
+    // without a grant in force either (the hub would refuse every receipt).
+    let plain = temp_dir("sealed-plain-clear");
+    market_engine::testing::write_tiny_llama(&plain, market_engine::quant::Format::F32, 4_242)
+        .unwrap();
+    let clear = server::Builder::new(
+        net.hub_client(),
+        net.runner.clone(),
+        market_protocol::crypto::native::KeyPair::from_seed(net.runner_key.0.to_bytes()),
+    )
+    .model(MODEL, &plain)
+    .backend(server::Backend::Engine(
+        off_chain_runner::engine::EngineBackend::Cpu,
+    ))
+    .data_dir(&net.dir.join("data"))
+    .listen("127.0.0.1:0".parse().unwrap())
+    .start()
+    .await
+    .err()
+    .expect("a closed model's plaintext without a grant");
+    assert!(clear.to_string().contains("is closed"), "{clear:#}");
+}
+
+const SAMPLE_MRTD: &str = "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7";
+/// 2025-07-01, inside the sample collateral's validity.
+const SAMPLE_TIME: u64 = 1_751_328_000;
+
+async fn attested_grants_are_checked(
+    net: &Net,
+    dev: &near_sdk::AccountId,
+    version: u32,
+    sealing_key: &market_sealing::SealingKey,
+    content_key: &Path,
+) {
+    use sha2::Digest;
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sealing/tests/data");
+    let evidence = || {
+        sealed::Evidence::read(
+            &data.join("tdx_quote"),
+            &data.join("tdx_quote_collateral.json"),
+        )
+        .unwrap()
+    };
+    let grant = |mrtd: &str| {
+        let required = sealed::Required {
+            evidence: evidence(),
+            policy: market_sealing::AttestationPolicy::new(vec![hex::decode(mrtd).unwrap()]),
+            now_unix_secs: SAMPLE_TIME,
+        };
+        async move {
+            sealed::grant(
+                &rpc_signer(net, dev),
+                &sealed::Grantee {
+                    model_id: MODEL,
+                    version,
+                    runner: &net.runner,
+                    sealing_key: &sealing_key.public_key(),
+                },
+                &sealed::read_content_key(content_key).unwrap(),
+                Some(&required),
+                NEAR / 100,
+            )
+            .await
+            .expect_err("not attested")
+        }
+    };
+    let refused = grant(SAMPLE_MRTD).await;
+    assert!(
+        refused.to_string().contains("carries no attestation"),
+        "{refused:#}"
+    );
+    // The runner's command checks its quote before recording it: this one binds another
+    // key (and its collateral has expired by now).
+    let receipt_key =
+        market_protocol::crypto::native::KeyPair::from_seed(net.runner_key.0.to_bytes());
+    let refused = sealed::register_sealing_key(
+        &rpc_signer(net, &net.runner),
+        &receipt_key,
+        sealing_key,
+        Some(&evidence()),
+        NEAR / 100,
+    )
+    .await
+    .expect_err("a quote that does not bind the key");
+    assert!(
+        format!("{refused:#}").contains("attestation quote"),
+        "{refused:#}"
+    );
+    // A record made without the command (the hub does not verify quotes): the owner's
+    // check finds the quote genuine but not this key's, or of a measurement not allowed.
+    let public = sealing_key.public_key();
+    let hub = net.hub_client();
+    let message = market_sealing::bind_message(&hub.account, &hub.chain_id, &net.runner, &public);
+    let signature = ed25519_dalek::Signer::sign(&receipt_key.0, &message).to_bytes();
+    let record = market_hub_api::Attestation {
+        tee: "tdx".into(),
+        measurement: SAMPLE_MRTD.into(),
+        quote_sha256: <[u8; 32]>::from(sha2::Sha256::digest(evidence().quote)).into(),
+    };
+    net.call(
+        &net.runner,
+        methods::register_sealing_key(
+            public.as_bytes(),
+            &receipt_key.public_key(),
+            &signature,
+            Some(&record),
+        )
+        .deposit(NEAR / 100),
+    )
+    .await
+    .expect("a record the hub takes on trust");
+    let refused = grant(SAMPLE_MRTD).await;
+    assert!(
+        format!("{refused:#}").contains("does not bind this sealing key"),
+        "{refused:#}"
+    );
+    let refused = grant(&"ab".repeat(48)).await;
+    assert!(
+        format!("{refused:#}").contains("is not among the 1 allowed"),
+        "{refused:#}"
+    );
 }

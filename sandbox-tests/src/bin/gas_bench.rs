@@ -109,7 +109,7 @@ fn main() {
         "sealed",
     );
     let sealed_bytes = hub_bytes(&m) - before;
-    rows.last_mut().expect("a row").0 += &format!(", stores {sealed_bytes} bytes");
+    let _ = write!(rows.last_mut().expect("a row").0, ", stores {sealed_bytes} bytes");
     let sealing = [9u8; 32];
     let binding = market_protocol::sealing::SealingKeyBinding {
         hub: hub.to_string(),
@@ -129,18 +129,19 @@ fn main() {
         "",
     );
     let key_bytes = hub_bytes(&m) - before;
-    rows.last_mut().expect("a row").0 += &format!(" (stores {key_bytes} bytes)");
+    let _ = write!(rows.last_mut().expect("a row").0, " (stores {key_bytes} bytes)");
     let before = hub_bytes(&m);
     measure(
         &mut m,
         &mut rows,
         &dev,
-        methods::grant_sealed_version("bench-model", 2, &runner, &[1; 32], &[2; 48])
+        methods::grant_sealed_version("bench-model", 2, &runner, &sealing, &[1; 32], &[2; 48])
             .deposit(NEAR / 100),
         "",
     );
     let grant_bytes = hub_bytes(&m) - before;
-    rows.last_mut().expect("a row").0 += &format!(
+    let _ = write!(
+        rows.last_mut().expect("a row").0,
         " (stores {grant_bytes} bytes: {:.5} NEAR of storage)",
         grant_bytes as f64 * 1e-5
     );

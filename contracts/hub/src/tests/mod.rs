@@ -7,6 +7,7 @@ mod audit;
 mod conservation;
 mod engine;
 mod lifecycle;
+mod sealing;
 mod settlement;
 
 use market_protocol::{

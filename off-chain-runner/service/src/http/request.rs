@@ -48,6 +48,9 @@ pub fn model(state: &AppState, payer: &Payer, id: &str, kind: Kind) -> Result<Se
             ),
         ));
     }
+    if let Some(why) = served.refused.lock().expect("admission lock").clone() {
+        return Err(Error::forbidden("runner_not_allowed", why));
+    }
     if !payer.auth.authorization.covers(id) {
         return Err(Error::forbidden(
             "model_not_authorized",
