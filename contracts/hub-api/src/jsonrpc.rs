@@ -212,7 +212,13 @@ impl Signer {
                 e @ JsonRpcError::ServerError(JsonRpcServerError::HandlerError(
                     near_jsonrpc_primitives::types::transactions::RpcTransactionError::InvalidTransaction { .. },
                 )),
-            )) => Err(ChainError::from_rpc(&e)),
+            )) => {
+                // The node refused it, so its nonce was not used. The remembered nonce may
+                // be what made it invalid (one a lying node's view made up, too large for
+                // the chain ever to accept): forget it, and take the node's next time.
+                *self.nonce.lock().await = None;
+                Err(ChainError::from_rpc(&e))
+            }
             _ => Ok(Sent { signed }),
         }
     }
@@ -260,7 +266,10 @@ impl Signer {
         let QueryResponseKind::AccessKey(key) = access_key.kind else {
             return Err(ChainError::Unexpected("not an access key".into()));
         };
-        let next = nonce.map_or(key.nonce, |n| n.max(key.nonce)) + 1;
+        let next = nonce
+            .map_or(key.nonce, |n| n.max(key.nonce))
+            .checked_add(1)
+            .ok_or_else(|| ChainError::Unexpected(format!("access key nonce {}", key.nonce)))?;
         *nonce = Some(next);
         let tx = Transaction::V0(TransactionV0 {
             signer_id: self.account(),

@@ -54,6 +54,17 @@ impl Chain {
                 ak_nonce: key.nonce,
             });
         }
+        // nearcore's bound: a nonce may not run ahead of the chain by more than a million
+        // per block, so a key cannot be burnt to u64::MAX.
+        let upper_bound = self
+            .height
+            .saturating_mul(near_primitives::account::AccessKey::ACCESS_KEY_NONCE_RANGE_MULTIPLIER);
+        if nonce >= upper_bound {
+            return Err(InvalidTxError::NonceTooLarge {
+                tx_nonce: nonce,
+                upper_bound,
+            });
+        }
         let new_allowance = match &key.permission {
             AccessKeyPermission::FunctionCall(permission) => {
                 check_function_call_key(permission, t, cost)?

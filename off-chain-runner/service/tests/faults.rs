@@ -395,3 +395,137 @@ async fn a_final_outcome_given_late_is_found_on_the_hub_not_sent_again() {
     }
     running.stop().await;
 }
+
+/// Asks the running runner to settle now (the operator endpoint).
+async fn settle_now(net: &Net, addr: std::net::SocketAddr) {
+    let asked = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/runner/settle"))
+        .bearer_auth(off_chain_runner::operator::read(&net.dir.join("data")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 202);
+}
+
+/// Serves `requests` chats to each of the first `users` users; the last cumulative amount
+/// each was charged.
+async fn serve_each(
+    net: &Net,
+    addr: std::net::SocketAddr,
+    users: usize,
+    requests: usize,
+) -> Vec<u128> {
+    let mut last = vec![0u128; users];
+    for (i, amount) in last.iter_mut().enumerate() {
+        let token = token::encode(&net.authorization(i, NEAR).await);
+        for _ in 0..requests {
+            let (s, body) = chat_once(addr, &token).await;
+            assert_eq!(s, 200, "{body}");
+            *amount = yocto(&body["receipt"]["receipt"]["amount"]);
+        }
+    }
+    last
+}
+
+/// A node that lies about a `settle` transaction's outcome, adding a receipt the
+/// transaction did not carry as settled, marks nothing: that receipt is still sent, and
+/// the hub settles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outcome_naming_a_receipt_not_sent_marks_nothing() {
+    let net = Net::start("forged", 2).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                settle: true,
+                interval: Duration::from_hours(1),
+                batch: 1,
+                ..Opts::default()
+            },
+        )
+        .await;
+    let last = serve_each(&net, running.addr, 2, 2).await;
+    let other = net.users[1].0.to_string();
+    net.fault(Fault::Lies(std::sync::Arc::new(
+        move |method, _, answer| {
+            if method != "tx" && method != "EXPERIMENTAL_tx_status" {
+                return;
+            }
+            let value = &mut answer["result"]["status"]["SuccessValue"];
+            let Ok(bytes) =
+                serde_json::from_value::<near_sdk::json_types::Base64VecU8>(value.clone())
+            else {
+                return;
+            };
+            let Ok(mut outcomes) = serde_json::from_slice::<Vec<Value>>(&bytes.0) else {
+                return;
+            };
+            if let Some(first) = outcomes.first().filter(|o| o["user"] != other.as_str()) {
+                let mut forged = first.clone();
+                forged["user"] = json!(other);
+                forged["seq"] = json!("2");
+                outcomes.push(forged);
+                *value = serde_json::to_value(near_sdk::json_types::Base64VecU8::from(
+                    serde_json::to_vec(&outcomes).unwrap(),
+                ))
+                .unwrap();
+            }
+        },
+    )));
+    settle_now(&net, running.addr).await;
+    eventually(30, || async {
+        metrics_of(running.addr)
+            .await
+            .contains("runner_settlement_backlog 0")
+    })
+    .await;
+    for (i, amount) in last.iter().enumerate() {
+        assert_eq!(settled(&net, i).await, *amount, "user {i}");
+    }
+    net.fault(Fault::None);
+    running.stop().await;
+}
+
+/// A node whose view of the runner's access key names a huge nonce makes one `settle`
+/// fail (the chain refuses a nonce that far ahead); the nonce is not kept, and once the
+/// node answers truly the receipts settle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nonce_a_lying_node_made_up_does_not_stick() {
+    let net = Net::start("nonce", 1).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                settle: true,
+                interval: Duration::from_hours(1),
+                ..Opts::default()
+            },
+        )
+        .await;
+    let last = serve_each(&net, running.addr, 1, 2).await;
+    net.fault(Fault::Lies(std::sync::Arc::new(
+        |method, params, answer| {
+            if method == "query" && params["request_type"] == "view_access_key" {
+                answer["result"]["nonce"] = json!(u64::MAX / 2);
+            }
+        },
+    )));
+    settle_now(&net, running.addr).await;
+    eventually(30, || async {
+        counter(
+            &metrics_of(running.addr).await,
+            "runner_settle_failures_total",
+        ) >= 1
+    })
+    .await;
+    net.fault(Fault::None);
+    settle_now(&net, running.addr).await;
+    eventually(30, || async {
+        metrics_of(running.addr)
+            .await
+            .contains("runner_settlement_backlog 0")
+    })
+    .await;
+    assert_eq!(settled(&net, 0).await, last[0]);
+    running.stop().await;
+}

@@ -62,12 +62,19 @@ impl<'h> Split<'h> {
     }
 
     fn next_file(&mut self) {
+        /// Past this, a file's buffer grows as its bytes arrive.
+        const MAX_CAPACITY_HINT: u64 = 1 << 30;
         self.close_file();
         let entry = &self.entries[self.files.len()];
         self.files.push(ModelFile {
             name: entry.name.clone(),
-            // Only a capacity hint: the size is authentic by now (chunk 0 passed).
-            bytes: Vec::with_capacity(usize::try_from(entry.size).unwrap_or(0)),
+            // Only a capacity hint, and bounded: the size is authentic by now (chunk 0
+            // passed), but an owner's header could still name 2^47 bytes, and an
+            // allocation that large aborts the runner instead of failing at the short
+            // artifact.
+            bytes: Vec::with_capacity(
+                usize::try_from(entry.size.min(MAX_CAPACITY_HINT)).unwrap_or(0),
+            ),
         });
         self.hasher = is_weight_file(entry.name.as_ref()).then(Sha256::new);
         self.left = entry.size;

@@ -14,8 +14,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+/// Rewrites the answer (JSON) to a request of the JSON-RPC method named.
+pub type Forgery = Arc<dyn Fn(&str, &serde_json::Value, &mut serde_json::Value) + Send + Sync>;
+
 /// How the node behaves now.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub enum Fault {
     #[default]
     None,
@@ -31,6 +34,8 @@ pub enum Fault {
     /// Runs every request; answers those that return a transaction's outcome after the
     /// delay.
     LateFinal(Duration),
+    /// Runs every request and lies in its answer: `forgery(method, params, answer)`.
+    Lies(Forgery),
 }
 
 /// The switch a test turns.
@@ -45,7 +50,7 @@ impl Faults {
     }
 
     fn get(&self) -> Fault {
-        *self.now.lock().unwrap()
+        self.now.lock().unwrap().clone()
     }
 }
 
@@ -75,6 +80,31 @@ pub async fn inject(State(faults): State<Arc<Faults>>, req: Request, next: Next)
             } else {
                 (StatusCode::BAD_GATEWAY, "answer lost").into_response()
             }
+        }
+        Fault::Lies(forgery) => {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let request: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let answer = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            let (parts, body) = answer.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                return Response::from_parts(parts, Body::from(bytes));
+            };
+            forgery(
+                request["method"].as_str().unwrap_or_default(),
+                &request["params"],
+                &mut value,
+            );
+            let mut parts = parts;
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(value.to_string()))
         }
         Fault::LateFinal(delay) => {
             let (parts, body) = req.into_parts();
