@@ -9,6 +9,8 @@ pub struct Error {
     pub kind: Kind,
     pub code: &'static str,
     pub message: String,
+    /// When to try again (`Retry-After`), for an overloaded answer.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,7 @@ macro_rules! constructor {
                 kind: Kind::$kind,
                 code,
                 message: message.into(),
+                retry_after: None,
             }
         }
     };
@@ -50,6 +53,12 @@ impl Error {
             "model_not_found",
             format!("model `{id}` is not served here (see GET /v1/models)"),
         )
+    }
+
+    #[must_use]
+    pub fn retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
     }
 
     constructor!(bad_input, BadInput);

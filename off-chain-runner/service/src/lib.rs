@@ -3,6 +3,7 @@
 //! receipt per request, keeps receipts in a crash-safe store, and settles them on the hub.
 //!
 //! * `http`: the API, one module per route; `http::auth` checks the authorization.
+//! * `admission`: a model's places: per channel, and `Retry-After` from the queue.
 //! * `meter`: prices, the per-channel budget, the next receipt.
 //! * `store`: receipts in redb, durable before each response.
 //! * `settlement`: batches to the hub's `settle`, idempotent.
@@ -12,6 +13,7 @@
 //! * `sealed`: closed models' keys and grants from the command line.
 //! * `inference`: the engine behind a trait.
 
+pub mod admission;
 pub mod cache;
 #[cfg(feature = "engine")]
 pub mod engine;

@@ -153,6 +153,10 @@ enum Command {
         /// Requests that may wait per model besides the running one; more get 429.
         #[arg(long, default_value_t = 8)]
         queue: usize,
+        /// Requests one user's channel may have running or waiting per model; more get
+        /// 429 `channel_busy`, so one user cannot take every place.
+        #[arg(long, default_value_t = 4)]
+        max_per_channel: usize,
         /// How long hub views (keys, channels, prices) are cached, in milliseconds.
         #[arg(long, default_value_t = 2000)]
         view_ttl_ms: u64,
@@ -546,6 +550,7 @@ async fn main() -> anyhow::Result<()> {
             tx_timeout_secs,
             admission_interval_secs,
             queue,
+            max_per_channel,
             view_ttl_ms,
             view_max_stale_secs,
             view_timeout_ms,
@@ -578,6 +583,7 @@ async fn main() -> anyhow::Result<()> {
             .data_dir(&data_dir)
             .listen(listen)
             .queue(queue)
+            .per_channel(max_per_channel)
             .admission_interval(Duration::from_secs(admission_interval_secs.max(1)))
             .views(off_chain_runner::cache::Limits {
                 ttl: Duration::from_millis(view_ttl_ms),

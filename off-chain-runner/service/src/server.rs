@@ -14,7 +14,7 @@ use std::{
 use market_hub_api::jsonrpc::{HubClient, Signer};
 use market_protocol::crypto::native::KeyPair;
 use near_sdk::AccountId;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::{
     cache::TtlCache,
@@ -42,6 +42,8 @@ struct Config {
     pub content: HashMap<String, LocalContent>,
     /// Requests that may wait for a model besides the one running.
     pub queue: usize,
+    /// Places one channel may hold per model.
+    pub per_channel: usize,
     pub views: crate::cache::Limits,
     /// Requests are refused once their authorization expires within this margin: the hub
     /// settles nothing under an expired authorization, so the receipt of every request
@@ -143,8 +145,12 @@ async fn start(config: Config) -> anyhow::Result<Running> {
             spec.id.clone(),
             ServedModel {
                 version: registered.version,
-                slots: Arc::new(Semaphore::new(config.queue + 1)),
-                capacity: config.queue + 1,
+                places: Arc::new(crate::admission::Places::new(
+                    &spec.id,
+                    config.queue + 1,
+                    1,
+                    config.per_channel,
+                )),
                 refused: Arc::default(),
                 spec,
             },
@@ -291,6 +297,7 @@ pub struct Builder {
     data_dir: PathBuf,
     listen: SocketAddr,
     queue: usize,
+    per_channel: usize,
     views: crate::cache::Limits,
     expiry_margin: Duration,
     settle: Settings,
@@ -329,6 +336,7 @@ impl Builder {
             data_dir: PathBuf::from("runner-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             queue: 8,
+            per_channel: 4,
             views: crate::cache::Limits::default(),
             expiry_margin: Duration::from_mins(5),
             settle: Settings::default(),
@@ -399,6 +407,14 @@ impl Builder {
     #[must_use]
     pub fn queue(mut self, queue: usize) -> Self {
         self.queue = queue;
+        self
+    }
+
+    /// Requests one channel may have running or waiting per model (`serve
+    /// --max-per-channel`).
+    #[must_use]
+    pub fn per_channel(mut self, n: usize) -> Self {
+        self.per_channel = n;
         self
     }
 
@@ -557,6 +573,7 @@ impl Builder {
             registered: registered.into_iter().map(|(r, _)| r).collect(),
             content,
             queue: self.queue,
+            per_channel: self.per_channel,
             views: self.views,
             expiry_margin: self.expiry_margin,
             settle: self.settle,

@@ -10,7 +10,6 @@ use std::{
 use market_hub_api::{jsonrpc::HubClient, AccountKey, ChannelView, ModelView};
 use market_protocol::crypto::native::KeyPair;
 use near_sdk::AccountId;
-use tokio::sync::Semaphore;
 
 use crate::{
     cache::TtlCache,
@@ -26,11 +25,9 @@ pub struct ServedModel {
     pub spec: ModelSpec,
     /// The registered version whose weights' hash the loaded weights have.
     pub version: u32,
-    /// Places for requests: one running plus the queue. A request that finds none is
-    /// answered 429 at once instead of waiting without bound.
-    pub slots: Arc<Semaphore>,
-    /// How many places `slots` has in all.
-    pub capacity: usize,
+    /// Places for requests, running or waiting (`admission`): a request that finds none
+    /// is answered 429 at once instead of waiting without bound.
+    pub places: Arc<crate::admission::Places>,
     /// Why the hub would not pay for this model now, when it would not (re-checked every
     /// `serve --admission-interval-secs`): requests get 403 `runner_not_allowed` meanwhile.
     pub refused: Arc<std::sync::Mutex<Option<String>>>,

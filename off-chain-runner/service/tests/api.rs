@@ -595,3 +595,53 @@ async fn the_runner_refuses_weights_or_a_policy_the_hub_does_not_register() {
         .to_string();
     assert!(e.contains("the hub registered"), "{e}");
 }
+
+/// One user cannot take every place: past its per-channel limit it gets 429
+/// `channel_busy` with a `Retry-After` in seconds, while another user is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_channel_cannot_take_every_place() {
+    let net = Net::start("per-channel", 2).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                queue: 8,
+                per_channel: 1,
+                delay: Duration::from_millis(400),
+                ..Opts::default()
+            },
+        )
+        .await;
+    let addr = running.addr;
+    let (greedy, other) = (
+        token::encode(&net.authorization(0, NEAR).await),
+        token::encode(&net.authorization(1, NEAR).await),
+    );
+    let first = tokio::spawn({
+        let greedy = greedy.clone();
+        async move { chat_once(addr, &greedy).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(&greedy)
+        .json(&chat("again"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429);
+    let retry: u64 = second.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "{retry}");
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "channel_busy", "{body}");
+    let (s, body) = chat_once(addr, &other).await;
+    assert_eq!(s, 200, "another channel is served: {body}");
+    assert_eq!(first.await.unwrap().0, 200);
+    let (s, _) = chat_once(addr, &greedy).await;
+    assert_eq!(s, 200, "its place came back");
+    running.stop().await;
+}

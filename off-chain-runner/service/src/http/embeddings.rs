@@ -90,7 +90,7 @@ async fn run(
             "`dimensions` is not supported",
         ));
     }
-    let permit = take_slot(&model)?;
+    let permit = take_slot(&model, &payer)?;
     let (p_in, _, max_units) = prices(&state, &payer, &model.spec.id).await?;
     let model_id_for_units = model.spec.id.clone();
     let (budget, inference, user, limit, id) = (

@@ -53,9 +53,10 @@ impl IntoResponse for Error {
         let mut response = (status(self.kind), Json(body(&self))).into_response();
         if self.kind == Kind::Overloaded {
             // Stock clients back off and retry on 429; tell them how soon.
+            let secs = self.retry_after.map_or(1, |d| d.as_secs().max(1));
             response
                 .headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                .insert("retry-after", axum::http::HeaderValue::from(secs));
         }
         response
     }

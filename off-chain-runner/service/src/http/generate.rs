@@ -73,16 +73,8 @@ pub async fn prices(state: &AppState, payer: &Payer, model_id: &str) -> Result<(
     Ok((p_in, p_out, max_units))
 }
 
-pub fn take_slot(model: &ServedModel) -> Result<tokio::sync::OwnedSemaphorePermit> {
-    Arc::clone(&model.slots).try_acquire_owned().map_err(|_| {
-        Error::overloaded(
-            "model_overloaded",
-            format!(
-                "model `{}` is saturated (every slot and queue place is taken); retry shortly",
-                model.spec.id
-            ),
-        )
-    })
+pub fn take_slot(model: &ServedModel, payer: &Payer) -> Result<crate::admission::Ticket> {
+    model.places.take(payer.user())
 }
 
 pub fn content_total(content: &[(String, u128)]) -> Result<u128> {
@@ -127,7 +119,7 @@ pub async fn run(
     admitted: Option<oneshot::Sender<()>>,
 ) -> Result<Done> {
     let arrived = Instant::now();
-    let permit = take_slot(&job.model)?;
+    let permit = take_slot(&job.model, &job.payer)?;
     let (p_in, p_out, max_units) = prices(&state, &job.payer, &job.model.spec.id).await?;
     let extra = content_total(&job.content)?;
     let (budget, inference, user, limit) = (

@@ -75,10 +75,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut queue_depth: Vec<(String, u64)> = state
         .models
         .values()
-        .map(|m| {
-            let busy = m.capacity.saturating_sub(m.slots.available_permits());
-            (m.spec.id.clone(), busy as u64)
-        })
+        .map(|m| (m.spec.id.clone(), m.places.busy() as u64))
         .collect();
     queue_depth.sort();
     let scraped = crate::metrics::Scraped {

@@ -296,6 +296,7 @@ impl Net {
         .data_dir(&self.dir.join(data))
         .listen("127.0.0.1:0".parse().unwrap())
         .queue(opts.queue)
+        .per_channel(opts.per_channel)
         .views(off_chain_runner::cache::Limits {
             ttl: opts.view_ttl,
             max_stale: opts.view_max_stale,
@@ -341,6 +342,8 @@ pub struct Opts {
     pub settle: bool,
     pub delay: Duration,
     pub queue: usize,
+    /// Places one channel may hold per model.
+    pub per_channel: usize,
     pub view_ttl: Duration,
     /// How long past `view_ttl` views are trusted while the node is down.
     pub view_max_stale: Duration,
@@ -359,6 +362,7 @@ impl Default for Opts {
             settle: false,
             delay: Duration::ZERO,
             queue: 64,
+            per_channel: 64,
             view_ttl: Duration::from_secs(2),
             view_max_stale: Duration::from_mins(1),
             view_timeout: Duration::from_secs(5),
