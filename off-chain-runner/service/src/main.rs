@@ -177,6 +177,10 @@ enum Command {
         /// `max_tokens` for requests that name none.
         #[arg(long, default_value_t = 256)]
         default_max_tokens: usize,
+        /// A streaming client that leaves the stream unread this long (seconds) has its
+        /// request cancelled, and is charged for what was generated until then.
+        #[arg(long, default_value_t = 30)]
+        client_read_timeout_secs: u64,
         /// Stop serving a channel that owes this much (NEAR) not yet settled, settle it at
         /// once, and serve it again when that lands (402 `settlement_pending` meanwhile).
         /// Bounds what a user's withdrawal or a key revocation could leave unpaid.
@@ -557,6 +561,7 @@ async fn main() -> anyhow::Result<()> {
             expiry_margin_secs,
             max_body_bytes,
             default_max_tokens,
+            client_read_timeout_secs,
             max_unsettled,
             no_settle,
         } => {
@@ -593,7 +598,8 @@ async fn main() -> anyhow::Result<()> {
             })
             .expiry_margin(Duration::from_secs(expiry_margin_secs))
             .max_body_bytes(max_body_bytes)
-            .default_max_tokens(default_max_tokens);
+            .default_max_tokens(default_max_tokens)
+            .client_read_timeout(Duration::from_secs(client_read_timeout_secs.max(1)));
             for (id, path) in &models {
                 builder = builder.model(id, path);
             }

@@ -52,6 +52,7 @@ struct Config {
     pub settle: Settings,
     pub max_body_bytes: usize,
     pub default_max_tokens: usize,
+    pub client_read_timeout: Duration,
     pub max_unsettled: Option<u128>,
     /// How often each model's admission (runner policy, grants) is asked of the hub again.
     pub admission_interval: Duration,
@@ -173,6 +174,7 @@ async fn start(config: Config) -> anyhow::Result<Running> {
         clock: ChainClock::new(config.views.ttl, config.views.timeout),
         metrics: Arc::clone(&metrics),
         default_max_tokens: config.default_max_tokens,
+        client_read_timeout: config.client_read_timeout,
         expiry_margin_ns: u64::try_from(config.expiry_margin.as_nanos()).unwrap_or(u64::MAX),
         urgent: Arc::clone(&urgent),
         max_unsettled: config.max_unsettled,
@@ -303,6 +305,7 @@ pub struct Builder {
     settle: Settings,
     max_body_bytes: usize,
     default_max_tokens: usize,
+    client_read_timeout: Duration,
     max_unsettled: Option<u128>,
     sealing_key: Option<market_sealing::SealingKey>,
     admission_interval: Duration,
@@ -342,6 +345,7 @@ impl Builder {
             settle: Settings::default(),
             max_body_bytes: crate::http::DEFAULT_MAX_BODY_BYTES,
             default_max_tokens: 256,
+            client_read_timeout: Duration::from_secs(30),
             max_unsettled: None,
             sealing_key: None,
             admission_interval: Duration::from_secs(30),
@@ -442,6 +446,14 @@ impl Builder {
     #[must_use]
     pub fn default_max_tokens(mut self, tokens: usize) -> Self {
         self.default_max_tokens = tokens;
+        self
+    }
+
+    /// How long a streaming client may leave a piece unread before its request is
+    /// cancelled (`serve --client-read-timeout-secs`).
+    #[must_use]
+    pub fn client_read_timeout(mut self, timeout: Duration) -> Self {
+        self.client_read_timeout = timeout;
         self
     }
 
@@ -579,6 +591,7 @@ impl Builder {
             settle: self.settle,
             max_body_bytes: self.max_body_bytes,
             default_max_tokens: self.default_max_tokens,
+            client_read_timeout: self.client_read_timeout,
             max_unsettled: self.max_unsettled,
             admission_interval: self.admission_interval,
             model_error,

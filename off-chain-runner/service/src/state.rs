@@ -161,6 +161,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `max_tokens` when a request names none; bounds the budget a request reserves.
     pub default_max_tokens: usize,
+    /// How long a streamed piece may wait for a client that does not read before the
+    /// request is cancelled (charged for what was generated).
+    pub client_read_timeout: std::time::Duration,
     /// See `server::Builder::expiry_margin`.
     pub expiry_margin_ns: u64,
     /// Channels the settlement task must settle first (shared with it).

@@ -645,3 +645,59 @@ async fn one_channel_cannot_take_every_place() {
     assert_eq!(s, 200, "its place came back");
     running.stop().await;
 }
+
+/// A streaming client that stops reading does not hold the model: past the read bound
+/// its request is cancelled, and another client's request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_stops_reading_does_not_hold_the_model() {
+    use tokio::io::AsyncWriteExt;
+    let net = Net::start("stalled", 2).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                client_read_timeout: Duration::from_secs(1),
+                ..Opts::default()
+            },
+        )
+        .await;
+    let addr = running.addr;
+    let stalled = token::encode(&net.authorization(0, NEAR).await);
+    // A long stream (2,000 pieces of 5 KB, from a 60 KB prompt) to a socket with a small receive buffer that is
+    // never read: the kernel's buffers (a few MB at most) fill long before its end.
+    let word = format!("{} ", "w".repeat(5_000));
+    let body = json!({"model": MODEL, "stream": true, "max_tokens": 2000,
+        "messages": [{"role": "user", "content": word.repeat(12)}]})
+    .to_string();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {stalled}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = token::encode(&net.authorization(1, NEAR).await);
+    let served = tokio::time::timeout(Duration::from_secs(20), chat_once(addr, &other))
+        .await
+        .expect("served while the stalled stream is cancelled");
+    assert_eq!(served.0, 200, "{}", served.1);
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("runner_client_disconnects_total 0"),
+        "the stalled stream counts as a disconnect: {metrics}"
+    );
+    drop(stream);
+    running.stop().await;
+}

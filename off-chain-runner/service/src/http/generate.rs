@@ -334,12 +334,17 @@ pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: boo
     let pieces = tx.clone();
     let chunks = flavor.clone();
     let mut first = true;
-    // A failed send means the client went away: returning false stops generation, and
-    // the tokens produced so far are still metered.
+    // A failed send means the client went away, and one that waits past the bound means
+    // it stopped reading: either way, returning false stops generation, and the tokens
+    // produced so far are still metered. The wait is bounded so a client that does not
+    // read never holds the model.
+    let (runtime, bound) = (tokio::runtime::Handle::current(), state.client_read_timeout);
     let on_piece = Box::new(move |piece: &str| {
         let event = Event::default().data(chunks.chunk(piece, first).to_string());
         first = false;
-        pieces.blocking_send(event).is_ok()
+        runtime
+            .block_on(tokio::time::timeout(bound, pieces.send(event)))
+            .is_ok_and(|sent| sent.is_ok())
     });
     let task = tokio::spawn(run(state, job, on_piece, Some(admit_tx)));
     if admit_rx.await.is_err() {

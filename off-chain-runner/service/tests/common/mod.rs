@@ -297,6 +297,7 @@ impl Net {
         .listen("127.0.0.1:0".parse().unwrap())
         .queue(opts.queue)
         .per_channel(opts.per_channel)
+        .client_read_timeout(opts.client_read_timeout)
         .views(off_chain_runner::cache::Limits {
             ttl: opts.view_ttl,
             max_stale: opts.view_max_stale,
@@ -344,6 +345,7 @@ pub struct Opts {
     pub queue: usize,
     /// Places one channel may hold per model.
     pub per_channel: usize,
+    pub client_read_timeout: Duration,
     pub view_ttl: Duration,
     /// How long past `view_ttl` views are trusted while the node is down.
     pub view_max_stale: Duration,
@@ -363,6 +365,7 @@ impl Default for Opts {
             delay: Duration::ZERO,
             queue: 64,
             per_channel: 64,
+            client_read_timeout: Duration::from_secs(30),
             view_ttl: Duration::from_secs(2),
             view_max_stale: Duration::from_mins(1),
             view_timeout: Duration::from_secs(5),
