@@ -304,11 +304,7 @@ impl Store {
             (record, owes)
         };
         let (record, owes) = record;
-        txn.commit().map_err(internal)?;
-        self.exposure
-            .lock()
-            .expect("exposure lock")
-            .set(user.as_str(), owes);
+        self.commit_with_exposure(txn, user, owes)?;
         Ok(record)
     }
 
@@ -342,11 +338,21 @@ impl Store {
                 .map_err(internal)?;
             owed(&record, |seq| issued_in(&receipts, user, seq))?
         };
+        self.commit_with_exposure(txn, user, owes)
+    }
+
+    /// Commits `txn` and records what `user`'s channel now owes. The index's lock is held
+    /// across both: write transactions commit one after another, so two writers on one
+    /// channel set the index in the order they committed, never the older one last.
+    fn commit_with_exposure(
+        &self,
+        txn: redb::WriteTransaction,
+        user: &AccountId,
+        owes: Option<Owed>,
+    ) -> Result<()> {
+        let mut exposure = self.exposure.lock().expect("exposure lock");
         txn.commit().map_err(internal)?;
-        self.exposure
-            .lock()
-            .expect("exposure lock")
-            .set(user.as_str(), owes);
+        exposure.set(user.as_str(), owes);
         Ok(())
     }
 

@@ -40,6 +40,22 @@ fn files_holding(dir: &Path, needle: &[u8], since: SystemTime, found: &mut Vec<S
     }
 }
 
+/// The runner with the engine's CPU backend, no model yet.
+fn cpu_runner(net: &Net) -> server::Builder {
+    server::Builder::new(
+        net.hub_client(),
+        net.runner.clone(),
+        market_protocol::crypto::native::KeyPair::from_seed(net.runner_key.0.to_bytes()),
+    )
+    .backend(server::Backend::Engine(
+        off_chain_runner::engine::EngineBackend::Cpu,
+    ))
+    .data_dir(&net.dir.join("data"))
+    .listen("127.0.0.1:0".parse().unwrap())
+    .expiry_margin(EXPIRY_MARGIN)
+    .default_max_tokens(8)
+}
+
 /// A signer of `account` (the local chain's test accounts' keys are seeded by name).
 fn rpc_signer(net: &Net, account: &near_sdk::AccountId) -> Signer {
     Signer::new(
@@ -104,36 +120,21 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
     .unwrap();
 
     let builder = || {
-        server::Builder::new(
-            net.hub_client(),
-            net.runner.clone(),
-            market_protocol::crypto::native::KeyPair::from_seed(net.runner_key.0.to_bytes()),
-        )
-        .model(MODEL, &artifact)
-        .sealing_key(sealed::read_sealing_key(&key_file).unwrap())
-        .backend(server::Backend::Engine(
-            off_chain_runner::engine::EngineBackend::Cpu,
-        ))
-        .data_dir(&net.dir.join("data"))
-        .listen("127.0.0.1:0".parse().unwrap())
-        .expiry_margin(EXPIRY_MARGIN)
-        .default_max_tokens(8)
+        cpu_runner(&net)
+            .model(MODEL, &artifact)
+            .sealing_key(sealed::read_sealing_key(&key_file).unwrap())
     };
     let refused = builder().start().await.err().expect("no grant, no start");
     assert!(
         refused.to_string().contains("holds no grant"),
         "{refused:#}"
     );
-    let without_key = server::Builder::new(
-        net.hub_client(),
-        net.runner.clone(),
-        market_protocol::crypto::native::KeyPair::from_seed(net.runner_key.0.to_bytes()),
-    )
-    .model(MODEL, &artifact)
-    .start()
-    .await
-    .err()
-    .expect("a sealed model needs the sealing key");
+    let without_key = cpu_runner(&net)
+        .model(MODEL, &artifact)
+        .start()
+        .await
+        .err()
+        .expect("a sealed model needs the sealing key");
     assert!(
         without_key.to_string().contains("--sealing-key"),
         "{without_key:#}"
@@ -270,24 +271,13 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
         .err()
         .expect("the old grant is revoked");
     assert!(old.to_string().contains("revoked"), "{old:#}");
-    let running = server::Builder::new(
-        net.hub_client(),
-        net.runner.clone(),
-        market_protocol::crypto::native::KeyPair::from_seed(net.runner_key.0.to_bytes()),
-    )
-    .model(MODEL, &rotated)
-    .sealing_key(sealed::read_sealing_key(&key_file).unwrap())
-    .backend(server::Backend::Engine(
-        off_chain_runner::engine::EngineBackend::Cpu,
-    ))
-    .data_dir(&net.dir.join("data"))
-    .listen("127.0.0.1:0".parse().unwrap())
-    .expiry_margin(EXPIRY_MARGIN)
-    .default_max_tokens(8)
-    .admission_interval(Duration::from_millis(100))
-    .start()
-    .await
-    .expect("the rotated version serves");
+    let running = cpu_runner(&net)
+        .model(MODEL, &rotated)
+        .sealing_key(sealed::read_sealing_key(&key_file).unwrap())
+        .admission_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("the rotated version serves");
     let (s, body) = chat_once(running.addr, &token).await;
     assert_eq!(s, 200, "{body}");
     let lines = body["receipt"]["receipt"]["lines"].as_array().unwrap();
@@ -319,21 +309,12 @@ async fn a_sealed_model_is_served_only_by_a_granted_runner_and_never_written_in_
     let plain = temp_dir("sealed-plain-clear");
     market_engine::testing::write_tiny_llama(&plain, market_engine::quant::Format::F32, 4_242)
         .unwrap();
-    let clear = server::Builder::new(
-        net.hub_client(),
-        net.runner.clone(),
-        market_protocol::crypto::native::KeyPair::from_seed(net.runner_key.0.to_bytes()),
-    )
-    .model(MODEL, &plain)
-    .backend(server::Backend::Engine(
-        off_chain_runner::engine::EngineBackend::Cpu,
-    ))
-    .data_dir(&net.dir.join("data"))
-    .listen("127.0.0.1:0".parse().unwrap())
-    .start()
-    .await
-    .err()
-    .expect("a closed model's plaintext without a grant");
+    let clear = cpu_runner(&net)
+        .model(MODEL, &plain)
+        .start()
+        .await
+        .err()
+        .expect("a closed model's plaintext without a grant");
     assert!(clear.to_string().contains("is closed"), "{clear:#}");
 }
 
