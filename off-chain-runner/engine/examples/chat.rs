@@ -33,15 +33,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     model.logits(&ids)?;
     eprintln!("prefill {:?}", t1.elapsed());
     let t1 = std::time::Instant::now();
-    let mut more = ids.clone();
-    more.push(504);
-    model.logits(&more)?;
+    // The next token, in the slot the prefill filled.
+    model.step(&[market_engine::StepInput {
+        slot: 0,
+        pos: ids.len(),
+        tokens: &[504],
+    }])?;
     eprintln!("one decode step {:?}", t1.elapsed());
-    let t1 = std::time::Instant::now();
-    let mut other = ids.clone();
-    other[0] = 2;
-    model.logits(&other)?;
-    eprintln!("second prefill {:?}", t1.elapsed());
     eprintln!("{} prompt tokens: {ids:?}", ids.len());
     let start = std::time::Instant::now();
     let out = model.generate(

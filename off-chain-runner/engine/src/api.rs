@@ -1,7 +1,9 @@
 //! What the runner service sees of the engine: load a model directory or file, then chat
 //! (llama-family decoder) or embed (BERT-family encoder). A model is driven by one caller at
 //! a time (`&mut self`: the KV cache and scratch buffers are its own); the service serializes
-//! access and runs it off the async threads.
+//! access and runs it off the async threads. A chat model holds [`Slots`] KV caches, so
+//! one caller (a scheduler) can step many sequences at once with
+//! [`crate::llama::ChatModel::step`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -64,6 +66,42 @@ pub struct Generation {
     pub finish_reason: FinishReason,
 }
 
+/// How many sequences a chat model holds at once: each has its own KV cache (a slot) of
+/// the model's context, `LlamaConfig::kv_cache_bytes` bytes per slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slots {
+    /// Exactly this many (at least one).
+    Count(usize),
+    /// As many as this many bytes of KV cache hold (at least one, or loading fails): what an
+    /// operator's memory flag gives.
+    Memory(u64),
+}
+
+/// How a model is loaded beyond its files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Positions each KV slot of a chat model holds (`None`:
+    /// [`crate::llama::DEFAULT_CONTEXT`]; never beyond what the model was trained for).
+    pub context: Option<usize>,
+    /// KV slots of a chat model.
+    pub slots: Slots,
+    /// Tokens one step holds at most (prefill chunks and decode tokens of all sequences
+    /// together): the rows of the activation buffers.
+    pub max_step_tokens: usize,
+}
+
+impl LoadOptions {
+    /// `slots` KV slots of the default context, steps of up to
+    /// [`crate::llama::PREFILL_CHUNK`] tokens.
+    pub fn new(slots: Slots) -> Self {
+        Self {
+            context: None,
+            slots,
+            max_step_tokens: crate::llama::PREFILL_CHUNK,
+        }
+    }
+}
+
 /// One text's embedding.
 #[derive(Clone, Debug)]
 pub struct Embedding {
@@ -101,7 +139,13 @@ impl Model {
         gpu: Option<&Arc<crate::gpu::Gpu>>,
         sha256: crate::weights::Sha256,
     ) -> Result<Model, Error> {
-        crate::load::load(Source::Path(path), backend, gpu, sha256, None)
+        crate::load::load(
+            Source::Path(path),
+            backend,
+            gpu,
+            sha256,
+            &Self::one_slot(None),
+        )
     }
 
     /// Loads a model from files held in memory (sealed weights the runner decrypted):
@@ -118,12 +162,18 @@ impl Model {
         gpu: Option<&Arc<crate::gpu::Gpu>>,
         sha256: crate::weights::Sha256,
     ) -> Result<Model, Error> {
-        crate::load::load(Source::Memory(&files), backend, gpu, sha256, None)
+        crate::load::load(
+            Source::Memory(&files),
+            backend,
+            gpu,
+            sha256,
+            &Self::one_slot(None),
+        )
     }
 
     /// [`Model::load`] or [`Model::load_from_memory`] with the KV cache length of a chat
     /// model chosen (`None`: [`crate::llama::DEFAULT_CONTEXT`]; never beyond what the
-    /// model was trained for).
+    /// model was trained for), and one KV slot.
     pub fn load_with_context(
         source: Source<'_>,
         backend: Backend,
@@ -131,7 +181,27 @@ impl Model {
         sha256: crate::weights::Sha256,
         context: Option<usize>,
     ) -> Result<Model, Error> {
-        crate::load::load(source, backend, gpu, sha256, context)
+        crate::load::load(source, backend, gpu, sha256, &Self::one_slot(context))
+    }
+
+    /// [`Model::load`] or [`Model::load_from_memory`] with every choice explicit: the
+    /// context, the KV slots (sequences served at once) and the tokens a step holds.
+    pub fn load_with_options(
+        source: Source<'_>,
+        backend: Backend,
+        gpu: Option<&Arc<crate::gpu::Gpu>>,
+        sha256: crate::weights::Sha256,
+        options: &LoadOptions,
+    ) -> Result<Model, Error> {
+        crate::load::load(source, backend, gpu, sha256, options)
+    }
+
+    /// What the loaders from before slots gave: one sequence at a time.
+    fn one_slot(context: Option<usize>) -> LoadOptions {
+        LoadOptions {
+            context,
+            ..LoadOptions::new(Slots::Count(1))
+        }
     }
 
     /// The model's name (from its metadata, or the directory's or [`ModelFiles`]' name).

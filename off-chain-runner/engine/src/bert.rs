@@ -1,13 +1,15 @@
 //! The BERT-family encoder for embeddings, in sentence-transformers' layout: word +
 //! position + token-type embeddings, post-norm layers with GELU, then mean pooling over
-//! the tokens and L2 normalization. One text is one sequence, so no padding exists to mask.
+//! the tokens and L2 normalization. Several texts go through one forward pass as the rows of
+//! one matrix, each row attending to its own text's rows only ([`Row::bidirectional`]): no
+//! padding exists to mask, and a text's embedding is the same bits in any batch.
 
 use std::sync::Arc;
 
 use crate::api::Embedding;
 use crate::cpu;
 use crate::files::Source;
-use crate::gpu::{Bias, Gpu, Program, Weight};
+use crate::gpu::{Bias, Gpu, Program, Row, Weight};
 use crate::llama::Matrix;
 use crate::quant::dequantize;
 use crate::safetensors_dir::SafetensorsDir;
@@ -165,9 +167,15 @@ fn embed_input(cfg: &BertConfig, w: &BertWeights, ids: &[u32]) -> Vec<f32> {
     x
 }
 
-/// Hidden states of one text: rows of `dim`.
+/// Texts a GPU forward pass holds at once, in tokens (at least one text of the most tokens).
+pub const BATCH_TOKENS: usize = 512;
+
+/// Hidden states of texts: for each, rows of `dim`.
 pub trait Encode: Send {
-    fn encode(&mut self, ids: &[u32]) -> Result<Vec<f32>>;
+    /// Tokens one call holds at most (every text is at most `max_tokens`).
+    fn capacity(&self) -> usize;
+
+    fn encode(&mut self, texts: &[&[u32]]) -> Result<Vec<Vec<f32>>>;
 }
 
 pub struct CpuBert {
@@ -198,7 +206,17 @@ impl CpuBert {
 }
 
 impl Encode for CpuBert {
-    fn encode(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+    fn capacity(&self) -> usize {
+        usize::MAX
+    }
+
+    fn encode(&mut self, texts: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        Ok(texts.iter().map(|ids| self.encode_one(ids)).collect())
+    }
+}
+
+impl CpuBert {
+    fn encode_one(&self, ids: &[u32]) -> Vec<f32> {
         let c = &self.cfg;
         let mut x = embed_input(c, &self.w, ids);
         for (l, [q, k, v, o, up, down]) in self.w.layers.iter().zip(&self.layers) {
@@ -216,7 +234,7 @@ impl Encode for CpuBert {
             );
             cpu::layernorm(&mut x, &l.out_norm.0, &l.out_norm.1, c.eps);
         }
-        Ok(x)
+        x
     }
 }
 
@@ -224,6 +242,8 @@ pub struct GpuBert {
     gpu: Arc<Gpu>,
     cfg: BertConfig,
     w: BertWeights,
+    /// Rows (tokens of all texts) a forward pass holds.
+    rows: usize,
     x: wgpu::Buffer,
     program: Program,
     _weights: Vec<Weight>,
@@ -233,15 +253,16 @@ pub struct GpuBert {
 impl GpuBert {
     pub fn new(gpu: &Arc<Gpu>, cfg: BertConfig, w: BertWeights) -> Result<GpuBert> {
         let c = &cfg;
-        let m = c.max_tokens;
+        let m = c.max_tokens.max(BATCH_TOKENS);
         let x = gpu.scratch("x", m * c.dim)?;
         let q = gpu.scratch("q", m * c.dim)?;
         let k = gpu.scratch("k", m * c.dim)?;
         let v = gpu.scratch("v", m * c.dim)?;
         let att = gpu.scratch("att", m * c.dim)?;
         let h = gpu.scratch("h", m * c.ffn)?;
-        let scores = gpu.scratch("scores", c.heads * m * m)?;
-        let mut program = Program::new(gpu);
+        // A row attends to its own text's rows: at most max_tokens of them.
+        let scores = gpu.scratch("scores", c.heads * m * c.max_tokens)?;
+        let mut program = Program::new(gpu, m);
         let mut weights = Vec::new();
         let mut buffers = Vec::new();
         let upload = |(m, b): &(Matrix, Vec<f32>)| -> Result<(Weight, wgpu::Buffer)> {
@@ -269,8 +290,7 @@ impl GpuBert {
                 c.heads,
                 c.heads,
                 c.dim / c.heads,
-                false,
-                m,
+                c.max_tokens,
             );
             program.linear(&att, &wo, Bias(Some(&bo)), &x, true, false);
             program.layernorm(&x, &g1, &b1, c.dim, c.eps);
@@ -286,6 +306,7 @@ impl GpuBert {
             gpu: gpu.clone(),
             cfg,
             w,
+            rows: m,
             x,
             program,
             _weights: weights,
@@ -295,15 +316,35 @@ impl GpuBert {
 }
 
 impl Encode for GpuBert {
-    fn encode(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
-        let x = embed_input(&self.cfg, &self.w, ids);
+    fn capacity(&self) -> usize {
+        self.rows
+    }
+
+    fn encode(&mut self, texts: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let mut x = Vec::new();
+        let mut rows = Vec::new();
+        for ids in texts {
+            x.extend(embed_input(&self.cfg, &self.w, ids));
+            rows.extend(Row::bidirectional(rows.len(), ids.len()));
+        }
         self.gpu
             .queue
             .write_buffer(&self.x, 0, bytemuck::cast_slice(&x));
         let mut encoder = self.gpu.encoder();
-        self.program.encode(&mut encoder, ids.len(), 0);
-        self.gpu
-            .finish_and_read(encoder, &self.x, 0, ids.len() * self.cfg.dim)
+        self.program.encode(&mut encoder, &rows);
+        let dim = self.cfg.dim;
+        let hidden = self
+            .gpu
+            .finish_and_read(encoder, &self.x, 0, rows.len() * dim)?;
+        let mut at = 0;
+        Ok(texts
+            .iter()
+            .map(|ids| {
+                let text = hidden[at..at + ids.len() * dim].to_vec();
+                at += ids.len() * dim;
+                text
+            })
+            .collect())
     }
 }
 
@@ -343,8 +384,17 @@ impl EmbeddingModel {
         self.codec.encode(text, true)
     }
 
+    /// Embeddings of `texts`, as many in each forward pass as fit (see
+    /// [`EmbeddingModel::embed_batch`]).
     pub fn embed(&mut self, texts: &[&str]) -> Result<Vec<Embedding>> {
-        texts
+        self.embed_batch(texts)
+    }
+
+    /// Embeddings of `texts`, in order: the texts go through the encoder together, as many
+    /// per forward pass as its [`BATCH_TOKENS`] rows hold, each attending to its own tokens
+    /// only; a text's embedding is the same bits as when embedded alone.
+    pub fn embed_batch(&mut self, texts: &[&str]) -> Result<Vec<Embedding>> {
+        let ids = texts
             .iter()
             .map(|text| {
                 let ids = self.tokenize(text)?;
@@ -353,13 +403,33 @@ impl EmbeddingModel {
                         "tokenizer produced id {bad} beyond the vocabulary"
                     )));
                 }
-                let hidden = self.backend.encode(&ids)?;
-                Ok(Embedding {
-                    vector: cpu::mean_pool_normalize(&hidden, self.cfg.dim),
-                    tokens: ids.len(),
-                })
+                Ok(ids)
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        if ids.iter().any(Vec::is_empty) {
+            return Err(Error::Input("a text of no tokens has no embedding".into()));
+        }
+        let capacity = self.backend.capacity();
+        let mut out = Vec::with_capacity(ids.len());
+        let mut start = 0;
+        while start < ids.len() {
+            // As many texts as the rows hold (one at least: none is over max_tokens).
+            let mut end = start + 1;
+            let mut tokens = ids[start].len();
+            while end < ids.len() && tokens + ids[end].len() <= capacity {
+                tokens += ids[end].len();
+                end += 1;
+            }
+            let batch: Vec<&[u32]> = ids[start..end].iter().map(Vec::as_slice).collect();
+            for (hidden, ids) in self.backend.encode(&batch)?.iter().zip(&batch) {
+                out.push(Embedding {
+                    vector: cpu::mean_pool_normalize(hidden, self.cfg.dim),
+                    tokens: ids.len(),
+                });
+            }
+            start = end;
+        }
+        Ok(out)
     }
 }
 

@@ -7,7 +7,8 @@
 //! * [`gguf`], [`safetensors_dir`], [`quant`], [`weights`]: model files and weight formats;
 //! * [`tokenizer`], [`template`]: text in and out;
 //! * [`cpu`]: the reference ops; [`gpu`]: the device and the kernels;
-//! * [`llama`], [`bert`]: the two architectures on both backends.
+//! * [`llama`], [`bert`]: the two architectures on both backends;
+//! * [`sequence`]: one generation's state, stepped by a scheduler or by `generate`.
 
 pub mod api;
 pub mod bert;
@@ -22,13 +23,19 @@ mod load;
 pub mod quant;
 pub mod safetensors_dir;
 pub mod sample;
+pub mod sequence;
 pub mod template;
 pub mod testing;
 pub mod tokenizer;
 pub mod weights;
 
-pub use api::{Backend, ChatMessage, Embedding, FinishReason, GenerateOptions, Generation, Model};
+pub use api::{
+    Backend, ChatMessage, Embedding, FinishReason, GenerateOptions, Generation, LoadOptions, Model,
+    Slots,
+};
 pub use files::{ModelFiles, Source};
+pub use llama::StepInput;
+pub use sequence::{Delta, Sequence};
 pub use weights::Sha256;
 
 /// Everything that can go wrong loading or running a model.

@@ -4,21 +4,23 @@
 
 use std::sync::Arc;
 
-use crate::api::{ChatMessage, FinishReason, GenerateOptions, Generation};
+use crate::api::{ChatMessage, GenerateOptions, Generation, LoadOptions, Slots};
 use crate::cpu::{self, RopeLayout};
 use crate::files::Source;
 use crate::gguf::Gguf;
-use crate::gpu::{Bias, Gpu, Program, Weight};
+use crate::gpu::{Bias, Gpu, Program, Row, Weight};
 use crate::quant::{dequantize, repack, Format};
 use crate::safetensors_dir::SafetensorsDir;
-use crate::sample::Sampler;
+use crate::sequence::{Delta, Sequence};
 use crate::template::{ChatTemplate, CHATML};
 use crate::tokenizer::{self, TextCodec};
 use crate::{Error, Result};
 
-/// Rows a prefill step runs at once; longer prompts go in several steps.
+/// Tokens a step holds unless the loader chooses otherwise, and so the prompt chunk of
+/// [`ChatModel::generate`]; longer prompts go in several steps.
 pub const PREFILL_CHUNK: usize = 128;
-/// KV cache length when the caller does not choose one (and the model allows as many).
+/// KV cache length (per slot) when the caller does not choose one (and the model allows as
+/// many).
 pub const DEFAULT_CONTEXT: usize = 2048;
 
 #[derive(Clone, Debug)]
@@ -33,11 +35,20 @@ pub struct LlamaConfig {
     pub eps: f32,
     pub rope_theta: f32,
     pub rope: RopeLayout,
-    /// Positions the cache holds.
+    /// Positions the cache holds, per slot.
     pub context: usize,
 }
 
 impl LlamaConfig {
+    /// Bytes of a KV cache of `slots` slots: slots × context × layers × `kv_dim` × 2 (key and
+    /// value) × 4 (f32), saturating at `u64::MAX`.
+    pub fn kv_cache_bytes(&self, slots: usize) -> u64 {
+        let kv_dim = (self.kv_heads * self.head_dim) as u64;
+        [self.context as u64, self.layers as u64, kv_dim, 2, 4]
+            .into_iter()
+            .fold(slots as u64, u64::saturating_mul)
+    }
+
     fn check(&self) -> Result<()> {
         let ok = self.heads > 0
             && self.kv_heads > 0
@@ -115,6 +126,15 @@ pub struct ChatText {
     pub template: ChatTemplate,
     pub bos: Option<u32>,
     pub stop_ids: Vec<u32>,
+}
+
+impl ChatText {
+    /// Token ids of a prompt (the model's BOS first when it wants one).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids: Vec<u32> = self.bos.into_iter().collect();
+        ids.extend(self.codec.encode(text, false)?);
+        Ok(ids)
+    }
 }
 
 fn matrix(name: &str, format: Format, n: usize, k: usize, bytes: &[u8]) -> Result<Matrix> {
@@ -374,12 +394,32 @@ pub fn from_safetensors(
     ))
 }
 
-/// One forward step: feed tokens at positions `pos..`, get the last position's logits.
-pub trait Forward: Send {
-    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>>;
+/// One sequence's part of a [`ChatModel::step`]: tokens to run in a KV slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepInput<'a> {
+    /// The KV slot of the sequence.
+    pub slot: usize,
+    /// Position of `tokens[0]` in the slot: the slot's current length (rewind the slot with
+    /// [`ChatModel::rewind`] to run from an earlier position).
+    pub pos: usize,
+    /// A prefill chunk, or one decode token.
+    pub tokens: &'a [u32],
 }
 
-/// The CPU reference decoder.
+/// A backend's forward pass: every input of a step at once, each against its own slot.
+pub trait Forward: Send {
+    /// Runs `inputs` (checked by [`ChatModel::step`]: slots in range and distinct, tokens
+    /// in the vocabulary, positions within the context) and returns the logits after each
+    /// input's last token, in the inputs' order.
+    fn step(&mut self, inputs: &[StepInput]) -> Result<Vec<Vec<f32>>>;
+
+    /// GPU dispatches encoded so far (0 on the CPU).
+    fn dispatches(&self) -> u64 {
+        0
+    }
+}
+
+/// The CPU reference decoder: one sequence after another, each over its own slot's cache.
 pub struct CpuLlama {
     cfg: LlamaConfig,
     embed: Matrix,
@@ -387,8 +427,8 @@ pub struct CpuLlama {
     norm: Vec<f32>,
     layers: Vec<CpuLayer>,
     rope: Vec<f32>,
-    /// Per layer: keys and values of every cached position.
-    cache: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Per slot, per layer: keys and values of every cached position.
+    cache: Vec<Vec<(Vec<f32>, Vec<f32>)>>,
 }
 
 struct CpuLayer {
@@ -404,7 +444,7 @@ struct CpuLayer {
 }
 
 impl CpuLlama {
-    pub fn new(cfg: LlamaConfig, w: LlamaWeights) -> CpuLlama {
+    pub fn new(cfg: LlamaConfig, w: LlamaWeights, slots: usize) -> CpuLlama {
         let d = |m: &Matrix| dequantize(m.format, &m.bytes);
         let output = d(w.output.as_ref().unwrap_or(&w.embed));
         let layers = w
@@ -423,7 +463,7 @@ impl CpuLlama {
             })
             .collect();
         let rope = cpu::rope_table(cfg.rope_theta, cfg.head_dim, cfg.context);
-        let cache = vec![(Vec::new(), Vec::new()); cfg.layers];
+        let cache = vec![vec![(Vec::new(), Vec::new()); cfg.layers]; slots];
         CpuLlama {
             cfg,
             embed: w.embed,
@@ -434,17 +474,16 @@ impl CpuLlama {
             cache,
         }
     }
-}
 
-impl Forward for CpuLlama {
-    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
+    /// `tokens` at positions `pos..` of `slot`: the last position's logits.
+    fn forward(&mut self, slot: usize, tokens: &[u32], pos: usize) -> Vec<f32> {
         let c = &self.cfg;
         let kv_dim = c.kv_heads * c.head_dim;
         let mut x: Vec<f32> = tokens
             .iter()
             .flat_map(|&t| self.embed.row(t as usize))
             .collect();
-        for (layer, (kc, vc)) in self.layers.iter().zip(&mut self.cache) {
+        for (layer, (kc, vc)) in self.layers.iter().zip(&mut self.cache[slot]) {
             kc.truncate(pos * kv_dim);
             vc.truncate(pos * kv_dim);
             let xn = cpu::rmsnorm(&x, &layer.attn_norm, c.eps);
@@ -465,17 +504,30 @@ impl Forward for CpuLlama {
         }
         let last = &x[(tokens.len() - 1) * c.dim..];
         let normed = cpu::rmsnorm(last, &self.norm, c.eps);
-        Ok(cpu::linear(&normed, &self.output, None, c.vocab, c.dim))
+        cpu::linear(&normed, &self.output, None, c.vocab, c.dim)
     }
 }
 
-/// The decoder on the GPU: weights uploaded once, the forward pass recorded once.
+impl Forward for CpuLlama {
+    fn step(&mut self, inputs: &[StepInput]) -> Result<Vec<Vec<f32>>> {
+        Ok(inputs
+            .iter()
+            .map(|i| self.forward(i.slot, i.tokens, i.pos))
+            .collect())
+    }
+}
+
+/// The decoder on the GPU: weights uploaded once, the forward pass recorded once. A step's
+/// tokens, from every sequence in it, are the rows of one activation matrix: each linear
+/// layer reads its weights once per step for the whole batch, and only the per-row table
+/// ([`Row`]) tells the rows' positions and slots apart.
 pub struct GpuLlama {
     gpu: Arc<Gpu>,
     cfg: LlamaConfig,
     embed: Matrix,
     x: wgpu::Buffer,
-    last: wgpu::Buffer,
+    /// Per input of a step: the row of its last token, whose logits the step returns.
+    last_rows: wgpu::Buffer,
     logits: wgpu::Buffer,
     layers: Program,
     head: Program,
@@ -485,10 +537,20 @@ pub struct GpuLlama {
 }
 
 impl GpuLlama {
-    pub fn new(gpu: &Arc<Gpu>, cfg: LlamaConfig, w: LlamaWeights) -> Result<GpuLlama> {
+    /// Uploads the weights and records the forward pass for `slots` sequences of
+    /// `cfg.context` positions and steps of up to `max_rows` tokens.
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        cfg: LlamaConfig,
+        w: LlamaWeights,
+        slots: usize,
+        max_rows: usize,
+    ) -> Result<GpuLlama> {
         let c = &cfg;
         let kv_dim = c.kv_heads * c.head_dim;
-        let m = PREFILL_CHUNK;
+        let m = max_rows;
+        // Inputs of a step have distinct slots and at least one token each.
+        let batch = slots.min(max_rows);
         let bar = market_report::progress::items("uploading", w.layers.len() as u64);
         let x = gpu.scratch("x", m * c.dim)?;
         let xn = gpu.scratch("xn", m * c.dim)?;
@@ -501,22 +563,24 @@ impl GpuLlama {
             "rope",
             &cpu::rope_table(c.rope_theta, c.head_dim, c.context),
         )?;
-        let last = gpu.scratch("last", c.dim)?;
-        let last_n = gpu.scratch("last-normed", c.dim)?;
-        let logits = gpu.scratch("logits", c.vocab)?;
-        let mut layers = Program::new(gpu);
+        let last_rows = gpu.upload("last-rows", &vec![0u32; batch])?;
+        let last_n = gpu.scratch("last-normed", batch * c.dim)?;
+        let logits = gpu.scratch("logits", batch * c.vocab)?;
+        let mut layers = Program::new(gpu, m);
         let mut weights = Vec::new();
         let mut buffers = Vec::new();
         let interleaved = c.rope == RopeLayout::Interleaved;
+        let cache_label = |kind: &str| format!("{kind} cache ({slots} slots of {})", c.context);
         for l in &w.layers {
-            let kc = gpu.scratch("k-cache", c.context * kv_dim)?;
-            let vc = gpu.scratch("v-cache", c.context * kv_dim)?;
+            // Slot s holds rows s·context .. (s + 1)·context.
+            let kc = gpu.scratch(&cache_label("key"), slots * c.context * kv_dim)?;
+            let vc = gpu.scratch(&cache_label("value"), slots * c.context * kv_dim)?;
             let attn_norm = gpu.upload("attn-norm", &l.attn_norm)?;
             let ffn_norm = gpu.upload("ffn-norm", &l.ffn_norm)?;
             let [wq, wk, wv, wo, wg, wu, wd] =
                 [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down].map(|m| m.upload(gpu));
             let (wq, wk, wv, wo, wg, wu, wd) = (wq?, wk?, wv?, wo?, wg?, wu?, wd?);
-            layers.rmsnorm(&x, &attn_norm, &xn, c.dim, c.eps, None);
+            layers.rmsnorm(&x, &attn_norm, &xn, c.dim, c.eps);
             layers.linear(&xn, &wq, Bias(None), &q, false, false);
             layers.linear(&xn, &wk, Bias(None), &kc, false, true);
             layers.linear(&xn, &wv, Bias(None), &vc, false, true);
@@ -531,10 +595,10 @@ impl GpuLlama {
                 true,
             );
             layers.attention(
-                &q, &kc, &vc, &att, &scores, c.heads, c.kv_heads, c.head_dim, true, c.context,
+                &q, &kc, &vc, &att, &scores, c.heads, c.kv_heads, c.head_dim, c.context,
             );
             layers.linear(&att, &wo, Bias(None), &x, true, false);
-            layers.rmsnorm(&x, &ffn_norm, &xn, c.dim, c.eps, None);
+            layers.rmsnorm(&x, &ffn_norm, &xn, c.dim, c.eps);
             layers.linear(&xn, &wg, Bias(None), &gate, false, false);
             layers.linear(&xn, &wu, Bias(None), &up, false, false);
             layers.silu_mul(&gate, &up, c.ffn);
@@ -546,9 +610,9 @@ impl GpuLlama {
         bar.finish_and_clear();
         let out = w.output.as_ref().unwrap_or(&w.embed).upload(gpu)?;
         let norm = gpu.upload("norm", &w.norm)?;
-        let mut head = Program::new(gpu);
-        head.rmsnorm(&last, &norm, &last_n, c.dim, c.eps, Some(1));
-        head.linear_one(&last_n, &out, &logits);
+        let mut head = Program::new(gpu, batch);
+        head.rmsnorm_gather(&x, &last_rows, &norm, &last_n, c.dim, c.eps);
+        head.linear(&last_n, &out, Bias(None), &logits, false, false);
         weights.push(out);
         buffers.extend([xn, q, att, gate, up, scores, rope, norm, last_n]);
         Ok(GpuLlama {
@@ -556,7 +620,7 @@ impl GpuLlama {
             cfg,
             embed: w.embed,
             x,
-            last,
+            last_rows,
             logits,
             layers,
             head,
@@ -567,45 +631,54 @@ impl GpuLlama {
 }
 
 impl Forward for GpuLlama {
-    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
-        let dim = self.cfg.dim;
-        let chunks: Vec<&[u32]> = tokens.chunks(PREFILL_CHUNK).collect();
-        let mut at = pos;
-        for (i, chunk) in chunks.iter().enumerate() {
-            let x: Vec<f32> = chunk
-                .iter()
-                .flat_map(|&t| self.embed.row(t as usize))
-                .collect();
-            self.gpu
-                .queue
-                .write_buffer(&self.x, 0, bytemuck::cast_slice(&x));
-            let mut encoder = self.gpu.encoder();
-            self.layers.encode(&mut encoder, chunk.len(), at);
-            at += chunk.len();
-            if i + 1 < chunks.len() {
-                self.gpu.queue.submit([encoder.finish()]);
-                continue;
+    fn step(&mut self, inputs: &[StepInput]) -> Result<Vec<Vec<f32>>> {
+        let (dim, vocab, context) = (self.cfg.dim, self.cfg.vocab, self.cfg.context);
+        let total: usize = inputs.iter().map(|i| i.tokens.len()).sum();
+        let mut x = Vec::with_capacity(total * dim);
+        let mut rows = Vec::with_capacity(total);
+        let mut last = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            for (i, &t) in input.tokens.iter().enumerate() {
+                x.extend(self.embed.row(t as usize));
+                rows.push(Row::causal(input.slot * context, input.pos + i));
             }
-            let last_row = ((chunk.len() - 1) * dim * 4) as u64;
-            encoder.copy_buffer_to_buffer(&self.x, last_row, &self.last, 0, (dim * 4) as u64);
-            self.head.encode(&mut encoder, 1, 0);
-            return self
-                .gpu
-                .finish_and_read(encoder, &self.logits, 0, self.cfg.vocab);
+            last.push((rows.len() - 1) as u32);
         }
-        Err(Error::Input("nothing to run: no tokens".into()))
+        let queue = &self.gpu.queue;
+        queue.write_buffer(&self.x, 0, bytemuck::cast_slice(&x));
+        queue.write_buffer(&self.last_rows, 0, bytemuck::cast_slice(&last));
+        let mut encoder = self.gpu.encoder();
+        self.layers.encode(&mut encoder, &rows);
+        self.head.encode_count(&mut encoder, inputs.len());
+        let logits = self
+            .gpu
+            .finish_and_read(encoder, &self.logits, 0, inputs.len() * vocab)?;
+        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    fn dispatches(&self) -> u64 {
+        self.layers.dispatches_encoded() + self.head.dispatches_encoded()
     }
 }
 
-/// A chat model ready to serve: text handling, a backend, and the KV cache's contents so a
-/// prompt that extends the previous one (the next turn of a chat) reuses its prefix.
+/// A chat model ready to serve: text handling, a backend, and [`ChatModel::slots`] KV
+/// caches, one per sequence in flight.
+///
+/// Outputs are deterministic: the GPU kernels reduce every value in one fixed order, so a
+/// sequence's logits are the same bits whether it runs alone or beside others, however its
+/// prompt was chunked and whatever its slot held before. Nothing carries over between
+/// sequences: each starts from an empty slot (no prefix is shared between requests, which
+/// would also let one user time another's prompts).
 pub struct ChatModel {
     name: String,
     sha256: [u8; 32],
     cfg: LlamaConfig,
-    text: ChatText,
+    /// Shared with the callers that render and tokenize prompts off the model's thread.
+    text: std::sync::Arc<ChatText>,
     backend: Box<dyn Forward>,
-    cached: Vec<u32>,
+    /// Positions each slot holds.
+    lens: Vec<usize>,
+    max_step_tokens: usize,
 }
 
 impl ChatModel {
@@ -615,14 +688,17 @@ impl ChatModel {
         cfg: LlamaConfig,
         text: ChatText,
         backend: Box<dyn Forward>,
+        slots: usize,
+        max_step_tokens: usize,
     ) -> Self {
         ChatModel {
             name,
             sha256,
             cfg,
-            text,
+            text: std::sync::Arc::new(text),
             backend,
-            cached: Vec::new(),
+            lens: vec![0; slots],
+            max_step_tokens,
         }
     }
 
@@ -634,6 +710,7 @@ impl ChatModel {
         self.sha256
     }
 
+    /// Positions one sequence (one slot) holds.
     pub fn context_length(&self) -> usize {
         self.cfg.context
     }
@@ -642,22 +719,150 @@ impl ChatModel {
         &self.cfg
     }
 
+    /// KV slots: sequences that can be in flight at once.
+    pub fn slots(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Tokens one [`ChatModel::step`] holds at most, all inputs together.
+    pub fn max_step_tokens(&self) -> usize {
+        self.max_step_tokens
+    }
+
+    /// Bytes of this model's KV cache (all slots).
+    pub fn kv_cache_bytes(&self) -> u64 {
+        self.cfg.kv_cache_bytes(self.slots())
+    }
+
+    /// Positions `slot` holds: where its next input starts.
+    pub fn slot_len(&self, slot: usize) -> Result<usize> {
+        self.check_slot(slot)?;
+        Ok(self.lens[slot])
+    }
+
+    /// Keeps the first `len` positions of `slot` (at most what it holds): its next input
+    /// starts at `len` and overwrites what followed.
+    pub fn rewind(&mut self, slot: usize, len: usize) -> Result<()> {
+        self.check_slot(slot)?;
+        if len > self.lens[slot] {
+            return Err(Error::Input(format!(
+                "slot {slot} holds {} positions: it cannot be rewound to {len}",
+                self.lens[slot]
+            )));
+        }
+        self.lens[slot] = len;
+        Ok(())
+    }
+
+    /// Empties `slot` for a new sequence.
+    pub fn free_slot(&mut self, slot: usize) -> Result<()> {
+        self.rewind(slot, 0)
+    }
+
+    /// GPU dispatches encoded so far (0 on the CPU): a step encodes the same number
+    /// whatever its batch, which tests check.
+    pub fn gpu_dispatches(&self) -> u64 {
+        self.backend.dispatches()
+    }
+
     pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String> {
         self.text.template.render(messages)
     }
 
     /// Token ids of a prompt (the model's BOS first when it wants one).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let mut ids: Vec<u32> = self.text.bos.into_iter().collect();
-        ids.extend(self.text.codec.encode(text, false)?);
-        Ok(ids)
+        self.text.encode(text)
+    }
+
+    /// The model's text handling, for callers that render and tokenize prompts on their
+    /// own threads while another owns the model (a scheduler).
+    pub fn text_handle(&self) -> std::sync::Arc<ChatText> {
+        std::sync::Arc::clone(&self.text)
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.text.codec.decode(ids)
     }
 
-    /// Logits after `tokens`, reusing the cached prefix.
+    fn check_slot(&self, slot: usize) -> Result<()> {
+        if slot < self.slots() {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "slot {slot} does not exist: this model has {} slots",
+                self.slots()
+            )))
+        }
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        match tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
+            Some(bad) => Err(Error::Input(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.cfg.vocab
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs every input in one forward pass (their tokens are the rows of one activation
+    /// matrix) and returns the logits after each input's last token, in order. Each input
+    /// continues its own slot: its slot must be in range and appear once in the step, `pos`
+    /// must be the slot's length, and it must fit the context; all inputs together hold at
+    /// most [`ChatModel::max_step_tokens`] tokens. A refused step changes nothing. A step
+    /// that fails on the device leaves the slots' lengths as they were (a step only writes
+    /// positions from its inputs' `pos`), though a lost device fails every later step too.
+    pub fn step(&mut self, inputs: &[StepInput]) -> Result<Vec<Vec<f32>>> {
+        if inputs.is_empty() {
+            return Err(Error::Input("a step needs at least one input".into()));
+        }
+        let mut seen = vec![false; self.slots()];
+        let mut total = 0usize;
+        for input in inputs {
+            let slot = input.slot;
+            self.check_slot(slot)?;
+            if std::mem::replace(&mut seen[slot], true) {
+                return Err(Error::Input(format!(
+                    "slot {slot} has two inputs in one step"
+                )));
+            }
+            if input.tokens.is_empty() {
+                return Err(Error::Input(format!(
+                    "the input for slot {slot} has no tokens"
+                )));
+            }
+            if input.pos != self.lens[slot] {
+                return Err(Error::Input(format!(
+                    "the input for slot {slot} starts at position {} but the slot holds {}: \
+                     rewind the slot to run from an earlier position",
+                    input.pos, self.lens[slot]
+                )));
+            }
+            let end = input.pos + input.tokens.len();
+            if end > self.cfg.context {
+                return Err(Error::Input(format!(
+                    "the input for slot {slot} ends at position {end}, past the context of {}",
+                    self.cfg.context
+                )));
+            }
+            self.check_tokens(input.tokens)?;
+            total += input.tokens.len();
+        }
+        if total > self.max_step_tokens {
+            return Err(Error::Input(format!(
+                "a step of {total} tokens exceeds the {} a step holds",
+                self.max_step_tokens
+            )));
+        }
+        let logits = self.backend.step(inputs)?;
+        for input in inputs {
+            self.lens[input.slot] = input.pos + input.tokens.len();
+        }
+        Ok(logits)
+    }
+
+    /// Logits after `tokens`, run from position 0 of slot 0 in steps of
+    /// [`ChatModel::max_step_tokens`] (what slot 0 held is discarded).
     pub fn logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         if tokens.is_empty() {
             return Err(Error::Input("empty prompt".into()));
@@ -669,39 +874,33 @@ impl ChatModel {
                 self.cfg.context
             )));
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
-            return Err(Error::Input(format!(
-                "token id {bad} is outside the vocabulary of {}",
-                self.cfg.vocab
-            )));
+        self.check_tokens(tokens)?;
+        self.free_slot(0)?;
+        let mut logits = Vec::new();
+        for (i, chunk) in tokens.chunks(self.max_step_tokens).enumerate() {
+            let input = StepInput {
+                slot: 0,
+                pos: i * self.max_step_tokens,
+                tokens: chunk,
+            };
+            logits = self.step(&[input])?.swap_remove(0);
         }
-        let common = self
-            .cached
-            .iter()
-            .zip(tokens)
-            .take_while(|(a, b)| a == b)
-            .count();
-        // At least the last token runs, to produce its logits.
-        let start = common.min(tokens.len() - 1);
-        self.cached.truncate(start);
-        let logits = self.backend.forward(&tokens[start..], start);
-        // A failed step leaves the cache unknown: forget it.
-        match &logits {
-            Ok(_) => self.cached.extend_from_slice(&tokens[start..]),
-            Err(_) => self.cached.clear(),
-        }
-        logits
+        Ok(logits)
     }
 
-    /// Generates after `prompt`, calling `on_text` with each new piece of text (false
-    /// cancels). Stops on an end-of-sequence token, a stop string, `max_tokens` or the
-    /// context's end.
-    pub fn generate(
+    /// A new sequence in `slot` (emptied) for `prompt`, sampling as `opts` says; step it
+    /// with [`Sequence::next_input`], [`ChatModel::step`] and [`ChatModel::advance`]. The
+    /// caller gives each live sequence its own slot: a sequence whose slot was taken
+    /// finds its next step refused (its position no longer matches).
+    pub fn start_sequence(
         &mut self,
+        slot: usize,
         prompt: &[u32],
         opts: &GenerateOptions,
-        on_text: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<Generation> {
+    ) -> Result<Sequence> {
+        if prompt.is_empty() {
+            return Err(Error::Input("empty prompt".into()));
+        }
         if prompt.len() >= self.cfg.context {
             return Err(Error::Input(format!(
                 "the prompt has {} tokens; this model serves a context of {}",
@@ -709,75 +908,73 @@ impl ChatModel {
                 self.cfg.context
             )));
         }
-        let mut sampler = Sampler::new(opts.temperature, opts.top_p, opts.seed);
-        let mut all = prompt.to_vec();
-        let mut logits = self.logits(&all)?;
-        let mut tokens = Vec::new();
-        let (mut text, mut sent) = (String::new(), 0usize);
-        let finish = loop {
-            if tokens.len() >= opts.max_tokens || all.len() >= self.cfg.context {
-                break FinishReason::Length;
+        self.check_tokens(prompt)?;
+        self.free_slot(slot)?;
+        Ok(Sequence::new(slot, prompt, opts, self.cfg.context))
+    }
+
+    /// Takes the logits a step returned for `seq`'s input: after the last prompt chunk or a
+    /// decode token, samples the next token and returns the new text; after an earlier
+    /// prompt chunk, nothing.
+    pub fn advance(&self, seq: &mut Sequence, logits: &[f32]) -> Result<Delta> {
+        seq.advance(&self.text, logits)
+    }
+
+    /// Generates after `prompt`, calling `on_text` with each new piece of text (false
+    /// cancels). Stops on an end-of-sequence token, a stop string, `max_tokens` or the
+    /// context's end. One sequence in slot 0, its prompt prefilled in steps of
+    /// [`ChatModel::max_step_tokens`].
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        self.generate_in_chunks(prompt, opts, self.max_step_tokens, on_text)
+    }
+
+    /// [`ChatModel::generate`] with the prompt prefilled `chunk` tokens per step (the
+    /// outputs are the same bits whatever the chunk).
+    pub fn generate_in_chunks(
+        &mut self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        chunk: usize,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let chunk = chunk.clamp(1, self.max_step_tokens);
+        let mut seq = self.start_sequence(0, prompt, opts)?;
+        while let Some(input) = seq.next_input(chunk) {
+            let logits = self.step(&[input])?.swap_remove(0);
+            let delta = self.advance(&mut seq, &logits)?;
+            if !delta.text.is_empty() && !on_text(&delta.text) {
+                seq.cancel();
             }
-            let next = sampler.pick(&logits);
-            if self.text.stop_ids.contains(&next) {
-                break FinishReason::Stop;
-            }
-            tokens.push(next);
-            all.push(next);
-            text = self.decode(&tokens)?;
-            if let Some(at) = opts
-                .stop
-                .iter()
-                .filter(|s| !s.is_empty())
-                .filter_map(|s| text.find(s.as_str()))
-                .min()
-            {
-                text.truncate(at);
-                if at > sent && !on_text(&text[sent..]) {
-                    break FinishReason::Stop;
-                }
-                sent = text.len();
-                break FinishReason::Stop;
-            }
-            // Hold back an incomplete character and a possible start of a stop string.
-            let safe = safe_prefix(&text, &opts.stop);
-            if safe > sent {
-                if !on_text(&text[sent..safe]) {
-                    break FinishReason::Stop;
-                }
-                sent = safe;
-            }
-            if tokens.len() < opts.max_tokens && all.len() < self.cfg.context {
-                logits = self.logits(&all)?;
-            }
-        };
-        if text.len() > sent {
-            on_text(&text[sent..]);
         }
-        Ok(Generation {
-            prompt_tokens: prompt.len(),
-            tokens,
-            text,
-            finish_reason: finish,
-        })
+        Ok(seq.into_generation())
     }
 }
 
-/// How much of `text` can be shown: not a trailing replacement character (half of a
-/// multi-byte character) nor a tail that could begin a stop string.
-fn safe_prefix(text: &str, stops: &[String]) -> usize {
-    let mut end = text.trim_end_matches('\u{FFFD}').len();
-    for stop in stops {
-        for (i, _) in stop.char_indices().skip(1) {
-            if text[..end].ends_with(&stop[..i]) {
-                end = end.min(text.len() - i);
-            }
-        }
+/// Resolves how many KV slots `slots` means for a model of `cfg`.
+fn slot_count(cfg: &LlamaConfig, slots: Slots) -> Result<usize> {
+    let per_slot = cfg.kv_cache_bytes(1);
+    match slots {
+        Slots::Count(0) => Err(Error::Input(
+            "a chat model needs at least one KV slot".into(),
+        )),
+        Slots::Count(n) => Ok(n),
+        Slots::Memory(bytes) => match usize::try_from(bytes / per_slot.max(1)) {
+            Ok(0) => Err(Error::Input(format!(
+                "a KV cache of {bytes} bytes holds no slot: one slot of {} positions needs \
+                 {per_slot} bytes",
+                cfg.context
+            ))),
+            Ok(n) => Ok(n),
+            Err(_) => Err(Error::Input(format!(
+                "a KV cache of {bytes} bytes is more slots than this machine addresses"
+            ))),
+        },
     }
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    end
 }
 
 /// Loads a llama model on the chosen backend.
@@ -787,11 +984,11 @@ pub fn load(
     st: Option<&SafetensorsDir>,
     gpu: Option<&Arc<Gpu>>,
     sha256: [u8; 32],
-    context: Option<usize>,
+    options: &LoadOptions,
 ) -> Result<ChatModel> {
     let (cfg, weights, text, name) = match (gguf, st) {
-        (Some(g), _) => from_gguf(g, context)?,
-        (None, Some(s)) => from_safetensors(s, source, context)?,
+        (Some(g), _) => from_gguf(g, options.context)?,
+        (None, Some(s)) => from_safetensors(s, source, options.context)?,
         (None, None) => {
             return Err(Error::Format(format!(
                 "{}: no model files",
@@ -799,22 +996,16 @@ pub fn load(
             )))
         }
     };
-    let backend: Box<dyn Forward> = match gpu {
-        Some(gpu) => Box::new(GpuLlama::new(gpu, cfg.clone(), weights)?),
-        None => Box::new(CpuLlama::new(cfg.clone(), weights)),
-    };
-    Ok(ChatModel::new(name, sha256, cfg, text, backend))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn streaming_holds_back_partial_stops_and_characters() {
-        let stops = vec!["\nUser:".to_owned()];
-        assert_eq!(safe_prefix("Hello\nUs", &stops), 5);
-        assert_eq!(safe_prefix("Hello", &stops), 5);
-        assert_eq!(safe_prefix("caf\u{FFFD}", &[]), 3);
+    let slots = slot_count(&cfg, options.slots)?;
+    let max_step = options.max_step_tokens;
+    if max_step == 0 {
+        return Err(Error::Input("a step must hold at least one token".into()));
     }
+    let backend: Box<dyn Forward> = match gpu {
+        Some(gpu) => Box::new(GpuLlama::new(gpu, cfg.clone(), weights, slots, max_step)?),
+        None => Box::new(CpuLlama::new(cfg.clone(), weights, slots)),
+    };
+    Ok(ChatModel::new(
+        name, sha256, cfg, text, backend, slots, max_step,
+    ))
 }

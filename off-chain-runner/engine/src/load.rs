@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::api::{Backend, Model};
+use crate::api::{Backend, LoadOptions, Model};
 use crate::files::Source;
 use crate::gguf::Gguf;
 use crate::gpu::Gpu;
@@ -12,13 +12,13 @@ use crate::safetensors_dir::SafetensorsDir;
 use crate::weights::Sha256;
 use crate::{Error, Result};
 
-/// Loads the model in `source`, with the KV cache length of a chat model chosen.
+/// Loads the model in `source`; `options` apply to a chat model.
 pub fn load(
     source: Source<'_>,
     backend: Backend,
     gpu: Option<&Arc<Gpu>>,
     sha256: Sha256,
-    context: Option<usize>,
+    options: &LoadOptions,
 ) -> Result<Model> {
     if let Source::Path(path) = source {
         if !path.exists() {
@@ -47,7 +47,7 @@ pub fn load(
                 None,
                 gpu.as_ref(),
                 sha256,
-                context,
+                options,
             )?));
         }
         (Some(_), Some(_)) => {
@@ -72,7 +72,7 @@ pub fn load(
             Some(&st),
             gpu.as_ref(),
             sha256,
-            context,
+            options,
         )?)),
         "bert" => Ok(Model::Embedding(crate::bert::load(
             &st,

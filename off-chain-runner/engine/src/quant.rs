@@ -38,7 +38,7 @@ pub enum GpuFormat {
 impl GpuFormat {
     pub const ALL: [GpuFormat; 4] = [GpuFormat::F32, GpuFormat::F16, GpuFormat::Q4, GpuFormat::Q8];
 
-    /// The WGSL snippet that reads this format (`w_at`, `w_dot8`).
+    /// The WGSL snippet that reads this format (`unit_col`, `w_unit`: see `gpu/linear.wgsl`).
     pub fn wgsl(self) -> &'static str {
         match self {
             GpuFormat::F32 => include_str!("gpu/format_f32.wgsl"),

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::{Mutex, OnceLock};
 
-use common::{gpu, max_diff, model, reference};
+use common::{bits, gpu, max_diff, model, reference};
 use market_engine::bert::EmbeddingModel;
 use market_engine::llama::ChatModel;
 use market_engine::{Backend, ChatMessage, GenerateOptions, Model};
@@ -191,20 +191,39 @@ fn minilm_embeddings_match_candle_and_rank_meaning() {
     assert!(cosine(guitar, strum) > cosine(guitar, plants) + 0.2);
 
     // Determinism, and fixed padding in tokenizer.json does not leak into the count.
-    let again = gpu_model.embed(&texts[..1]).unwrap();
-    assert!(again[0]
-        .vector
-        .iter()
-        .zip(&gpu_out[0].vector)
-        .all(|(a, b)| a.to_bits() == b.to_bits()));
     assert!(
         gpu_model.count_tokens("hi").unwrap() < 8,
         "no padding to 128"
     );
     let long = "word ".repeat(1000);
+    let long_alone = gpu_model.embed_batch(&[&long]).unwrap().remove(0);
     assert_eq!(
-        gpu_model.embed(&[&long]).unwrap()[0].tokens,
+        long_alone.tokens,
         gpu_model.max_tokens(),
         "truncated to max_seq_length"
     );
+    // The texts above went through one forward pass together: each is the same bits alone,
+    // and in a batch that spills over into a second pass (two texts of max_tokens and three
+    // short ones overflow the pass's rows).
+    let alone: Vec<_> = texts[..3]
+        .iter()
+        .map(|t| gpu_model.embed_batch(&[t]).unwrap().remove(0))
+        .collect();
+    for (a, batched) in alone.iter().zip(&gpu_out) {
+        assert_eq!(bits(&a.vector), bits(&batched.vector), "batched vs alone");
+    }
+    let mixed = [texts[0], &long, texts[1], &long, texts[2]];
+    assert!(2 * gpu_model.max_tokens() + 3 > market_engine::bert::BATCH_TOKENS);
+    let out = gpu_model.embed_batch(&mixed).unwrap();
+    for (got, want) in out
+        .iter()
+        .zip([&alone[0], &long_alone, &alone[1], &long_alone, &alone[2]])
+    {
+        assert_eq!(got.tokens, want.tokens);
+        assert_eq!(
+            bits(&got.vector),
+            bits(&want.vector),
+            "in a spilled batch vs alone"
+        );
+    }
 }

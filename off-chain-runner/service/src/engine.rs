@@ -1,10 +1,21 @@
-//! The inference engine (`market-engine`) behind the [`Inference`] trait. Each model is
-//! driven by one caller at a time (`&mut self`: its KV cache is its own), so each sits
-//! behind its own mutex; the HTTP layer's slots bound how many requests wait for it.
+//! The inference engine (`market-engine`) behind the [`Inference`] trait. A chat model is
+//! owned by its scheduler's thread (`scheduler`: continuous batching over its KV slots);
+//! a request's thread renders and tokenizes its prompt with the model's text handling,
+//! outside the scheduler, submits it and relays the pieces. An embedding model is driven
+//! by one caller at a time behind its own mutex; the HTTP layer's places bound how many
+//! requests wait for either.
 
-use std::{sync::Arc, sync::Mutex};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    mpsc, Arc, Mutex,
+};
 
-use market_engine::{gpu::Gpu, Backend, ChatMessage, GenerateOptions, Model, Source};
+use market_engine::{
+    gpu::Gpu, llama::ChatText, Backend, ChatMessage, GenerateOptions, LoadOptions, Model, Slots,
+    Source,
+};
+
+use crate::scheduler::{Event, Job, Scheduler};
 
 use crate::{
     error::{Error, Result},
@@ -40,8 +51,34 @@ impl Files {
     }
 }
 
+/// How chat models are batched (`serve --kv-slots`, `--prefill-chunk`).
+#[derive(Clone, Copy, Debug)]
+pub struct Batching {
+    /// Sequences each chat model runs at once, each with its own KV cache.
+    pub slots: usize,
+    /// Prompt tokens one sequence prefills per step (interleaved with the others' decoding).
+    pub prefill_chunk: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            slots: 4,
+            prefill_chunk: 64,
+        }
+    }
+}
+
+enum Served {
+    Chat {
+        text: Arc<ChatText>,
+        scheduler: Scheduler,
+    },
+    Embedding(Box<Mutex<Model>>),
+}
+
 pub struct Engine {
-    models: Vec<(ModelSpec, Mutex<Model>)>,
+    models: Vec<(ModelSpec, Served)>,
 }
 
 fn engine_error(e: market_engine::Error) -> Error {
@@ -58,41 +95,55 @@ impl Engine {
     pub fn load(
         models: &[(String, Source<'_>, market_engine::Sha256)],
         backend: Backend,
+        batching: Batching,
     ) -> Result<Self, market_engine::Error> {
         let gpu: Option<Arc<Gpu>> = match backend {
             Backend::Gpu => Some(Gpu::new()?),
             Backend::Cpu => None,
         };
+        let options = LoadOptions {
+            max_step_tokens: batching.prefill_chunk.max(batching.slots).max(1),
+            ..LoadOptions::new(Slots::Count(batching.slots.max(1)))
+        };
         let mut loaded = Vec::with_capacity(models.len());
         for (id, source, sha256) in models {
             let model =
-                Model::load_with_context(*source, backend, gpu.as_ref(), sha256.clone(), None)?;
-            let spec = match &model {
-                Model::Chat(m) => ModelSpec {
-                    id: id.clone(),
-                    kind: Kind::Chat,
-                    context_length: m.context_length(),
-                },
-                Model::Embedding(m) => ModelSpec {
-                    id: id.clone(),
-                    kind: Kind::Embedding,
-                    context_length: m.max_tokens(),
-                },
+                Model::load_with_options(*source, backend, gpu.as_ref(), sha256.clone(), &options)?;
+            let served = match model {
+                Model::Chat(m) => {
+                    let spec = ModelSpec {
+                        id: id.clone(),
+                        kind: Kind::Chat,
+                        context_length: m.context_length(),
+                        concurrency: m.slots(),
+                    };
+                    let text = m.text_handle();
+                    let scheduler = Scheduler::start(m, batching.prefill_chunk).map_err(|e| {
+                        market_engine::Error::Gpu(format!("starting a scheduler: {e}"))
+                    })?;
+                    (spec, Served::Chat { text, scheduler })
+                }
+                Model::Embedding(m) => (
+                    ModelSpec {
+                        id: id.clone(),
+                        kind: Kind::Embedding,
+                        context_length: m.max_tokens(),
+                        concurrency: 1,
+                    },
+                    Served::Embedding(Box::new(Mutex::new(Model::Embedding(m)))),
+                ),
             };
-            loaded.push((spec, Mutex::new(model)));
+            loaded.push(served);
         }
         Ok(Self { models: loaded })
     }
 
-    fn model(&self, id: &str) -> Result<std::sync::MutexGuard<'_, Model>> {
-        let (_, m) = self
-            .models
+    fn served(&self, id: &str) -> Result<(&ModelSpec, &Served)> {
+        self.models
             .iter()
             .find(|(s, _)| s.id == id)
-            .ok_or_else(|| Error::model_not_served(id))?;
-        // A panic mid-request leaves the model usable: the engine forgets its KV cache on
-        // any failed step.
-        Ok(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .map(|(s, m)| (s, m))
+            .ok_or_else(|| Error::model_not_served(id))
     }
 }
 
@@ -109,14 +160,15 @@ impl Inference for Engine {
         admit: Admit<'_>,
         on_piece: OnPiece<'_>,
     ) -> Result<Generated> {
-        let mut guard = self.model(model)?;
-        let Model::Chat(m) = &mut *guard else {
+        let (spec, served) = self.served(model)?;
+        let Served::Chat { text, scheduler } = served else {
             return Err(Error::bad_input(
                 "model_not_supported",
                 format!("model `{model}` is an embedding model"),
             ));
         };
-        let text = match prompt {
+        // Rendered and tokenized here, on the request's thread: never in the scheduler's.
+        let rendered = match prompt {
             Prompt::Chat(messages) => {
                 let messages: Vec<ChatMessage> = messages
                     .iter()
@@ -125,12 +177,12 @@ impl Inference for Engine {
                         content: x.content.clone(),
                     })
                     .collect();
-                m.apply_chat_template(&messages).map_err(engine_error)?
+                text.template.render(&messages).map_err(engine_error)?
             }
             Prompt::Text(t) => t.clone(),
         };
-        let ids = m.encode(&text).map_err(engine_error)?;
-        let context = m.context_length();
+        let ids = text.encode(&rendered).map_err(engine_error)?;
+        let context = spec.context_length;
         if ids.len() >= context {
             return Err(Error::bad_input(
                 "context_length_exceeded",
@@ -149,14 +201,33 @@ impl Inference for Engine {
             seed: sampling.seed.unwrap_or_else(rand::random),
             stop: sampling.stop.clone(),
         };
+        let (events, pieces) = mpsc::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        scheduler.submit(Job {
+            prompt: ids,
+            options,
+            cancel: Arc::clone(&cancel),
+            deadline: None,
+            events,
+        });
         let mut cancelled = false;
-        let generation = m
-            .generate(&ids, &options, &mut |piece: &str| {
-                let go_on = on_piece(piece);
-                cancelled |= !go_on;
-                go_on
-            })
-            .map_err(engine_error)?;
+        let generation = loop {
+            match pieces.recv() {
+                Ok(Event::Text(piece)) => {
+                    if !cancelled && !on_piece(&piece) {
+                        cancelled = true;
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+                Ok(Event::Done(result)) => break result.map_err(engine_error)?,
+                Err(_) => {
+                    return Err(Error::internal(
+                        "inference",
+                        format!("the scheduler of model `{model}` stopped"),
+                    ))
+                }
+            }
+        };
         Ok(Generated {
             prompt_tokens: generation.prompt_tokens as u64,
             completion_tokens: generation.tokens.len() as u64,
@@ -170,7 +241,15 @@ impl Inference for Engine {
     }
 
     fn embed(&self, model: &str, inputs: &[String], admit: Admit<'_>) -> Result<Embedded> {
-        let mut guard = self.model(model)?;
+        let (_, served) = self.served(model)?;
+        let Served::Embedding(m) = served else {
+            return Err(Error::bad_input(
+                "model_not_supported",
+                format!("model `{model}` is a chat model"),
+            ));
+        };
+        // A panic mid-request leaves the model usable: it holds no state between calls.
+        let mut guard = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Model::Embedding(m) = &mut *guard else {
             return Err(Error::bad_input(
                 "model_not_supported",

@@ -19,6 +19,8 @@ pub struct ModelSpec {
     pub kind: Kind,
     /// Tokens a request may hold: prompt plus output for chat, input for embeddings.
     pub context_length: usize,
+    /// Requests the backend runs at once (a chat model's KV slots); more wait.
+    pub concurrency: usize,
 }
 
 impl ModelSpec {
@@ -34,6 +36,7 @@ impl ModelSpec {
                 Kind::Chat
             },
             context_length: if embedding { 512 } else { 2048 },
+            concurrency: 1,
         }
     }
 }

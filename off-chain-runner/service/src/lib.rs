@@ -11,7 +11,8 @@
 //! * `registry`: checks against the hub before serving.
 //! * `operator`: the token for the operator's endpoints.
 //! * `sealed`: closed models' keys and grants from the command line.
-//! * `inference`: the engine behind a trait.
+//! * `inference`: the engine behind a trait; `scheduler`: continuous batching of a chat
+//!   model.
 
 pub mod admission;
 pub mod cache;
@@ -26,6 +27,8 @@ pub mod meter;
 pub mod metrics;
 pub mod operator;
 pub mod registry;
+#[cfg(feature = "engine")]
+pub mod scheduler;
 pub mod sealed;
 pub mod server;
 pub mod settlement;

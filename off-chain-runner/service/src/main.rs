@@ -153,6 +153,16 @@ enum Command {
         /// Requests that may wait per model besides the running one; more get 429.
         #[arg(long, default_value_t = 8)]
         queue: usize,
+        /// Sequences each chat model runs at once (continuous batching), each with its own
+        /// KV cache of the model's context.
+        #[cfg(feature = "engine")]
+        #[arg(long, default_value_t = 4)]
+        kv_slots: usize,
+        /// Prompt tokens a sequence prefills per step, interleaved with the others'
+        /// decoding: smaller keeps others' inter-token time short, larger prefills faster.
+        #[cfg(feature = "engine")]
+        #[arg(long, default_value_t = 64)]
+        prefill_chunk: usize,
         /// Requests one user's channel may have running or waiting per model; more get
         /// 429 `channel_busy`, so one user cannot take every place.
         #[arg(long, default_value_t = 4)]
@@ -554,6 +564,10 @@ async fn main() -> anyhow::Result<()> {
             tx_timeout_secs,
             admission_interval_secs,
             queue,
+            #[cfg(feature = "engine")]
+            kv_slots,
+            #[cfg(feature = "engine")]
+            prefill_chunk,
             max_per_channel,
             view_ttl_ms,
             view_max_stale_secs,
@@ -605,6 +619,13 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(near) = &max_unsettled {
                 builder = builder.max_unsettled(parse_near(near)?);
+            }
+            #[cfg(feature = "engine")]
+            {
+                builder = builder.batching(off_chain_runner::engine::Batching {
+                    slots: kv_slots,
+                    prefill_chunk,
+                });
             }
             if let Some(dir) = &content_dir {
                 builder = builder.content_dir(dir);

@@ -40,7 +40,7 @@ struct Config {
     /// The registry entry of each model `inference` serves.
     pub registered: Vec<Registered>,
     pub content: HashMap<String, LocalContent>,
-    /// Requests that may wait for a model besides the one running.
+    /// Requests that may wait for a model besides those running.
     pub queue: usize,
     /// Places one channel may hold per model.
     pub per_channel: usize,
@@ -148,8 +148,8 @@ async fn start(config: Config) -> anyhow::Result<Running> {
                 version: registered.version,
                 places: Arc::new(crate::admission::Places::new(
                     &spec.id,
-                    config.queue + 1,
-                    1,
+                    config.queue + spec.concurrency,
+                    spec.concurrency,
                     config.per_channel,
                 )),
                 refused: Arc::default(),
@@ -309,6 +309,8 @@ pub struct Builder {
     max_unsettled: Option<u128>,
     sealing_key: Option<market_sealing::SealingKey>,
     admission_interval: Duration,
+    #[cfg(feature = "engine")]
+    batching: crate::engine::Batching,
 }
 
 /// Where a served model's files are.
@@ -349,7 +351,17 @@ impl Builder {
             max_unsettled: None,
             sealing_key: None,
             admission_interval: Duration::from_secs(30),
+            #[cfg(feature = "engine")]
+            batching: crate::engine::Batching::default(),
         }
+    }
+
+    /// How the engine batches chat models (`serve --kv-slots`, `--prefill-chunk`).
+    #[cfg(feature = "engine")]
+    #[must_use]
+    pub fn batching(mut self, batching: crate::engine::Batching) -> Self {
+        self.batching = batching;
+        self
     }
 
     /// How often the hub is asked again whether it pays for each served model (`serve
@@ -520,6 +532,7 @@ impl Builder {
             )),
             #[cfg(feature = "engine")]
             Backend::Engine(backend) => {
+                let batching = self.batching;
                 // The decrypted files move into the engine's own buffers; the rest of the
                 // runner keeps only what the hub registered.
                 let list = registered
@@ -556,7 +569,7 @@ impl Builder {
                             Ok((id.clone(), files.source(), sha256))
                         })
                         .collect::<Result<Vec<_>, market_engine::Error>>()?;
-                    crate::engine::Engine::load(&sources, backend)
+                    crate::engine::Engine::load(&sources, backend, batching)
                 })
                 .await?;
                 match loaded {

@@ -8,26 +8,41 @@ use std::sync::Arc;
 
 use common::*;
 use market_protocol::{NativeCrypto, SignedReceipt};
-use off_chain_runner::{engine::Engine, token};
+use off_chain_runner::{
+    engine::{Batching, Engine},
+    token,
+};
 use sandbox_tests::{MODEL, NEAR};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
-    let weights = temp_dir("tiny-llama");
-    market_engine::testing::write_tiny_llama(&weights, market_engine::quant::Format::F32, 7)
+/// The engine's tiny random llama, written to a new folder.
+fn tiny_llama(name: &str, seed: u64) -> std::path::PathBuf {
+    let weights = temp_dir(name);
+    market_engine::testing::write_tiny_llama(&weights, market_engine::quant::Format::F32, seed)
         .unwrap();
-    let net = Net::start_with("engine", 1, Some(weights.clone())).await;
-    let hash = market_protocol::weights::weights_sha256(&weights, |_, _| {}).unwrap();
-    let engine = Engine::load(
+    weights
+}
+
+/// The engine serving the weights at `weights` as `MODEL`, their hash checked.
+fn load(weights: &std::path::Path, backend: market_engine::Backend, batching: Batching) -> Engine {
+    let hash = market_protocol::weights::weights_sha256(weights, |_, _| {}).unwrap();
+    Engine::load(
         &[(
             MODEL.to_owned(),
-            market_engine::Source::Path(&weights),
+            market_engine::Source::Path(weights),
             market_engine::Sha256::Expect(hash),
         )],
-        market_engine::Backend::Cpu,
+        backend,
+        batching,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
+    let weights = tiny_llama("tiny-llama", 7);
+    let net = Net::start_with("engine", 1, Some(weights.clone())).await;
+    let engine = load(&weights, market_engine::Backend::Cpu, Batching::default());
     let wrong = Engine::load(
         &[(
             MODEL.to_owned(),
@@ -35,6 +50,7 @@ async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
             market_engine::Sha256::Expect([0; 32]),
         )],
         market_engine::Backend::Cpu,
+        Batching::default(),
     );
     assert!(
         wrong.is_err(),
@@ -107,5 +123,63 @@ async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
     )
     .await;
     assert_eq!(s, 400, "longer than the context: {resp}");
+    running.stop().await;
+}
+
+/// Continuous batching on the wgpu engine (lavapipe here): requests served together, their
+/// prompts prefilled in chunks between the others' decode steps, give each the very text it
+/// gets served alone (greedy), and every one is metered and receipted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_batched_together_get_what_each_gets_alone() {
+    let weights = tiny_llama("tiny-llama-batched", 11);
+    let net = Net::start_with("batched", 4, Some(weights.clone())).await;
+    let engine = load(
+        &weights,
+        market_engine::Backend::Gpu,
+        Batching {
+            slots: 4,
+            prefill_chunk: 3,
+        },
+    );
+    let running = net
+        .runner_with(
+            "data",
+            Opts::default(),
+            off_chain_runner::server::Backend::Given(Arc::new(engine)),
+        )
+        .await;
+    let addr = running.addr;
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        tokens.push(token::encode(&net.authorization(i, NEAR).await));
+    }
+    let prompts = [
+        "hello",
+        "a longer prompt than the others, to prefill",
+        "x y z",
+        "?",
+    ];
+    let ask = |i: usize| {
+        let token = tokens[i].clone();
+        let body = json!({"model": MODEL, "messages": [{"role": "user", "content": prompts[i]}],
+            "max_tokens": 6, "temperature": 0});
+        async move {
+            let (s, resp) = post(addr, "/v1/chat/completions", Some(&token), body).await;
+            assert_eq!(s, 200, "{resp}");
+            resp["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let mut alone = Vec::new();
+    for i in 0..4 {
+        alone.push(ask(i).await);
+    }
+    let together = futures_util::future::join_all((0..4).map(ask)).await;
+    assert_eq!(
+        together, alone,
+        "batched and alone, bit for bit the same tokens"
+    );
     running.stop().await;
 }

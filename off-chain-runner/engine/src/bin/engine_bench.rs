@@ -14,7 +14,7 @@ use market_engine::candle_ref::{CandleBert, CandleLlama};
 use market_engine::gguf::Gguf;
 use market_engine::gpu::Gpu;
 use market_engine::llama::ChatModel;
-use market_engine::{Backend, ChatMessage, Model};
+use market_engine::{Backend, ChatMessage, Model, StepInput};
 
 const DECODE_STEPS: usize = 32;
 const PROMPT: &str =
@@ -29,17 +29,19 @@ const SENTENCES: [&str; 4] = [
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// (prefill tokens/s, decode tokens/s) with our engine: a fresh prefill, then decode steps.
+/// (prefill tokens/s, decode tokens/s) with our engine: a prefill from an empty slot, then
+/// decode steps of one token in that slot.
 fn ours(model: &mut ChatModel, prompt: &[u32]) -> R<(f64, f64)> {
-    model.logits(&[0])?;
     let t = Instant::now();
     model.logits(prompt)?;
     let prefill = prompt.len() as f64 / t.elapsed().as_secs_f64();
-    let mut tokens = prompt.to_vec();
     let t = Instant::now();
     for i in 0..DECODE_STEPS {
-        tokens.push(100 + i as u32);
-        model.logits(&tokens)?;
+        model.step(&[StepInput {
+            slot: 0,
+            pos: prompt.len() + i,
+            tokens: &[100 + i as u32],
+        }])?;
     }
     Ok((prefill, DECODE_STEPS as f64 / t.elapsed().as_secs_f64()))
 }

@@ -1,7 +1,7 @@
 // Element-wise activations over m rows of n: op 0 is SwiGLU's a = silu(a) * b, op 1 is
 // BERT's exact GELU a = a/2 (1 + erf(a/√2)) (b unused).
 struct Params { n: u32, op: u32, pad0: u32, pad1: u32 }
-struct Step { m: u32, pos: u32, pad0: u32, pad1: u32 }
+struct Step { m: u32, pad0: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<storage, read_write> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;

@@ -1,17 +1,16 @@
 // f16 weights: two halves per word, unpacked to f32 (core WGSL, no SHADER_F16 needed).
-fn w_at(row: u32, col: u32) -> f32 {
-    let i = row * p.k + col;
-    let v = unpack2x16float(w[i / 2u]);
-    return select(v.x, v.y, (i & 1u) == 1u);
+// Unit u of a row is elements 8u..8u+8.
+fn unit_col(u: u32, e: u32) -> u32 {
+    return u * 8u + e;
 }
 
-fn w_dot8(row: u32, u: u32) -> f32 {
+fn w_unit(row: u32, u: u32) -> array<f32, 8> {
     let base = (row * p.k + u * 8u) / 2u;
-    let xo = u * 8u;
-    var s = 0.0;
+    var v: array<f32, 8>;
     for (var i = 0u; i < 4u; i++) {
-        let v = unpack2x16float(w[base + i]);
-        s += v.x * x[xo + 2u * i] + v.y * x[xo + 2u * i + 1u];
+        let h = unpack2x16float(w[base + i]);
+        v[2u * i] = h.x;
+        v[2u * i + 1u] = h.y;
     }
-    return s;
+    return v;
 }

@@ -1,14 +1,13 @@
-// f32 weights: one float per word.
-fn w_at(row: u32, col: u32) -> f32 {
-    return bitcast<f32>(w[row * p.k + col]);
+// f32 weights: one float per word. Unit u of a row is elements 8u..8u+8.
+fn unit_col(u: u32, e: u32) -> u32 {
+    return u * 8u + e;
 }
 
-fn w_dot8(row: u32, u: u32) -> f32 {
+fn w_unit(row: u32, u: u32) -> array<f32, 8> {
     let base = row * p.k + u * 8u;
-    let xo = u * 8u;
-    var s = 0.0;
+    var v: array<f32, 8>;
     for (var i = 0u; i < 8u; i++) {
-        s += bitcast<f32>(w[base + i]) * x[xo + i];
+        v[i] = bitcast<f32>(w[base + i]);
     }
-    return s;
+    return v;
 }

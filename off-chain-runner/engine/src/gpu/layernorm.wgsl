@@ -1,6 +1,6 @@
 // In place: x = (x - mean) / sqrt(var + eps) * g + b, one workgroup per row.
-struct Params { n: u32, eps: f32, pad0: u32, pad1: u32 }
-struct Step { m: u32, pos: u32, pad0: u32, pad1: u32 }
+struct Params { n: u32, eps: f32, flags: u32, pad: u32 }
+struct Step { m: u32, pad0: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> g: array<f32>;

@@ -1,8 +1,9 @@
 // y = x · Wᵀ (+ bias) (+ y when accumulating), W of n rows by k columns in the format
-// spliced in below. flags: 1 bias, 2 accumulate into y, 4 write rows at step.pos (the KV
-// cache) instead of row 0.
+// spliced in below. flags: 1 bias, 2 accumulate into y, 4 write row m at rows[m].kv_row
+// (its sequence's slot and position in the KV cache) instead of row m.
 struct LinearParams { n: u32, k: u32, flags: u32, pad: u32 }
-struct Step { m: u32, pos: u32, pad0: u32, pad1: u32 }
+struct Step { m: u32, pad0: u32, pad1: u32, pad2: u32 }
+struct Row { pos: u32, kv_row: u32, kv_start: u32, kv_len: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
@@ -10,13 +11,17 @@ struct Step { m: u32, pos: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: LinearParams;
 @group(0) @binding(5) var<uniform> step: Step;
+@group(0) @binding(6) var<storage, read> rows: array<Row>;
 
 fn store(m: u32, n: u32, dot: f32) {
     var v = dot;
     if ((p.flags & 1u) != 0u) {
         v += bias[n];
     }
-    let row = select(m, step.pos + m, (p.flags & 4u) != 0u);
+    var row = m;
+    if ((p.flags & 4u) != 0u) {
+        row = rows[m].kv_row;
+    }
     let at = row * p.n + n;
     if ((p.flags & 2u) != 0u) {
         v += y[at];

@@ -1,9 +1,10 @@
 //! The wgpu device, the kernels (the `.wgsl` files beside this one) and the recording of a
 //! model's forward pass as a fixed list of dispatches: pipelines, buffers and bind groups
-//! are made once per model; each step only writes the step's uniform (rows, position) and
-//! submits one command buffer.
+//! are made once per model; each step only writes its row count and its rows' [`Row`]s
+//! (position, KV cache row, attended rows) and submits one command buffer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
@@ -11,15 +12,15 @@ use wgpu::util::DeviceExt;
 use crate::quant::GpuFormat;
 use crate::{Error, Result};
 
+mod linear;
+pub use linear::{Tile, CPU_TILES, GPU_TILES};
+
 /// The kernels, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    LinearVec(GpuFormat),
-    /// `LinearVec` reduced with subgroup shuffles (adapters with subgroups of ≥ 8 lanes).
-    LinearVecSubgroup(GpuFormat),
-    LinearMat(GpuFormat),
-    /// `LinearMat` with 16-row tiles, for steps of at most [`SHORT_ROWS`] rows.
-    LinearMatShort(GpuFormat),
+    /// The one linear kernel (`linear.wgsl`) for weights in this format, on this tile
+    /// shape (which changes how outputs are spread, never how each is computed).
+    Linear(GpuFormat, Tile),
     RmsNorm,
     LayerNorm,
     Rope,
@@ -29,19 +30,8 @@ pub enum Kernel {
 
 impl Kernel {
     fn source(self) -> String {
-        let linear = |body: &str, f: GpuFormat| {
-            format!(
-                "{}\n{}\n{}",
-                include_str!("linear_common.wgsl"),
-                f.wgsl(),
-                body
-            )
-        };
         match self {
-            Kernel::LinearVec(f) => linear(include_str!("linear_vec.wgsl"), f),
-            Kernel::LinearVecSubgroup(f) => linear(include_str!("linear_vec_subgroup.wgsl"), f),
-            Kernel::LinearMat(f) => linear(include_str!("linear_mat.wgsl"), f),
-            Kernel::LinearMatShort(f) => linear(include_str!("linear_mat16.wgsl"), f),
+            Kernel::Linear(f, tile) => linear::source(f, tile),
             Kernel::RmsNorm => include_str!("rmsnorm.wgsl").into(),
             Kernel::LayerNorm => include_str!("layernorm.wgsl").into(),
             Kernel::Rope => include_str!("rope.wgsl").into(),
@@ -57,8 +47,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    /// Whether the decode kernels reduce with subgroup shuffles.
-    pub subgroups: bool,
+    /// The linear kernel's tile for each step size, by kind of adapter (see linear.rs).
+    tiles: &'static [(u32, Tile)],
     pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
 }
 
@@ -67,18 +57,13 @@ const NO_ADAPTER: &str = "no wgpu adapter found. On a machine without a GPU inst
     scripts/setup-gpu.sh does); with a GPU, install its Vulkan, Metal or DX12 driver";
 
 impl Gpu {
-    /// The highest-performance adapter wgpu finds (a discrete GPU before lavapipe), with
-    /// subgroup reductions where the adapter has subgroups of at least 8 lanes.
+    /// The highest-performance adapter wgpu finds (a discrete GPU before lavapipe).
+    ///
+    /// No optional feature is asked for. The linear kernel adds its lane sums through
+    /// workgroup memory once per tile, in the order it spells out; subgroup shuffles (whose
+    /// lane numbering is the adapter's) would save little there and be a second path to
+    /// keep bit-identical to the first.
     pub fn new() -> Result<Arc<Gpu>> {
-        Self::open(true)
-    }
-
-    /// As [`Gpu::new`], always on the plain kernels (the reference for the subgroup path).
-    pub fn without_subgroups() -> Result<Arc<Gpu>> {
-        Self::open(false)
-    }
-
-    fn open(use_subgroups: bool) -> Result<Arc<Gpu>> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
@@ -98,50 +83,31 @@ impl Gpu {
                 .min(16),
             ..wgpu::Limits::default()
         };
-        // The shuffles pair lanes up to 4 apart within one row's 8 lanes: every subgroup
-        // must hold whole rows.
-        let subgroups = use_subgroups
-            && adapter.features().contains(wgpu::Features::SUBGROUP)
-            && info.subgroup_min_size >= 8;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("market-engine"),
-            required_features: if subgroups {
-                wgpu::Features::SUBGROUP
-            } else {
-                wgpu::Features::empty()
-            },
             required_limits: limits.clone(),
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("{} refused a device: {e}", info.name)))?;
+        let tiles: &[_] = if info.device_type == wgpu::DeviceType::Cpu {
+            &linear::CPU_TILES
+        } else {
+            &linear::GPU_TILES
+        };
         Ok(Arc::new(Gpu {
             device,
             queue,
             info,
             limits,
-            subgroups,
+            tiles,
             pipelines: Mutex::default(),
         }))
     }
 
-    /// The batch-1 matrix-vector kernel for weights in `format`.
-    fn linear_vec(&self, format: GpuFormat) -> Arc<wgpu::ComputePipeline> {
-        self.pipeline(if self.subgroups {
-            Kernel::LinearVecSubgroup(format)
-        } else {
-            Kernel::LinearVec(format)
-        })
-    }
-
     /// "name (backend, driver)", for benchmark reports and logs.
     pub fn adapter_name(&self) -> String {
-        let reduce = if self.subgroups {
-            format!(", subgroups of {}", self.info.subgroup_min_size)
-        } else {
-            String::new()
-        };
         format!(
-            "{} ({:?}, {} {}{reduce})",
+            "{} ({:?}, {} {})",
             self.info.name, self.info.backend, self.info.driver, self.info.driver_info
         )
     }
@@ -287,13 +253,60 @@ impl Gpu {
     }
 }
 
-/// The per-step uniform every kernel reads: rows in this step and the position of the first.
+/// The per-step uniform every kernel reads: rows in this step.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct Step {
-    pub m: u32,
+struct Step {
+    m: u32,
+    pad: [u32; 3],
+}
+
+/// What the kernels know of one row of a step (one token): where it is in its sequence,
+/// where its key and value go, and which key and value rows its query sees. Rows of
+/// different sequences in one step differ only here, so a batch is as many sequences as
+/// rows need, with no padding and no mask.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Row {
+    /// Position in the sequence: the rotary angle (decoders).
     pub pos: u32,
-    pub pad: [u32; 2],
+    /// Row of the KV cache this row's key and value are written to (decoders).
+    pub kv_row: u32,
+    /// First key/value row this row's query attends to.
+    pub kv_start: u32,
+    /// How many key/value rows from `kv_start` it attends to.
+    pub kv_len: u32,
+}
+
+impl Row {
+    /// Token `pos` of a causal sequence whose cache rows begin at `base` (a slot): written
+    /// at `base + pos`, attending to `base ..= base + pos`.
+    pub fn causal(base: usize, pos: usize) -> Row {
+        Row {
+            pos: pos as u32,
+            kv_row: (base + pos) as u32,
+            kv_start: base as u32,
+            kv_len: (pos + 1) as u32,
+        }
+    }
+
+    /// `m` tokens of one causal sequence from position `pos`, its cache beginning at row 0.
+    pub fn sequence(m: usize, pos: usize) -> Vec<Row> {
+        (pos..pos + m).map(|p| Row::causal(0, p)).collect()
+    }
+
+    /// `len` tokens of one text at rows `start..start + len` of the step, each attending to
+    /// all of them (an encoder).
+    pub fn bidirectional(start: usize, len: usize) -> Vec<Row> {
+        (0..len)
+            .map(|i| Row {
+                pos: i as u32,
+                kv_row: (start + i) as u32,
+                kv_start: start as u32,
+                kv_len: len as u32,
+            })
+            .collect()
+    }
 }
 
 #[repr(C)]
@@ -310,7 +323,8 @@ struct LinearParams {
 struct NormParams {
     n: u32,
     eps: f32,
-    pad: [u32; 2],
+    flags: u32,
+    pad: u32,
 }
 
 #[repr(C)]
@@ -328,10 +342,9 @@ struct AttentionParams {
     heads: u32,
     kv_heads: u32,
     head_dim: u32,
-    causal: u32,
     ctx: u32,
     scale: f32,
-    pad: [u32; 2],
+    pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -376,11 +389,14 @@ impl Weight {
     }
 }
 
+/// Workgroups along one grid dimension, below every adapter's limit (65535).
+const GRID_X: u32 = 32768;
+
 /// How many workgroups a dispatch needs for `m` rows.
 #[derive(Clone, Copy, Debug)]
 enum Grid {
-    /// Linear layer: matrix-vector for one row, tiled matrix multiply for more.
-    Linear { n: u32 },
+    /// Linear layer of `n` outputs per row, on tiles of `8 · rn` of them by `tm` rows.
+    Linear { n: u32, tile: Tile },
     /// One workgroup per row.
     Rows,
     /// Rope: (pairs / 64, rows).
@@ -389,28 +405,55 @@ enum Grid {
     Heads { heads: u32 },
     /// Element-wise over rows of n, 256 per workgroup.
     Elements { n: u32 },
-    /// One workgroup per row, exactly this many rows.
-    FixedRows(u32),
 }
 
-/// Steps of at most this many rows run linear layers on 16-row tiles.
-pub const SHORT_ROWS: u32 = 16;
+impl Grid {
+    fn size(self, m: u32) -> (u32, u32, u32) {
+        match self {
+            Grid::Linear { n, tile } => {
+                let groups = n.div_ceil(8 * tile.rn);
+                (
+                    groups.min(GRID_X),
+                    groups.div_ceil(GRID_X),
+                    m.div_ceil(tile.tm),
+                )
+            }
+            Grid::Rows => (m, 1, 1),
+            Grid::Rope { pairs } => (pairs.div_ceil(64), m, 1),
+            Grid::Heads { heads } => (heads, m, 1),
+            Grid::Elements { n } => {
+                let groups = (m * n).div_ceil(256);
+                (groups.min(GRID_X), groups.div_ceil(GRID_X), 1)
+            }
+        }
+    }
+}
 
+/// One kernel of a program, in one or more variants by the rows of a step.
 struct Dispatch {
+    /// By increasing bound: the first whose bound is at least a step's rows runs it.
+    variants: Vec<Variant>,
+}
+
+struct Variant {
+    /// The most rows this variant is chosen for.
+    up_to: u32,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind: wgpu::BindGroup,
-    /// For linear layers: the matrix-vector kernel used when a step has one row.
-    single: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
-    /// For linear layers: the 16-row tiled kernel used for steps of 2 to `SHORT_ROWS` rows.
-    short: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
     grid: Grid,
 }
 
-/// A forward pass recorded once: a list of dispatches over fixed buffers.
+/// A forward pass recorded once: a list of dispatches over fixed buffers. Each step writes
+/// its rows' [`Row`]s, then encodes the same dispatches whatever its rows are: how many
+/// sequences a step holds changes the grid's size, never the kernels nor their number.
 pub struct Program {
     gpu: Arc<Gpu>,
-    pub step: wgpu::Buffer,
+    step: wgpu::Buffer,
+    rows: wgpu::Buffer,
+    max_rows: usize,
     dispatches: Vec<Dispatch>,
+    /// Dispatches encoded so far, for tests that check a step's cost.
+    encoded: AtomicU64,
 }
 
 /// A buffer that may stand for "none" (an unused binding).
@@ -418,23 +461,51 @@ pub struct Program {
 pub struct Bias<'a>(pub Option<&'a wgpu::Buffer>);
 
 impl Program {
-    pub fn new(gpu: &Arc<Gpu>) -> Program {
-        let step = gpu.uniform(
-            "step",
-            &Step {
-                m: 0,
-                pos: 0,
-                pad: [0; 2],
-            },
-        );
+    /// A program for steps of at most `max_rows` rows.
+    pub fn new(gpu: &Arc<Gpu>, max_rows: usize) -> Program {
+        let step = gpu.uniform("step", &Step { m: 0, pad: [0; 3] });
+        let rows = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("rows"),
+            size: (max_rows.max(1) * std::mem::size_of::<Row>()) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         Program {
             gpu: gpu.clone(),
             step,
+            rows,
+            max_rows,
             dispatches: Vec::new(),
+            encoded: AtomicU64::new(0),
         }
     }
 
-    /// `y = x · Wᵀ (+ bias) (+ y)`; `at_pos` writes rows at the step's position.
+    fn push(&mut self, kernel: Kernel, buffers: &[&wgpu::Buffer], grid: Grid) {
+        let variant = self.variant(u32::MAX, kernel, buffers, grid);
+        self.dispatches.push(Dispatch {
+            variants: vec![variant],
+        });
+    }
+
+    fn variant(
+        &self,
+        up_to: u32,
+        kernel: Kernel,
+        buffers: &[&wgpu::Buffer],
+        grid: Grid,
+    ) -> Variant {
+        let pipeline = self.gpu.pipeline(kernel);
+        let bind = self.gpu.bind(&pipeline, buffers);
+        Variant {
+            up_to,
+            pipeline,
+            bind,
+            grid,
+        }
+    }
+
+    /// `y = x · Wᵀ (+ bias) (+ y)`; `to_cache` writes row `m` at its [`Row::kv_row`].
+    /// Runs on the adapter's tile for each step size.
     pub fn linear(
         &mut self,
         x: &wgpu::Buffer,
@@ -442,10 +513,41 @@ impl Program {
         bias: Bias,
         y: &wgpu::Buffer,
         accumulate: bool,
-        at_pos: bool,
+        to_cache: bool,
+    ) {
+        let tiles = self.gpu.tiles;
+        self.linear_tiles(tiles, x, w, bias, y, accumulate, to_cache);
+    }
+
+    /// [`Program::linear`] on `tile` whatever the step's rows: to check that every tile
+    /// gives the same bits, the kernel's promise.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_on_tile(
+        &mut self,
+        tile: Tile,
+        x: &wgpu::Buffer,
+        w: &Weight,
+        bias: Bias,
+        y: &wgpu::Buffer,
+        accumulate: bool,
+        to_cache: bool,
+    ) {
+        self.linear_tiles(&[(u32::MAX, tile)], x, w, bias, y, accumulate, to_cache);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn linear_tiles(
+        &mut self,
+        tiles: &[(u32, Tile)],
+        x: &wgpu::Buffer,
+        w: &Weight,
+        bias: Bias,
+        y: &wgpu::Buffer,
+        accumulate: bool,
+        to_cache: bool,
     ) {
         let flags =
-            u32::from(bias.0.is_some()) | (u32::from(accumulate) << 1) | (u32::from(at_pos) << 2);
+            u32::from(bias.0.is_some()) | (u32::from(accumulate) << 1) | (u32::from(to_cache) << 2);
         let params = self.gpu.uniform(
             "linear",
             &LinearParams {
@@ -462,47 +564,21 @@ impl Program {
             placeholder = self.gpu.scratch("no-bias", 1).expect("one word fits");
             &placeholder
         };
-        let buffers = [x, &w.buffer, bias, y, &params, &self.step];
-        let vec = self.gpu.linear_vec(w.format);
-        let mat = self.gpu.pipeline(Kernel::LinearMat(w.format));
-        let short = self.gpu.pipeline(Kernel::LinearMatShort(w.format));
-        let single = Some((vec.clone(), self.gpu.bind(&vec, &buffers)));
-        let short = Some((short.clone(), self.gpu.bind(&short, &buffers)));
-        let bind = self.gpu.bind(&mat, &buffers);
-        self.dispatches.push(Dispatch {
-            pipeline: mat,
-            bind,
-            single,
-            short,
-            grid: Grid::Linear { n: w.n as u32 },
-        });
+        let buffers = [x, &w.buffer, bias, y, &params, &self.step, &self.rows];
+        let variants = tiles
+            .iter()
+            .map(|&(up_to, tile)| {
+                let grid = Grid::Linear {
+                    n: w.n as u32,
+                    tile,
+                };
+                self.variant(up_to, Kernel::Linear(w.format, tile), &buffers, grid)
+            })
+            .collect();
+        self.dispatches.push(Dispatch { variants });
     }
 
-    /// Linear layer always run as matrix-vector on the first row (logits of the last token).
-    pub fn linear_one(&mut self, x: &wgpu::Buffer, w: &Weight, y: &wgpu::Buffer) {
-        let params = self.gpu.uniform(
-            "linear",
-            &LinearParams {
-                n: w.n as u32,
-                k: w.k as u32,
-                flags: 0,
-                pad: 0,
-            },
-        );
-        let placeholder = self.gpu.scratch("no-bias", 1).expect("one word fits");
-        let vec = self.gpu.linear_vec(w.format);
-        let bind = self
-            .gpu
-            .bind(&vec, &[x, &w.buffer, &placeholder, y, &params, &self.step]);
-        self.dispatches.push(Dispatch {
-            pipeline: vec,
-            bind,
-            single: None,
-            short: None,
-            grid: Grid::Linear { n: w.n as u32 },
-        });
-    }
-
+    /// RMSNorm of each row of `x` into `y`.
     pub fn rmsnorm(
         &mut self,
         x: &wgpu::Buffer,
@@ -510,26 +586,51 @@ impl Program {
         y: &wgpu::Buffer,
         n: usize,
         eps: f32,
-        rows: Option<u32>,
+    ) {
+        let unused = self.gpu.scratch("no-index", 1).expect("one word fits");
+        self.norm_rows(x, false, g, y, n, eps, &unused);
+    }
+
+    /// RMSNorm of rows `index[0..m]` of `x` into rows `0..m` of `y`: the rows a step
+    /// needs logits of, gathered.
+    pub fn rmsnorm_gather(
+        &mut self,
+        x: &wgpu::Buffer,
+        index: &wgpu::Buffer,
+        g: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        n: usize,
+        eps: f32,
+    ) {
+        self.norm_rows(x, true, g, y, n, eps, index);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn norm_rows(
+        &mut self,
+        x: &wgpu::Buffer,
+        gather: bool,
+        g: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        n: usize,
+        eps: f32,
+        index: &wgpu::Buffer,
     ) {
         let params = self.gpu.uniform(
             "rmsnorm",
             &NormParams {
                 n: n as u32,
                 eps,
-                pad: [0; 2],
+                flags: u32::from(gather),
+                pad: 0,
             },
         );
-        let pipeline = self.gpu.pipeline(Kernel::RmsNorm);
-        let bind = self.gpu.bind(&pipeline, &[x, g, y, &params, &self.step]);
-        let grid = rows.map_or(Grid::Rows, Grid::FixedRows);
-        self.dispatches.push(Dispatch {
-            pipeline,
-            bind,
-            single: None,
-            short: None,
-            grid,
-        });
+        let step = self.step.clone();
+        self.push(
+            Kernel::RmsNorm,
+            &[x, g, y, &params, &step, index],
+            Grid::Rows,
+        );
     }
 
     pub fn layernorm(
@@ -545,21 +646,16 @@ impl Program {
             &NormParams {
                 n: n as u32,
                 eps,
-                pad: [0; 2],
+                flags: 0,
+                pad: 0,
             },
         );
-        let pipeline = self.gpu.pipeline(Kernel::LayerNorm);
-        let bind = self.gpu.bind(&pipeline, &[x, g, b, &params, &self.step]);
-        self.dispatches.push(Dispatch {
-            pipeline,
-            bind,
-            single: None,
-            short: None,
-            grid: Grid::Rows,
-        });
+        let step = self.step.clone();
+        self.push(Kernel::LayerNorm, &[x, g, b, &params, &step], Grid::Rows);
     }
 
-    /// Rotates rows of `t` (stride `row_stride` floats) in place.
+    /// Rotates rows of `t` (stride `row_stride` floats) in place, each by its own
+    /// [`Row::pos`]; `in_cache`: row `m` of `t` is at its [`Row::kv_row`].
     #[allow(clippy::too_many_arguments)]
     pub fn rope(
         &mut self,
@@ -569,9 +665,9 @@ impl Program {
         head_dim: usize,
         row_stride: usize,
         interleaved: bool,
-        at_pos: bool,
+        in_cache: bool,
     ) {
-        let flags = u32::from(interleaved) | (u32::from(at_pos) << 1);
+        let flags = u32::from(interleaved) | (u32::from(in_cache) << 1);
         let params = self.gpu.uniform(
             "rope",
             &RopeParams {
@@ -581,18 +677,18 @@ impl Program {
                 row_stride: row_stride as u32,
             },
         );
-        let pipeline = self.gpu.pipeline(Kernel::Rope);
-        let bind = self.gpu.bind(&pipeline, &[t, table, &params, &self.step]);
-        let pairs = (heads * head_dim / 2) as u32;
-        self.dispatches.push(Dispatch {
-            pipeline,
-            bind,
-            single: None,
-            short: None,
-            grid: Grid::Rope { pairs },
-        });
+        let (step, rows) = (self.step.clone(), self.rows.clone());
+        self.push(
+            Kernel::Rope,
+            &[t, table, &params, &step, &rows],
+            Grid::Rope {
+                pairs: (heads * head_dim / 2) as u32,
+            },
+        );
     }
 
+    /// Attention of each query row of `q` over the key and value rows its [`Row`] names;
+    /// `ctx` is the most a row attends to (the `scores` scratch holds `ctx` per row and head).
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
@@ -604,7 +700,6 @@ impl Program {
         heads: usize,
         kv_heads: usize,
         head_dim: usize,
-        causal: bool,
         ctx: usize,
     ) {
         let params = self.gpu.uniform(
@@ -613,25 +708,19 @@ impl Program {
                 heads: heads as u32,
                 kv_heads: kv_heads as u32,
                 head_dim: head_dim as u32,
-                causal: u32::from(causal),
                 ctx: ctx as u32,
                 scale: 1.0 / (head_dim as f32).sqrt(),
-                pad: [0; 2],
+                pad: [0; 3],
             },
         );
-        let pipeline = self.gpu.pipeline(Kernel::Attention);
-        let bind = self
-            .gpu
-            .bind(&pipeline, &[q, k, v, o, scores, &params, &self.step]);
-        self.dispatches.push(Dispatch {
-            pipeline,
-            bind,
-            single: None,
-            short: None,
-            grid: Grid::Heads {
+        let (step, rows) = (self.step.clone(), self.rows.clone());
+        self.push(
+            Kernel::Attention,
+            &[q, k, v, o, scores, &params, &step, &rows],
+            Grid::Heads {
                 heads: heads as u32,
             },
-        });
+        );
     }
 
     /// `a = silu(a) * b` over rows of `n`.
@@ -654,58 +743,71 @@ impl Program {
                 pad: [0; 2],
             },
         );
-        let pipeline = self.gpu.pipeline(Kernel::Elementwise);
-        let bind = self.gpu.bind(&pipeline, &[a, b, &params, &self.step]);
-        self.dispatches.push(Dispatch {
-            pipeline,
-            bind,
-            single: None,
-            short: None,
-            grid: Grid::Elements { n: n as u32 },
-        });
+        let step = self.step.clone();
+        self.push(
+            Kernel::Elementwise,
+            &[a, b, &params, &step],
+            Grid::Elements { n: n as u32 },
+        );
     }
 
-    /// Encodes every dispatch for a step of `m` rows starting at position `pos`, in one
-    /// compute pass. The caller writes nothing else between this and the submission.
-    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, m: usize, pos: usize) {
+    /// Rows a step may have.
+    pub fn max_rows(&self) -> usize {
+        self.max_rows
+    }
+
+    /// Dispatches encoded since the program was made.
+    pub fn dispatches_encoded(&self) -> u64 {
+        self.encoded.load(Ordering::Relaxed)
+    }
+
+    /// Encodes every dispatch for a step of `rows`, in one compute pass. The caller writes
+    /// nothing else between this and the submission.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, rows: &[Row]) {
+        assert!(
+            rows.len() <= self.max_rows,
+            "a step of {} rows in a program made for {}",
+            rows.len(),
+            self.max_rows
+        );
+        if !rows.is_empty() {
+            self.gpu
+                .queue
+                .write_buffer(&self.rows, 0, bytemuck::cast_slice(rows));
+        }
+        self.encode_count(encoder, rows.len());
+    }
+
+    /// Encodes every dispatch for a step of `m` rows whose [`Row`]s no kernel of this
+    /// program reads (an output head: norm and linear layers only).
+    pub fn encode_count(&self, encoder: &mut wgpu::CommandEncoder, m: usize) {
+        assert!(
+            m <= self.max_rows,
+            "a step of {m} rows in a program made for {}",
+            self.max_rows
+        );
         self.gpu.queue.write_buffer(
             &self.step,
             0,
             bytemuck::bytes_of(&Step {
                 m: m as u32,
-                pos: pos as u32,
-                pad: [0; 2],
+                pad: [0; 3],
             }),
         );
         let m = m as u32;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
         for d in &self.dispatches {
-            // One arm per kernel variant, though two bind the same way.
-            #[allow(clippy::match_same_arms)]
-            let (pipeline, bind) = match (&d.single, &d.short, m) {
-                (Some((p, b)), _, 1) => (p, b),
-                (_, Some((p, b)), 2..=SHORT_ROWS) => (p, b),
-                _ => (&d.pipeline, &d.bind),
-            };
-            let (x, y) = match d.grid {
-                Grid::Linear { n } if m == 1 || d.single.is_none() => {
-                    let groups = n.div_ceil(8);
-                    (groups.min(32768), groups.div_ceil(32768))
-                }
-                Grid::Linear { n } if m <= SHORT_ROWS => (n.div_ceil(64), 1),
-                Grid::Linear { n } => (n.div_ceil(64), m.div_ceil(64)),
-                Grid::Rows => (m, 1),
-                Grid::FixedRows(rows) => (rows, 1),
-                Grid::Rope { pairs } => (pairs.div_ceil(64), m),
-                Grid::Heads { heads } => (heads, m),
-                Grid::Elements { n } => {
-                    let groups = (m * n).div_ceil(256);
-                    (groups.min(32768), groups.div_ceil(32768))
-                }
-            };
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, bind, &[]);
-            pass.dispatch_workgroups(x, y, 1);
+            let v = d
+                .variants
+                .iter()
+                .find(|v| m <= v.up_to)
+                .expect("the last variant takes any rows");
+            let (x, y, z) = v.grid.size(m);
+            pass.set_pipeline(&v.pipeline);
+            pass.set_bind_group(0, &v.bind, &[]);
+            pass.dispatch_workgroups(x, y, z);
         }
+        self.encoded
+            .fetch_add(self.dispatches.len() as u64, Ordering::Relaxed);
     }
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use market_engine::gpu::{Gpu, Program};
+use market_engine::gpu::{Gpu, Program, Row};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -48,7 +48,8 @@ pub fn reference(name: &str) -> serde_json::Value {
     .unwrap()
 }
 
-/// Runs a recorded program for `m` rows at `pos` and reads `floats` of `out` back.
+/// Runs a recorded program for `m` rows of one causal sequence from position `pos` and
+/// reads `floats` of `out` back.
 pub fn run(
     gpu: &Gpu,
     program: &Program,
@@ -57,9 +58,25 @@ pub fn run(
     out: &wgpu::Buffer,
     floats: usize,
 ) -> Vec<f32> {
+    run_rows(gpu, program, &Row::sequence(m, pos), out, floats)
+}
+
+/// Runs a recorded program for a step of `rows` and reads `floats` of `out` back.
+pub fn run_rows(
+    gpu: &Gpu,
+    program: &Program,
+    rows: &[Row],
+    out: &wgpu::Buffer,
+    floats: usize,
+) -> Vec<f32> {
     let mut encoder = gpu.encoder();
-    program.encode(&mut encoder, m, pos);
+    program.encode(&mut encoder, rows);
     gpu.finish_and_read(encoder, out, 0, floats).unwrap()
+}
+
+/// The bits of each value: what "the same result" means for determinism.
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// Largest |a - b|.

@@ -1,0 +1,250 @@
+//! One generation's state, for a scheduler that steps many at once: its KV slot, its tokens,
+//! its own seeded sampler, its stop strings, the text it has streamed so far and why it
+//! finished. A sequence knows what to feed next ([`Sequence::next_input`]); the model runs
+//! the inputs of many sequences in one [`ChatModel::step`] and hands each its logits
+//! ([`ChatModel::advance`]), which returns the new text.
+//!
+//! A scheduler's loop, in short:
+//!
+//! ```text
+//! let mut seq = model.start_sequence(slot, &prompt, &opts)?;
+//! loop {
+//!     let inputs: Vec<StepInput> = running.iter_mut().filter_map(|s| s.next_input(chunk)).collect();
+//!     let logits = model.step(&inputs)?;
+//!     for (seq, logits) in stepped.zip(logits) { let delta = model.advance(seq, &logits)?; … }
+//! }
+//! ```
+//!
+//! [`ChatModel::step`]: crate::llama::ChatModel::step
+//! [`ChatModel::advance`]: crate::llama::ChatModel::advance
+
+use crate::api::{FinishReason, GenerateOptions, Generation};
+use crate::llama::{ChatText, StepInput};
+use crate::sample::Sampler;
+use crate::{Error, Result};
+
+/// What one step did to a sequence.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Text to show now: only what is new since the last delta. Held back: half of a
+    /// multi-byte character and a tail that may begin a stop string, until they resolve.
+    pub text: String,
+    /// The token sampled, if this step ended the prompt or was a decode step (a stop token
+    /// is not one: the sequence finishes without it).
+    pub token: Option<u32>,
+    /// Set once the sequence is over; its slot may then be given to another.
+    pub finished: Option<FinishReason>,
+}
+
+/// A generation in progress in one KV slot.
+pub struct Sequence {
+    slot: usize,
+    /// The prompt, then every generated token.
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    /// Tokens in the slot's cache.
+    fed: usize,
+    /// Tokens of the input handed out by `next_input`, not yet advanced.
+    pending: usize,
+    sampler: Sampler,
+    max_tokens: usize,
+    context: usize,
+    stop: Vec<String>,
+    /// The generated tokens' text, cut at a stop string.
+    text: String,
+    /// Bytes of `text` already returned in deltas.
+    sent: usize,
+    finish: Option<FinishReason>,
+}
+
+impl Sequence {
+    /// A sequence for `prompt` (checked by the model) in `slot`.
+    pub(crate) fn new(
+        slot: usize,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        context: usize,
+    ) -> Sequence {
+        Sequence {
+            slot,
+            tokens: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            fed: 0,
+            pending: 0,
+            sampler: Sampler::new(opts.temperature, opts.top_p, opts.seed),
+            max_tokens: opts.max_tokens,
+            context,
+            stop: opts.stop.clone(),
+            text: String::new(),
+            sent: 0,
+            // Nothing to generate: done before running anything.
+            finish: (opts.max_tokens == 0).then_some(FinishReason::Length),
+        }
+    }
+
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    pub fn prompt(&self) -> &[u32] {
+        &self.tokens[..self.prompt_len]
+    }
+
+    /// Tokens generated so far (a stop token excluded).
+    pub fn generated(&self) -> &[u32] {
+        &self.tokens[self.prompt_len..]
+    }
+
+    /// The text generated so far, cut at a stop string (some of it maybe not yet in a delta).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Positions of the slot this sequence has filled.
+    pub fn position(&self) -> usize {
+        self.fed
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// What to run next for this sequence: up to `chunk` more prompt tokens, or the token
+    /// last sampled; `None` once finished. Calling it again before [`ChatModel::advance`]
+    /// hands out the same input again (with the new `chunk`).
+    ///
+    /// [`ChatModel::advance`]: crate::llama::ChatModel::advance
+    pub fn next_input(&mut self, chunk: usize) -> Option<StepInput<'_>> {
+        if self.finish.is_some() || self.fed >= self.tokens.len() {
+            return None;
+        }
+        self.pending = chunk.max(1).min(self.tokens.len() - self.fed);
+        Some(StepInput {
+            slot: self.slot,
+            pos: self.fed,
+            tokens: &self.tokens[self.fed..self.fed + self.pending],
+        })
+    }
+
+    /// Ends the sequence (the client went away): it finishes as stopped, with its text so
+    /// far.
+    pub fn cancel(&mut self) {
+        self.finish.get_or_insert(FinishReason::Stop);
+    }
+
+    /// Takes the logits of the input `next_input` handed out.
+    pub(crate) fn advance(&mut self, text: &ChatText, logits: &[f32]) -> Result<Delta> {
+        if self.finish.is_some() {
+            return Err(Error::Input(format!(
+                "the sequence in slot {} has finished",
+                self.slot
+            )));
+        }
+        if self.pending == 0 {
+            return Err(Error::Input(format!(
+                "the sequence in slot {} has no input in flight: take one with next_input and \
+                 step it first",
+                self.slot
+            )));
+        }
+        if logits.is_empty() {
+            return Err(Error::Input("empty logits".into()));
+        }
+        self.fed += std::mem::take(&mut self.pending);
+        if self.fed < self.tokens.len() {
+            // A prompt chunk before the last: its logits predict nothing asked for.
+            return Ok(Delta::default());
+        }
+        let next = self.sampler.pick(logits);
+        if text.stop_ids.contains(&next) {
+            return Ok(self.finish(FinishReason::Stop, None));
+        }
+        self.tokens.push(next);
+        self.text = text.codec.decode(self.generated())?;
+        if let Some(at) = self
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        {
+            self.text.truncate(at);
+            return Ok(self.finish(FinishReason::Stop, Some(next)));
+        }
+        if self.generated().len() >= self.max_tokens || self.tokens.len() >= self.context {
+            return Ok(self.finish(FinishReason::Length, Some(next)));
+        }
+        let safe = safe_prefix(&self.text, &self.stop);
+        // A decoder that rewrites earlier text could move `sent` off a boundary: then hold
+        // back until the end rather than cut a character.
+        let text = if safe > self.sent && self.text.is_char_boundary(self.sent) {
+            let new = self.text[self.sent..safe].to_owned();
+            self.sent = safe;
+            new
+        } else {
+            String::new()
+        };
+        let delta = Delta {
+            text,
+            token: Some(next),
+            finished: None,
+        };
+        Ok(delta)
+    }
+
+    /// Finishes with everything not yet shown.
+    fn finish(&mut self, reason: FinishReason, token: Option<u32>) -> Delta {
+        self.finish = Some(reason);
+        let rest = self.text.get(self.sent..).unwrap_or_default().to_owned();
+        self.sent = self.text.len();
+        Delta {
+            text: rest,
+            token,
+            finished: Some(reason),
+        }
+    }
+
+    /// The result, once finished (or as it stands).
+    pub fn into_generation(self) -> Generation {
+        Generation {
+            prompt_tokens: self.prompt_len,
+            tokens: self.tokens[self.prompt_len..].to_vec(),
+            text: self.text,
+            finish_reason: self.finish.unwrap_or(FinishReason::Length),
+        }
+    }
+}
+
+/// How much of `text` can be shown: not a trailing replacement character (half of a
+/// multi-byte character) nor a tail that could begin a stop string.
+fn safe_prefix(text: &str, stops: &[String]) -> usize {
+    let mut end = text.trim_end_matches('\u{FFFD}').len();
+    for stop in stops {
+        for (i, _) in stop.char_indices().skip(1) {
+            if text[..end].ends_with(&stop[..i]) {
+                end = end.min(text.len() - i);
+            }
+        }
+    }
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_holds_back_partial_stops_and_characters() {
+        let stops = vec!["\nUser:".to_owned()];
+        assert_eq!(safe_prefix("Hello\nUs", &stops), 5);
+        assert_eq!(safe_prefix("Hello", &stops), 5);
+        assert_eq!(safe_prefix("caf\u{FFFD}", &[]), 3);
+    }
+}
