@@ -109,7 +109,10 @@ fn main() {
         "sealed",
     );
     let sealed_bytes = hub_bytes(&m) - before;
-    let _ = write!(rows.last_mut().expect("a row").0, ", stores {sealed_bytes} bytes");
+    let _ = write!(
+        rows.last_mut().expect("a row").0,
+        ", stores {sealed_bytes} bytes"
+    );
     let sealing = [9u8; 32];
     let binding = market_protocol::sealing::SealingKeyBinding {
         hub: hub.to_string(),
@@ -129,7 +132,10 @@ fn main() {
         "",
     );
     let key_bytes = hub_bytes(&m) - before;
-    let _ = write!(rows.last_mut().expect("a row").0, " (stores {key_bytes} bytes)");
+    let _ = write!(
+        rows.last_mut().expect("a row").0,
+        " (stores {key_bytes} bytes)"
+    );
     let before = hub_bytes(&m);
     measure(
         &mut m,
