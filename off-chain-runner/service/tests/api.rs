@@ -402,12 +402,7 @@ async fn every_bad_request_gets_an_openai_error_and_the_server_keeps_serving() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(addr).await;
     assert!(
         metrics.contains("runner_requests_total{route=\"/v1/chat/completions\",status=\"401\"} 8"),
         "{metrics}"
@@ -688,12 +683,7 @@ async fn a_client_that_stops_reading_does_not_hold_the_model() {
         .await
         .expect("served while the stalled stream is cancelled");
     assert_eq!(served.0, 200, "{}", served.1);
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(addr).await;
     assert!(
         !metrics.contains("runner_client_disconnects_total 0"),
         "the stalled stream counts as a disconnect: {metrics}"

@@ -168,13 +168,9 @@ async fn sigkill_during_settlement_then_restart_settles_every_receipt_exactly_on
         answered.lock().unwrap()[i] += yocto(&body["charged"]);
     }
     eventually(30, || async {
-        let m = reqwest::get(format!("http://{addr}/metrics"))
+        metrics_of(addr)
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        m.contains("runner_settlement_backlog 0")
+            .contains("runner_settlement_backlog 0")
     })
     .await;
     child.kill().unwrap();
@@ -357,12 +353,8 @@ async fn sigkill_at_each_named_point(engine: Engine) {
             .await
             .expect("served after the restart");
         eventually(20, || async {
-            reqwest::get(format!("http://{addr}/metrics"))
+            metrics_of(addr)
                 .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
                 .contains("runner_settlement_backlog 0")
         })
         .await;

@@ -38,6 +38,16 @@ fn load(weights: &std::path::Path, backend: market_engine::Backend, batching: Ba
     .unwrap()
 }
 
+/// A runner serving with `engine`.
+async fn serve(net: &Net, engine: Engine) -> off_chain_runner::server::Running {
+    net.runner_with(
+        "data",
+        Opts::default(),
+        off_chain_runner::server::Backend::Given(Arc::new(engine)),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
     let weights = tiny_llama("tiny-llama", 7);
@@ -56,13 +66,7 @@ async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
         wrong.is_err(),
         "the engine refuses weights whose hash is not the registered one"
     );
-    let running = net
-        .runner_with(
-            "data",
-            Opts::default(),
-            off_chain_runner::server::Backend::Given(Arc::new(engine)),
-        )
-        .await;
+    let running = serve(&net, engine).await;
     let token = token::encode(&net.authorization(0, NEAR).await);
 
     let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5, "temperature": 0});
@@ -141,13 +145,7 @@ async fn requests_batched_together_get_what_each_gets_alone() {
             prefill_chunk: 3,
         },
     );
-    let running = net
-        .runner_with(
-            "data",
-            Opts::default(),
-            off_chain_runner::server::Backend::Given(Arc::new(engine)),
-        )
-        .await;
+    let running = serve(&net, engine).await;
     let addr = running.addr;
     let mut tokens = Vec::new();
     for i in 0..4 {

@@ -13,15 +13,6 @@ use off_chain_runner::token;
 use sandbox_tests::NEAR;
 use serde_json::{json, Value};
 
-async fn metrics_of(addr: std::net::SocketAddr) -> String {
-    reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// A counter's value in the text exposition.
 fn counter(metrics: &str, name: &str) -> u64 {
     metrics
@@ -121,12 +112,7 @@ async fn the_runner_serves_through_an_rpc_outage_and_drains_the_backlog_after() 
     .await;
     net.fault(Fault::None);
     eventually(30, || async {
-        let m = reqwest::get(format!("http://{}/metrics", running.addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = metrics_of(running.addr).await;
         m.contains("runner_settlement_backlog 0")
     })
     .await;
@@ -271,8 +257,10 @@ async fn a_slow_node_costs_a_request_at_most_its_view_timeouts_and_stale_views_e
     assert_eq!(s, 503, "past the maximum age nothing is trusted: {body}");
     assert_eq!(body["error"]["code"], "rpc_unavailable", "{body}");
     assert!(started.elapsed() < Duration::from_millis(1_500));
-    // Slow, within the timeout: fresh views again.
+    // Slow, within the timeout: fresh views again, once the failures just seen are older
+    // than the TTL (a failure is remembered that long, so the node is not asked per request).
     net.fault(Fault::Slow(Duration::from_millis(20)));
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let (s, body) = chat_once(running.addr, &token).await;
     assert_eq!(s, 200, "a node slow within the timeout serves: {body}");
     running.stop().await;
@@ -301,7 +289,13 @@ async fn a_node_losing_half_its_answers_loses_no_receipt_and_settles_each_once()
     net.fault(Fault::DropHalf);
     let mut last = vec![0u128; users];
     let mut refused = 0;
-    for round in 0..8 {
+    // At least 8 rounds, and on until each user was served once: a request needs several
+    // views to get through a node losing half its answers, so a user may be refused a few
+    // times in a row (the test once saw one refused 8 times on a loaded machine).
+    for round in 0..64 {
+        if round >= 8 && last.iter().all(|a| *a > 0) {
+            break;
+        }
         for (i, t) in tokens.iter().enumerate() {
             let (s, body) = post(
                 running.addr,
@@ -369,19 +363,8 @@ async fn a_final_outcome_given_late_is_found_on_the_hub_not_sent_again() {
     }
     // The transaction lands at once; its outcome comes after the runner stopped waiting.
     net.fault(Fault::LateFinal(Duration::from_secs(5)));
-    let asked = reqwest::Client::new()
-        .post(format!("http://{}/v1/runner/settle", running.addr))
-        .bearer_auth(off_chain_runner::operator::read(&net.dir.join("data")).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(asked.status(), 202);
-    eventually(30, || async {
-        metrics_of(running.addr)
-            .await
-            .contains("runner_settlement_backlog 0")
-    })
-    .await;
+    settle_now(&net.dir.join("data"), running.addr).await;
+    backlog_settled(running.addr, 30).await;
     let m = metrics_of(running.addr).await;
     assert_eq!(
         counter(&m, "runner_settle_batches_total"),
@@ -394,17 +377,6 @@ async fn a_final_outcome_given_late_is_found_on_the_hub_not_sent_again() {
         assert_eq!(settled(&net, i).await, *amount);
     }
     running.stop().await;
-}
-
-/// Asks the running runner to settle now (the operator endpoint).
-async fn settle_now(net: &Net, addr: std::net::SocketAddr) {
-    let asked = reqwest::Client::new()
-        .post(format!("http://{addr}/v1/runner/settle"))
-        .bearer_auth(off_chain_runner::operator::read(&net.dir.join("data")).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(asked.status(), 202);
 }
 
 /// Serves `requests` chats to each of the first `users` users; the last cumulative amount
@@ -472,13 +444,8 @@ async fn an_outcome_naming_a_receipt_not_sent_marks_nothing() {
             }
         },
     )));
-    settle_now(&net, running.addr).await;
-    eventually(30, || async {
-        metrics_of(running.addr)
-            .await
-            .contains("runner_settlement_backlog 0")
-    })
-    .await;
+    settle_now(&net.dir.join("data"), running.addr).await;
+    backlog_settled(running.addr, 30).await;
     for (i, amount) in last.iter().enumerate() {
         assert_eq!(settled(&net, i).await, *amount, "user {i}");
     }
@@ -510,7 +477,7 @@ async fn a_nonce_a_lying_node_made_up_does_not_stick() {
             }
         },
     )));
-    settle_now(&net, running.addr).await;
+    settle_now(&net.dir.join("data"), running.addr).await;
     eventually(30, || async {
         counter(
             &metrics_of(running.addr).await,
@@ -519,13 +486,8 @@ async fn a_nonce_a_lying_node_made_up_does_not_stick() {
     })
     .await;
     net.fault(Fault::None);
-    settle_now(&net, running.addr).await;
-    eventually(30, || async {
-        metrics_of(running.addr)
-            .await
-            .contains("runner_settlement_backlog 0")
-    })
-    .await;
+    settle_now(&net.dir.join("data"), running.addr).await;
+    backlog_settled(running.addr, 30).await;
     assert_eq!(settled(&net, 0).await, last[0]);
     running.stop().await;
 }

@@ -146,15 +146,8 @@ async fn a_key_revoked_mid_session_stops_serving_and_what_it_signed_settles_in_i
     let running = net.runner("data", rarely()).await;
     let token = token::encode(&net.authorization(0, NEAR).await);
     let ask = || chat_once(running.addr, &token);
-    let wake = || async {
-        let asked = reqwest::Client::new()
-            .post(format!("http://{}/v1/runner/settle", running.addr))
-            .bearer_auth(off_chain_runner::operator::read(&net.dir.join("data")).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(asked.status(), 202);
-    };
+    let data = net.dir.join("data");
+    let wake = || settle_now(&data, running.addr);
     // The first receipt settles: the hub pins the authorization, which is what lets the
     // rest settle within a revocation's notice.
     let (status, body) = ask().await;

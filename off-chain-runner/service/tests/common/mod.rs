@@ -440,3 +440,35 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
 pub fn prices() -> (u128, u128) {
     (1000, 2000)
 }
+
+/// The runner's `/metrics` text.
+pub async fn metrics_of(addr: SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits (up to `secs`) until the runner's settlement backlog is empty.
+pub async fn backlog_settled(addr: SocketAddr, secs: u64) {
+    eventually(secs, || async {
+        metrics_of(addr)
+            .await
+            .contains("runner_settlement_backlog 0")
+    })
+    .await;
+}
+
+/// Asks the runner at `addr`, whose data directory is `data`, to settle now (the operator
+/// endpoint, with the token `serve` wrote there).
+pub async fn settle_now(data: &std::path::Path, addr: SocketAddr) {
+    let asked = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/runner/settle"))
+        .bearer_auth(off_chain_runner::operator::read(data).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 202);
+}
