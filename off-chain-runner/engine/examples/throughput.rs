@@ -11,7 +11,7 @@ use market_engine::{Backend, ChatMessage, LoadOptions, Model, Sha256, Slots, Sou
 const PROMPT: &str =
     "You are reviewing a pull request that adds a settlement batch size option to a \
     payment service. Summarize in two sentences what a reviewer should check first.";
-const BATCHES: [usize; 3] = [1, 4, 8];
+const BATCHES: [usize; 4] = [1, 4, 8, 16];
 const DECODE_STEPS: usize = 8;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::api::Embedding;
 use crate::cpu;
 use crate::files::Source;
-use crate::gpu::{Bias, Gpu, Program, Row, Weight};
+use crate::gpu::{Bias, Gpu, Program, Readback, Row, Weight};
 use crate::llama::Matrix;
 use crate::quant::dequantize;
 use crate::safetensors_dir::SafetensorsDir;
@@ -246,6 +246,7 @@ pub struct GpuBert {
     rows: usize,
     x: wgpu::Buffer,
     program: Program,
+    readback: Readback,
     _weights: Vec<Weight>,
     _buffers: Vec<wgpu::Buffer>,
 }
@@ -309,6 +310,7 @@ impl GpuBert {
             rows: m,
             x,
             program,
+            readback: Readback::default(),
             _weights: weights,
             _buffers: buffers,
         })
@@ -333,9 +335,9 @@ impl Encode for GpuBert {
         let mut encoder = self.gpu.encoder();
         self.program.encode(&mut encoder, &rows);
         let dim = self.cfg.dim;
-        let hidden = self
-            .gpu
-            .finish_and_read(encoder, &self.x, 0, rows.len() * dim)?;
+        let hidden =
+            self.gpu
+                .finish_and_read(encoder, &self.x, 0, rows.len() * dim, &mut self.readback)?;
         let mut at = 0;
         Ok(texts
             .iter()
@@ -353,8 +355,28 @@ pub struct EmbeddingModel {
     name: String,
     sha256: [u8; 32],
     cfg: BertConfig,
-    codec: TextCodec,
+    text: Arc<EmbeddingText>,
     backend: Box<dyn Encode>,
+}
+
+/// An embedding model's tokenizer, shared with callers that tokenize on their own threads
+/// while another owns the model (a batcher).
+pub struct EmbeddingText {
+    codec: TextCodec,
+    vocab: usize,
+}
+
+impl EmbeddingText {
+    /// Token ids of a text as the model sees it ([CLS] … [SEP], truncated).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        let ids = self.codec.encode(text, true)?;
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.vocab) {
+            return Err(Error::Format(format!(
+                "tokenizer produced id {bad} beyond the vocabulary"
+            )));
+        }
+        Ok(ids)
+    }
 }
 
 impl EmbeddingModel {
@@ -381,7 +403,17 @@ impl EmbeddingModel {
 
     /// Token ids of a text as the model sees it ([CLS] … [SEP], truncated).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        self.codec.encode(text, true)
+        self.text.tokenize(text)
+    }
+
+    /// The tokenizer, for callers on other threads.
+    pub fn text_handle(&self) -> Arc<EmbeddingText> {
+        Arc::clone(&self.text)
+    }
+
+    /// Tokens one forward pass holds.
+    pub fn pass_tokens(&self) -> usize {
+        self.backend.capacity()
     }
 
     /// Embeddings of `texts`, as many in each forward pass as fit (see
@@ -396,16 +428,31 @@ impl EmbeddingModel {
     pub fn embed_batch(&mut self, texts: &[&str]) -> Result<Vec<Embedding>> {
         let ids = texts
             .iter()
-            .map(|text| {
-                let ids = self.tokenize(text)?;
-                if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab) {
-                    return Err(Error::Format(format!(
-                        "tokenizer produced id {bad} beyond the vocabulary"
-                    )));
-                }
-                Ok(ids)
-            })
+            .map(|text| self.tokenize(text))
             .collect::<Result<Vec<_>>>()?;
+        self.embed_tokens(&ids)
+    }
+
+    /// [`EmbeddingModel::embed_batch`] of texts already tokenized
+    /// ([`EmbeddingText::tokenize`]).
+    pub fn embed_tokens(&mut self, ids: &[Vec<u32>]) -> Result<Vec<Embedding>> {
+        if let Some(&bad) = ids
+            .iter()
+            .flatten()
+            .find(|&&t| t as usize >= self.cfg.vocab)
+        {
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.cfg.vocab
+            )));
+        }
+        if let Some(long) = ids.iter().find(|i| i.len() > self.cfg.max_tokens) {
+            return Err(Error::Input(format!(
+                "a text of {} tokens is over the {} this model embeds",
+                long.len(),
+                self.cfg.max_tokens
+            )));
+        }
         if ids.iter().any(Vec::is_empty) {
             return Err(Error::Input("a text of no tokens has no embedding".into()));
         }
@@ -444,11 +491,15 @@ pub fn load(
         Some(gpu) => Box::new(GpuBert::new(gpu, cfg.clone(), w)?),
         None => Box::new(CpuBert::new(cfg.clone(), w)),
     };
+    let text = Arc::new(EmbeddingText {
+        codec,
+        vocab: cfg.vocab,
+    });
     Ok(EmbeddingModel {
         name,
         sha256,
         cfg,
-        codec,
+        text,
         backend,
     })
 }

@@ -34,7 +34,7 @@ pub use api::{
     Slots,
 };
 pub use files::{ModelFiles, Source};
-pub use llama::StepInput;
+pub use llama::{StepInput, StepOutput};
 pub use sequence::{Delta, Sequence};
 pub use weights::Sha256;
 

@@ -8,10 +8,10 @@ use crate::api::{ChatMessage, GenerateOptions, Generation, LoadOptions, Slots};
 use crate::cpu::{self, RopeLayout};
 use crate::files::Source;
 use crate::gguf::Gguf;
-use crate::gpu::{Bias, Gpu, Program, Row, Weight};
+use crate::gpu::{Bias, Gpu, Program, Readback, Row, Weight};
 use crate::quant::{dequantize, repack, Format};
 use crate::safetensors_dir::SafetensorsDir;
-use crate::sequence::{Delta, Sequence};
+use crate::sequence::{Delta, Pick, Sequence};
 use crate::template::{ChatTemplate, CHATML};
 use crate::tokenizer::{self, TextCodec};
 use crate::{Error, Result};
@@ -406,12 +406,28 @@ pub struct StepInput<'a> {
     pub tokens: &'a [u32],
 }
 
+/// What a step hands back for one input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutput {
+    /// The logits after the input's last token.
+    Logits(Vec<f32>),
+    /// Only the most likely next token (the lowest id on ties): greedy decoding's pick,
+    /// made where the logits are (on the GPU: 4 bytes read back, not the vocabulary).
+    Greedy(u32),
+}
+
 /// A backend's forward pass: every input of a step at once, each against its own slot.
 pub trait Forward: Send {
-    /// Runs `inputs` (checked by [`ChatModel::step`]: slots in range and distinct, tokens
-    /// in the vocabulary, positions within the context) and returns the logits after each
-    /// input's last token, in the inputs' order.
-    fn step(&mut self, inputs: &[StepInput]) -> Result<Vec<Vec<f32>>>;
+    /// Runs `inputs` (checked by [`ChatModel::step_for`]: slots in range and distinct,
+    /// tokens in the vocabulary, positions within the context) and returns, in the inputs'
+    /// order, each one's logits, or its greedy pick where `greedy` says so.
+    fn step(&mut self, inputs: &[StepInput], greedy: &[bool]) -> Result<Vec<StepOutput>>;
+
+    /// Keeps a copy of the first `len` positions of `slot`'s cache, the public prefix.
+    fn save_prefix(&mut self, slot: usize, len: usize) -> Result<()>;
+
+    /// Writes the first `len` positions of the saved prefix into `slot`.
+    fn load_prefix(&mut self, slot: usize, len: usize) -> Result<()>;
 
     /// GPU dispatches encoded so far (0 on the CPU).
     fn dispatches(&self) -> u64 {
@@ -429,6 +445,8 @@ pub struct CpuLlama {
     rope: Vec<f32>,
     /// Per slot, per layer: keys and values of every cached position.
     cache: Vec<Vec<(Vec<f32>, Vec<f32>)>>,
+    /// Per layer: keys and values of the saved public prefix.
+    prefix: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 struct CpuLayer {
@@ -472,6 +490,7 @@ impl CpuLlama {
             layers,
             rope,
             cache,
+            prefix: Vec::new(),
         }
     }
 
@@ -509,11 +528,39 @@ impl CpuLlama {
 }
 
 impl Forward for CpuLlama {
-    fn step(&mut self, inputs: &[StepInput]) -> Result<Vec<Vec<f32>>> {
+    fn step(&mut self, inputs: &[StepInput], greedy: &[bool]) -> Result<Vec<StepOutput>> {
         Ok(inputs
             .iter()
-            .map(|i| self.forward(i.slot, i.tokens, i.pos))
+            .zip(greedy)
+            .map(|(i, &greedy)| {
+                let logits = self.forward(i.slot, i.tokens, i.pos);
+                if greedy {
+                    StepOutput::Greedy(crate::sample::argmax(&logits))
+                } else {
+                    StepOutput::Logits(logits)
+                }
+            })
             .collect())
+    }
+
+    fn save_prefix(&mut self, slot: usize, len: usize) -> Result<()> {
+        let n = len * self.cfg.kv_heads * self.cfg.head_dim;
+        self.prefix = self.cache[slot]
+            .iter()
+            .map(|(k, v)| (k[..n].to_vec(), v[..n].to_vec()))
+            .collect();
+        Ok(())
+    }
+
+    fn load_prefix(&mut self, slot: usize, len: usize) -> Result<()> {
+        let n = len * self.cfg.kv_heads * self.cfg.head_dim;
+        for ((kc, vc), (k, v)) in self.cache[slot].iter_mut().zip(&self.prefix) {
+            kc.clear();
+            kc.extend_from_slice(&k[..n]);
+            vc.clear();
+            vc.extend_from_slice(&v[..n]);
+        }
+        Ok(())
     }
 }
 
@@ -529,8 +576,16 @@ pub struct GpuLlama {
     /// Per input of a step: the row of its last token, whose logits the step returns.
     last_rows: wgpu::Buffer,
     logits: wgpu::Buffer,
+    /// Per input of a step: the greedy pick from its logits (u32).
+    tokens: wgpu::Buffer,
     layers: Program,
     head: Program,
+    /// Per layer: the key and value caches (slot s at rows s·context ..).
+    caches: Vec<[wgpu::Buffer; 2]>,
+    readback: Readback,
+    /// Per layer: keys and values of the saved public prefix (copies, since WebGPU copies
+    /// no buffer onto itself).
+    prefix: Vec<[wgpu::Buffer; 2]>,
     // Kept alive for the bind groups that use them.
     _weights: Vec<Weight>,
     _buffers: Vec<wgpu::Buffer>,
@@ -566,9 +621,11 @@ impl GpuLlama {
         let last_rows = gpu.upload("last-rows", &vec![0u32; batch])?;
         let last_n = gpu.scratch("last-normed", batch * c.dim)?;
         let logits = gpu.scratch("logits", batch * c.vocab)?;
+        let tokens = gpu.scratch("greedy tokens", batch)?;
         let mut layers = Program::new(gpu, m);
         let mut weights = Vec::new();
         let mut buffers = Vec::new();
+        let mut caches = Vec::new();
         let interleaved = c.rope == RopeLayout::Interleaved;
         let cache_label = |kind: &str| format!("{kind} cache ({slots} slots of {})", c.context);
         for l in &w.layers {
@@ -604,7 +661,8 @@ impl GpuLlama {
             layers.silu_mul(&gate, &up, c.ffn);
             layers.linear(&gate, &wd, Bias(None), &x, true, false);
             weights.extend([wq, wk, wv, wo, wg, wu, wd]);
-            buffers.extend([kc, vc, attn_norm, ffn_norm]);
+            caches.push([kc, vc]);
+            buffers.extend([attn_norm, ffn_norm]);
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -613,6 +671,7 @@ impl GpuLlama {
         let mut head = Program::new(gpu, batch);
         head.rmsnorm_gather(&x, &last_rows, &norm, &last_n, c.dim, c.eps);
         head.linear(&last_n, &out, Bias(None), &logits, false, false);
+        head.argmax(&logits, &tokens, c.vocab);
         weights.push(out);
         buffers.extend([xn, q, att, gate, up, scores, rope, norm, last_n]);
         Ok(GpuLlama {
@@ -622,8 +681,12 @@ impl GpuLlama {
             x,
             last_rows,
             logits,
+            tokens,
             layers,
             head,
+            caches,
+            prefix: Vec::new(),
+            readback: Readback::default(),
             _weights: weights,
             _buffers: buffers,
         })
@@ -631,7 +694,7 @@ impl GpuLlama {
 }
 
 impl Forward for GpuLlama {
-    fn step(&mut self, inputs: &[StepInput]) -> Result<Vec<Vec<f32>>> {
+    fn step(&mut self, inputs: &[StepInput], greedy: &[bool]) -> Result<Vec<StepOutput>> {
         let (dim, vocab, context) = (self.cfg.dim, self.cfg.vocab, self.cfg.context);
         let total: usize = inputs.iter().map(|i| i.tokens.len()).sum();
         let mut x = Vec::with_capacity(total * dim);
@@ -650,14 +713,86 @@ impl Forward for GpuLlama {
         let mut encoder = self.gpu.encoder();
         self.layers.encode(&mut encoder, &rows);
         self.head.encode_count(&mut encoder, inputs.len());
-        let logits = self
-            .gpu
-            .finish_and_read(encoder, &self.logits, 0, inputs.len() * vocab)?;
-        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
+        if greedy.iter().all(|&g| g) {
+            // Every pick made on the GPU: one u32 each comes back.
+            let tokens = self.gpu.finish_and_read(
+                encoder,
+                &self.tokens,
+                0,
+                inputs.len(),
+                &mut self.readback,
+            )?;
+            return Ok(tokens
+                .iter()
+                .map(|t| StepOutput::Greedy(t.to_bits()))
+                .collect());
+        }
+        let logits = self.gpu.finish_and_read(
+            encoder,
+            &self.logits,
+            0,
+            inputs.len() * vocab,
+            &mut self.readback,
+        )?;
+        // Logits came back anyway: the greedy picks are made here, in the same order (max,
+        // lowest id on ties) as the GPU's, so they are the same tokens.
+        Ok(logits
+            .chunks_exact(vocab)
+            .zip(greedy)
+            .map(|(l, &greedy)| {
+                if greedy {
+                    StepOutput::Greedy(crate::sample::argmax(l))
+                } else {
+                    StepOutput::Logits(l.to_vec())
+                }
+            })
+            .collect())
+    }
+
+    fn save_prefix(&mut self, slot: usize, len: usize) -> Result<()> {
+        let row = self.kv_row_bytes();
+        let from = (slot * self.cfg.context) as u64 * row;
+        let bytes = len as u64 * row;
+        let mut encoder = self.gpu.encoder();
+        let mut prefix = Vec::with_capacity(self.caches.len());
+        for cache in &self.caches {
+            let [k, v] = cache.each_ref().map(|buffer| {
+                let copy = self
+                    .gpu
+                    .scratch("public prefix", len * (row as usize / 4))?;
+                encoder.copy_buffer_to_buffer(buffer, from, &copy, 0, bytes);
+                Ok::<_, Error>(copy)
+            });
+            prefix.push([k?, v?]);
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+        self.prefix = prefix;
+        Ok(())
+    }
+
+    fn load_prefix(&mut self, slot: usize, len: usize) -> Result<()> {
+        let row = self.kv_row_bytes();
+        let to = (slot * self.cfg.context) as u64 * row;
+        let mut encoder = self.gpu.encoder();
+        for (cache, saved) in self.caches.iter().zip(&self.prefix) {
+            for (from, into) in saved.iter().zip(cache) {
+                encoder.copy_buffer_to_buffer(from, 0, into, to, len as u64 * row);
+            }
+        }
+        // Queued before the next step's work, which the queue runs after it.
+        self.gpu.queue.submit([encoder.finish()]);
+        Ok(())
     }
 
     fn dispatches(&self) -> u64 {
         self.layers.dispatches_encoded() + self.head.dispatches_encoded()
+    }
+}
+
+impl GpuLlama {
+    /// Bytes of one cached position of one layer's keys (or values).
+    fn kv_row_bytes(&self) -> u64 {
+        (self.cfg.kv_heads * self.cfg.head_dim * 4) as u64
     }
 }
 
@@ -667,8 +802,9 @@ impl Forward for GpuLlama {
 /// Outputs are deterministic: the GPU kernels reduce every value in one fixed order, so a
 /// sequence's logits are the same bits whether it runs alone or beside others, however its
 /// prompt was chunked and whatever its slot held before. Nothing carries over between
-/// sequences: each starts from an empty slot (no prefix is shared between requests, which
-/// would also let one user time another's prompts).
+/// sequences: each starts from an empty slot, or from a copy of the public prefix
+/// ([`ChatModel::cache_public_prefix`]), which no request writes (a prefix cache filled by
+/// requests would let one user time another's prompts).
 pub struct ChatModel {
     name: String,
     sha256: [u8; 32],
@@ -679,6 +815,8 @@ pub struct ChatModel {
     /// Positions each slot holds.
     lens: Vec<usize>,
     max_step_tokens: usize,
+    /// Tokens whose cache the backend keeps (`ChatModel::cache_public_prefix`).
+    prefix: Vec<u32>,
 }
 
 impl ChatModel {
@@ -699,6 +837,7 @@ impl ChatModel {
             backend,
             lens: vec![0; slots],
             max_step_tokens,
+            prefix: Vec::new(),
         }
     }
 
@@ -813,6 +952,28 @@ impl ChatModel {
     /// that fails on the device leaves the slots' lengths as they were (a step only writes
     /// positions from its inputs' `pos`), though a lost device fails every later step too.
     pub fn step(&mut self, inputs: &[StepInput]) -> Result<Vec<Vec<f32>>> {
+        let outputs = self.step_for(inputs, &vec![false; inputs.len()])?;
+        Ok(outputs
+            .into_iter()
+            .map(|o| match o {
+                StepOutput::Logits(l) => l,
+                StepOutput::Greedy(_) => unreachable!("no greedy pick was asked for"),
+            })
+            .collect())
+    }
+
+    /// [`ChatModel::step`], handing back for each input whose `greedy` flag is set only its
+    /// greedy pick ([`StepOutput::Greedy`]): the same token its logits' argmax is, made on
+    /// the GPU when every input of the step is greedy, so a decode step reads back a few
+    /// bytes per sequence instead of the vocabulary's logits.
+    pub fn step_for(&mut self, inputs: &[StepInput], greedy: &[bool]) -> Result<Vec<StepOutput>> {
+        if greedy.len() != inputs.len() {
+            return Err(Error::Input(format!(
+                "{} greedy flags for a step of {} inputs",
+                greedy.len(),
+                inputs.len()
+            )));
+        }
         if inputs.is_empty() {
             return Err(Error::Input("a step needs at least one input".into()));
         }
@@ -854,11 +1015,11 @@ impl ChatModel {
                 self.max_step_tokens
             )));
         }
-        let logits = self.backend.step(inputs)?;
+        let outputs = self.backend.step(inputs, greedy)?;
         for input in inputs {
             self.lens[input.slot] = input.pos + input.tokens.len();
         }
-        Ok(logits)
+        Ok(outputs)
     }
 
     /// Logits after `tokens`, run from position 0 of slot 0 in steps of
@@ -888,10 +1049,54 @@ impl ChatModel {
         Ok(logits)
     }
 
+    /// Computes `tokens` once (in slot 0, then emptied) and keeps their cache: a sequence
+    /// whose prompt begins with some of them starts from a copy instead of computing them
+    /// again. Only for public text (the chat template's own opening, the same for every
+    /// user): what the kept prefix holds is fixed here, never taken from a request, so a
+    /// request's speed tells nothing about anyone else's prompt. Exact: a position's keys
+    /// and values depend only on the tokens up to it, and the kernels give the same bits
+    /// however a prompt is chunked, so a sequence gets the same logits with or without it.
+    pub fn cache_public_prefix(&mut self, tokens: &[u32]) -> Result<()> {
+        self.prefix.clear();
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let keep = tokens.len().min(self.cfg.context - 1);
+        self.logits(&tokens[..keep])?;
+        self.backend.save_prefix(0, keep)?;
+        self.free_slot(0)?;
+        self.prefix = tokens[..keep].to_vec();
+        Ok(())
+    }
+
+    /// Keeps the chat template's opening as the public prefix: what it renders around an
+    /// empty user message (a default system prompt, role markers), which every chat that
+    /// does not bring its own system prompt begins with.
+    /// A template that refuses an empty message leaves nothing kept: the cache only saves
+    /// time.
+    pub fn cache_template_opening(&mut self) -> Result<()> {
+        let Ok(rendered) = self.text.template.render(&[ChatMessage {
+            role: "user".into(),
+            content: String::new(),
+        }]) else {
+            self.prefix.clear();
+            return Ok(());
+        };
+        let ids = self.text.encode(&rendered)?;
+        self.cache_public_prefix(&ids)
+    }
+
+    /// Tokens of the kept public prefix.
+    pub fn public_prefix(&self) -> &[u32] {
+        &self.prefix
+    }
+
     /// A new sequence in `slot` (emptied) for `prompt`, sampling as `opts` says; step it
     /// with [`Sequence::next_input`], [`ChatModel::step`] and [`ChatModel::advance`]. The
     /// caller gives each live sequence its own slot: a sequence whose slot was taken
-    /// finds its next step refused (its position no longer matches).
+    /// finds its next step refused (its position no longer matches). The prompt's longest
+    /// common start with the public prefix (all but its last token, whose logits are
+    /// needed) comes from the kept cache.
     pub fn start_sequence(
         &mut self,
         slot: usize,
@@ -910,14 +1115,33 @@ impl ChatModel {
         }
         self.check_tokens(prompt)?;
         self.free_slot(slot)?;
-        Ok(Sequence::new(slot, prompt, opts, self.cfg.context))
+        let cached = prompt
+            .iter()
+            .zip(&self.prefix)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len() - 1);
+        if cached > 0 {
+            self.backend.load_prefix(slot, cached)?;
+            self.lens[slot] = cached;
+        }
+        Ok(Sequence::new(slot, prompt, cached, opts, self.cfg.context))
     }
 
     /// Takes the logits a step returned for `seq`'s input: after the last prompt chunk or a
     /// decode token, samples the next token and returns the new text; after an earlier
     /// prompt chunk, nothing.
     pub fn advance(&self, seq: &mut Sequence, logits: &[f32]) -> Result<Delta> {
-        seq.advance(&self.text, logits)
+        seq.advance(&self.text, Pick::Logits(logits))
+    }
+
+    /// [`ChatModel::advance`] with what [`ChatModel::step_for`] handed back for `seq`'s
+    /// input (a greedy pick only for a greedy sequence).
+    pub fn advance_output(&self, seq: &mut Sequence, output: &StepOutput) -> Result<Delta> {
+        match output {
+            StepOutput::Logits(logits) => seq.advance(&self.text, Pick::Logits(logits)),
+            StepOutput::Greedy(token) => seq.advance(&self.text, Pick::Greedy(*token)),
+        }
     }
 
     /// Generates after `prompt`, calling `on_text` with each new piece of text (false

@@ -21,6 +21,7 @@
 use crate::api::{FinishReason, GenerateOptions, Generation};
 use crate::llama::{ChatText, StepInput};
 use crate::sample::Sampler;
+use crate::tokenizer::DecodeState;
 use crate::{Error, Result};
 
 /// What one step did to a sequence.
@@ -34,6 +35,14 @@ pub struct Delta {
     pub token: Option<u32>,
     /// Set once the sequence is over; its slot may then be given to another.
     pub finished: Option<FinishReason>,
+}
+
+/// What a step gave a sequence to pick its next token from.
+#[derive(Clone, Copy)]
+pub(crate) enum Pick<'a> {
+    Logits(&'a [f32]),
+    /// The argmax, made by the step: only for a greedy sequence.
+    Greedy(u32),
 }
 
 /// A generation in progress in one KV slot.
@@ -50,18 +59,22 @@ pub struct Sequence {
     max_tokens: usize,
     context: usize,
     stop: Vec<String>,
-    /// The generated tokens' text, cut at a stop string.
+    /// The generated tokens' text, cut at a stop string; grown a token at a time.
     text: String,
+    /// The incremental decoder's state: the bytes of a character not yet complete.
+    decoder: DecodeState,
     /// Bytes of `text` already returned in deltas.
     sent: usize,
     finish: Option<FinishReason>,
 }
 
 impl Sequence {
-    /// A sequence for `prompt` (checked by the model) in `slot`.
+    /// A sequence for `prompt` (checked by the model) in `slot`, whose first `cached`
+    /// tokens the slot already holds.
     pub(crate) fn new(
         slot: usize,
         prompt: &[u32],
+        cached: usize,
         opts: &GenerateOptions,
         context: usize,
     ) -> Sequence {
@@ -69,13 +82,14 @@ impl Sequence {
             slot,
             tokens: prompt.to_vec(),
             prompt_len: prompt.len(),
-            fed: 0,
+            fed: cached,
             pending: 0,
             sampler: Sampler::new(opts.temperature, opts.top_p, opts.seed),
             max_tokens: opts.max_tokens,
             context,
             stop: opts.stop.clone(),
             text: String::new(),
+            decoder: DecodeState::default(),
             sent: 0,
             // Nothing to generate: done before running anything.
             finish: (opts.max_tokens == 0).then_some(FinishReason::Length),
@@ -130,6 +144,14 @@ impl Sequence {
         })
     }
 
+    /// Whether the step running its next input of at most `chunk` tokens must hand back
+    /// logits: only for a sequence that samples, when that input ends its prompt or is a
+    /// decode token. A greedy one takes the step's pick
+    /// ([`crate::llama::StepOutput::Greedy`]); a prompt chunk before the last needs neither.
+    pub fn needs_logits(&self, chunk: usize) -> bool {
+        !self.sampler.is_greedy() && self.tokens.len().saturating_sub(self.fed) <= chunk.max(1)
+    }
+
     /// Ends the sequence (the client went away): it finishes as stopped, with its text so
     /// far.
     pub fn cancel(&mut self) {
@@ -137,7 +159,7 @@ impl Sequence {
     }
 
     /// Takes the logits of the input `next_input` handed out.
-    pub(crate) fn advance(&mut self, text: &ChatText, logits: &[f32]) -> Result<Delta> {
+    pub(crate) fn advance(&mut self, text: &ChatText, pick: Pick<'_>) -> Result<Delta> {
         if self.finish.is_some() {
             return Err(Error::Input(format!(
                 "the sequence in slot {} has finished",
@@ -151,7 +173,7 @@ impl Sequence {
                 self.slot
             )));
         }
-        if logits.is_empty() {
+        if matches!(pick, Pick::Logits(logits) if logits.is_empty()) {
             return Err(Error::Input("empty logits".into()));
         }
         self.fed += std::mem::take(&mut self.pending);
@@ -159,29 +181,46 @@ impl Sequence {
             // A prompt chunk before the last: its logits predict nothing asked for.
             return Ok(Delta::default());
         }
-        let next = self.sampler.pick(logits);
+        let next = match pick {
+            Pick::Logits(logits) => self.sampler.pick(logits),
+            Pick::Greedy(token) if self.sampler.is_greedy() => token,
+            Pick::Greedy(_) => {
+                return Err(Error::Input(format!(
+                    "the sequence in slot {} samples: it needs logits, not a greedy pick",
+                    self.slot
+                )))
+            }
+        };
         if text.stop_ids.contains(&next) {
+            self.flush(text)?;
             return Ok(self.finish(FinishReason::Stop, None));
         }
         self.tokens.push(next);
-        self.text = text.codec.decode(self.generated())?;
-        if let Some(at) = self
-            .stop
-            .iter()
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| self.text.find(s.as_str()))
-            .min()
-        {
-            self.text.truncate(at);
+        // Only the new token is decoded (with the few before it that its text depends on):
+        // a generation's text costs linear time, not a decode of everything per token.
+        let searched = self.text.len();
+        let held = match text.codec.decode_next(&mut self.decoder, next)? {
+            Some(piece) => {
+                self.text.push_str(&piece);
+                String::new()
+            }
+            // A character not yet complete: a stop string may end before it, as a whole
+            // decode would show.
+            None => text.codec.decode_rest(&self.decoder)?,
+        };
+        if let Some(at) = find_stop(&self.text, searched, &held, &self.stop) {
+            match at.checked_sub(self.text.len()) {
+                Some(into_held) => self.text.push_str(&held[..into_held]),
+                None => self.text.truncate(at),
+            }
             return Ok(self.finish(FinishReason::Stop, Some(next)));
         }
         if self.generated().len() >= self.max_tokens || self.tokens.len() >= self.context {
+            self.flush(text)?;
             return Ok(self.finish(FinishReason::Length, Some(next)));
         }
         let safe = safe_prefix(&self.text, &self.stop);
-        // A decoder that rewrites earlier text could move `sent` off a boundary: then hold
-        // back until the end rather than cut a character.
-        let text = if safe > self.sent && self.text.is_char_boundary(self.sent) {
+        let text = if safe > self.sent {
             let new = self.text[self.sent..safe].to_owned();
             self.sent = safe;
             new
@@ -194,6 +233,14 @@ impl Sequence {
             finished: None,
         };
         Ok(delta)
+    }
+
+    /// Adds what the decoder still holds (the start of a character the generation ended
+    /// inside, shown as U+FFFD as a whole decode shows it).
+    fn flush(&mut self, text: &ChatText) -> Result<()> {
+        let rest = text.codec.decode_rest(&self.decoder)?;
+        self.text.push_str(&rest);
+        Ok(())
     }
 
     /// Finishes with everything not yet shown.
@@ -219,19 +266,38 @@ impl Sequence {
     }
 }
 
-/// How much of `text` can be shown: not a trailing replacement character (half of a
-/// multi-byte character) nor a tail that could begin a stop string.
+/// Where the first stop string in `text` followed by `tail` begins, knowing that
+/// `text[..searched]` held none: only the end a stop string could end in is searched.
+fn find_stop(text: &str, searched: usize, tail: &str, stops: &[String]) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            let mut from = searched.saturating_sub(s.len() - 1);
+            while !text.is_char_boundary(from) {
+                from -= 1;
+            }
+            let found = if tail.is_empty() {
+                text[from..].find(s.as_str())
+            } else {
+                // Only while the decoder holds bytes (rare): the window is a few bytes.
+                [&text[from..], tail].concat().find(s.as_str())
+            };
+            found.map(|i| from + i)
+        })
+        .min()
+}
+
+/// How much of `text` can be shown: not a tail that could begin a stop string. (Half of
+/// a multi-byte character never reaches `text`: the decoder holds it.)
 fn safe_prefix(text: &str, stops: &[String]) -> usize {
-    let mut end = text.trim_end_matches('\u{FFFD}').len();
+    let mut end = text.len();
     for stop in stops {
         for (i, _) in stop.char_indices().skip(1) {
-            if text[..end].ends_with(&stop[..i]) {
+            if text.ends_with(&stop[..i]) {
                 end = end.min(text.len() - i);
             }
         }
-    }
-    while !text.is_char_boundary(end) {
-        end -= 1;
     }
     end
 }
@@ -241,10 +307,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn streaming_holds_back_partial_stops_and_characters() {
+    fn streaming_holds_back_partial_stops() {
         let stops = vec!["\nUser:".to_owned()];
         assert_eq!(safe_prefix("Hello\nUs", &stops), 5);
         assert_eq!(safe_prefix("Hello", &stops), 5);
-        assert_eq!(safe_prefix("caf\u{FFFD}", &[]), 3);
+    }
+
+    #[test]
+    fn a_stop_string_is_found_across_the_searched_boundary_and_only_there() {
+        let stops = vec!["\nUser:".to_owned(), "é!".to_owned()];
+        // The stop began before `searched` and ends after it.
+        assert_eq!(find_stop("Hi\nUser: x", 5, "", &stops), Some(2));
+        assert_eq!(find_stop("caféé!", 7, "", &stops), Some(5));
+        // The window would start inside a character: it starts at the character instead.
+        assert_eq!(find_stop("caféé!", 8, "", &stops), Some(5));
+        assert_eq!(find_stop("Hi there", 3, "", &stops), None);
+        assert_eq!(find_stop("anything", 0, "", &[String::new()]), None);
+        // A stop completed by bytes the decoder still holds (a character cut after it).
+        assert_eq!(find_stop("Hi\nUs", 4, "er:\u{FFFD}", &stops), Some(2));
+        assert_eq!(find_stop("caf", 3, "é!\u{FFFD}", &stops), Some(3));
     }
 }

@@ -58,6 +58,42 @@ impl TextCodec {
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
+
+    /// The text `id` adds after the tokens already given to `stream`, or `None` while it
+    /// ends inside a character (bytes held until a later token completes it). Costs a
+    /// decode of the last few tokens, not of the whole generation: `tokenizers`'
+    /// `DecodeStream` algorithm, with its state kept by the caller (a `DecodeStream`
+    /// borrows the tokenizer, which a sequence outliving the call cannot hold).
+    pub fn decode_next(&self, stream: &mut DecodeState, id: u32) -> Result<Option<String>> {
+        tokenizers::tokenizer::step_decode_stream(
+            &self.inner,
+            vec![id],
+            true,
+            &mut stream.ids,
+            &mut stream.prefix,
+            &mut stream.prefix_index,
+        )
+        .map_err(err)
+    }
+
+    /// What `stream` holds back, decoded as is (a cut character shows as U+FFFD): the end
+    /// of a generation that stopped mid-character.
+    pub fn decode_rest(&self, stream: &DecodeState) -> Result<String> {
+        let all = self.decode(&stream.ids)?;
+        Ok(all
+            .get(stream.prefix.len()..)
+            .unwrap_or_default()
+            .to_owned())
+    }
+}
+
+/// Where an incremental decode stands ([`TextCodec::decode_next`]): the last tokens, the
+/// text they decode to that was already given out, and where that text's tokens end.
+#[derive(Clone, Debug, Default)]
+pub struct DecodeState {
+    ids: Vec<u32>,
+    prefix: String,
+    prefix_index: usize,
 }
 
 /// GGUF token types (llama.cpp's `llama_token_type`): 3 control, 4 user-defined.
@@ -158,4 +194,51 @@ pub fn byte_alphabet() -> Vec<String> {
         .collect();
     chars.sort_unstable();
     chars.into_iter().map(String::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Byte-level BPE with no merges: every byte its own token, so multi-byte characters
+    /// are cut across tokens.
+    fn bytes_only() -> TextCodec {
+        TextCodec::from_json(&bpe_json(&byte_alphabet(), &[], &[], &byte_level()).to_string())
+            .unwrap()
+    }
+
+    #[test]
+    fn incremental_decoding_gives_the_whole_decode_and_holds_cut_characters() {
+        let codec = bytes_only();
+        let text = "naïve café, 東京 ok";
+        let ids = codec.encode(text, false).unwrap();
+        assert_eq!(ids.len(), text.len(), "one token per byte");
+        let mut state = DecodeState::default();
+        let (mut out, mut held) = (String::new(), 0);
+        for &id in &ids {
+            match codec.decode_next(&mut state, id).unwrap() {
+                Some(piece) => out.push_str(&piece),
+                None => held += 1,
+            }
+        }
+        assert_eq!(out, text);
+        assert_eq!(out, codec.decode(&ids).unwrap());
+        assert_eq!(
+            held,
+            text.len() - text.chars().count(),
+            "each cut byte held"
+        );
+        assert_eq!(codec.decode_rest(&state).unwrap(), "");
+
+        // Ending inside a character: held, then shown as a whole decode shows it.
+        let cut = &ids[..=text.find('東').unwrap()];
+        let mut state = DecodeState::default();
+        let shown: String = cut
+            .iter()
+            .filter_map(|&id| codec.decode_next(&mut state, id).unwrap())
+            .collect();
+        let rest = codec.decode_rest(&state).unwrap();
+        assert_eq!(rest, "\u{FFFD}");
+        assert_eq!(shown + &rest, codec.decode(cut).unwrap());
+    }
 }

@@ -2,7 +2,8 @@
 //! it, whatever else the runner was doing: here one request on the tiny llama is run alone,
 //! in batches of 4 and 16 beside unrelated sequences at other positions, with its prompt
 //! prefilled whole, 1 or 3 tokens at a time, and in a slot that other requests used before,
-//! and every logit it gets and every token it picks is compared bit for bit. Also: a step's
+//! and every logit it gets and every token it picks is compared bit for bit; and started
+//! from the kept public prefix against computed whole. Also: a step's
 //! dispatches do not grow with its batch, slots are sized and validated, and `generate` is
 //! one sequence stepped through the same API.
 
@@ -17,7 +18,7 @@ use market_engine::sample::argmax;
 use market_engine::testing::write_tiny_llama;
 use market_engine::{
     Backend, Error, FinishReason, GenerateOptions, LoadOptions, Model, Sha256, Slots, Source,
-    StepInput,
+    StepInput, StepOutput,
 };
 
 const PROMPT: [u32; 12] = [1, 72, 101, 108, 108, 111, 32, 116, 104, 101, 114, 101];
@@ -223,10 +224,11 @@ fn a_decode_step_dispatches_the_same_kernels_whatever_its_batch() {
         assert_eq!(logits.len(), batch);
         per_step.push(model.gpu_dispatches() - before);
     }
-    // The tiny llama's 2 layers of 13 kernels, then the head's norm and linear layer.
+    // The tiny llama's 2 layers of 13 kernels, then the head's norm, linear layer and
+    // greedy pick.
     assert_eq!(
         per_step,
-        [2 * 13 + 2; 3],
+        [2 * 13 + 3; 3],
         "dispatches for batches of 1, 4, 16"
     );
     std::fs::remove_dir_all(dir).unwrap();
@@ -434,5 +436,101 @@ fn generate_is_one_sequence_and_sequences_step_together_to_the_same_results() {
         model.advance(&mut done, &logits).unwrap();
     }
     assert!(model.advance(&mut done, &[0.0; 4]).is_err());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Greedy through the `Sequence` API in `slot`: where the sequence starts (the positions
+/// its slot already holds), then the bits of every logit vector a token was picked from.
+fn sequence_bits(model: &mut ChatModel, slot: usize, prompt: &[u32]) -> (usize, Vec<Vec<u32>>) {
+    let opts = GenerateOptions {
+        max_tokens: DECODE,
+        ..GenerateOptions::default()
+    };
+    let mut seq = model.start_sequence(slot, prompt, &opts).unwrap();
+    let start = seq.position();
+    let mut picked = Vec::new();
+    while let Some(input) = seq.next_input(4) {
+        let logits = model.step(&[input]).unwrap().swap_remove(0);
+        let delta = model.advance(&mut seq, &logits).unwrap();
+        if delta.token.is_some() || delta.finished.is_some() {
+            picked.push(bits(&logits));
+        }
+    }
+    (start, picked)
+}
+
+#[test]
+fn a_sequence_started_from_the_public_prefix_gets_the_same_bits() {
+    let dir = tiny(Format::F32, "prefix");
+    for backend in [Backend::Gpu, Backend::Cpu] {
+        let mut cold = chat(&dir, backend, 2);
+        let mut warm = chat(&dir, backend, 2);
+        // The prefix shares PROMPT's first 7 tokens, then goes elsewhere.
+        let prefix: Vec<u32> = PROMPT[..7].iter().copied().chain([250, 251]).collect();
+        warm.cache_public_prefix(&prefix).unwrap();
+        assert_eq!(warm.public_prefix(), &prefix[..]);
+        // Slot 1 served something else first: the copy overwrites it.
+        sequence_bits(&mut warm, 1, &[40, 41, 42, 43, 44, 45, 46, 47, 48, 49]);
+        for (prompt, from) in [
+            (PROMPT.to_vec(), 7),
+            (PROMPT[..7].to_vec(), 6), // the last token is always run: its logits pick
+            (prefix.clone(), prefix.len() - 1),
+            (vec![9, 8, 7], 0),
+        ] {
+            let (start, got) = sequence_bits(&mut warm, 1, &prompt);
+            let (cold_start, want) = sequence_bits(&mut cold, 1, &prompt);
+            assert_eq!((start, cold_start), (from, 0), "{backend:?}, {prompt:?}");
+            assert!(!want.is_empty());
+            assert!(
+                got == want,
+                "{backend:?}, {prompt:?}: other bits with the prefix cached than without"
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A step's greedy picks (made on the GPU when every input of the step is greedy, on the
+/// CPU from the logits otherwise) are the argmax of the logits the same step gives, for
+/// every sequence of a batch, at every decode step.
+#[test]
+fn greedy_picks_made_by_the_step_are_the_logits_argmax() {
+    let dir = tiny(Format::F32, "greedy");
+    let mut logits_model = chat(&dir, Backend::Gpu, 4);
+    let mut picking_model = chat(&dir, Backend::Gpu, 4);
+    let mut tokens: Vec<Vec<u32>> = (0..4u32)
+        .map(|s| (0..3 + s).map(|j| 5 + s * 40 + j * 7).collect())
+        .collect();
+    let mut fed = [0usize; 4];
+    for step in 0..6 {
+        let inputs: Vec<StepInput> = (0..4)
+            .map(|slot| StepInput {
+                slot,
+                pos: fed[slot],
+                tokens: &tokens[slot][fed[slot]..],
+            })
+            .collect();
+        let logits = logits_model.step(&inputs).unwrap();
+        // Every other step mixes greedy picks with logits.
+        let greedy: Vec<bool> = (0..4).map(|s| step % 2 == 0 || s % 2 == 0).collect();
+        let outputs = picking_model.step_for(&inputs, &greedy).unwrap();
+        drop(inputs);
+        for slot in 0..4 {
+            let want = argmax(&logits[slot]);
+            match &outputs[slot] {
+                StepOutput::Greedy(got) => assert_eq!(*got, want, "step {step}, slot {slot}"),
+                StepOutput::Logits(l) => {
+                    assert!(!greedy[slot]);
+                    assert!(bits(l) == bits(&logits[slot]), "step {step}, slot {slot}");
+                }
+            }
+            fed[slot] = tokens[slot].len();
+            tokens[slot].push(want);
+        }
+    }
+    assert!(
+        picking_model.step_for(&[], &[true]).is_err(),
+        "flags must match inputs"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -16,7 +16,9 @@ mod common;
 
 use common::{bits, gpu, max_diff, random, run, run_rows};
 use market_engine::cpu::{self, RopeLayout};
-use market_engine::gpu::{Bias, Program, Row, Tile, Weight, CPU_TILES, GPU_TILES};
+use market_engine::gpu::{
+    Bias, Program, Row, Tile, Weight, CPU_BLOCK_TILES, CPU_FLOAT_TILES, GPU_TILES,
+};
 use market_engine::quant::{dequantize, quantize, repack, Format};
 
 const EPS: f32 = f32::EPSILON;
@@ -108,7 +110,12 @@ fn linear_tiles_all_give_the_same_bits() {
     let gpu = gpu();
     let (m, n, k) = (13, 72, 160);
     let x = random(m * k, 22);
-    let mut tiles: Vec<Tile> = CPU_TILES.iter().chain(&GPU_TILES).map(|t| t.1).collect();
+    let mut tiles: Vec<Tile> = CPU_BLOCK_TILES
+        .iter()
+        .chain(&CPU_FLOAT_TILES)
+        .chain(&GPU_TILES)
+        .map(|t| t.1)
+        .collect();
     tiles.extend([
         Tile { rn: 1, tm: 1 },
         Tile { rn: 3, tm: 5 },
@@ -332,5 +339,40 @@ fn swiglu_and_gelu() {
     // 1e-6 relative: erf's approximation error scaled by |a| up to 6.
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "gelu {g} vs {w}");
+    }
+}
+
+/// The GPU's greedy pick is what a left-to-right scan on the CPU picks (`sample::argmax`):
+/// the largest value, the lowest index on ties, whether the tied values fall to one thread
+/// or to different ones, in rows longer and shorter than a workgroup.
+#[test]
+fn argmax_picks_the_first_largest_like_the_cpu() {
+    let gpu = gpu();
+    for n in [200, 5, 64] {
+        let mut rows: Vec<Vec<f32>> = (0..4).map(|r| random(n, 40 + r)).collect();
+        // Ties: two largest values in different threads (indices 3 and 4), and in the
+        // same thread (indices 1 and 65 when the row is long enough).
+        let mut tied = vec![0.25; n];
+        tied[4] = 2.0;
+        tied[3] = 2.0;
+        tied[n.min(66) - 1] = 2.0;
+        rows.push(tied);
+        rows.push(vec![f32::NEG_INFINITY; n]);
+        let values: Vec<f32> = rows.concat();
+        let m = rows.len();
+        let input = gpu.upload("values", &values).unwrap();
+        let tokens = gpu.scratch("tokens", m).unwrap();
+        let mut program = Program::new(&gpu, m);
+        program.argmax(&input, &tokens, n);
+        let picked: Vec<u32> = run(&gpu, &program, m, 0, &tokens, m)
+            .iter()
+            .map(|t| t.to_bits())
+            .collect();
+        let expected: Vec<u32> = rows
+            .iter()
+            .map(|r| market_engine::sample::argmax(r))
+            .collect();
+        assert_eq!(picked, expected, "rows of {n}");
+        assert_eq!(expected[4], 3, "the lowest of the tied indices");
     }
 }

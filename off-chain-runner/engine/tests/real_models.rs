@@ -227,3 +227,27 @@ fn minilm_embeddings_match_candle_and_rank_meaning() {
         );
     }
 }
+
+/// Token ids given directly (a batcher's path) are checked as the tokenizer's would be:
+/// an id outside the vocabulary, a text over the model's length or of no tokens is
+/// refused by name, and the model still embeds afterwards.
+#[test]
+fn minilm_refuses_ids_it_cannot_embed_and_goes_on() {
+    let mut m = mini(Backend::Gpu);
+    let good = m.tokenize("A man is playing a guitar.").unwrap();
+    let refused = [
+        (
+            vec![good.clone(), vec![101, 9_999_999, 102]],
+            "outside the vocabulary",
+        ),
+        (vec![vec![101; m.max_tokens() + 1]], "over the"),
+        (vec![good.clone(), Vec::new()], "no tokens"),
+    ];
+    for (ids, why) in refused {
+        let e = m.embed_tokens(&ids).unwrap_err().to_string();
+        assert!(e.contains(why), "{e}");
+    }
+    let alone = m.embed_batch(&["A man is playing a guitar."]).unwrap();
+    let by_ids = m.embed_tokens(&[good]).unwrap();
+    assert_eq!(alone[0].vector, by_ids[0].vector);
+}

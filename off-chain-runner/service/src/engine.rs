@@ -1,26 +1,29 @@
 //! The inference engine (`market-engine`) behind the [`Inference`] trait. A chat model is
 //! owned by its scheduler's thread (`scheduler`: continuous batching over its KV slots);
 //! a request's thread renders and tokenizes its prompt with the model's text handling,
-//! outside the scheduler, submits it and relays the pieces. An embedding model is driven
-//! by one caller at a time behind its own mutex; the HTTP layer's places bound how many
-//! requests wait for either.
+//! outside the scheduler, submits it and relays the pieces. An embedding model is owned by
+//! its embedder's thread (`embedder`: requests waiting together share a forward pass); a
+//! request's inputs are tokenized on its own thread. The HTTP layer's places bound how
+//! many requests wait for either.
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
-    mpsc, Arc, Mutex,
+    mpsc, Arc,
 };
 
 use market_engine::{
-    gpu::Gpu, llama::ChatText, Backend, ChatMessage, GenerateOptions, LoadOptions, Model, Slots,
-    Source,
+    bert::EmbeddingText, gpu::Gpu, llama::ChatText, Backend, ChatMessage, GenerateOptions,
+    LoadOptions, Model, Slots, Source,
 };
 
+use crate::embedder::Embedder;
 use crate::scheduler::{Event, Job, Scheduler};
 
 use crate::{
     error::{Error, Result},
     inference::{
-        Admit, Embedded, Finish, Generated, Inference, Kind, ModelSpec, OnPiece, Prompt, Sampling,
+        Admit, Alive, Embedded, Finish, Generated, Inference, Kind, ModelSpec, OnPiece, Prompt,
+        Sampling,
     },
 };
 
@@ -51,13 +54,17 @@ impl Files {
     }
 }
 
-/// How chat models are batched (`serve --kv-slots`, `--prefill-chunk`).
+/// How chat models are batched (`serve --kv-slots`, `--prefill-chunk`,
+/// `--queue-timeout-secs`).
 #[derive(Clone, Copy, Debug)]
 pub struct Batching {
     /// Sequences each chat model runs at once, each with its own KV cache.
     pub slots: usize,
     /// Prompt tokens one sequence prefills per step (interleaved with the others' decoding).
     pub prefill_chunk: usize,
+    /// How long an admitted request may wait for a free slot before it is refused (429
+    /// `queue_timeout`, nothing charged); `None` waits as long as it takes.
+    pub queue_timeout: Option<std::time::Duration>,
 }
 
 impl Default for Batching {
@@ -65,6 +72,7 @@ impl Default for Batching {
         Self {
             slots: 4,
             prefill_chunk: 64,
+            queue_timeout: None,
         }
     }
 }
@@ -73,8 +81,13 @@ enum Served {
     Chat {
         text: Arc<ChatText>,
         scheduler: Scheduler,
+        queue_timeout: Option<std::time::Duration>,
     },
-    Embedding(Box<Mutex<Model>>),
+    Embedding {
+        text: Arc<EmbeddingText>,
+        embedder: Embedder,
+        max_tokens: usize,
+    },
 }
 
 pub struct Engine {
@@ -110,7 +123,9 @@ impl Engine {
             let model =
                 Model::load_with_options(*source, backend, gpu.as_ref(), sha256.clone(), &options)?;
             let served = match model {
-                Model::Chat(m) => {
+                Model::Chat(mut m) => {
+                    // Chats without their own system prompt skip computing the template's.
+                    m.cache_template_opening()?;
                     let spec = ModelSpec {
                         id: id.clone(),
                         kind: Kind::Chat,
@@ -121,17 +136,35 @@ impl Engine {
                     let scheduler = Scheduler::start(m, batching.prefill_chunk).map_err(|e| {
                         market_engine::Error::Gpu(format!("starting a scheduler: {e}"))
                     })?;
-                    (spec, Served::Chat { text, scheduler })
+                    (
+                        spec,
+                        Served::Chat {
+                            text,
+                            scheduler,
+                            queue_timeout: batching.queue_timeout,
+                        },
+                    )
                 }
-                Model::Embedding(m) => (
-                    ModelSpec {
+                Model::Embedding(m) => {
+                    let spec = ModelSpec {
                         id: id.clone(),
                         kind: Kind::Embedding,
                         context_length: m.max_tokens(),
                         concurrency: 1,
-                    },
-                    Served::Embedding(Box::new(Mutex::new(Model::Embedding(m)))),
-                ),
+                    };
+                    let (text, max_tokens) = (m.text_handle(), m.max_tokens());
+                    let embedder = Embedder::start(m).map_err(|e| {
+                        market_engine::Error::Gpu(format!("starting an embedder: {e}"))
+                    })?;
+                    (
+                        spec,
+                        Served::Embedding {
+                            text,
+                            embedder,
+                            max_tokens,
+                        },
+                    )
+                }
             };
             loaded.push(served);
         }
@@ -159,9 +192,15 @@ impl Inference for Engine {
         sampling: &Sampling,
         admit: Admit<'_>,
         on_piece: OnPiece<'_>,
+        alive: Alive<'_>,
     ) -> Result<Generated> {
         let (spec, served) = self.served(model)?;
-        let Served::Chat { text, scheduler } = served else {
+        let Served::Chat {
+            text,
+            scheduler,
+            queue_timeout,
+        } = served
+        else {
             return Err(Error::bad_input(
                 "model_not_supported",
                 format!("model `{model}` is an embedding model"),
@@ -207,20 +246,47 @@ impl Inference for Engine {
             prompt: ids,
             options,
             cancel: Arc::clone(&cancel),
-            deadline: None,
+            // A timeout too large to add is no timeout.
+            deadline: queue_timeout.and_then(|t| std::time::Instant::now().checked_add(t)),
             events,
         });
         let mut cancelled = false;
         let generation = loop {
-            match pieces.recv() {
+            // Woken at least this often to ask whether the client is still there: one
+            // that left while waiting for a slot (or between pieces) is cancelled then.
+            match pieces.recv_timeout(std::time::Duration::from_millis(250)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if !cancelled && !alive() {
+                        cancelled = true;
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
                 Ok(Event::Text(piece)) => {
                     if !cancelled && !on_piece(&piece) {
                         cancelled = true;
                         cancel.store(true, Ordering::Relaxed);
                     }
                 }
+                Ok(Event::Cancelled) => {
+                    return Err(Error::bad_input(
+                        "client_gone",
+                        "the client went away before generation started; nothing was charged",
+                    ))
+                }
                 Ok(Event::Done(result)) => break result.map_err(engine_error)?,
-                Err(_) => {
+                Ok(Event::Expired) => {
+                    let waited = queue_timeout.unwrap_or_default();
+                    return Err(Error::overloaded(
+                        "queue_timeout",
+                        format!(
+                            "model `{model}` had no free sequence slot within {} s; nothing \
+                             was charged",
+                            waited.as_secs_f64()
+                        ),
+                    )
+                    .retry_after(waited));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(Error::internal(
                         "inference",
                         format!("the scheduler of model `{model}` stopped"),
@@ -242,37 +308,40 @@ impl Inference for Engine {
 
     fn embed(&self, model: &str, inputs: &[String], admit: Admit<'_>) -> Result<Embedded> {
         let (_, served) = self.served(model)?;
-        let Served::Embedding(m) = served else {
+        let Served::Embedding {
+            text,
+            embedder,
+            max_tokens,
+        } = served
+        else {
             return Err(Error::bad_input(
                 "model_not_supported",
                 format!("model `{model}` is a chat model"),
             ));
         };
-        // A panic mid-request leaves the model usable: it holds no state between calls.
-        let mut guard = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Model::Embedding(m) = &mut *guard else {
-            return Err(Error::bad_input(
-                "model_not_supported",
-                format!("model `{model}` is a chat model"),
-            ));
-        };
-        let mut tokens = 0u64;
+        // Tokenized here, on the request's thread: never in the embedder's.
+        let mut ids = Vec::with_capacity(inputs.len());
         for input in inputs {
-            let n = m.count_tokens(input).map_err(engine_error)?;
-            if n > m.max_tokens() {
+            let tokens = text.tokenize(input).map_err(engine_error)?;
+            if tokens.len() > *max_tokens {
                 return Err(Error::bad_input(
                     "context_length_exceeded",
                     format!(
-                        "an input has {n} tokens; model `{model}` embeds at most {}",
-                        m.max_tokens()
+                        "an input has {} tokens; model `{model}` embeds at most {max_tokens}",
+                        tokens.len()
                     ),
                 ));
             }
-            tokens += n as u64;
+            if tokens.is_empty() {
+                return Err(Error::bad_input(
+                    "invalid_input",
+                    "an input of no tokens has no embedding",
+                ));
+            }
+            ids.push(tokens);
         }
-        admit(tokens, 0)?;
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let embeddings = m.embed(&refs).map_err(engine_error)?;
+        admit(ids.iter().map(|i| i.len() as u64).sum(), 0)?;
+        let embeddings = embedder.embed(ids).map_err(engine_error)?;
         Ok(Embedded {
             tokens: embeddings.iter().map(|e| e.tokens as u64).sum(),
             vectors: embeddings.into_iter().map(|e| e.vector).collect(),

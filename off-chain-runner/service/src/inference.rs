@@ -101,6 +101,9 @@ pub struct Embedded {
 pub type Admit<'a> = &'a mut dyn FnMut(u64, u64) -> Result<()>;
 /// Receives each piece of generated text; returning false cancels generation.
 pub type OnPiece<'a> = &'a mut dyn FnMut(&str) -> bool;
+/// Whether the request's client is still there: a backend that makes requests wait asks
+/// while they wait, so one whose client left neither runs nor holds its place.
+pub type Alive<'a> = &'a (dyn Fn() -> bool + Sync);
 
 pub trait Inference: Send + Sync + 'static {
     fn models(&self) -> Vec<ModelSpec>;
@@ -112,6 +115,7 @@ pub trait Inference: Send + Sync + 'static {
         sampling: &Sampling,
         admit: Admit<'_>,
         on_piece: OnPiece<'_>,
+        alive: Alive<'_>,
     ) -> Result<Generated>;
 
     fn embed(&self, model: &str, inputs: &[String], admit: Admit<'_>) -> Result<Embedded>;
@@ -157,6 +161,7 @@ impl Inference for Echo {
         sampling: &Sampling,
         admit: Admit<'_>,
         on_piece: OnPiece<'_>,
+        _alive: Alive<'_>,
     ) -> Result<Generated> {
         let spec = self.spec(model)?;
         let _one_at_a_time = self.lock.lock().expect("model lock");

@@ -17,6 +17,8 @@
 pub mod admission;
 pub mod cache;
 #[cfg(feature = "engine")]
+pub mod embedder;
+#[cfg(feature = "engine")]
 pub mod engine;
 pub mod error;
 pub mod http;

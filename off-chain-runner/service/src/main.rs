@@ -163,6 +163,12 @@ enum Command {
         #[cfg(feature = "engine")]
         #[arg(long, default_value_t = 64)]
         prefill_chunk: usize,
+        /// How long an admitted chat request may wait for a free KV slot; past it the
+        /// request gets 429 `queue_timeout` with `Retry-After` and is not charged. 0 waits
+        /// as long as it takes.
+        #[cfg(feature = "engine")]
+        #[arg(long, default_value_t = 120)]
+        queue_timeout_secs: u64,
         /// Requests one user's channel may have running or waiting per model; more get
         /// 429 `channel_busy`, so one user cannot take every place.
         #[arg(long, default_value_t = 4)]
@@ -568,6 +574,8 @@ async fn main() -> anyhow::Result<()> {
             kv_slots,
             #[cfg(feature = "engine")]
             prefill_chunk,
+            #[cfg(feature = "engine")]
+            queue_timeout_secs,
             max_per_channel,
             view_ttl_ms,
             view_max_stale_secs,
@@ -625,6 +633,8 @@ async fn main() -> anyhow::Result<()> {
                 builder = builder.batching(off_chain_runner::engine::Batching {
                     slots: kv_slots,
                     prefill_chunk,
+                    queue_timeout: (queue_timeout_secs > 0)
+                        .then(|| Duration::from_secs(queue_timeout_secs)),
                 });
             }
             if let Some(dir) = &content_dir {

@@ -30,6 +30,10 @@ pub enum Event {
     Text(String),
     /// The generation ended (or failed); nothing follows.
     Done(Result<Generation, market_engine::Error>),
+    /// No slot freed before the job's deadline: it never started; nothing follows.
+    Expired,
+    /// The job's client left while it waited: it never started; nothing follows.
+    Cancelled,
 }
 
 /// A request waiting for a slot.
@@ -38,7 +42,8 @@ pub struct Job {
     pub options: GenerateOptions,
     /// Set by the request's thread when its client goes away.
     pub cancel: Arc<AtomicBool>,
-    /// Past this, a request still waiting is refused instead of started.
+    /// Past this, a request still waiting for a slot is answered `Event::Expired` (at the
+    /// next step boundary) instead of started.
     pub deadline: Option<Instant>,
     pub events: mpsc::Sender<Event>,
 }
@@ -47,6 +52,34 @@ pub struct Job {
 struct Queue {
     jobs: VecDeque<Job>,
     closed: bool,
+    /// The thread ended by a panic: jobs are answered at once with an error.
+    dead: bool,
+}
+
+/// Marks the queue dead if the thread unwinds, and answers the jobs waiting in it, so no
+/// request waits forever on a thread that is gone.
+struct Tombstone<'a>(&'a (Mutex<Queue>, Condvar));
+
+impl Drop for Tombstone<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut q = self
+                .0
+                 .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.dead = true;
+            for job in q.jobs.drain(..) {
+                let _ = job.events.send(Event::Done(Err(stopped())));
+            }
+        }
+    }
+}
+
+fn stopped() -> market_engine::Error {
+    market_engine::Error::Gpu(
+        "the model's scheduler stopped after a failure: restart the runner".into(),
+    )
 }
 
 /// The handle requests submit to; dropping every handle stops the thread once idle.
@@ -59,7 +92,9 @@ pub struct Scheduler {
 impl Drop for Scheduler {
     fn drop(&mut self) {
         let (lock, wake) = &*self.queue;
-        lock.lock().expect("queue lock").closed = true;
+        lock.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .closed = true;
         wake.notify_all();
     }
 }
@@ -80,13 +115,25 @@ impl Scheduler {
     /// Queues `job` behind those already waiting.
     pub fn submit(&self, job: Job) {
         let (lock, wake) = &*self.queue;
-        lock.lock().expect("queue lock").jobs.push_back(job);
+        let mut q = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if q.dead {
+            let _ = job.events.send(Event::Done(Err(stopped())));
+            return;
+        }
+        q.jobs.push_back(job);
         wake.notify_one();
     }
 
     /// Requests waiting for a slot.
     pub fn waiting(&self) -> usize {
-        self.queue.0.lock().expect("queue lock").jobs.len()
+        self.queue
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .jobs
+            .len()
     }
 }
 
@@ -97,13 +144,16 @@ struct Running {
 }
 
 fn run(mut model: ChatModel, queue: &(Mutex<Queue>, Condvar), prefill_chunk: usize) {
+    let _tombstone = Tombstone(queue);
     let mut free: Vec<usize> = (0..model.slots()).rev().collect();
     let mut running: Vec<Running> = Vec::new();
     loop {
         // Join: the oldest waiting requests take the free slots, at a step boundary.
         {
             let (lock, wake) = queue;
-            let mut q = lock.lock().expect("queue lock");
+            let mut q = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             while running.is_empty() && q.jobs.is_empty() {
                 if q.closed {
                     return;
@@ -113,12 +163,13 @@ fn run(mut model: ChatModel, queue: &(Mutex<Queue>, Condvar), prefill_chunk: usi
             while !free.is_empty() {
                 let Some(job) = q.jobs.pop_front() else { break };
                 if job.cancel.load(Ordering::Relaxed) {
+                    let _ = job.events.send(Event::Cancelled);
                     continue;
                 }
+                // Past its deadline it is refused even if a slot has just freed: the
+                // deadline bounds the wait the client was promised, and it may have gone.
                 if job.deadline.is_some_and(|d| Instant::now() >= d) {
-                    let _ = job.events.send(Event::Done(Err(market_engine::Error::Input(
-                        "the request waited past its deadline for a free sequence slot".into(),
-                    ))));
+                    let _ = job.events.send(Event::Expired);
                     continue;
                 }
                 let slot = free.pop().expect("a free slot");
@@ -130,6 +181,20 @@ fn run(mut model: ChatModel, queue: &(Mutex<Queue>, Condvar), prefill_chunk: usi
                     }
                 }
             }
+            // Jobs still waiting whose client left or whose deadline passed leave the queue
+            // now, not when a slot frees.
+            let now = Instant::now();
+            q.jobs.retain(|job| {
+                if job.cancel.load(Ordering::Relaxed) {
+                    let _ = job.events.send(Event::Cancelled);
+                    return false;
+                }
+                if job.deadline.is_some_and(|d| now >= d) {
+                    let _ = job.events.send(Event::Expired);
+                    return false;
+                }
+                true
+            });
         }
         for r in &mut running {
             if r.job.cancel.load(Ordering::Relaxed) {
@@ -162,6 +227,7 @@ fn step(model: &mut ChatModel, running: &mut [Running], prefill_chunk: usize) {
     let mut order: Vec<usize> = (0..running.len()).collect();
     order.sort_by_key(|&i| !decoding(&running[i]));
     let mut stepped = Vec::new();
+    let mut greedy = Vec::new();
     let mut inputs: Vec<StepInput<'_>> = Vec::new();
     // Disjoint borrows of the sequences, in `order`.
     let mut seqs: Vec<Option<&mut Running>> = running.iter_mut().map(Some).collect();
@@ -171,21 +237,25 @@ fn step(model: &mut ChatModel, running: &mut [Running], prefill_chunk: usize) {
         }
         let r = seqs[i].take().expect("each sequence once");
         let chunk = prefill_chunk.min(budget);
+        let wants_logits = r.seq.needs_logits(chunk);
         if let Some(input) = r.seq.next_input(chunk) {
             budget -= input.tokens.len();
             inputs.push(input);
             stepped.push(i);
+            greedy.push(!wants_logits);
         }
     }
     if inputs.is_empty() {
         return;
     }
-    match model.step(&inputs) {
-        Ok(logits) => {
+    // Greedy sequences (and prompt chunks before the last) take the step's pick: when a
+    // step has only those, it reads back a few bytes per sequence, not the logits.
+    match model.step_for(&inputs, &greedy) {
+        Ok(outputs) => {
             drop(inputs);
-            for (i, logits) in stepped.into_iter().zip(logits) {
+            for (i, output) in stepped.into_iter().zip(outputs) {
                 let r = &mut running[i];
-                match model.advance(&mut r.seq, &logits) {
+                match model.advance_output(&mut r.seq, &output) {
                     Ok(delta) => {
                         if !delta.text.is_empty()
                             && r.job.events.send(Event::Text(delta.text)).is_err()
@@ -215,4 +285,76 @@ fn fail(r: &mut Running, e: market_engine::Error) {
     let (tx, _) = mpsc::channel();
     r.job.events = tx;
     r.seq.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_scheduler() -> Scheduler {
+        let dir = std::env::temp_dir().join(format!(
+            "scheduler-tiny-llama-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        market_engine::testing::write_tiny_llama(&dir, market_engine::quant::Format::F32, 5)
+            .unwrap();
+        let options = market_engine::LoadOptions::new(market_engine::Slots::Count(1));
+        let market_engine::Model::Chat(model) = market_engine::Model::load_with_options(
+            market_engine::Source::Path(&dir),
+            market_engine::Backend::Cpu,
+            None,
+            market_engine::Sha256::Compute,
+            &options,
+        )
+        .unwrap() else {
+            panic!("a llama is a chat model")
+        };
+        std::fs::remove_dir_all(&dir).unwrap();
+        Scheduler::start(model, 64).unwrap()
+    }
+
+    fn job(cancelled: bool, deadline: Option<Instant>) -> (Job, mpsc::Receiver<Event>) {
+        let (events, received) = mpsc::channel();
+        let job = Job {
+            prompt: vec![1, 72, 101, 108, 108, 111],
+            options: GenerateOptions {
+                max_tokens: 3,
+                ..GenerateOptions::default()
+            },
+            cancel: Arc::new(AtomicBool::new(cancelled)),
+            deadline,
+            events,
+        };
+        (job, received)
+    }
+
+    /// The last event a job gets.
+    fn outcome(received: &mpsc::Receiver<Event>) -> Event {
+        loop {
+            match received.recv().expect("an answer") {
+                Event::Text(_) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// A waiting job whose client left, or whose deadline passed, is answered without
+    /// running; the others run.
+    #[test]
+    fn a_job_whose_client_left_or_whose_deadline_passed_never_runs() {
+        let scheduler = tiny_scheduler();
+        let (gone, gone_events) = job(true, None);
+        let (late, late_events) = job(false, Some(Instant::now()));
+        let (fine, fine_events) = job(false, None);
+        scheduler.submit(gone);
+        scheduler.submit(late);
+        scheduler.submit(fine);
+        assert!(matches!(outcome(&gone_events), Event::Cancelled));
+        assert!(matches!(outcome(&late_events), Event::Expired));
+        match outcome(&fine_events) {
+            Event::Done(Ok(generation)) => assert!(!generation.tokens.is_empty()),
+            _ => panic!("the third job runs"),
+        }
+    }
 }

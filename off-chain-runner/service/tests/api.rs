@@ -365,6 +365,7 @@ async fn every_bad_request_gets_an_openai_error_and_the_server_keeps_serving() {
     );
     expect(400, "invalid_temperature")(post(addr, "/v1/chat/completions", Some(&good), json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": 9})).await);
     expect(404, "content_not_found")(post(addr, "/v1/chat/completions", Some(&good), json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "content": ["secret-book"]})).await);
+    expect(400, "invalid_stop")(post(addr, "/v1/chat/completions", Some(&good), json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stop": "x".repeat(257)})).await);
     let huge = "word ".repeat(20_000);
     expect(400, "invalid_body")(post(addr, "/v1/chat/completions", Some(&good), chat(&huge)).await);
     let raw = reqwest::Client::new()

@@ -327,7 +327,7 @@ async fn sigkill_at_each_named_point(engine: Engine) {
                     7,
                 )
                 .unwrap();
-                Net::start_with(point, 1, Some(weights)).await
+                Net::start_with(point, 1, Some(weights), None).await
             }
         };
         let token = token::encode(&net.authorization(0, NEAR).await);

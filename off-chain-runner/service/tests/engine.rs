@@ -51,7 +51,7 @@ async fn serve(net: &Net, engine: Engine) -> off_chain_runner::server::Running {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
     let weights = tiny_llama("tiny-llama", 7);
-    let net = Net::start_with("engine", 1, Some(weights.clone())).await;
+    let net = Net::start_with("engine", 1, Some(weights.clone()), None).await;
     let engine = load(&weights, market_engine::Backend::Cpu, Batching::default());
     let wrong = Engine::load(
         &[(
@@ -136,13 +136,14 @@ async fn a_tiny_llama_served_by_the_engine_is_paid_per_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_batched_together_get_what_each_gets_alone() {
     let weights = tiny_llama("tiny-llama-batched", 11);
-    let net = Net::start_with("batched", 4, Some(weights.clone())).await;
+    let net = Net::start_with("batched", 4, Some(weights.clone()), None).await;
     let engine = load(
         &weights,
         market_engine::Backend::Gpu,
         Batching {
             slots: 4,
             prefill_chunk: 3,
+            queue_timeout: None,
         },
     );
     let running = serve(&net, engine).await;
@@ -178,6 +179,51 @@ async fn requests_batched_together_get_what_each_gets_alone() {
     assert_eq!(
         together, alone,
         "batched and alone, bit for bit the same tokens"
+    );
+    running.stop().await;
+}
+
+/// A request that waits past the queue's timeout for a KV slot is refused with 429
+/// `queue_timeout` and `Retry-After`, streamed or not (the stream's status is decided at
+/// its first piece, so a refusal is a plain HTTP error), and nothing is charged or
+/// receipted. A zero timeout makes every wait too long, so the refusal does not depend on
+/// timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_waiting_past_the_queue_timeout_is_refused_and_not_charged() {
+    let weights = tiny_llama("tiny-llama-deadline", 13);
+    let net = Net::start_with("deadline", 1, Some(weights.clone()), None).await;
+    let engine = load(
+        &weights,
+        market_engine::Backend::Cpu,
+        Batching {
+            slots: 1,
+            prefill_chunk: 64,
+            queue_timeout: Some(std::time::Duration::ZERO),
+        },
+    );
+    let running = serve(&net, engine).await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4});
+    for stream in [false, true] {
+        let mut body = body.clone();
+        body["stream"] = json!(stream);
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/v1/chat/completions", running.addr))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 429, "stream: {stream}");
+        assert!(resp.headers().contains_key("retry-after"));
+        let error: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "queue_timeout", "{error}");
+        assert_eq!(error["error"]["type"], "rate_limit_error");
+    }
+    let user = &net.users[0].0;
+    assert!(
+        running.state.store.channel(user).unwrap().is_none(),
+        "no receipt for a request that never ran"
     );
     running.stop().await;
 }

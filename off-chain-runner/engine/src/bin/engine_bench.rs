@@ -202,7 +202,8 @@ fn main() -> R<()> {
     )?;
     writeln!(
         out,
-        "all-MiniLM-L6-v2 (safetensors f32, {} short sentences, one at a time):\n",
+        "all-MiniLM-L6-v2 (safetensors f32, {} short sentences: market-engine embeds them in \
+         one call, batched; candle one at a time):\n",
         SENTENCES.len() * 4
     )?;
     writeln!(out, "| implementation | embeddings/s | vs candle |")?;

@@ -16,18 +16,39 @@ pub struct Tile {
 }
 
 /// The tile a step of `m` rows runs on, by the most rows each is chosen for, per kind of
-/// adapter. The tile never changes an output's bits, only its speed.
+/// adapter and weight format ([`tiles`]). The tile never changes an output's bits, only
+/// its speed.
 ///
-/// On a CPU adapter (lavapipe) the cost is in gathering x for each unit, so every tile
-/// shares each row of x among 64 weight rows. Measured on lavapipe, 2 threads, SmolLM2-135M
-/// Q4_1: a decode step of one token took 0.40 s on (8, 1) tiles against 0.60 s on (2, 1),
-/// a step of 4 tokens 0.75 s on (8, 4) against 1.5 s on (2, 4); a 1536×576 layer over 128
-/// rows 200 ms on (8, 8), 320 ms on (4, 16), 580 ms on (2, 8).
-pub const CPU_TILES: [(u32, Tile); 3] = [
+/// On a CPU adapter (lavapipe) the cost is in gathering x for each unit, so tiles share
+/// each row of x among many weight rows: 64 for one row, 128 for more. Measured on
+/// lavapipe, 2 threads, SmolLM2-135M Q4_1 (`examples/throughput.rs`, steps/s of a decode
+/// step at batch 1 / 4 / 8 / 16, prefill tokens/s): (8, 1) then (16, 4) gave 3.5 / 2.5 /
+/// 1.36 / 0.68, prefill 12.4; (8, 1), (8, 4) then (8, 8) 3.7 / 2.0 / 1.20 / 0.63, prefill
+/// 10.9; (4, 8) 0.76 steps/s at batch 8, (2, 16) 0.37, (32, 2) 0.99, (64, 1) 0.51.
+pub const CPU_BLOCK_TILES: [(u32, Tile); 2] = [
+    (1, Tile { rn: 8, tm: 1 }),
+    (u32::MAX, Tile { rn: 16, tm: 4 }),
+];
+
+/// Float weights (f32, f16) on a CPU adapter: a weight costs a wide load rather than a
+/// block's unpacking, so sharing each over more rows pays more. Measured on lavapipe:
+/// MiniLM (f32) embedded 7.5 texts/s over HTTP on these tiles, 5.9 on `CPU_BLOCK_TILES`;
+/// earlier, a 1536×576 layer over 128 rows took 200 ms on (8, 8), 320 ms on (4, 16), 580
+/// ms on (2, 8).
+pub const CPU_FLOAT_TILES: [(u32, Tile); 3] = [
     (1, Tile { rn: 8, tm: 1 }),
     (4, Tile { rn: 8, tm: 4 }),
     (u32::MAX, Tile { rn: 8, tm: 8 }),
 ];
+
+/// The tiles for weights in `format` on a CPU adapter (`cpu`) or a GPU.
+pub fn tiles(cpu: bool, format: GpuFormat) -> &'static [(u32, Tile)] {
+    match (cpu, format) {
+        (false, _) => &GPU_TILES,
+        (true, GpuFormat::F32 | GpuFormat::F16) => &CPU_FLOAT_TILES,
+        (true, GpuFormat::Q4 | GpuFormat::Q8) => &CPU_BLOCK_TILES,
+    }
+}
 
 /// On a GPU, decode steps are a memory-bound pass over the weights: narrow tiles (16
 /// weight rows per workgroup) spread it over many workgroups, as the matrix-vector kernel

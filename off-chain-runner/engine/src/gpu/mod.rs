@@ -13,7 +13,7 @@ use crate::quant::GpuFormat;
 use crate::{Error, Result};
 
 mod linear;
-pub use linear::{Tile, CPU_TILES, GPU_TILES};
+pub use linear::{Tile, CPU_BLOCK_TILES, CPU_FLOAT_TILES, GPU_TILES};
 
 /// The kernels, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,6 +26,7 @@ pub enum Kernel {
     Rope,
     Attention,
     Elementwise,
+    Argmax,
 }
 
 impl Kernel {
@@ -37,6 +38,7 @@ impl Kernel {
             Kernel::Rope => include_str!("rope.wgsl").into(),
             Kernel::Attention => include_str!("attention.wgsl").into(),
             Kernel::Elementwise => include_str!("elementwise.wgsl").into(),
+            Kernel::Argmax => include_str!("argmax.wgsl").into(),
         }
     }
 }
@@ -47,8 +49,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    /// The linear kernel's tile for each step size, by kind of adapter (see linear.rs).
-    tiles: &'static [(u32, Tile)],
+    /// A CPU adapter (lavapipe): the linear kernel's tiles are chosen for it (linear.rs).
+    cpu: bool,
     pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
 }
 
@@ -89,17 +91,13 @@ impl Gpu {
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("{} refused a device: {e}", info.name)))?;
-        let tiles: &[_] = if info.device_type == wgpu::DeviceType::Cpu {
-            &linear::CPU_TILES
-        } else {
-            &linear::GPU_TILES
-        };
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
         Ok(Arc::new(Gpu {
             device,
             queue,
             info,
             limits,
-            tiles,
+            cpu,
             pipelines: Mutex::default(),
         }))
     }
@@ -222,20 +220,26 @@ impl Gpu {
         src: &wgpu::Buffer,
         offset: usize,
         floats: usize,
+        readback: &mut Readback,
     ) -> Result<Vec<f32>> {
         let bytes = (floats * 4) as u64;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = match readback.0.take() {
+            Some(kept) if kept.size() >= bytes => kept,
+            _ => self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: bytes.max(4),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
         encoder.copy_buffer_to_buffer(src, (offset * 4) as u64, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        staging
+            .slice(..bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("device lost while waiting: {e}")))?;
@@ -244,14 +248,20 @@ impl Gpu {
             .map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
         let out = {
             let view = staging
-                .get_mapped_range(..)
+                .get_mapped_range(..bytes)
                 .map_err(|e| Error::Gpu(format!("readback map: {e}")))?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
+        readback.0 = Some(staging);
         Ok(out)
     }
 }
+
+/// The staging buffer of a caller's reads, kept between them (replaced by a larger one
+/// when a read needs more), so a step allocates none.
+#[derive(Default)]
+pub struct Readback(Option<wgpu::Buffer>);
 
 /// The per-step uniform every kernel reads: rows in this step.
 #[repr(C)]
@@ -344,6 +354,13 @@ struct AttentionParams {
     head_dim: u32,
     ctx: u32,
     scale: f32,
+    pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ArgmaxParams {
+    n: u32,
     pad: [u32; 3],
 }
 
@@ -515,7 +532,7 @@ impl Program {
         accumulate: bool,
         to_cache: bool,
     ) {
-        let tiles = self.gpu.tiles;
+        let tiles = linear::tiles(self.gpu.cpu, w.format);
         self.linear_tiles(tiles, x, w, bias, y, accumulate, to_cache);
     }
 
@@ -720,6 +737,24 @@ impl Program {
             Grid::Heads {
                 heads: heads as u32,
             },
+        );
+    }
+
+    /// `tokens[r]` = the index of the largest value of row `r` of `values` (rows of `n`),
+    /// the lowest on ties: greedy decoding's pick.
+    pub fn argmax(&mut self, values: &wgpu::Buffer, tokens: &wgpu::Buffer, n: usize) {
+        let params = self.gpu.uniform(
+            "argmax",
+            &ArgmaxParams {
+                n: n as u32,
+                pad: [0; 3],
+            },
+        );
+        let step = self.step.clone();
+        self.push(
+            Kernel::Argmax,
+            &[values, tokens, &params, &step],
+            Grid::Rows,
         );
     }
 

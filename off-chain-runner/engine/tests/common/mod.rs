@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use market_engine::gpu::{Gpu, Program, Row};
+use market_engine::gpu::{Gpu, Program, Readback, Row};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -71,7 +71,8 @@ pub fn run_rows(
 ) -> Vec<f32> {
     let mut encoder = gpu.encoder();
     program.encode(&mut encoder, rows);
-    gpu.finish_and_read(encoder, out, 0, floats).unwrap()
+    gpu.finish_and_read(encoder, out, 0, floats, &mut Readback::default())
+        .unwrap()
 }
 
 /// The bits of each value: what "the same result" means for determinism.

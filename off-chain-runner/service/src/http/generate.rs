@@ -116,6 +116,7 @@ pub async fn run(
     state: Arc<AppState>,
     job: Job,
     mut on_piece: Box<dyn FnMut(&str) -> bool + Send>,
+    alive: Box<dyn Fn() -> bool + Send + Sync>,
     admitted: Option<oneshot::Sender<()>>,
 ) -> Result<Done> {
     let arrived = Instant::now();
@@ -137,7 +138,13 @@ pub async fn run(
     let metrics = Arc::clone(&state.metrics);
     let (generated, reservation) = tokio::task::spawn_blocking(move || {
         let mut last_piece: Option<Instant> = None;
+        // Started: the first piece exists. Until then (a queued request, a refusal) the
+        // HTTP status is still open, so a refusal is a plain 4xx.
+        let mut admitted = admitted;
         let mut on_piece = move |piece: &str| {
+            if let Some(tx) = admitted.take() {
+                let _ = tx.send(());
+            }
             let now = Instant::now();
             match last_piece {
                 None => Metrics::observe(&metrics.time_to_first_token, now - arrived),
@@ -147,7 +154,6 @@ pub async fn run(
             on_piece(piece)
         };
         let mut reservation = None;
-        let mut admitted = admitted;
         let result = {
             let mut admit = |prompt_tokens: u64, max_out: u64| -> Result<()> {
                 meter::within_units(&model_id_for_units, prompt_tokens, max_out, max_units)?;
@@ -157,12 +163,16 @@ pub async fn run(
                         Error::payment_required("over_cap", "the request's cost overflows u128")
                     })?;
                 reservation = Some(budget.reserve(&user, worst, limit)?);
-                if let Some(tx) = admitted.take() {
-                    let _ = tx.send(());
-                }
                 Ok(())
             };
-            inference.generate(&model_id, &prompt, &sampling, &mut admit, &mut on_piece)
+            inference.generate(
+                &model_id,
+                &prompt,
+                &sampling,
+                &mut admit,
+                &mut on_piece,
+                &*alive,
+            )
         };
         drop(permit);
         (result, reservation)
@@ -309,17 +319,26 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// What a stream still has to send after its pieces.
+enum Tail {
+    /// Generation goes on; its result is the last chunk.
+    Running(tokio::task::JoinHandle<Result<Done>>),
+    /// Generation ended without a piece: this chunk is all there is.
+    Ended(Value),
+}
+
 /// Answers a generation request, as JSON or as server-sent events.
 pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: bool) -> Response {
     if !stream {
         // A client that goes away drops this future: the guard's drop stops generation
         // at the next piece instead of running to `max_tokens` for nobody.
         let wanted = CancelOnDrop::new(&state);
-        let alive = Arc::clone(&wanted.alive);
+        let (alive, still) = (Arc::clone(&wanted.alive), Arc::clone(&wanted.alive));
         let answer = run(
             state,
             job,
             Box::new(move |_| alive.load(Ordering::Relaxed)),
+            Box::new(move || still.load(Ordering::Relaxed)),
             None,
         )
         .await;
@@ -332,6 +351,8 @@ pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: boo
     let (tx, rx) = mpsc::channel::<Event>(64);
     let (admit_tx, admit_rx) = oneshot::channel();
     let pieces = tx.clone();
+    // The receiver goes when the client does, before or after the stream began.
+    let probe = tx.clone();
     let chunks = flavor.clone();
     let mut first = true;
     // A failed send means the client went away, and one that waits past the bound means
@@ -346,22 +367,32 @@ pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: boo
             .block_on(tokio::time::timeout(bound, pieces.send(event)))
             .is_ok_and(|sent| sent.is_ok())
     });
-    let task = tokio::spawn(run(state, job, on_piece, Some(admit_tx)));
-    if admit_rx.await.is_err() {
-        // Refused before generation (429, 402, 400...): a plain HTTP error.
-        return match task.await {
-            Ok(Err(e)) => e.into_response(),
-            Ok(Ok(_)) => {
-                Error::internal("admission", "generation ran without admission").into_response()
-            }
-            Err(e) => Error::internal("join", e.to_string()).into_response(),
-        };
-    }
+    let task = tokio::spawn(run(
+        state,
+        job,
+        on_piece,
+        Box::new(move || !probe.is_closed()),
+        Some(admit_tx),
+    ));
+    // Over before a first piece: refused (429 with the queue's timeout, 402, 400...), which
+    // is a plain HTTP error, or finished without text, which streams its last chunk only.
+    let tail = if admit_rx.await.is_ok() {
+        Tail::Running(task)
+    } else {
+        match task.await {
+            Ok(Ok(done)) => Tail::Ended(flavor.final_chunk(&done)),
+            Ok(Err(e)) => return e.into_response(),
+            Err(e) => return Error::internal("join", e.to_string()).into_response(),
+        }
+    };
     tokio::spawn(async move {
-        let last = match task.await {
-            Ok(Ok(done)) => flavor.final_chunk(&done),
-            Ok(Err(e)) => crate::http::error::body(&e),
-            Err(e) => crate::http::error::body(&Error::internal("join", e.to_string())),
+        let last = match tail {
+            Tail::Ended(last) => last,
+            Tail::Running(task) => match task.await {
+                Ok(Ok(done)) => flavor.final_chunk(&done),
+                Ok(Err(e)) => crate::http::error::body(&e),
+                Err(e) => crate::http::error::body(&Error::internal("join", e.to_string())),
+            },
         };
         let _ = tx.send(Event::default().data(last.to_string())).await;
         let _ = tx.send(Event::default().data("[DONE]")).await;

@@ -14,6 +14,9 @@ use crate::{
 /// Content items one request may name.
 pub const MAX_CONTENT_PER_REQUEST: usize = 4;
 
+/// Bytes of one stop sequence at most.
+pub const MAX_STOP_BYTES: usize = 256;
+
 pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<(T, Bytes)> {
     let bytes = body.map_err(|e| {
         Error::bad_input(
@@ -159,6 +162,17 @@ impl SamplingFields {
             return Err(Error::bad_input(
                 "invalid_stop",
                 "stop sequences may not be empty",
+            ));
+        }
+        // Each step searches the new text for every stop and holds back a tail that could
+        // begin one, on the model's shared thread: bounded so no request can slow others.
+        if let Some(long) = stop.iter().find(|s| s.len() > MAX_STOP_BYTES) {
+            return Err(Error::bad_input(
+                "invalid_stop",
+                format!(
+                    "a stop sequence of {} bytes: at most {MAX_STOP_BYTES}",
+                    long.len()
+                ),
             ));
         }
         Ok(Sampling {

@@ -68,19 +68,28 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 impl Net {
     pub async fn start(name: &str, users: usize) -> Self {
-        Self::start_with(name, users, None).await
+        Self::start_with(name, users, None, None).await
     }
 
-    /// As `start`, with `chat_weights` (a model file or directory) registered as `MODEL` v2.
-    pub async fn start_with(name: &str, users: usize, chat_weights: Option<PathBuf>) -> Self {
+    /// As `start`, with `chat_weights` (a model file or directory) registered as `MODEL` v2
+    /// and `embed_weights` as `EMBED`'s version.
+    pub async fn start_with(
+        name: &str,
+        users: usize,
+        chat_weights: Option<PathBuf>,
+        embed_weights: Option<PathBuf>,
+    ) -> Self {
         let dir = temp_dir(name);
         let chat_weights = chat_weights.unwrap_or_else(|| {
             let file = dir.join("chat.gguf");
             std::fs::write(&file, b"chat weights for the runner tests").unwrap();
             file
         });
-        let embed_weights = dir.join("embed.safetensors");
-        std::fs::write(&embed_weights, b"embedding weights for the runner tests").unwrap();
+        let embed_weights = embed_weights.unwrap_or_else(|| {
+            let file = dir.join("embed.safetensors");
+            std::fs::write(&file, b"embedding weights for the runner tests").unwrap();
+            file
+        });
         let content_dir = dir.join("content");
         std::fs::create_dir_all(&content_dir).unwrap();
         std::fs::write(content_dir.join(format!("{CONTENT}.txt")), CONTENT_TEXT).unwrap();

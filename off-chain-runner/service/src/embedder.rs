@@ -1,0 +1,240 @@
+//! Embedding requests batched across callers: one thread per embedding model owns it, and
+//! each forward pass takes every request waiting when it starts (first come first served,
+//! while their tokens fit one pass; a larger request goes alone, in as many passes as it
+//! needs) and embeds all their inputs together. Requests are tokenized and checked on
+//! their own threads before they wait here.
+//!
+//! Batching changes no answer: the encoder attends each text to its own tokens only, so a
+//! text's embedding is the same bits alone or beside others (`market-engine`'s
+//! `embed_batch` tests), and a receipt's output can be re-run alone.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc, Condvar, Mutex,
+    },
+};
+
+use market_engine::{bert::EmbeddingModel, Embedding};
+
+type Reply = mpsc::Sender<Result<Vec<Embedding>, market_engine::Error>>;
+
+/// One request: its inputs' token ids, and where its embeddings go.
+pub struct Job {
+    pub ids: Vec<Vec<u32>>,
+    pub reply: Reply,
+}
+
+impl Job {
+    fn tokens(&self) -> usize {
+        self.ids.iter().map(Vec::len).sum()
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+/// The handle requests submit to; dropping it stops the thread once the queue is empty.
+pub struct Embedder {
+    queue: Arc<(Mutex<Queue>, Condvar)>,
+    passes: Arc<AtomicU64>,
+}
+
+impl Drop for Embedder {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.queue;
+        lock.lock().expect("queue lock").closed = true;
+        wake.notify_all();
+    }
+}
+
+impl Embedder {
+    /// Starts the thread that owns `model`.
+    pub fn start(model: EmbeddingModel) -> std::io::Result<Self> {
+        let queue: Arc<(Mutex<Queue>, Condvar)> = Arc::default();
+        let passes = Arc::new(AtomicU64::new(0));
+        let (shared, counted) = (Arc::clone(&queue), Arc::clone(&passes));
+        std::thread::Builder::new()
+            .name("embedder".into())
+            .spawn(move || run(model, &shared, &counted))?;
+        Ok(Self { queue, passes })
+    }
+
+    /// Queues `jobs` together, behind those already waiting.
+    pub fn submit(&self, jobs: impl IntoIterator<Item = Job>) {
+        let (lock, wake) = &*self.queue;
+        lock.lock().expect("queue lock").jobs.extend(jobs);
+        wake.notify_one();
+    }
+
+    /// Embeds `ids` (checked by the caller: none empty or over the model's length),
+    /// waiting for its turn.
+    pub fn embed(&self, ids: Vec<Vec<u32>>) -> Result<Vec<Embedding>, market_engine::Error> {
+        let (reply, answer) = mpsc::channel();
+        self.submit([Job { ids, reply }]);
+        answer.recv().unwrap_or_else(|_| {
+            Err(market_engine::Error::Gpu(
+                "the embedding thread stopped".into(),
+            ))
+        })
+    }
+
+    /// Times the thread has run the model (one call of `embed_tokens`, one or more
+    /// forward passes).
+    pub fn passes(&self) -> u64 {
+        self.passes.load(Ordering::Relaxed)
+    }
+}
+
+fn run(mut model: EmbeddingModel, queue: &(Mutex<Queue>, Condvar), passes: &AtomicU64) {
+    // What one GPU pass holds; the CPU reference takes any number, one text after another,
+    // so a request is not kept waiting behind more than a GPU pass's worth of others.
+    let budget = model.pass_tokens().min(market_engine::bert::BATCH_TOKENS);
+    loop {
+        let batch: Vec<Job> = {
+            let (lock, wake) = queue;
+            let mut q = lock.lock().expect("queue lock");
+            while q.jobs.is_empty() {
+                if q.closed {
+                    return;
+                }
+                q = wake.wait(q).expect("queue lock");
+            }
+            let mut tokens = 0;
+            let mut batch = Vec::new();
+            while let Some(next) = q.jobs.front() {
+                if !batch.is_empty() && tokens + next.tokens() > budget {
+                    break;
+                }
+                tokens += next.tokens();
+                batch.extend(q.jobs.pop_front());
+            }
+            batch
+        };
+        let ids: Vec<Vec<u32>> = batch.iter().flat_map(|j| j.ids.iter().cloned()).collect();
+        passes.fetch_add(1, Ordering::Relaxed);
+        // A panic in a pass (a device failure surfacing as one) answers that pass's
+        // requests with an error instead of ending the thread, which would leave every
+        // later request waiting forever; the model keeps no state between passes.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.embed_tokens(&ids)))
+                .unwrap_or_else(|_| {
+                    Err(market_engine::Error::Gpu(
+                        "the embedding pass panicked".into(),
+                    ))
+                });
+        match result {
+            Ok(embeddings) => {
+                let mut embeddings = embeddings.into_iter();
+                for job in batch {
+                    let mine: Vec<Embedding> = embeddings.by_ref().take(job.ids.len()).collect();
+                    let _ = job.reply.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for job in batch {
+                    let _ = job
+                        .reply
+                        .send(Err(market_engine::Error::Gpu(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minilm() -> EmbeddingModel {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let models = std::env::var_os("MODELS_DIR")
+            .map_or_else(|| root.join("models"), std::path::PathBuf::from);
+        let dir = models.join("all-minilm-l6-v2");
+        assert!(
+            dir.exists(),
+            "{} is missing: run scripts/fetch-models.sh",
+            dir.display()
+        );
+        let gpu = market_engine::gpu::Gpu::new().unwrap();
+        match market_engine::Model::load(
+            &dir,
+            market_engine::Backend::Gpu,
+            Some(&gpu),
+            market_engine::Sha256::Compute,
+        )
+        .unwrap()
+        {
+            market_engine::Model::Embedding(m) => m,
+            market_engine::Model::Chat(_) => panic!("MiniLM is an embedding model"),
+        }
+    }
+
+    fn bits(embeddings: &[Embedding]) -> Vec<Vec<u32>> {
+        embeddings
+            .iter()
+            .map(|e| e.vector.iter().map(|v| v.to_bits()).collect())
+            .collect()
+    }
+
+    /// Requests waiting together share one pass and get the very bits each gets alone.
+    #[test]
+    fn waiting_requests_share_a_pass_and_get_what_each_gets_alone() {
+        let mut model = minilm();
+        let text = model.text_handle();
+        let requests: Vec<Vec<&str>> = vec![
+            vec!["A man is playing a guitar."],
+            vec!["The stock market fell sharply on Monday.", "Rain."],
+            vec!["Photosynthesis converts light into chemical energy."],
+            vec![
+                "Someone strums an acoustic guitar on stage.",
+                "x",
+                "A third, longer input here.",
+            ],
+        ];
+        let tokenized: Vec<Vec<Vec<u32>>> = requests
+            .iter()
+            .map(|r| r.iter().map(|t| text.tokenize(t).unwrap()).collect())
+            .collect();
+        let alone: Vec<Vec<Vec<u32>>> = requests
+            .iter()
+            .map(|r| {
+                let each: Vec<Embedding> = r
+                    .iter()
+                    .map(|t| model.embed_batch(&[t]).unwrap().remove(0))
+                    .collect();
+                bits(&each)
+            })
+            .collect();
+        let embedder = Embedder::start(model).unwrap();
+        let (jobs, answers): (Vec<Job>, Vec<_>) = tokenized
+            .into_iter()
+            .map(|ids| {
+                let (reply, answer) = mpsc::channel();
+                (Job { ids, reply }, answer)
+            })
+            .unzip();
+        embedder.submit(jobs);
+        for (i, answer) in answers.into_iter().enumerate() {
+            let got = answer.recv().unwrap().unwrap();
+            assert_eq!(got.len(), requests[i].len());
+            assert!(
+                bits(&got) == alone[i],
+                "request {i}: other bits batched than alone"
+            );
+        }
+        assert_eq!(embedder.passes(), 1, "the four requests ran in one pass");
+
+        // One more, alone, through the blocking call.
+        let one = embedder
+            .embed(vec![text.tokenize("A man is playing a guitar.").unwrap()])
+            .unwrap();
+        assert!(bits(&one) == alone[0]);
+        assert_eq!(embedder.passes(), 2);
+    }
+}
