@@ -4,13 +4,15 @@
 //! one matrix, each row attending to its own text's rows only ([`Row::bidirectional`]): no
 //! padding exists to mask, and a text's embedding is the same bits in any batch.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::api::Embedding;
-use crate::cpu;
 use crate::files::Source;
-use crate::gpu::{Bias, Gpu, Program, Readback, Row, Weight};
+use crate::gpu::{Gpu, Program, Readback, Weight};
+use crate::graph::{Act, CpuPass, Dense, Ops, Recorder};
 use crate::llama::Matrix;
+use crate::ops::{self, Row};
 use crate::quant::dequantize;
 use crate::safetensors_dir::SafetensorsDir;
 use crate::tokenizer::TextCodec;
@@ -25,19 +27,68 @@ pub struct BertConfig {
     pub heads: usize,
     pub max_positions: usize,
     pub eps: f32,
-    /// Tokens per text after truncation (sentence-transformers' `max_seq_length`).
+    /// Tokens per text at most (sentence-transformers' `max_seq_length`).
     pub max_tokens: usize,
 }
 
-pub struct BertLayer {
-    pub q: (Matrix, Vec<f32>),
-    pub k: (Matrix, Vec<f32>),
-    pub v: (Matrix, Vec<f32>),
-    pub o: (Matrix, Vec<f32>),
-    pub attn_norm: (Vec<f32>, Vec<f32>),
-    pub up: (Matrix, Vec<f32>),
-    pub down: (Matrix, Vec<f32>),
-    pub out_norm: (Vec<f32>, Vec<f32>),
+/// One encoder layer's weights, as the file has them or as a backend holds them: each
+/// linear layer a (matrix, bias), each norm a (gain, bias).
+pub struct BertLayer<M = Matrix, V = Vec<f32>> {
+    pub q: (M, V),
+    pub k: (M, V),
+    pub v: (M, V),
+    pub o: (M, V),
+    pub attn_norm: (V, V),
+    pub up: (M, V),
+    pub down: (M, V),
+    pub out_norm: (V, V),
+}
+
+impl<M, V> BertLayer<M, V> {
+    /// The same layer with each matrix through `m` and each vector through `v`.
+    pub fn try_map<N, W, E>(
+        &self,
+        m: impl Fn(&M) -> Result<N, E>,
+        v: impl Fn(&V) -> Result<W, E>,
+    ) -> Result<BertLayer<N, W>, E> {
+        let linear = |(w, b): &(M, V)| Ok((m(w)?, v(b)?));
+        let norm = |(g, b): &(V, V)| Ok((v(g)?, v(b)?));
+        Ok(BertLayer {
+            q: linear(&self.q)?,
+            k: linear(&self.k)?,
+            v: linear(&self.v)?,
+            o: linear(&self.o)?,
+            attn_norm: norm(&self.attn_norm)?,
+            up: linear(&self.up)?,
+            down: linear(&self.down)?,
+            out_norm: norm(&self.out_norm)?,
+        })
+    }
+}
+
+/// An encoder layer, the one description both backends run: attention over the text's own
+/// rows, then GELU feed-forward, each added to the residual stream and layer-normalized
+/// after (post-norm).
+fn layer<O: Ops>(o: &mut O, c: &BertConfig, l: &BertLayer<O::Matrix, O::Vector>) {
+    o.linear(Act::X, &l.q.0, Some(&l.q.1), Act::Q, false);
+    o.linear(Act::X, &l.k.0, Some(&l.k.1), Act::K, false);
+    o.linear(Act::X, &l.v.0, Some(&l.v.1), Act::V, false);
+    let head_dim = c.dim / c.heads;
+    o.attention(
+        Act::Q,
+        Act::K,
+        Act::V,
+        Act::Attended,
+        c.heads,
+        c.heads,
+        head_dim,
+    );
+    o.linear(Act::Attended, &l.o.0, Some(&l.o.1), Act::X, true);
+    o.layernorm(Act::X, &l.attn_norm.0, &l.attn_norm.1, c.dim, c.eps);
+    o.linear(Act::X, &l.up.0, Some(&l.up.1), Act::Gate, false);
+    o.gelu(Act::Gate, c.ffn);
+    o.linear(Act::Gate, &l.down.0, Some(&l.down.1), Act::X, true);
+    o.layernorm(Act::X, &l.out_norm.0, &l.out_norm.1, c.dim, c.eps);
 }
 
 pub struct BertWeights {
@@ -149,7 +200,7 @@ pub fn from_safetensors(
         embed_norm: norm("embeddings.LayerNorm")?,
         layers,
     };
-    let codec = TextCodec::from_source(source, Some(config.max_tokens))?;
+    let codec = TextCodec::from_source(source)?;
     let name = source.name().unwrap_or_else(|| "bert".into());
     Ok((config, weights, codec, name))
 }
@@ -159,11 +210,11 @@ fn embed_input(cfg: &BertConfig, w: &BertWeights, ids: &[u32]) -> Vec<f32> {
     let mut x = Vec::with_capacity(ids.len() * cfg.dim);
     for (pos, &id) in ids.iter().enumerate() {
         let mut row = w.word.row(id as usize);
-        cpu::add(&mut row, &w.position.row(pos));
-        cpu::add(&mut row, &w.token_type);
+        ops::elementwise::add(&mut row, &w.position.row(pos));
+        ops::elementwise::add(&mut row, &w.token_type);
         x.extend(row);
     }
-    cpu::layernorm(&mut x, &w.embed_norm.0, &w.embed_norm.1, cfg.eps);
+    ops::layernorm::cpu(&mut x, &w.embed_norm.0, &w.embed_norm.1, cfg.eps);
     x
 }
 
@@ -181,26 +232,17 @@ pub trait Encode: Send {
 pub struct CpuBert {
     cfg: BertConfig,
     w: BertWeights,
-    layers: Vec<[Vec<f32>; 6]>,
+    layers: Vec<BertLayer<Dense, Vec<f32>>>,
 }
 
 impl CpuBert {
     pub fn new(cfg: BertConfig, w: BertWeights) -> CpuBert {
-        let d = |m: &Matrix| dequantize(m.format, &m.bytes);
         let layers = w
             .layers
             .iter()
-            .map(|l| {
-                [
-                    d(&l.q.0),
-                    d(&l.k.0),
-                    d(&l.v.0),
-                    d(&l.o.0),
-                    d(&l.up.0),
-                    d(&l.down.0),
-                ]
-            })
-            .collect();
+            .map(|l| l.try_map(|m| Ok::<_, Error>(Dense::of(m)), |v| Ok(v.clone())))
+            .collect::<Result<_>>()
+            .expect("dequantizing does not fail");
         CpuBert { cfg, w, layers }
     }
 }
@@ -211,30 +253,17 @@ impl Encode for CpuBert {
     }
 
     fn encode(&mut self, texts: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        Ok(texts.iter().map(|ids| self.encode_one(ids)).collect())
-    }
-}
-
-impl CpuBert {
-    fn encode_one(&self, ids: &[u32]) -> Vec<f32> {
-        let c = &self.cfg;
-        let mut x = embed_input(c, &self.w, ids);
-        for (l, [q, k, v, o, up, down]) in self.w.layers.iter().zip(&self.layers) {
-            let qv = cpu::linear(&x, q, Some(&l.q.1), c.dim, c.dim);
-            let kv = cpu::linear(&x, k, Some(&l.k.1), c.dim, c.dim);
-            let vv = cpu::linear(&x, v, Some(&l.v.1), c.dim, c.dim);
-            let att = cpu::attention(&qv, &kv, &vv, c.heads, c.heads, c.dim / c.heads, false, 0);
-            cpu::add(&mut x, &cpu::linear(&att, o, Some(&l.o.1), c.dim, c.dim));
-            cpu::layernorm(&mut x, &l.attn_norm.0, &l.attn_norm.1, c.eps);
-            let mut h = cpu::linear(&x, up, Some(&l.up.1), c.ffn, c.dim);
-            cpu::gelu(&mut h);
-            cpu::add(
-                &mut x,
-                &cpu::linear(&h, down, Some(&l.down.1), c.dim, c.ffn),
-            );
-            cpu::layernorm(&mut x, &l.out_norm.0, &l.out_norm.1, c.eps);
-        }
-        x
+        Ok(texts
+            .iter()
+            .map(|ids| {
+                let x = embed_input(&self.cfg, &self.w, ids);
+                let mut pass = CpuPass::new(x, Row::bidirectional(0, ids.len()), &mut [], &[]);
+                for l in &self.layers {
+                    layer(&mut pass, &self.cfg, l);
+                }
+                pass.take(Act::X)
+            })
+            .collect())
     }
 }
 
@@ -247,7 +276,8 @@ pub struct GpuBert {
     x: wgpu::Buffer,
     program: Program,
     readback: Readback,
-    _weights: Vec<Weight>,
+    // Kept alive for the bind groups that use them.
+    _layers: Vec<BertLayer<Weight, wgpu::Buffer>>,
     _buffers: Vec<wgpu::Buffer>,
 }
 
@@ -255,63 +285,42 @@ impl GpuBert {
     pub fn new(gpu: &Arc<Gpu>, cfg: BertConfig, w: BertWeights) -> Result<GpuBert> {
         let c = &cfg;
         let m = c.max_tokens.max(BATCH_TOKENS);
-        let x = gpu.scratch("x", m * c.dim)?;
-        let q = gpu.scratch("q", m * c.dim)?;
-        let k = gpu.scratch("k", m * c.dim)?;
-        let v = gpu.scratch("v", m * c.dim)?;
-        let att = gpu.scratch("att", m * c.dim)?;
-        let h = gpu.scratch("h", m * c.ffn)?;
+        let acts = HashMap::from([
+            (Act::X, gpu.scratch("x", m * c.dim)?),
+            (Act::Q, gpu.scratch("q", m * c.dim)?),
+            (Act::K, gpu.scratch("k", m * c.dim)?),
+            (Act::V, gpu.scratch("v", m * c.dim)?),
+            (Act::Attended, gpu.scratch("attended", m * c.dim)?),
+            (Act::Gate, gpu.scratch("hidden", m * c.ffn)?),
+        ]);
         // A row attends to its own text's rows: at most max_tokens of them.
         let scores = gpu.scratch("scores", c.heads * m * c.max_tokens)?;
+        let layers = w
+            .layers
+            .iter()
+            .map(|l| l.try_map(|m| m.upload(gpu), |v| gpu.upload("bias or norm", v)))
+            .collect::<Result<Vec<_>>>()?;
         let mut program = Program::new(gpu, m);
-        let mut weights = Vec::new();
-        let mut buffers = Vec::new();
-        let upload = |(m, b): &(Matrix, Vec<f32>)| -> Result<(Weight, wgpu::Buffer)> {
-            Ok((m.upload(gpu)?, gpu.upload("bias", b)?))
+        let mut recorder = Recorder {
+            program: &mut program,
+            acts: &acts,
+            rope: None,
+            scores: Some((&scores, c.max_tokens)),
+            last_rows: None,
         };
-        for l in &w.layers {
-            let (wq, bq) = upload(&l.q)?;
-            let (wk, bk) = upload(&l.k)?;
-            let (wv, bv) = upload(&l.v)?;
-            let (wo, bo) = upload(&l.o)?;
-            let (wu, bu) = upload(&l.up)?;
-            let (wd, bd) = upload(&l.down)?;
-            let [g1, b1, g2, b2] = [&l.attn_norm.0, &l.attn_norm.1, &l.out_norm.0, &l.out_norm.1]
-                .map(|v| gpu.upload("norm", v));
-            let (g1, b1, g2, b2) = (g1?, b1?, g2?, b2?);
-            program.linear(&x, &wq, Bias(Some(&bq)), &q, false, false);
-            program.linear(&x, &wk, Bias(Some(&bk)), &k, false, false);
-            program.linear(&x, &wv, Bias(Some(&bv)), &v, false, false);
-            program.attention(
-                &q,
-                &k,
-                &v,
-                &att,
-                &scores,
-                c.heads,
-                c.heads,
-                c.dim / c.heads,
-                c.max_tokens,
-            );
-            program.linear(&att, &wo, Bias(Some(&bo)), &x, true, false);
-            program.layernorm(&x, &g1, &b1, c.dim, c.eps);
-            program.linear(&x, &wu, Bias(Some(&bu)), &h, false, false);
-            program.gelu(&h, c.ffn);
-            program.linear(&h, &wd, Bias(Some(&bd)), &x, true, false);
-            program.layernorm(&x, &g2, &b2, c.dim, c.eps);
-            weights.extend([wq, wk, wv, wo, wu, wd]);
-            buffers.extend([bq, bk, bv, bo, bu, bd, g1, b1, g2, b2]);
+        for l in &layers {
+            layer(&mut recorder, c, l);
         }
-        buffers.extend([q, k, v, att, h, scores]);
+        let buffers = acts.values().cloned().chain([scores]).collect();
         Ok(GpuBert {
             gpu: gpu.clone(),
+            x: acts[&Act::X].clone(),
             cfg,
             w,
             rows: m,
-            x,
             program,
             readback: Readback::default(),
-            _weights: weights,
+            _layers: layers,
             _buffers: buffers,
         })
     }
@@ -363,13 +372,25 @@ pub struct EmbeddingModel {
 /// while another owns the model (a batcher).
 pub struct EmbeddingText {
     codec: TextCodec,
+    /// `codec` truncating to the model's `max_tokens`.
+    truncating: TextCodec,
     vocab: usize,
 }
 
 impl EmbeddingText {
-    /// Token ids of a text as the model sees it ([CLS] … [SEP], truncated).
+    /// Token ids of a whole text as the model would see it ([CLS] … [SEP]), however long:
+    /// a caller that serves strangers refuses one over [`EmbeddingModel::max_tokens`]
+    /// rather than embed part of it unannounced.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        let ids = self.codec.encode(text, true)?;
+        self.checked(self.codec.encode(text, true)?)
+    }
+
+    /// Token ids of a text cut to the model's `max_tokens`, as sentence-transformers does.
+    pub fn tokenize_truncated(&self, text: &str) -> Result<Vec<u32>> {
+        self.checked(self.truncating.encode(text, true)?)
+    }
+
+    fn checked(&self, ids: Vec<u32>) -> Result<Vec<u32>> {
         if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.vocab) {
             return Err(Error::Format(format!(
                 "tokenizer produced id {bad} beyond the vocabulary"
@@ -392,7 +413,8 @@ impl EmbeddingModel {
         self.cfg.dim
     }
 
-    /// Tokens per text at most; longer texts are truncated (sentence-transformers does so).
+    /// Tokens per text at most: [`EmbeddingModel::embed_batch`] truncates longer texts (as
+    /// sentence-transformers does), [`EmbeddingModel::embed_tokens`] refuses them.
     pub fn max_tokens(&self) -> usize {
         self.cfg.max_tokens
     }
@@ -401,9 +423,10 @@ impl EmbeddingModel {
         Ok(self.tokenize(text)?.len())
     }
 
-    /// Token ids of a text as the model sees it ([CLS] … [SEP], truncated).
+    /// Token ids of a text as [`EmbeddingModel::embed_batch`] embeds it ([CLS] … [SEP],
+    /// truncated to `max_tokens`).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
-        self.text.tokenize(text)
+        self.text.tokenize_truncated(text)
     }
 
     /// The tokenizer, for callers on other threads.
@@ -470,7 +493,7 @@ impl EmbeddingModel {
             let batch: Vec<&[u32]> = ids[start..end].iter().map(Vec::as_slice).collect();
             for (hidden, ids) in self.backend.encode(&batch)?.iter().zip(&batch) {
                 out.push(Embedding {
-                    vector: cpu::mean_pool_normalize(hidden, self.cfg.dim),
+                    vector: mean_pool_normalize(hidden, self.cfg.dim),
                     tokens: ids.len(),
                 });
             }
@@ -478,6 +501,23 @@ impl EmbeddingModel {
         }
         Ok(out)
     }
+}
+
+/// Mean over rows, then L2 normalization (sentence-transformers' pooling).
+pub fn mean_pool_normalize(x: &[f32], n: usize) -> Vec<f32> {
+    let rows = x.len() / n;
+    let mut mean = vec![0.0f32; n];
+    for row in x.chunks_exact(n) {
+        ops::elementwise::add(&mut mean, row);
+    }
+    for v in &mut mean {
+        *v /= rows as f32;
+    }
+    let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    for v in &mut mean {
+        *v /= norm;
+    }
+    mean
 }
 
 pub fn load(
@@ -492,6 +532,7 @@ pub fn load(
         None => Box::new(CpuBert::new(cfg.clone(), w)),
     };
     let text = Arc::new(EmbeddingText {
+        truncating: codec.truncating(cfg.max_tokens)?,
         codec,
         vocab: cfg.vocab,
     });

@@ -49,7 +49,7 @@ impl CandleLlama {
         let mut logits = self.forward(prompt, 0)?;
         let mut out = Vec::new();
         while out.len() < n {
-            let next = crate::sample::argmax(&logits);
+            let next = crate::ops::argmax::cpu(&logits);
             if stop.contains(&next) {
                 break;
             }
@@ -155,7 +155,7 @@ impl CandleLlamaF32 {
         let mut logits = run(prompt, 0, &mut cache)?;
         let mut out = Vec::new();
         while out.len() < n {
-            let next = crate::sample::argmax(&logits);
+            let next = crate::ops::argmax::cpu(&logits);
             if stop.contains(&next) {
                 break;
             }

@@ -6,20 +6,23 @@
 //! * [`files`]: where a model's files are (a path, memory-mapped, or bytes in memory);
 //! * [`gguf`], [`safetensors_dir`], [`quant`], [`weights`]: model files and weight formats;
 //! * [`tokenizer`], [`template`]: text in and out;
-//! * [`cpu`]: the reference ops; [`gpu`]: the device and the kernels;
-//! * [`llama`], [`bert`]: the two architectures on both backends;
+//! * [`ops`]: the ops, one a file: each kernel's WGSL, its dispatch and its CPU twin (the
+//!   reference it is tested against); [`gpu`]: the device and the recorded forward pass;
+//! * [`graph`]: how an architecture, written once, runs on either backend;
+//! * [`llama`], [`bert`]: the two architectures;
 //! * [`sequence`]: one generation's state, stepped by a scheduler or by `generate`.
 
 pub mod api;
 pub mod bert;
 #[cfg(feature = "candle")]
 pub mod candle_ref;
-pub mod cpu;
 pub mod files;
 pub mod gguf;
 pub mod gpu;
+pub mod graph;
 pub mod llama;
 mod load;
+pub mod ops;
 pub mod quant;
 pub mod safetensors_dir;
 pub mod sample;

@@ -2,13 +2,16 @@
 //! tied or separate output embeddings; from GGUF (llama.cpp's interleaved rotary layout)
 //! or Hugging Face safetensors (half-split layout); on the GPU or the CPU reference.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::api::{ChatMessage, GenerateOptions, Generation, LoadOptions, Slots};
-use crate::cpu::{self, RopeLayout};
 use crate::files::Source;
 use crate::gguf::Gguf;
-use crate::gpu::{Bias, Gpu, Program, Readback, Row, Weight};
+use crate::gpu::{Gpu, Program, Readback, Weight};
+use crate::graph::{Act, CpuPass, Dense, Ops, Recorder};
+use crate::ops::{self, RopeLayout, Row};
 use crate::quant::{dequantize, repack, Format};
 use crate::safetensors_dir::SafetensorsDir;
 use crate::sequence::{Delta, Pick, Sequence};
@@ -67,6 +70,7 @@ impl LlamaConfig {
 }
 
 /// A weight matrix as the file has it: `n` rows of `k`.
+#[derive(Clone)]
 pub struct Matrix {
     pub name: String,
     pub format: Format,
@@ -88,6 +92,69 @@ impl Matrix {
         dequantize(self.format, &self.bytes[i * rb..(i + 1) * rb])
     }
 
+    /// The rows of `parts`, one matrix after the other. Matrices in different formats are
+    /// widened to f32 first (a file may quantize its projections differently).
+    fn stack(parts: &[&Matrix]) -> Result<Matrix> {
+        let parts = Self::common_format(parts)?;
+        let first = &parts[0];
+        Ok(Matrix {
+            name: parts
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+            format: first.format,
+            n: parts.iter().map(|m| m.n).sum(),
+            k: first.k,
+            bytes: parts.iter().flat_map(|m| m.bytes.iter().copied()).collect(),
+        })
+    }
+
+    /// The rows of `a` and `b` in turn (`a₀ b₀ a₁ b₁ …`), widened to f32 if their formats
+    /// differ.
+    fn interleave(a: &Matrix, b: &Matrix) -> Result<Matrix> {
+        let parts = Self::common_format(&[a, b])?;
+        let (a, b) = (&parts[0], &parts[1]);
+        if a.n != b.n {
+            return Err(Error::Format(format!(
+                "{} has {} rows and {} {}: they cannot pair",
+                a.name, a.n, b.name, b.n
+            )));
+        }
+        Ok(Matrix {
+            name: format!("{}+{}", a.name, b.name),
+            format: a.format,
+            n: 2 * a.n,
+            k: a.k,
+            bytes: ops::linear::interleave_rows(&a.bytes, &b.bytes, a.row_bytes()),
+        })
+    }
+
+    /// `parts` in one format, with one row length.
+    fn common_format<'a>(parts: &[&'a Matrix]) -> Result<Vec<Cow<'a, Matrix>>> {
+        if let Some(m) = parts.iter().find(|m| m.k != parts[0].k) {
+            return Err(Error::Format(format!(
+                "{} has rows of {}, {} of {}: they cannot be fused",
+                m.name, m.k, parts[0].name, parts[0].k
+            )));
+        }
+        let same = parts.iter().all(|m| m.format == parts[0].format);
+        Ok(parts
+            .iter()
+            .map(|&m| {
+                if same {
+                    Cow::Borrowed(m)
+                } else {
+                    Cow::Owned(Matrix {
+                        format: Format::F32,
+                        bytes: crate::quant::quantize(Format::F32, &dequantize(m.format, &m.bytes)),
+                        ..m.clone()
+                    })
+                }
+            })
+            .collect())
+    }
+
     pub(crate) fn upload(&self, gpu: &Gpu) -> Result<Weight> {
         Weight::new(
             gpu,
@@ -100,6 +167,7 @@ impl Matrix {
     }
 }
 
+/// One decoder layer's weights as the file has them.
 pub struct Layer {
     pub attn_norm: Vec<f32>,
     pub q: Matrix,
@@ -110,6 +178,81 @@ pub struct Layer {
     pub gate: Matrix,
     pub up: Matrix,
     pub down: Matrix,
+}
+
+/// One decoder layer's weights as the backends run them (matrices `M`, vectors `V`): the
+/// query, key and value projections stacked, the gate and up projections interleaved, so
+/// each is one pass over the layer's input (`Ops::linear_qkv`, `Ops::swiglu`).
+pub struct Block<M, V> {
+    pub attn_norm: V,
+    pub qkv: M,
+    pub o: M,
+    pub ffn_norm: V,
+    pub gate_up: M,
+    pub down: M,
+}
+
+impl Layer {
+    /// The layer as a [`Block`] of file matrices (the fused ones new, the others borrowed).
+    fn block(&self) -> Result<Block<Cow<'_, Matrix>, &Vec<f32>>> {
+        Ok(Block {
+            attn_norm: &self.attn_norm,
+            qkv: Cow::Owned(Matrix::stack(&[&self.q, &self.k, &self.v])?),
+            o: Cow::Borrowed(&self.o),
+            ffn_norm: &self.ffn_norm,
+            gate_up: Cow::Owned(Matrix::interleave(&self.gate, &self.up)?),
+            down: Cow::Borrowed(&self.down),
+        })
+    }
+}
+
+impl<M, V> Block<M, V> {
+    /// The same block with each matrix through `m` and each vector through `v`.
+    pub fn try_map<N, W>(
+        &self,
+        m: impl Fn(&M) -> Result<N>,
+        v: impl Fn(&V) -> Result<W>,
+    ) -> Result<Block<N, W>> {
+        Ok(Block {
+            attn_norm: v(&self.attn_norm)?,
+            qkv: m(&self.qkv)?,
+            o: m(&self.o)?,
+            ffn_norm: v(&self.ffn_norm)?,
+            gate_up: m(&self.gate_up)?,
+            down: m(&self.down)?,
+        })
+    }
+}
+
+/// Decoder layer `i`, the one description both backends run: pre-norm attention with
+/// rotary positions over the layer's KV cache, then a pre-norm SwiGLU block, each added
+/// to the residual stream.
+fn layer<O: Ops>(o: &mut O, c: &LlamaConfig, l: &Block<O::Matrix, O::Vector>, i: usize) {
+    let (keys, values) = (Act::Keys(i), Act::Values(i));
+    let kv_width = c.kv_heads * c.head_dim;
+    o.rmsnorm(Act::X, &l.attn_norm, Act::Normed, c.dim, c.eps);
+    o.linear_qkv(Act::Normed, &l.qkv, Act::Q, keys, values, c.dim, kv_width);
+    o.rope(Act::Q, c.heads, c.head_dim, c.rope);
+    o.rope(keys, c.kv_heads, c.head_dim, c.rope);
+    o.attention(
+        Act::Q,
+        keys,
+        values,
+        Act::Attended,
+        c.heads,
+        c.kv_heads,
+        c.head_dim,
+    );
+    o.linear(Act::Attended, &l.o, None, Act::X, true);
+    o.rmsnorm(Act::X, &l.ffn_norm, Act::Normed, c.dim, c.eps);
+    o.swiglu(Act::Normed, &l.gate_up, Act::Gate);
+    o.linear(Act::Gate, &l.down, None, Act::X, true);
+}
+
+/// The output head: each input's last row, normalized, to logits.
+fn head<O: Ops>(o: &mut O, c: &LlamaConfig, norm: &O::Vector, output: &O::Matrix) {
+    o.rmsnorm_last(Act::X, norm, Act::Last, c.dim, c.eps);
+    o.linear(Act::Last, output, None, Act::Logits, false);
 }
 
 pub struct LlamaWeights {
@@ -346,7 +489,7 @@ pub fn from_safetensors(
         layers,
     };
 
-    let codec = TextCodec::from_source(source, None)?;
+    let codec = TextCodec::from_source(source)?;
     // Optional: without it, ChatML and no special bos/eos.
     let tok_config = source.json("tokenizer_config.json").unwrap_or_default();
     let special = |key: &str| {
@@ -439,50 +582,30 @@ pub trait Forward: Send {
 pub struct CpuLlama {
     cfg: LlamaConfig,
     embed: Matrix,
-    output: Vec<f32>,
+    output: Dense,
     norm: Vec<f32>,
-    layers: Vec<CpuLayer>,
+    layers: Vec<Block<Dense, Vec<f32>>>,
     rope: Vec<f32>,
     /// Per slot, per layer: keys and values of every cached position.
-    cache: Vec<Vec<(Vec<f32>, Vec<f32>)>>,
+    cache: Vec<Vec<[Vec<f32>; 2]>>,
     /// Per layer: keys and values of the saved public prefix.
-    prefix: Vec<(Vec<f32>, Vec<f32>)>,
-}
-
-struct CpuLayer {
-    attn_norm: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    o: Vec<f32>,
-    ffn_norm: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    down: Vec<f32>,
+    prefix: Vec<[Vec<f32>; 2]>,
 }
 
 impl CpuLlama {
-    pub fn new(cfg: LlamaConfig, w: LlamaWeights, slots: usize) -> CpuLlama {
-        let d = |m: &Matrix| dequantize(m.format, &m.bytes);
-        let output = d(w.output.as_ref().unwrap_or(&w.embed));
+    pub fn new(cfg: LlamaConfig, w: LlamaWeights, slots: usize) -> Result<CpuLlama> {
+        let output = Dense::of(w.output.as_ref().unwrap_or(&w.embed));
         let layers = w
             .layers
             .iter()
-            .map(|l| CpuLayer {
-                attn_norm: l.attn_norm.clone(),
-                q: d(&l.q),
-                k: d(&l.k),
-                v: d(&l.v),
-                o: d(&l.o),
-                ffn_norm: l.ffn_norm.clone(),
-                gate: d(&l.gate),
-                up: d(&l.up),
-                down: d(&l.down),
+            .map(|l| {
+                l.block()?
+                    .try_map(|m| Ok(Dense::of(m)), |v| Ok((*v).clone()))
             })
-            .collect();
-        let rope = cpu::rope_table(cfg.rope_theta, cfg.head_dim, cfg.context);
-        let cache = vec![vec![(Vec::new(), Vec::new()); cfg.layers]; slots];
-        CpuLlama {
+            .collect::<Result<_>>()?;
+        let rope = ops::rope::table(cfg.rope_theta, cfg.head_dim, cfg.context);
+        let cache = vec![vec![[Vec::new(), Vec::new()]; cfg.layers]; slots];
+        Ok(CpuLlama {
             cfg,
             embed: w.embed,
             output,
@@ -491,39 +614,28 @@ impl CpuLlama {
             rope,
             cache,
             prefix: Vec::new(),
-        }
+        })
     }
 
     /// `tokens` at positions `pos..` of `slot`: the last position's logits.
     fn forward(&mut self, slot: usize, tokens: &[u32], pos: usize) -> Vec<f32> {
         let c = &self.cfg;
-        let kv_dim = c.kv_heads * c.head_dim;
-        let mut x: Vec<f32> = tokens
+        let x: Vec<f32> = tokens
             .iter()
             .flat_map(|&t| self.embed.row(t as usize))
             .collect();
-        for (layer, (kc, vc)) in self.layers.iter().zip(&mut self.cache[slot]) {
-            kc.truncate(pos * kv_dim);
-            vc.truncate(pos * kv_dim);
-            let xn = cpu::rmsnorm(&x, &layer.attn_norm, c.eps);
-            let mut q = cpu::linear(&xn, &layer.q, None, c.dim, c.dim);
-            let mut k = cpu::linear(&xn, &layer.k, None, kv_dim, c.dim);
-            let v = cpu::linear(&xn, &layer.v, None, kv_dim, c.dim);
-            cpu::rope(&mut q, c.heads, c.head_dim, pos, &self.rope, c.rope);
-            cpu::rope(&mut k, c.kv_heads, c.head_dim, pos, &self.rope, c.rope);
-            kc.extend(k);
-            vc.extend(v);
-            let att = cpu::attention(&q, kc, vc, c.heads, c.kv_heads, c.head_dim, true, pos);
-            cpu::add(&mut x, &cpu::linear(&att, &layer.o, None, c.dim, c.dim));
-            let xn = cpu::rmsnorm(&x, &layer.ffn_norm, c.eps);
-            let mut gate = cpu::linear(&xn, &layer.gate, None, c.ffn, c.dim);
-            let up = cpu::linear(&xn, &layer.up, None, c.ffn, c.dim);
-            cpu::silu_mul(&mut gate, &up);
-            cpu::add(&mut x, &cpu::linear(&gate, &layer.down, None, c.dim, c.ffn));
+        let caches = &mut self.cache[slot];
+        for kv in caches.iter_mut() {
+            kv.iter_mut()
+                .for_each(|cache| cache.truncate(pos * c.kv_heads * c.head_dim));
         }
-        let last = &x[(tokens.len() - 1) * c.dim..];
-        let normed = cpu::rmsnorm(last, &self.norm, c.eps);
-        cpu::linear(&normed, &self.output, None, c.vocab, c.dim)
+        let rows = Row::sequence(tokens.len(), pos);
+        let mut pass = CpuPass::new(x, rows, caches, &self.rope);
+        for (i, l) in self.layers.iter().enumerate() {
+            layer(&mut pass, c, l, i);
+        }
+        head(&mut pass, c, &self.norm, &self.output);
+        pass.take(Act::Logits)
     }
 }
 
@@ -535,7 +647,7 @@ impl Forward for CpuLlama {
             .map(|(i, &greedy)| {
                 let logits = self.forward(i.slot, i.tokens, i.pos);
                 if greedy {
-                    StepOutput::Greedy(crate::sample::argmax(&logits))
+                    StepOutput::Greedy(ops::argmax::cpu(&logits))
                 } else {
                     StepOutput::Logits(logits)
                 }
@@ -547,18 +659,18 @@ impl Forward for CpuLlama {
         let n = len * self.cfg.kv_heads * self.cfg.head_dim;
         self.prefix = self.cache[slot]
             .iter()
-            .map(|(k, v)| (k[..n].to_vec(), v[..n].to_vec()))
+            .map(|kv| kv.each_ref().map(|cache| cache[..n].to_vec()))
             .collect();
         Ok(())
     }
 
     fn load_prefix(&mut self, slot: usize, len: usize) -> Result<()> {
         let n = len * self.cfg.kv_heads * self.cfg.head_dim;
-        for ((kc, vc), (k, v)) in self.cache[slot].iter_mut().zip(&self.prefix) {
-            kc.clear();
-            kc.extend_from_slice(&k[..n]);
-            vc.clear();
-            vc.extend_from_slice(&v[..n]);
+        for (kv, saved) in self.cache[slot].iter_mut().zip(&self.prefix) {
+            for (cache, saved) in kv.iter_mut().zip(saved) {
+                cache.clear();
+                cache.extend_from_slice(&saved[..n]);
+            }
         }
         Ok(())
     }
@@ -587,7 +699,8 @@ pub struct GpuLlama {
     /// no buffer onto itself).
     prefix: Vec<[wgpu::Buffer; 2]>,
     // Kept alive for the bind groups that use them.
-    _weights: Vec<Weight>,
+    _layers: Vec<Block<Weight, wgpu::Buffer>>,
+    _head: (wgpu::Buffer, Weight),
     _buffers: Vec<wgpu::Buffer>,
 }
 
@@ -606,88 +719,87 @@ impl GpuLlama {
         let m = max_rows;
         // Inputs of a step have distinct slots and at least one token each.
         let batch = slots.min(max_rows);
-        let bar = market_report::progress::items("uploading", w.layers.len() as u64);
-        let x = gpu.scratch("x", m * c.dim)?;
-        let xn = gpu.scratch("xn", m * c.dim)?;
-        let q = gpu.scratch("q", m * c.dim)?;
-        let att = gpu.scratch("att", m * c.dim)?;
-        let gate = gpu.scratch("gate", m * c.ffn)?;
-        let up = gpu.scratch("up", m * c.ffn)?;
-        let scores = gpu.scratch("scores", c.heads * m * c.context)?;
-        let rope = gpu.upload(
-            "rope",
-            &cpu::rope_table(c.rope_theta, c.head_dim, c.context),
-        )?;
-        let last_rows = gpu.upload("last-rows", &vec![0u32; batch])?;
-        let last_n = gpu.scratch("last-normed", batch * c.dim)?;
-        let logits = gpu.scratch("logits", batch * c.vocab)?;
-        let tokens = gpu.scratch("greedy tokens", batch)?;
-        let mut layers = Program::new(gpu, m);
-        let mut weights = Vec::new();
-        let mut buffers = Vec::new();
-        let mut caches = Vec::new();
-        let interleaved = c.rope == RopeLayout::Interleaved;
         let cache_label = |kind: &str| format!("{kind} cache ({slots} slots of {})", c.context);
-        for l in &w.layers {
+        let mut acts = HashMap::from([
+            (Act::X, gpu.scratch("x", m * c.dim)?),
+            (Act::Normed, gpu.scratch("normed", m * c.dim)?),
+            (Act::Q, gpu.scratch("q", m * c.dim)?),
+            (Act::Attended, gpu.scratch("attended", m * c.dim)?),
+            (Act::Gate, gpu.scratch("gate", m * c.ffn)?),
+            (Act::Last, gpu.scratch("last-normed", batch * c.dim)?),
+            (Act::Logits, gpu.scratch("logits", batch * c.vocab)?),
+        ]);
+        let mut caches = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
             // Slot s holds rows s·context .. (s + 1)·context.
             let kc = gpu.scratch(&cache_label("key"), slots * c.context * kv_dim)?;
             let vc = gpu.scratch(&cache_label("value"), slots * c.context * kv_dim)?;
-            let attn_norm = gpu.upload("attn-norm", &l.attn_norm)?;
-            let ffn_norm = gpu.upload("ffn-norm", &l.ffn_norm)?;
-            let [wq, wk, wv, wo, wg, wu, wd] =
-                [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down].map(|m| m.upload(gpu));
-            let (wq, wk, wv, wo, wg, wu, wd) = (wq?, wk?, wv?, wo?, wg?, wu?, wd?);
-            layers.rmsnorm(&x, &attn_norm, &xn, c.dim, c.eps);
-            layers.linear(&xn, &wq, Bias(None), &q, false, false);
-            layers.linear(&xn, &wk, Bias(None), &kc, false, true);
-            layers.linear(&xn, &wv, Bias(None), &vc, false, true);
-            layers.rope(&q, &rope, c.heads, c.head_dim, c.dim, interleaved, false);
-            layers.rope(
-                &kc,
-                &rope,
-                c.kv_heads,
-                c.head_dim,
-                kv_dim,
-                interleaved,
-                true,
-            );
-            layers.attention(
-                &q, &kc, &vc, &att, &scores, c.heads, c.kv_heads, c.head_dim, c.context,
-            );
-            layers.linear(&att, &wo, Bias(None), &x, true, false);
-            layers.rmsnorm(&x, &ffn_norm, &xn, c.dim, c.eps);
-            layers.linear(&xn, &wg, Bias(None), &gate, false, false);
-            layers.linear(&xn, &wu, Bias(None), &up, false, false);
-            layers.silu_mul(&gate, &up, c.ffn);
-            layers.linear(&gate, &wd, Bias(None), &x, true, false);
-            weights.extend([wq, wk, wv, wo, wg, wu, wd]);
+            acts.insert(Act::Keys(i), kc.clone());
+            acts.insert(Act::Values(i), vc.clone());
             caches.push([kc, vc]);
-            buffers.extend([attn_norm, ffn_norm]);
-            bar.inc(1);
         }
+        let scores = gpu.scratch("scores", c.heads * m * c.context)?;
+        let rope = gpu.upload(
+            "rope",
+            &ops::rope::table(c.rope_theta, c.head_dim, c.context),
+        )?;
+        let last_rows = gpu.upload("last-rows", &vec![0u32; batch])?;
+        let tokens = gpu.scratch("greedy tokens", batch)?;
+
+        let bar = market_report::progress::items("uploading", w.layers.len() as u64);
+        let weights = w
+            .layers
+            .iter()
+            .map(|l| {
+                let layer = l
+                    .block()?
+                    .try_map(|m| m.upload(gpu), |v| gpu.upload("norm", v));
+                bar.inc(1);
+                layer
+            })
+            .collect::<Result<Vec<_>>>()?;
         bar.finish_and_clear();
-        let out = w.output.as_ref().unwrap_or(&w.embed).upload(gpu)?;
+        let output = w.output.as_ref().unwrap_or(&w.embed).upload(gpu)?;
         let norm = gpu.upload("norm", &w.norm)?;
-        let mut head = Program::new(gpu, batch);
-        head.rmsnorm_gather(&x, &last_rows, &norm, &last_n, c.dim, c.eps);
-        head.linear(&last_n, &out, Bias(None), &logits, false, false);
-        head.argmax(&logits, &tokens, c.vocab);
-        weights.push(out);
-        buffers.extend([xn, q, att, gate, up, scores, rope, norm, last_n]);
+
+        let mut layers = Program::new(gpu, m);
+        let mut recorder = Recorder {
+            program: &mut layers,
+            acts: &acts,
+            rope: Some(&rope),
+            scores: Some((&scores, c.context)),
+            last_rows: None,
+        };
+        for (i, l) in weights.iter().enumerate() {
+            layer(&mut recorder, c, l, i);
+        }
+        let mut head_program = Program::new(gpu, batch);
+        let mut recorder = Recorder {
+            program: &mut head_program,
+            acts: &acts,
+            rope: None,
+            scores: None,
+            last_rows: Some(&last_rows),
+        };
+        head(&mut recorder, c, &norm, &output);
+        head_program.argmax(&acts[&Act::Logits], &tokens, c.vocab);
+
+        let buffers = acts.values().cloned().chain([scores, rope]).collect();
         Ok(GpuLlama {
             gpu: gpu.clone(),
+            x: acts[&Act::X].clone(),
+            logits: acts[&Act::Logits].clone(),
             cfg,
             embed: w.embed,
-            x,
             last_rows,
-            logits,
             tokens,
             layers,
-            head,
+            head: head_program,
             caches,
             prefix: Vec::new(),
             readback: Readback::default(),
-            _weights: weights,
+            _layers: weights,
+            _head: (norm, output),
             _buffers: buffers,
         })
     }
@@ -741,7 +853,7 @@ impl Forward for GpuLlama {
             .zip(greedy)
             .map(|(l, &greedy)| {
                 if greedy {
-                    StepOutput::Greedy(crate::sample::argmax(l))
+                    StepOutput::Greedy(ops::argmax::cpu(l))
                 } else {
                     StepOutput::Logits(l.to_vec())
                 }
@@ -1227,7 +1339,7 @@ pub fn load(
     }
     let backend: Box<dyn Forward> = match gpu {
         Some(gpu) => Box::new(GpuLlama::new(gpu, cfg.clone(), weights, slots, max_step)?),
-        None => Box::new(CpuLlama::new(cfg.clone(), weights, slots)),
+        None => Box::new(CpuLlama::new(cfg.clone(), weights, slots)?),
     };
     Ok(ChatModel::new(
         name, sha256, cfg, text, backend, slots, max_step,

@@ -38,16 +38,6 @@ pub enum GpuFormat {
 impl GpuFormat {
     pub const ALL: [GpuFormat; 4] = [GpuFormat::F32, GpuFormat::F16, GpuFormat::Q4, GpuFormat::Q8];
 
-    /// The WGSL snippet that reads this format (`unit_col`, `w_unit`: see `gpu/linear.wgsl`).
-    pub fn wgsl(self) -> &'static str {
-        match self {
-            GpuFormat::F32 => include_str!("gpu/format_f32.wgsl"),
-            GpuFormat::F16 => include_str!("gpu/format_f16.wgsl"),
-            GpuFormat::Q4 => include_str!("gpu/format_q4.wgsl"),
-            GpuFormat::Q8 => include_str!("gpu/format_q8.wgsl"),
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             GpuFormat::F32 => "f32",

@@ -26,7 +26,7 @@ impl Sampler {
 
     pub fn pick(&mut self, logits: &[f32]) -> u32 {
         if self.is_greedy() {
-            return argmax(logits);
+            return crate::ops::argmax::cpu(logits);
         }
         let t = f64::from(self.temperature);
         let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -81,17 +81,6 @@ fn nucleus(probs: &mut [(u32, f64)], total: f64, top_p: f64) -> usize {
         sorted = k;
         k = (2 * k).min(probs.len());
     }
-}
-
-/// Index of the largest logit, the lowest index on ties.
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 #[cfg(test)]
@@ -169,7 +158,7 @@ mod tests {
 
     #[test]
     fn greedy_takes_the_first_maximum_and_sampling_follows_the_seed() {
-        assert_eq!(argmax(&[0.0, 2.0, 2.0, 1.0]), 1);
+        assert_eq!(crate::ops::argmax::cpu(&[0.0, 2.0, 2.0, 1.0]), 1);
         let logits: Vec<f32> = (0..50).map(|i| (i % 7) as f32 * 0.3).collect();
         let run = |seed| {
             let mut s = Sampler::new(0.8, 0.9, seed);

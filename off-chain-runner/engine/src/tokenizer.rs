@@ -19,18 +19,28 @@ pub struct TextCodec {
 }
 
 impl TextCodec {
-    /// The model's `tokenizer.json`. Padding is turned off (a batch of one needs none, and
-    /// padding tokens would enter mean pooling); truncation is set to `max_len` when given.
-    pub fn from_source(source: &Source<'_>, max_len: Option<usize>) -> Result<TextCodec> {
+    /// The model's `tokenizer.json`, whole texts in: padding and truncation are turned off
+    /// (a batch of one needs no padding, and padding tokens would enter mean pooling; a
+    /// caller decides what a text too long is, see [`TextCodec::truncating`]).
+    pub fn from_source(source: &Source<'_>) -> Result<TextCodec> {
         const FILE: &str = "tokenizer.json";
         let mut inner = Tokenizer::from_bytes(&*source.read(FILE)?)
             .map_err(|e| Error::Tokenizer(format!("{}: {e}", source.describe_file(FILE))))?;
         inner.with_padding(None::<PaddingParams>);
-        let truncation = max_len.map(|max_length| TruncationParams {
-            max_length,
-            ..TruncationParams::default()
-        });
-        inner.with_truncation(truncation).map_err(err)?;
+        inner.with_truncation(None).map_err(err)?;
+        Ok(TextCodec { inner })
+    }
+
+    /// The same tokenizer truncating texts to `max_len` tokens, its own framing included
+    /// (sentence-transformers' `max_seq_length`).
+    pub fn truncating(&self, max_len: usize) -> Result<TextCodec> {
+        let mut inner = self.inner.clone();
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..TruncationParams::default()
+            }))
+            .map_err(err)?;
         Ok(TextCodec { inner })
     }
 

@@ -15,9 +15,10 @@
 mod common;
 
 use common::{bits, gpu, max_diff, random, run, run_rows};
-use market_engine::cpu::{self, RopeLayout};
-use market_engine::gpu::{
-    Bias, Program, Row, Tile, Weight, CPU_BLOCK_TILES, CPU_FLOAT_TILES, GPU_TILES,
+use market_engine::gpu::{Bias, Program, Weight};
+use market_engine::ops::{
+    attention, elementwise, layernorm, linear, rmsnorm, rope, RopeLayout, Row, Tile,
+    CPU_BLOCK_TILES, CPU_FLOAT_TILES, GPU_TILES,
 };
 use market_engine::quant::{dequantize, quantize, repack, Format};
 
@@ -47,9 +48,9 @@ fn check_linear(format: Format, m: usize, n: usize, k: usize, bias: bool, accumu
     );
     let got = run(&gpu, &program, m, 0, &yb, m * n);
 
-    let mut want = cpu::linear(&x, &w, bias.then_some(&b[..]), n, k);
+    let mut want = linear::cpu(&x, &w, bias.then_some(&b[..]), n, k);
     if accumulate {
-        cpu::add(&mut want, &y0);
+        elementwise::add(&mut want, &y0);
     }
     for r in 0..m {
         for j in 0..n {
@@ -176,6 +177,96 @@ fn linear_rows_are_the_same_bits_in_any_batch() {
     }
 }
 
+/// The fused epilogues reduce every output as the plain one does: QKV's query, key and
+/// value rows are the plain kernel's bits for each projection (keys and values at their
+/// KV rows); SwiGLU's outputs are silu(gate) · up of the plain kernel's gate and up, as
+/// the element-wise kernel computes it. Over steps of 1 and 13 rows, every format.
+#[test]
+fn fused_epilogues_give_the_plain_kernels_bits() {
+    let gpu = gpu();
+    let (k, q_width, kv_width, ffn) = (96, 32, 16, 40);
+    for format in FORMATS {
+        for m in [1, 13] {
+            let x = random(m * k, 30);
+            let xb = gpu.upload("x", &x).unwrap();
+            let upload = |bytes: &[u8], n: usize| {
+                Weight::new(&gpu, "w", format.gpu(), &repack(format, bytes), n, k).unwrap()
+            };
+            let part = |n: usize, seed: u64| quantize(format, &random(n * k, seed));
+            let plain = |bytes: &[u8], n: usize, to_cache: bool, rows: &[Row], floats: usize| {
+                let yb = gpu.scratch("y", floats).unwrap();
+                let mut program = Program::new(&gpu, m);
+                program.linear(&xb, &upload(bytes, n), Bias(None), &yb, false, to_cache);
+                run_rows(&gpu, &program, rows, &yb, floats)
+            };
+            // Rows of a sequence at position 7 of a slot that begins at cache row 20.
+            let rows: Vec<Row> = (0..m).map(|i| Row::causal(20, 7 + i)).collect();
+            let cache = (20 + 7 + m) * kv_width;
+
+            let (wq, wk, wv) = (part(q_width, 31), part(kv_width, 32), part(kv_width, 33));
+            let stacked = [wq.clone(), wk.clone(), wv.clone()].concat();
+            let (qb, kb, vb) = (
+                gpu.scratch("q", m * q_width).unwrap(),
+                gpu.scratch("keys", cache).unwrap(),
+                gpu.scratch("values", cache).unwrap(),
+            );
+            let mut program = Program::new(&gpu, m);
+            let fused = upload(&stacked, q_width + 2 * kv_width);
+            program.linear_qkv(&xb, &fused, &qb, &kb, &vb, q_width, kv_width);
+            let got_q = run_rows(&gpu, &program, &rows, &qb, m * q_width);
+            let read = |b: &wgpu::Buffer| {
+                gpu.finish_and_read(gpu.encoder(), b, 0, cache, &mut Default::default())
+                    .unwrap()
+            };
+            let (got_k, got_v) = (read(&kb), read(&vb));
+            assert_eq!(
+                bits(&got_q),
+                bits(&plain(&wq, q_width, false, &rows, m * q_width))
+            );
+            let written = 27 * kv_width..cache;
+            assert_eq!(
+                bits(&got_k[written.clone()]),
+                bits(&plain(&wk, kv_width, true, &rows, cache)[written.clone()]),
+                "{format:?} m={m}: keys"
+            );
+            assert_eq!(
+                bits(&got_v[written.clone()]),
+                bits(&plain(&wv, kv_width, true, &rows, cache)[written]),
+                "{format:?} m={m}: values"
+            );
+
+            let (wg, wu) = (part(ffn, 34), part(ffn, 35));
+            let row_bytes = wg.len() / ffn;
+            let interleaved = linear::interleave_rows(&wg, &wu, row_bytes);
+            let yb = gpu.scratch("y", m * ffn).unwrap();
+            let mut program = Program::new(&gpu, m);
+            program.linear_swiglu(&xb, &upload(&interleaved, 2 * ffn), &yb);
+            let got = run(&gpu, &program, m, 0, &yb, m * ffn);
+            let seq = Row::sequence(m, 0);
+            let (gate, up) = (
+                plain(&wg, ffn, false, &seq, m * ffn),
+                plain(&wu, ffn, false, &seq, m * ffn),
+            );
+            let (gb, ub) = (
+                gpu.upload("gate", &gate).unwrap(),
+                gpu.upload("up", &up).unwrap(),
+            );
+            let mut program = Program::new(&gpu, m);
+            program.silu_mul(&gb, &ub, ffn);
+            let want = run(&gpu, &program, m, 0, &gb, m * ffn);
+            assert_eq!(bits(&got), bits(&want), "{format:?} m={m}: SwiGLU");
+            let twin = linear::cpu_swiglu(&x, &dequantize(format, &interleaved), 2 * ffn, k);
+            // Sums of 96 products of values near 1, then silu(gate) · up: relative error.
+            for (g, w) in got.iter().zip(&twin) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{format:?}: {g} against the CPU twin's {w}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn linear_many_rows_every_format() {
     for format in [
@@ -217,7 +308,7 @@ fn linear_writes_at_the_step_position_for_the_kv_cache() {
         got[..pos * n].iter().all(|&v| v == 0.0),
         "rows before the position untouched"
     );
-    let want = cpu::linear(&x, &w, None, n, k);
+    let want = linear::cpu(&x, &w, None, n, k);
     assert!(max_diff(&got[pos * n..(pos + 2) * n], &want) < 1e-5);
 }
 
@@ -237,7 +328,7 @@ fn rmsnorm_and_layernorm() {
     let mut program = Program::new(&gpu, ROWS);
     program.rmsnorm(&xb, &gb, &yb, n, 1e-5);
     let got = run(&gpu, &program, m, 0, &yb, m * n);
-    let want = cpu::rmsnorm(&x, &g, 1e-5);
+    let want = rmsnorm::cpu(&x, &g, 1e-5);
     assert!(max_diff(&got, &want) < 1e-5);
 
     // Gathered: rows 4 and 1 of x (the last tokens of two sequences) into rows 0 and 1.
@@ -252,7 +343,7 @@ fn rmsnorm_and_layernorm() {
     program.layernorm(&xb, &gb, &bb, n, 1e-12);
     let got = run(&gpu, &program, m, 0, &xb, m * n);
     let mut want = x.clone();
-    cpu::layernorm(&mut want, &g, &b, 1e-12);
+    layernorm::cpu(&mut want, &g, &b, 1e-12);
     assert!(max_diff(&got, &want) < 1e-5);
 }
 
@@ -260,24 +351,24 @@ fn rmsnorm_and_layernorm() {
 fn rope_both_layouts() {
     let gpu = gpu();
     let (m, heads, d, pos) = (3, 4, 16, 7);
-    let table = cpu::rope_table(10_000.0, d, 32);
+    let table = rope::table(10_000.0, d, 32);
     let tb = gpu.upload("table", &table).unwrap();
     for layout in [RopeLayout::Interleaved, RopeLayout::HalfSplit] {
         let x = random(m * heads * d, 14);
         let xb = gpu.upload("x", &x).unwrap();
         let mut program = Program::new(&gpu, ROWS);
-        program.rope(
-            &xb,
-            &tb,
-            heads,
-            d,
-            heads * d,
-            layout == RopeLayout::Interleaved,
-            false,
-        );
+        program.rope(&xb, &tb, heads, d, layout, false);
         let got = run(&gpu, &program, m, pos, &xb, x.len());
         let mut want = x.clone();
-        cpu::rope(&mut want, heads, d, pos, &table, layout);
+        rope::cpu(
+            &mut want,
+            &Row::sequence(m, pos),
+            heads,
+            d,
+            &table,
+            layout,
+            false,
+        );
         assert!(max_diff(&got, &want) < 1e-5, "{layout:?}");
         assert!(max_diff(&got, &x) > 0.01, "{layout:?} rotated something");
     }
@@ -307,7 +398,7 @@ fn attention_causal_with_grouped_heads_and_bidirectional() {
             Row::bidirectional(0, m)
         };
         let got = run_rows(&gpu, &program, &rows, &ob, q.len());
-        let want = cpu::attention(&q, &k, &v, heads, kv_heads, d, causal, pos);
+        let want = attention::cpu(&q, &k, &v, &rows, heads, kv_heads, d);
         assert!(
             max_diff(&got, &want) < 1e-5,
             "causal={causal} m={m}: {}",
@@ -327,7 +418,7 @@ fn swiglu_and_gelu() {
     program.silu_mul(&ab, &bb, n);
     let got = run(&gpu, &program, m, 0, &ab, m * n);
     let mut want = a.clone();
-    cpu::silu_mul(&mut want, &b);
+    elementwise::silu_mul(&mut want, &b);
     assert!(max_diff(&got, &want) < 1e-5);
 
     let ab = gpu.upload("a", &a).unwrap();
@@ -335,14 +426,14 @@ fn swiglu_and_gelu() {
     program.gelu(&ab, n);
     let got = run(&gpu, &program, m, 0, &ab, m * n);
     let mut want = a.clone();
-    cpu::gelu(&mut want);
+    elementwise::gelu(&mut want);
     // 1e-6 relative: erf's approximation error scaled by |a| up to 6.
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "gelu {g} vs {w}");
     }
 }
 
-/// The GPU's greedy pick is what a left-to-right scan on the CPU picks (`sample::argmax`):
+/// The GPU's greedy pick is what a left-to-right scan on the CPU picks (`ops::argmax::cpu`):
 /// the largest value, the lowest index on ties, whether the tied values fall to one thread
 /// or to different ones, in rows longer and shorter than a workgroup.
 #[test]
@@ -370,7 +461,7 @@ fn argmax_picks_the_first_largest_like_the_cpu() {
             .collect();
         let expected: Vec<u32> = rows
             .iter()
-            .map(|r| market_engine::sample::argmax(r))
+            .map(|r| market_engine::ops::argmax::cpu(r))
             .collect();
         assert_eq!(picked, expected, "rows of {n}");
         assert_eq!(expected[4], 3, "the lowest of the tied indices");

@@ -110,8 +110,8 @@ fn smollm2_gpu_logits_match_the_cpu_reference_and_repeat_exactly() {
         max_diff(&c, &g)
     );
     assert_eq!(
-        market_engine::sample::argmax(&c),
-        market_engine::sample::argmax(&g)
+        market_engine::ops::argmax::cpu(&c),
+        market_engine::ops::argmax::cpu(&g)
     );
     m.logits(&[0]).unwrap();
     let again = m.logits(&prompt).unwrap();

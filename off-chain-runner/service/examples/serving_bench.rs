@@ -189,6 +189,7 @@ async fn main() {
         slots: users,
         prefill_chunk: 64,
         queue_timeout: None,
+        channel_slots: None,
     };
     let hash = |p: &std::path::Path| {
         market_engine::Sha256::Expect(

@@ -65,6 +65,18 @@ pub struct Batching {
     /// How long an admitted request may wait for a free slot before it is refused (429
     /// `queue_timeout`, nothing charged); `None` waits as long as it takes.
     pub queue_timeout: Option<std::time::Duration>,
+    /// Slots one channel's sequences may hold at once; `None`: half the slots, rounded up.
+    pub channel_slots: Option<usize>,
+}
+
+impl Batching {
+    /// Slots one channel may hold: never all of them when there are two or more, so
+    /// another user's request always finds one within a sequence's time.
+    pub fn channel_slots(&self) -> usize {
+        self.channel_slots
+            .unwrap_or(self.slots.div_ceil(2))
+            .clamp(1, self.slots.max(1))
+    }
 }
 
 impl Default for Batching {
@@ -73,6 +85,7 @@ impl Default for Batching {
             slots: 4,
             prefill_chunk: 64,
             queue_timeout: None,
+            channel_slots: None,
         }
     }
 }
@@ -133,9 +146,11 @@ impl Engine {
                         concurrency: m.slots(),
                     };
                     let text = m.text_handle();
-                    let scheduler = Scheduler::start(m, batching.prefill_chunk).map_err(|e| {
-                        market_engine::Error::Gpu(format!("starting a scheduler: {e}"))
-                    })?;
+                    let scheduler =
+                        Scheduler::start(m, batching.prefill_chunk, batching.channel_slots())
+                            .map_err(|e| {
+                                market_engine::Error::Gpu(format!("starting a scheduler: {e}"))
+                            })?;
                     (
                         spec,
                         Served::Chat {
@@ -188,6 +203,7 @@ impl Inference for Engine {
     fn generate(
         &self,
         model: &str,
+        channel: &str,
         prompt: &Prompt,
         sampling: &Sampling,
         admit: Admit<'_>,
@@ -243,6 +259,7 @@ impl Inference for Engine {
         let (events, pieces) = mpsc::channel();
         let cancel = Arc::new(AtomicBool::new(false));
         scheduler.submit(Job {
+            channel: channel.to_owned(),
             prompt: ids,
             options,
             cancel: Arc::clone(&cancel),

@@ -108,9 +108,13 @@ pub type Alive<'a> = &'a (dyn Fn() -> bool + Sync);
 pub trait Inference: Send + Sync + 'static {
     fn models(&self) -> Vec<ModelSpec>;
 
+    /// `channel`: who the request is for (the payer's account), so that a model's slots
+    /// are shared between channels.
+    #[allow(clippy::too_many_arguments)]
     fn generate(
         &self,
         model: &str,
+        channel: &str,
         prompt: &Prompt,
         sampling: &Sampling,
         admit: Admit<'_>,
@@ -157,6 +161,7 @@ impl Inference for Echo {
     fn generate(
         &self,
         model: &str,
+        _channel: &str,
         prompt: &Prompt,
         sampling: &Sampling,
         admit: Admit<'_>,

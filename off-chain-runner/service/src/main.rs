@@ -169,6 +169,11 @@ enum Command {
         #[cfg(feature = "engine")]
         #[arg(long, default_value_t = 120)]
         queue_timeout_secs: u64,
+        /// KV slots one user's channel may hold at once per chat model (its other requests
+        /// wait while later users' go ahead); 0: half of `--kv-slots`, rounded up.
+        #[cfg(feature = "engine")]
+        #[arg(long, default_value_t = 0)]
+        channel_slots: usize,
         /// Requests one user's channel may have running or waiting per model; more get
         /// 429 `channel_busy`, so one user cannot take every place.
         #[arg(long, default_value_t = 4)]
@@ -576,6 +581,8 @@ async fn main() -> anyhow::Result<()> {
             prefill_chunk,
             #[cfg(feature = "engine")]
             queue_timeout_secs,
+            #[cfg(feature = "engine")]
+            channel_slots,
             max_per_channel,
             view_ttl_ms,
             view_max_stale_secs,
@@ -635,6 +642,7 @@ async fn main() -> anyhow::Result<()> {
                     prefill_chunk,
                     queue_timeout: (queue_timeout_secs > 0)
                         .then(|| Duration::from_secs(queue_timeout_secs)),
+                    channel_slots: (channel_slots > 0).then_some(channel_slots),
                 });
             }
             if let Some(dir) = &content_dir {

@@ -1,6 +1,8 @@
 //! Continuous batching: one thread per chat model owns it and runs every active sequence
 //! in one forward pass per step (`ChatModel::step`). A request joins at a step boundary
-//! when a KV slot is free, first come first served; its prompt is prefilled in chunks
+//! when a KV slot is free, first come first served among channels within their share of
+//! the slots (a channel at its share waits while later channels' requests go ahead); its
+//! prompt is prefilled in chunks
 //! interleaved with the others' decoding (decode tokens first, then prompt chunks while
 //! the step's token budget lasts); a finished or cancelled sequence leaves and frees its
 //! slot. The thread never waits on a client: each request's pieces go into an unbounded
@@ -38,6 +40,8 @@ pub enum Event {
 
 /// A request waiting for a slot.
 pub struct Job {
+    /// Whose request it is (the payer's account): slots are shared between channels.
+    pub channel: String,
     pub prompt: Vec<u32>,
     pub options: GenerateOptions,
     /// Set by the request's thread when its client goes away.
@@ -89,6 +93,19 @@ pub struct Scheduler {
     pub slots: usize,
 }
 
+/// Which waiting job joins next: the oldest whose channel holds fewer than `share` of the
+/// running sequences (`running`: each one's channel), so one channel never holds every
+/// slot and another's request is not stuck behind all of its long generations.
+fn next_within_share<'a>(
+    waiting: impl IntoIterator<Item = &'a str>,
+    running: &[&str],
+    share: usize,
+) -> Option<usize> {
+    waiting
+        .into_iter()
+        .position(|channel| running.iter().filter(|c| **c == channel).count() < share)
+}
+
 impl Drop for Scheduler {
     fn drop(&mut self) {
         let (lock, wake) = &*self.queue;
@@ -101,14 +118,20 @@ impl Drop for Scheduler {
 
 impl Scheduler {
     /// Starts the thread that owns `model`; prompts are prefilled at most `prefill_chunk`
-    /// tokens per sequence per step.
-    pub fn start(model: ChatModel, prefill_chunk: usize) -> std::io::Result<Self> {
+    /// tokens per sequence per step; one channel's sequences hold at most `channel_slots`
+    /// slots at once.
+    pub fn start(
+        model: ChatModel,
+        prefill_chunk: usize,
+        channel_slots: usize,
+    ) -> std::io::Result<Self> {
         let slots = model.slots();
         let queue: Arc<(Mutex<Queue>, Condvar)> = Arc::default();
         let shared = Arc::clone(&queue);
+        let share = channel_slots.max(1);
         std::thread::Builder::new()
             .name("scheduler".into())
-            .spawn(move || run(model, &shared, prefill_chunk.max(1)))?;
+            .spawn(move || run(model, &shared, prefill_chunk.max(1), share))?;
         Ok(Self { queue, slots })
     }
 
@@ -143,12 +166,13 @@ struct Running {
     job: Job,
 }
 
-fn run(mut model: ChatModel, queue: &(Mutex<Queue>, Condvar), prefill_chunk: usize) {
+fn run(mut model: ChatModel, queue: &(Mutex<Queue>, Condvar), prefill_chunk: usize, share: usize) {
     let _tombstone = Tombstone(queue);
     let mut free: Vec<usize> = (0..model.slots()).rev().collect();
     let mut running: Vec<Running> = Vec::new();
     loop {
-        // Join: the oldest waiting requests take the free slots, at a step boundary.
+        // Join: the oldest waiting requests within their channel's share take the free
+        // slots, at a step boundary.
         {
             let (lock, wake) = queue;
             let mut q = lock
@@ -161,7 +185,12 @@ fn run(mut model: ChatModel, queue: &(Mutex<Queue>, Condvar), prefill_chunk: usi
                 q = wake.wait(q).expect("queue lock");
             }
             while !free.is_empty() {
-                let Some(job) = q.jobs.pop_front() else { break };
+                let channels: Vec<&str> = running.iter().map(|r| r.job.channel.as_str()).collect();
+                let next =
+                    next_within_share(q.jobs.iter().map(|j| j.channel.as_str()), &channels, share);
+                let Some(job) = next.and_then(|i| q.jobs.remove(i)) else {
+                    break;
+                };
                 if job.cancel.load(Ordering::Relaxed) {
                     let _ = job.events.send(Event::Cancelled);
                     continue;
@@ -311,12 +340,13 @@ mod tests {
             panic!("a llama is a chat model")
         };
         std::fs::remove_dir_all(&dir).unwrap();
-        Scheduler::start(model, 64).unwrap()
+        Scheduler::start(model, 64, 1).unwrap()
     }
 
     fn job(cancelled: bool, deadline: Option<Instant>) -> (Job, mpsc::Receiver<Event>) {
         let (events, received) = mpsc::channel();
         let job = Job {
+            channel: "alice.near".into(),
             prompt: vec![1, 72, 101, 108, 108, 111],
             options: GenerateOptions {
                 max_tokens: 3,
@@ -356,5 +386,25 @@ mod tests {
             Event::Done(Ok(generation)) => assert!(!generation.tokens.is_empty()),
             _ => panic!("the third job runs"),
         }
+    }
+
+    /// A channel at its share of the slots waits while a later channel's request joins;
+    /// under its share, the oldest request joins first.
+    #[test]
+    fn a_channel_at_its_share_waits_while_others_join() {
+        let waiting = ["a", "a", "b", "c"];
+        assert_eq!(next_within_share(waiting, &[], 2), Some(0), "oldest first");
+        assert_eq!(
+            next_within_share(waiting, &["a"], 2),
+            Some(0),
+            "under its share"
+        );
+        assert_eq!(
+            next_within_share(waiting, &["a", "a"], 2),
+            Some(2),
+            "a holds its share: b goes ahead"
+        );
+        assert_eq!(next_within_share(waiting, &["a", "b"], 1), Some(3));
+        assert_eq!(next_within_share(["a", "b"], &["a", "b"], 1), None);
     }
 }

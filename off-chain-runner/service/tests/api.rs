@@ -692,3 +692,140 @@ async fn a_client_that_stops_reading_does_not_hold_the_model() {
     drop(stream);
     running.stop().await;
 }
+
+/// A client that hangs up before its answer still pays for the work it caused: the
+/// request runs on to its receipt (a generation stops at its next piece), so closing the
+/// connection early is never a way to be served for free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_hangs_up_still_pays_for_what_was_computed() {
+    let net = Net::start("hangup", 1).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                delay: Duration::from_millis(800),
+                ..Opts::default()
+            },
+        )
+        .await;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let requests = [
+        ("/v1/chat/completions", chat("alpha beta gamma")),
+        (
+            "/v1/embeddings",
+            json!({"model": EMBED, "input": "alpha beta"}),
+        ),
+    ];
+    for (seq, (path, body)) in (1..).zip(requests) {
+        let gone = reqwest::Client::new()
+            .post(format!("http://{}{path}", running.addr))
+            .bearer_auth(&token)
+            .json(&body)
+            .timeout(Duration::from_millis(200))
+            .send()
+            .await;
+        assert!(
+            gone.is_err(),
+            "{path}: the client hung up before the answer"
+        );
+        let user = &net.users[0].0;
+        eventually(10, || async {
+            running
+                .state
+                .store
+                .channel(user)
+                .unwrap()
+                .is_some_and(|c| c.seq() == seq && c.amount() > 0)
+        })
+        .await;
+    }
+    running.stop().await;
+}
+
+/// The body of a chunked HTTP/1.1 response, read to its end.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let start = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    raw = &raw[start..];
+    let mut body = Vec::new();
+    loop {
+        let line = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line]).unwrap(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&raw[line + 2..line + 2 + size]);
+        raw = &raw[line + 2 + size + 2..];
+    }
+}
+
+/// A streaming client that stalls past the read bound is cancelled, and what it is
+/// charged for is what it gets: the piece whose send timed out, and anything generated
+/// after it, come in the last chunk, so the text read to the end is the text the receipt
+/// hashes and the usage counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_stream_gets_all_it_is_charged_for() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let net = Net::start("stalled-charge", 1).await;
+    let running = net
+        .runner(
+            "data",
+            Opts {
+                client_read_timeout: Duration::from_secs(1),
+                ..Opts::default()
+            },
+        )
+        .await;
+    let addr = running.addr;
+    let token = token::encode(&net.authorization(0, NEAR).await);
+    let word = format!("{} ", "w".repeat(5_000));
+    let body = json!({"model": MODEL, "stream": true, "max_tokens": 2000,
+        "messages": [{"role": "user", "content": word.repeat(12)}]})
+    .to_string();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // Stalled past the bound: the stream is cancelled.
+    eventually(20, || async {
+        !metrics_of(addr)
+            .await
+            .contains("runner_client_disconnects_total 0")
+    })
+    .await;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    let body = String::from_utf8(dechunk(&raw)).unwrap();
+    let stream = sandbox_tests::sse::ChatStream::parse(&body).unwrap();
+    assert!(stream.done, "the stream ends with [DONE]");
+    let last = stream.events.last().unwrap();
+    let received: String = stream
+        .events
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    let tokens = last["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(tokens < 2000, "cancelled before the end: {tokens}");
+    assert_eq!(
+        received.split_whitespace().count() as u64,
+        tokens,
+        "every token charged for was received"
+    );
+    assert_eq!(
+        <[u8; 32]>::from(receipt(last).receipt.output_hash),
+        <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(received.as_bytes())),
+        "the receipt commits to exactly what was received"
+    );
+    running.stop().await;
+}

@@ -144,6 +144,7 @@ async fn requests_batched_together_get_what_each_gets_alone() {
             slots: 4,
             prefill_chunk: 3,
             queue_timeout: None,
+            channel_slots: None,
         },
     );
     let running = serve(&net, engine).await;
@@ -199,6 +200,7 @@ async fn a_request_waiting_past_the_queue_timeout_is_refused_and_not_charged() {
             slots: 1,
             prefill_chunk: 64,
             queue_timeout: Some(std::time::Duration::ZERO),
+            channel_slots: None,
         },
     );
     let running = serve(&net, engine).await;
@@ -226,4 +228,43 @@ async fn a_request_waiting_past_the_queue_timeout_is_refused_and_not_charged() {
         "no receipt for a request that never ran"
     );
     running.stop().await;
+}
+
+/// An embedding input over the model's token limit is refused with 400
+/// `context_length_exceeded`, before anything is admitted or charged: never cut short and
+/// embedded in part without a word (sentence-transformers truncates; a paid API must not).
+#[test]
+fn an_embedding_input_over_the_limit_is_refused_not_truncated() {
+    use off_chain_runner::inference::Inference;
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-minilm-l6-v2");
+    let engine = Engine::load(
+        &[(
+            "minilm".to_owned(),
+            market_engine::Source::Path(&dir),
+            market_engine::Sha256::Compute,
+        )],
+        market_engine::Backend::Cpu,
+        Batching::default(),
+    )
+    .unwrap();
+    let mut admitted = false;
+    let long = "word ".repeat(1000);
+    let refused = engine
+        .embed("minilm", &[long], &mut |_, _| {
+            admitted = true;
+            Ok(())
+        })
+        .err()
+        .expect("refused");
+    assert_eq!(
+        refused.code, "context_length_exceeded",
+        "{}",
+        refused.message
+    );
+    assert!(!admitted, "refused before admission");
+    let fits = engine
+        .embed("minilm", &["word ".repeat(100)], &mut |_, _| Ok(()))
+        .unwrap();
+    assert_eq!(fits.tokens, 102, "100 words and [CLS], [SEP]");
 }

@@ -1,7 +1,8 @@
-//! The wgpu device, the kernels (the `.wgsl` files beside this one) and the recording of a
-//! model's forward pass as a fixed list of dispatches: pipelines, buffers and bind groups
-//! are made once per model; each step only writes its row count and its rows' [`Row`]s
-//! (position, KV cache row, attended rows) and submits one command buffer.
+//! The wgpu device and the recording of a model's forward pass as a fixed list of
+//! dispatches ([`Program`]): pipelines, buffers and bind groups are made once per model;
+//! each step only writes its row count and its rows' [`Row`]s (position, KV cache row,
+//! attended rows) and submits one command buffer. The kernels, and the `Program` method
+//! that records each, are in [`crate::ops`], one a file.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,18 +10,16 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
+use crate::ops::{self, Row, Tile};
 use crate::quant::GpuFormat;
 use crate::{Error, Result};
-
-mod linear;
-pub use linear::{Tile, CPU_BLOCK_TILES, CPU_FLOAT_TILES, GPU_TILES};
 
 /// The kernels, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// The one linear kernel (`linear.wgsl`) for weights in this format, on this tile
-    /// shape (which changes how outputs are spread, never how each is computed).
-    Linear(GpuFormat, Tile),
+    /// The one linear kernel for weights in this format, on this tile shape (which changes
+    /// how outputs are spread, never how each is computed), storing through this epilogue.
+    Linear(GpuFormat, Tile, ops::linear::Epilogue),
     RmsNorm,
     LayerNorm,
     Rope,
@@ -32,13 +31,13 @@ pub enum Kernel {
 impl Kernel {
     fn source(self) -> String {
         match self {
-            Kernel::Linear(f, tile) => linear::source(f, tile),
-            Kernel::RmsNorm => include_str!("rmsnorm.wgsl").into(),
-            Kernel::LayerNorm => include_str!("layernorm.wgsl").into(),
-            Kernel::Rope => include_str!("rope.wgsl").into(),
-            Kernel::Attention => include_str!("attention.wgsl").into(),
-            Kernel::Elementwise => include_str!("elementwise.wgsl").into(),
-            Kernel::Argmax => include_str!("argmax.wgsl").into(),
+            Kernel::Linear(f, tile, epilogue) => ops::linear::source(f, tile, epilogue),
+            Kernel::RmsNorm => ops::rmsnorm::WGSL.into(),
+            Kernel::LayerNorm => ops::layernorm::WGSL.into(),
+            Kernel::Rope => ops::rope::WGSL.into(),
+            Kernel::Attention => ops::attention::WGSL.into(),
+            Kernel::Elementwise => ops::elementwise::WGSL.into(),
+            Kernel::Argmax => ops::argmax::WGSL.into(),
         }
     }
 }
@@ -50,7 +49,7 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     /// A CPU adapter (lavapipe): the linear kernel's tiles are chosen for it (linear.rs).
-    cpu: bool,
+    pub(crate) cpu: bool,
     pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
 }
 
@@ -271,107 +270,6 @@ struct Step {
     pad: [u32; 3],
 }
 
-/// What the kernels know of one row of a step (one token): where it is in its sequence,
-/// where its key and value go, and which key and value rows its query sees. Rows of
-/// different sequences in one step differ only here, so a batch is as many sequences as
-/// rows need, with no padding and no mask.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct Row {
-    /// Position in the sequence: the rotary angle (decoders).
-    pub pos: u32,
-    /// Row of the KV cache this row's key and value are written to (decoders).
-    pub kv_row: u32,
-    /// First key/value row this row's query attends to.
-    pub kv_start: u32,
-    /// How many key/value rows from `kv_start` it attends to.
-    pub kv_len: u32,
-}
-
-impl Row {
-    /// Token `pos` of a causal sequence whose cache rows begin at `base` (a slot): written
-    /// at `base + pos`, attending to `base ..= base + pos`.
-    pub fn causal(base: usize, pos: usize) -> Row {
-        Row {
-            pos: pos as u32,
-            kv_row: (base + pos) as u32,
-            kv_start: base as u32,
-            kv_len: (pos + 1) as u32,
-        }
-    }
-
-    /// `m` tokens of one causal sequence from position `pos`, its cache beginning at row 0.
-    pub fn sequence(m: usize, pos: usize) -> Vec<Row> {
-        (pos..pos + m).map(|p| Row::causal(0, p)).collect()
-    }
-
-    /// `len` tokens of one text at rows `start..start + len` of the step, each attending to
-    /// all of them (an encoder).
-    pub fn bidirectional(start: usize, len: usize) -> Vec<Row> {
-        (0..len)
-            .map(|i| Row {
-                pos: i as u32,
-                kv_row: (start + i) as u32,
-                kv_start: start as u32,
-                kv_len: len as u32,
-            })
-            .collect()
-    }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct LinearParams {
-    n: u32,
-    k: u32,
-    flags: u32,
-    pad: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct NormParams {
-    n: u32,
-    eps: f32,
-    flags: u32,
-    pad: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RopeParams {
-    heads: u32,
-    head_dim: u32,
-    flags: u32,
-    row_stride: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct AttentionParams {
-    heads: u32,
-    kv_heads: u32,
-    head_dim: u32,
-    ctx: u32,
-    scale: f32,
-    pad: [u32; 3],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ArgmaxParams {
-    n: u32,
-    pad: [u32; 3],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ElementwiseParams {
-    n: u32,
-    op: u32,
-    pad: [u32; 2],
-}
-
 /// A weight matrix on the GPU: `n` rows of `k`, in `format`.
 pub struct Weight {
     pub buffer: wgpu::Buffer,
@@ -411,7 +309,7 @@ const GRID_X: u32 = 32768;
 
 /// How many workgroups a dispatch needs for `m` rows.
 #[derive(Clone, Copy, Debug)]
-enum Grid {
+pub(crate) enum Grid {
     /// Linear layer of `n` outputs per row, on tiles of `8 · rn` of them by `tm` rows.
     Linear { n: u32, tile: Tile },
     /// One workgroup per row.
@@ -497,293 +395,46 @@ impl Program {
         }
     }
 
-    fn push(&mut self, kernel: Kernel, buffers: &[&wgpu::Buffer], grid: Grid) {
-        let variant = self.variant(u32::MAX, kernel, buffers, grid);
-        self.dispatches.push(Dispatch {
-            variants: vec![variant],
-        });
+    pub(crate) fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
     }
 
-    fn variant(
-        &self,
-        up_to: u32,
-        kernel: Kernel,
+    /// The uniform holding a step's row count.
+    pub(crate) fn step(&self) -> &wgpu::Buffer {
+        &self.step
+    }
+
+    /// The [`Row`] table of a step.
+    pub(crate) fn rows(&self) -> &wgpu::Buffer {
+        &self.rows
+    }
+
+    /// Appends a dispatch of `kernel` over `buffers` (bound in order).
+    pub(crate) fn push(&mut self, kernel: Kernel, buffers: &[&wgpu::Buffer], grid: Grid) {
+        self.push_variants(&[(u32::MAX, kernel, grid)], buffers);
+    }
+
+    /// Appends a dispatch in variants by the rows of a step: `(up_to, kernel, grid)` by
+    /// increasing `up_to`, the last taking any rows.
+    pub(crate) fn push_variants(
+        &mut self,
+        variants: &[(u32, Kernel, Grid)],
         buffers: &[&wgpu::Buffer],
-        grid: Grid,
-    ) -> Variant {
-        let pipeline = self.gpu.pipeline(kernel);
-        let bind = self.gpu.bind(&pipeline, buffers);
-        Variant {
-            up_to,
-            pipeline,
-            bind,
-            grid,
-        }
-    }
-
-    /// `y = x · Wᵀ (+ bias) (+ y)`; `to_cache` writes row `m` at its [`Row::kv_row`].
-    /// Runs on the adapter's tile for each step size.
-    pub fn linear(
-        &mut self,
-        x: &wgpu::Buffer,
-        w: &Weight,
-        bias: Bias,
-        y: &wgpu::Buffer,
-        accumulate: bool,
-        to_cache: bool,
     ) {
-        let tiles = linear::tiles(self.gpu.cpu, w.format);
-        self.linear_tiles(tiles, x, w, bias, y, accumulate, to_cache);
-    }
-
-    /// [`Program::linear`] on `tile` whatever the step's rows: to check that every tile
-    /// gives the same bits, the kernel's promise.
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear_on_tile(
-        &mut self,
-        tile: Tile,
-        x: &wgpu::Buffer,
-        w: &Weight,
-        bias: Bias,
-        y: &wgpu::Buffer,
-        accumulate: bool,
-        to_cache: bool,
-    ) {
-        self.linear_tiles(&[(u32::MAX, tile)], x, w, bias, y, accumulate, to_cache);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn linear_tiles(
-        &mut self,
-        tiles: &[(u32, Tile)],
-        x: &wgpu::Buffer,
-        w: &Weight,
-        bias: Bias,
-        y: &wgpu::Buffer,
-        accumulate: bool,
-        to_cache: bool,
-    ) {
-        let flags =
-            u32::from(bias.0.is_some()) | (u32::from(accumulate) << 1) | (u32::from(to_cache) << 2);
-        let params = self.gpu.uniform(
-            "linear",
-            &LinearParams {
-                n: w.n as u32,
-                k: w.k as u32,
-                flags,
-                pad: 0,
-            },
-        );
-        let placeholder;
-        let bias = if let Some(b) = bias.0 {
-            b
-        } else {
-            placeholder = self.gpu.scratch("no-bias", 1).expect("one word fits");
-            &placeholder
-        };
-        let buffers = [x, &w.buffer, bias, y, &params, &self.step, &self.rows];
-        let variants = tiles
+        let variants = variants
             .iter()
-            .map(|&(up_to, tile)| {
-                let grid = Grid::Linear {
-                    n: w.n as u32,
-                    tile,
-                };
-                self.variant(up_to, Kernel::Linear(w.format, tile), &buffers, grid)
+            .map(|&(up_to, kernel, grid)| {
+                let pipeline = self.gpu.pipeline(kernel);
+                let bind = self.gpu.bind(&pipeline, buffers);
+                Variant {
+                    up_to,
+                    pipeline,
+                    bind,
+                    grid,
+                }
             })
             .collect();
         self.dispatches.push(Dispatch { variants });
-    }
-
-    /// RMSNorm of each row of `x` into `y`.
-    pub fn rmsnorm(
-        &mut self,
-        x: &wgpu::Buffer,
-        g: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        n: usize,
-        eps: f32,
-    ) {
-        let unused = self.gpu.scratch("no-index", 1).expect("one word fits");
-        self.norm_rows(x, false, g, y, n, eps, &unused);
-    }
-
-    /// RMSNorm of rows `index[0..m]` of `x` into rows `0..m` of `y`: the rows a step
-    /// needs logits of, gathered.
-    pub fn rmsnorm_gather(
-        &mut self,
-        x: &wgpu::Buffer,
-        index: &wgpu::Buffer,
-        g: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        n: usize,
-        eps: f32,
-    ) {
-        self.norm_rows(x, true, g, y, n, eps, index);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn norm_rows(
-        &mut self,
-        x: &wgpu::Buffer,
-        gather: bool,
-        g: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        n: usize,
-        eps: f32,
-        index: &wgpu::Buffer,
-    ) {
-        let params = self.gpu.uniform(
-            "rmsnorm",
-            &NormParams {
-                n: n as u32,
-                eps,
-                flags: u32::from(gather),
-                pad: 0,
-            },
-        );
-        let step = self.step.clone();
-        self.push(
-            Kernel::RmsNorm,
-            &[x, g, y, &params, &step, index],
-            Grid::Rows,
-        );
-    }
-
-    pub fn layernorm(
-        &mut self,
-        x: &wgpu::Buffer,
-        g: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        n: usize,
-        eps: f32,
-    ) {
-        let params = self.gpu.uniform(
-            "layernorm",
-            &NormParams {
-                n: n as u32,
-                eps,
-                flags: 0,
-                pad: 0,
-            },
-        );
-        let step = self.step.clone();
-        self.push(Kernel::LayerNorm, &[x, g, b, &params, &step], Grid::Rows);
-    }
-
-    /// Rotates rows of `t` (stride `row_stride` floats) in place, each by its own
-    /// [`Row::pos`]; `in_cache`: row `m` of `t` is at its [`Row::kv_row`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn rope(
-        &mut self,
-        t: &wgpu::Buffer,
-        table: &wgpu::Buffer,
-        heads: usize,
-        head_dim: usize,
-        row_stride: usize,
-        interleaved: bool,
-        in_cache: bool,
-    ) {
-        let flags = u32::from(interleaved) | (u32::from(in_cache) << 1);
-        let params = self.gpu.uniform(
-            "rope",
-            &RopeParams {
-                heads: heads as u32,
-                head_dim: head_dim as u32,
-                flags,
-                row_stride: row_stride as u32,
-            },
-        );
-        let (step, rows) = (self.step.clone(), self.rows.clone());
-        self.push(
-            Kernel::Rope,
-            &[t, table, &params, &step, &rows],
-            Grid::Rope {
-                pairs: (heads * head_dim / 2) as u32,
-            },
-        );
-    }
-
-    /// Attention of each query row of `q` over the key and value rows its [`Row`] names;
-    /// `ctx` is the most a row attends to (the `scores` scratch holds `ctx` per row and head).
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention(
-        &mut self,
-        q: &wgpu::Buffer,
-        k: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        o: &wgpu::Buffer,
-        scores: &wgpu::Buffer,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        ctx: usize,
-    ) {
-        let params = self.gpu.uniform(
-            "attention",
-            &AttentionParams {
-                heads: heads as u32,
-                kv_heads: kv_heads as u32,
-                head_dim: head_dim as u32,
-                ctx: ctx as u32,
-                scale: 1.0 / (head_dim as f32).sqrt(),
-                pad: [0; 3],
-            },
-        );
-        let (step, rows) = (self.step.clone(), self.rows.clone());
-        self.push(
-            Kernel::Attention,
-            &[q, k, v, o, scores, &params, &step, &rows],
-            Grid::Heads {
-                heads: heads as u32,
-            },
-        );
-    }
-
-    /// `tokens[r]` = the index of the largest value of row `r` of `values` (rows of `n`),
-    /// the lowest on ties: greedy decoding's pick.
-    pub fn argmax(&mut self, values: &wgpu::Buffer, tokens: &wgpu::Buffer, n: usize) {
-        let params = self.gpu.uniform(
-            "argmax",
-            &ArgmaxParams {
-                n: n as u32,
-                pad: [0; 3],
-            },
-        );
-        let step = self.step.clone();
-        self.push(
-            Kernel::Argmax,
-            &[values, tokens, &params, &step],
-            Grid::Rows,
-        );
-    }
-
-    /// `a = silu(a) * b` over rows of `n`.
-    pub fn silu_mul(&mut self, a: &wgpu::Buffer, b: &wgpu::Buffer, n: usize) {
-        self.elementwise(a, b, n, 0);
-    }
-
-    /// `a = gelu(a)` over rows of `n`.
-    pub fn gelu(&mut self, a: &wgpu::Buffer, n: usize) {
-        let unused = self.gpu.scratch("unused", 1).expect("one word fits");
-        self.elementwise(a, &unused, n, 1);
-    }
-
-    fn elementwise(&mut self, a: &wgpu::Buffer, b: &wgpu::Buffer, n: usize, op: u32) {
-        let params = self.gpu.uniform(
-            "elementwise",
-            &ElementwiseParams {
-                n: n as u32,
-                op,
-                pad: [0; 2],
-            },
-        );
-        let step = self.step.clone();
-        self.push(
-            Kernel::Elementwise,
-            &[a, b, &params, &step],
-            Grid::Elements { n: n as u32 },
-        );
     }
 
     /// Rows a step may have.

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use market_engine::gpu::{Gpu, Program, Readback, Row};
+use market_engine::gpu::{Gpu, Program, Readback};
+use market_engine::ops::Row;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -18,7 +18,7 @@ use crate::{
     error::{Error, Result},
     http::{
         auth,
-        generate::{commit, prices, sha256, take_slot},
+        generate::{commit, detached, prices, sha256, take_slot},
         request,
     },
     inference::Kind,
@@ -42,7 +42,7 @@ pub async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match run(state, headers, body).await {
+    match detached(run(state, headers, body)).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }

@@ -7,7 +7,7 @@
 use std::{
     convert::Infallible,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::Instant,
@@ -167,6 +167,7 @@ pub async fn run(
             };
             inference.generate(
                 &model_id,
+                user.as_str(),
                 &prompt,
                 &sampling,
                 &mut admit,
@@ -213,6 +214,19 @@ pub async fn run(
         record,
         charged,
     })
+}
+
+/// Runs a request's `work` to its end whatever happens to its client. axum drops a
+/// handler's future when the client disconnects; work dropped between computing and
+/// [`commit`] would have been served unpaid, so hanging up early would be a way not to pay.
+/// Spawned, it meters and receipts what was computed (a generation whose client left stops
+/// at its next piece: `CancelOnDrop`).
+pub async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Error::internal("join", e.to_string()))?
 }
 
 /// Chat completions and text completions differ only in their JSON shapes.
@@ -274,10 +288,13 @@ impl Flavor {
                "total_tokens": g.prompt_tokens + g.completion_tokens})
     }
 
-    /// The last streamed chunk: the finish reason, OpenAI's usage, and the receipt.
-    pub fn final_chunk(&self, done: &Done) -> Value {
+    /// The last streamed chunk: the text generated but not yet sent (`sent` bytes were),
+    /// the finish reason, OpenAI's usage, and the receipt. A client that reads to the end
+    /// has then received exactly the text it is charged for and the receipt hashes.
+    pub fn final_chunk(&self, done: &Done, sent: usize) -> Value {
+        let rest = done.generated.text.get(sent..).unwrap_or_default();
         json!({"id": self.id, "object": self.object(true), "created": self.created, "model": self.model,
-               "choices": [self.choice("", Some(done.generated.finish.as_openai()), true, false)],
+               "choices": [self.choice(rest, Some(done.generated.finish.as_openai()), true, sent == 0)],
                "usage": Self::usage(done), "charged": done.charged.to_string(), "receipt": done.record.receipt})
     }
 
@@ -334,13 +351,13 @@ pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: boo
         // at the next piece instead of running to `max_tokens` for nobody.
         let wanted = CancelOnDrop::new(&state);
         let (alive, still) = (Arc::clone(&wanted.alive), Arc::clone(&wanted.alive));
-        let answer = run(
+        let answer = detached(run(
             state,
             job,
             Box::new(move |_| alive.load(Ordering::Relaxed)),
             Box::new(move || still.load(Ordering::Relaxed)),
             None,
-        )
+        ))
         .await;
         wanted.done();
         return match answer {
@@ -355,6 +372,10 @@ pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: boo
     let probe = tx.clone();
     let chunks = flavor.clone();
     let mut first = true;
+    // Bytes of text the client has been sent (queued to its connection): the last chunk
+    // carries the rest, including a piece whose send timed out.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sent_by_pieces = Arc::clone(&sent);
     // A failed send means the client went away, and one that waits past the bound means
     // it stopped reading: either way, returning false stops generation, and the tokens
     // produced so far are still metered. The wait is bounded so a client that does not
@@ -363,9 +384,13 @@ pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: boo
     let on_piece = Box::new(move |piece: &str| {
         let event = Event::default().data(chunks.chunk(piece, first).to_string());
         first = false;
-        runtime
+        let queued = runtime
             .block_on(tokio::time::timeout(bound, pieces.send(event)))
-            .is_ok_and(|sent| sent.is_ok())
+            .is_ok_and(|sent| sent.is_ok());
+        if queued {
+            sent_by_pieces.fetch_add(piece.len(), Ordering::Relaxed);
+        }
+        queued
     });
     let task = tokio::spawn(run(
         state,
@@ -380,7 +405,7 @@ pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: boo
         Tail::Running(task)
     } else {
         match task.await {
-            Ok(Ok(done)) => Tail::Ended(flavor.final_chunk(&done)),
+            Ok(Ok(done)) => Tail::Ended(flavor.final_chunk(&done, 0)),
             Ok(Err(e)) => return e.into_response(),
             Err(e) => return Error::internal("join", e.to_string()).into_response(),
         }
@@ -389,7 +414,7 @@ pub async fn respond(state: Arc<AppState>, job: Job, flavor: Flavor, stream: boo
         let last = match tail {
             Tail::Ended(last) => last,
             Tail::Running(task) => match task.await {
-                Ok(Ok(done)) => flavor.final_chunk(&done),
+                Ok(Ok(done)) => flavor.final_chunk(&done, sent.load(Ordering::Relaxed)),
                 Ok(Err(e)) => crate::http::error::body(&e),
                 Err(e) => crate::http::error::body(&Error::internal("join", e.to_string())),
             },

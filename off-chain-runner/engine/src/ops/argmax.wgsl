@@ -4,7 +4,7 @@
 // every 64th value (the first on ties, scanning upwards), then a tree keeps the larger, or
 // on ties the lower index. Max with lowest-index ties is one total order, so the result
 // does not depend on the order values are compared in: it is what a left-to-right scan on
-// the CPU picks (`sample::argmax`). (WGSL lets drivers assume no NaN: none is handled.)
+// the CPU picks (`argmax.rs`'s CPU twin). (WGSL lets drivers assume no NaN: none is handled.)
 struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
 struct Step { m: u32, pad0: u32, pad1: u32, pad2: u32 }
 

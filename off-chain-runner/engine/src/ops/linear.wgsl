@@ -35,6 +35,15 @@ fn x_unit(base: u32, u: u32) -> array<f32, 8> {
     );
 }
 
+// Output (group g, weight row r of the group, activation row i): its 8 lane sums added by
+// the fixed tree above.
+fn lane_sum(g: u32, r: u32, i: u32) -> f32 {
+    let b = (r * TM + i) * 64u + g * 8u;
+    let even = (partial[b] + partial[b + 4u]) + (partial[b + 2u] + partial[b + 6u]);
+    let odd = (partial[b + 1u] + partial[b + 5u]) + (partial[b + 3u] + partial[b + 7u]);
+    return even + odd;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let lane = t % 8u;
@@ -56,18 +65,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // GENERATED: partial[(r·TM + i)·64 + t] = acc_r_i;
 {PARTIALS_STORE}
     workgroupBarrier();
-    // 8 groups × RN × TM outputs, spread over the 64 threads; each adds its output's 8 lane
-    // sums by the tree above.
-    for (var o = t; o < 8u * RN * TM; o += 64u) {
-        let g = o / (RN * TM);
-        let r = (o / TM) % RN;
-        let i = o % TM;
-        let n = n0 + g * RN + r;
-        if (n < p.n && i < rows) {
-            let b = (r * TM + i) * 64u + g * 8u;
-            let even = (partial[b] + partial[b + 4u]) + (partial[b + 2u] + partial[b + 6u]);
-            let odd = (partial[b + 1u] + partial[b + 5u]) + (partial[b + 3u] + partial[b + 7u]);
-            store(m0 + i, n, even + odd);
-        }
-    }
+    // GENERATED: the epilogue, storing each output from its 8 lane sums (lane_sum).
+{FINISH}
 }
