@@ -261,7 +261,7 @@ impl<'a> CpuPass<'a> {
         }
     }
 
-    /// Writes `values` (rows of `n`) into `y`: row `r` at `r`, or at its kv_row in a cache;
+    /// Writes `values` (rows of `n`) into `y`: row `r` at `r`, or at its `kv_row` in a cache;
     /// added to what is there when `add`.
     fn write(&mut self, y: Act, values: Vec<f32>, n: usize, add: bool) {
         if !y.in_cache() && !add {

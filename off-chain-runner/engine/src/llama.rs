@@ -625,9 +625,8 @@ impl CpuLlama {
             .flat_map(|&t| self.embed.row(t as usize))
             .collect();
         let caches = &mut self.cache[slot];
-        for kv in caches.iter_mut() {
-            kv.iter_mut()
-                .for_each(|cache| cache.truncate(pos * c.kv_heads * c.head_dim));
+        for cache in caches.iter_mut().flatten() {
+            cache.truncate(pos * c.kv_heads * c.head_dim);
         }
         let rows = Row::sequence(tokens.len(), pos);
         let mut pass = CpuPass::new(x, rows, caches, &self.rope);

@@ -15,7 +15,7 @@
 mod common;
 
 use common::{bits, gpu, max_diff, random, run, run_rows};
-use market_engine::gpu::{Bias, Program, Weight};
+use market_engine::gpu::{Bias, Program, Readback, Weight};
 use market_engine::ops::{
     attention, elementwise, layernorm, linear, rmsnorm, rope, RopeLayout, Row, Tile,
     CPU_BLOCK_TILES, CPU_FLOAT_TILES, GPU_TILES,
@@ -215,7 +215,7 @@ fn fused_epilogues_give_the_plain_kernels_bits() {
             program.linear_qkv(&xb, &fused, &qb, &kb, &vb, q_width, kv_width);
             let got_q = run_rows(&gpu, &program, &rows, &qb, m * q_width);
             let read = |b: &wgpu::Buffer| {
-                gpu.finish_and_read(gpu.encoder(), b, 0, cache, &mut Default::default())
+                gpu.finish_and_read(gpu.encoder(), b, 0, cache, &mut Readback::default())
                     .unwrap()
             };
             let (got_k, got_v) = (read(&kb), read(&vb));

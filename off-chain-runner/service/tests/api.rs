@@ -802,7 +802,7 @@ async fn a_stalled_stream_gets_all_it_is_charged_for() {
     })
     .await;
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
+    tokio::time::timeout(Duration::from_mins(1), stream.read_to_end(&mut raw))
         .await
         .expect("the stream ends")
         .unwrap();

@@ -189,6 +189,19 @@ struct LinearParams {
     pad: [u32; 3],
 }
 
+impl LinearParams {
+    fn new(w: &Weight, bias: Bias, accumulate: bool, to_cache: bool) -> LinearParams {
+        LinearParams {
+            n: w.n as u32,
+            k: w.k as u32,
+            flags: u32::from(bias.0.is_some())
+                | (u32::from(accumulate) << 1)
+                | (u32::from(to_cache) << 2),
+            ..LinearParams::default()
+        }
+    }
+}
+
 impl Program {
     /// `y = x · Wᵀ (+ bias) (+ y)`; `to_cache` writes row `m` at its
     /// [`Row::kv_row`](super::Row::kv_row). Runs on the adapter's tile for each step size.
@@ -239,7 +252,7 @@ impl Program {
         let params = LinearParams {
             q_width: q_width as u32,
             kv_width: kv_width as u32,
-            ..self.linear_params(w, Bias(None), false, true)
+            ..LinearParams::new(w, Bias(None), false, true)
         };
         let tiles = tiles(self.gpu().cpu, w.format);
         self.push_linear(
@@ -257,7 +270,7 @@ impl Program {
     /// `y = silu(x · Wgᵀ) · (x · Wuᵀ)` in one pass: `w` interleaves the gate's and the up
     /// projection's rows ([`interleave_rows`]).
     pub fn linear_swiglu(&mut self, x: &wgpu::Buffer, w: &Weight, y: &wgpu::Buffer) {
-        let params = self.linear_params(w, Bias(None), false, false);
+        let params = LinearParams::new(w, Bias(None), false, false);
         let tiles = tiles(self.gpu().cpu, w.format);
         self.push_linear(tiles, Epilogue::SwiGlu, x, w, Bias(None), y, params, &[]);
     }
@@ -273,25 +286,8 @@ impl Program {
         accumulate: bool,
         to_cache: bool,
     ) {
-        let params = self.linear_params(w, bias, accumulate, to_cache);
+        let params = LinearParams::new(w, bias, accumulate, to_cache);
         self.push_linear(tiles, Epilogue::Store, x, w, bias, y, params, &[]);
-    }
-
-    fn linear_params(
-        &self,
-        w: &Weight,
-        bias: Bias,
-        accumulate: bool,
-        to_cache: bool,
-    ) -> LinearParams {
-        LinearParams {
-            n: w.n as u32,
-            k: w.k as u32,
-            flags: u32::from(bias.0.is_some())
-                | (u32::from(accumulate) << 1)
-                | (u32::from(to_cache) << 2),
-            ..LinearParams::default()
-        }
     }
 
     /// Appends the dispatch, bound as the kernel declares: x, w, bias, y, params, step,
