@@ -1,8 +1,10 @@
 //! Embedding requests batched across callers: one thread per embedding model owns it, and
-//! each forward pass takes every request waiting when it starts (first come first served,
-//! while their tokens fit one pass; a larger request goes alone, in as many passes as it
-//! needs) and embeds all their inputs together. Requests are tokenized and checked on
-//! their own threads before they wait here.
+//! each forward pass takes the inputs of the requests waiting when it starts, first come
+//! first served while their tokens fit one pass, and embeds them together. A request too
+//! large for what is left of a pass gives it as many of its inputs as fit and goes back to
+//! the end of the queue with the rest, so a small request behind a large one waits one
+//! pass, not all of the large one's. Requests are tokenized and checked on their own
+//! threads before they wait here.
 //!
 //! Batching changes no answer: the encoder attends each text to its own tokens only, so a
 //! text's embedding is the same bits alone or beside others (`market-engine`'s
@@ -26,15 +28,15 @@ pub struct Job {
     pub reply: Reply,
 }
 
-impl Job {
-    fn tokens(&self) -> usize {
-        self.ids.iter().map(Vec::len).sum()
-    }
+/// A request in the queue, with the embeddings of its inputs that passes have done.
+struct Waiting {
+    job: Job,
+    done: Vec<Embedding>,
 }
 
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<Waiting>,
     closed: bool,
 }
 
@@ -67,7 +69,13 @@ impl Embedder {
     /// Queues `jobs` together, behind those already waiting.
     pub fn submit(&self, jobs: impl IntoIterator<Item = Job>) {
         let (lock, wake) = &*self.queue;
-        lock.lock().expect("queue lock").jobs.extend(jobs);
+        lock.lock()
+            .expect("queue lock")
+            .jobs
+            .extend(jobs.into_iter().map(|job| Waiting {
+                job,
+                done: Vec::new(),
+            }));
         wake.notify_one();
     }
 
@@ -95,7 +103,8 @@ fn run(mut model: EmbeddingModel, queue: &(Mutex<Queue>, Condvar), passes: &Atom
     // so a request is not kept waiting behind more than a GPU pass's worth of others.
     let budget = model.pass_tokens().min(market_engine::bert::BATCH_TOKENS);
     loop {
-        let batch: Vec<Job> = {
+        // Each request in the pass, with how many of its remaining inputs the pass takes.
+        let batch: Vec<(Waiting, usize)> = {
             let (lock, wake) = queue;
             let mut q = lock.lock().expect("queue lock");
             while q.jobs.is_empty() {
@@ -107,15 +116,32 @@ fn run(mut model: EmbeddingModel, queue: &(Mutex<Queue>, Condvar), passes: &Atom
             let mut tokens = 0;
             let mut batch = Vec::new();
             while let Some(next) = q.jobs.front() {
-                if !batch.is_empty() && tokens + next.tokens() > budget {
+                let remaining = &next.job.ids[next.done.len()..];
+                // Inputs of this request that fit what is left (one at least in an empty
+                // pass: none is over the model's length, which a pass holds).
+                let mut take = 0;
+                for input in remaining {
+                    if (tokens > 0 || take > 0) && tokens + input.len() > budget {
+                        break;
+                    }
+                    tokens += input.len();
+                    take += 1;
+                }
+                if take == 0 {
                     break;
                 }
-                tokens += next.tokens();
-                batch.extend(q.jobs.pop_front());
+                let whole = take == remaining.len();
+                batch.extend(q.jobs.pop_front().map(|w| (w, take)));
+                if !whole {
+                    break;
+                }
             }
             batch
         };
-        let ids: Vec<Vec<u32>> = batch.iter().flat_map(|j| j.ids.iter().cloned()).collect();
+        let ids: Vec<Vec<u32>> = batch
+            .iter()
+            .flat_map(|(w, take)| w.job.ids[w.done.len()..w.done.len() + take].iter().cloned())
+            .collect();
         passes.fetch_add(1, Ordering::Relaxed);
         // A panic in a pass (a device failure surfacing as one) answers that pass's
         // requests with an error instead of ending the thread, which would leave every
@@ -130,15 +156,24 @@ fn run(mut model: EmbeddingModel, queue: &(Mutex<Queue>, Condvar), passes: &Atom
         match result {
             Ok(embeddings) => {
                 let mut embeddings = embeddings.into_iter();
-                for job in batch {
-                    let mine: Vec<Embedding> = embeddings.by_ref().take(job.ids.len()).collect();
-                    let _ = job.reply.send(Ok(mine));
+                let mut unfinished = Vec::new();
+                for (mut waiting, take) in batch {
+                    waiting.done.extend(embeddings.by_ref().take(take));
+                    if waiting.done.len() == waiting.job.ids.len() {
+                        let _ = waiting.job.reply.send(Ok(waiting.done));
+                    } else {
+                        unfinished.push(waiting);
+                    }
                 }
+                // Its turn is over: the rest waits behind the requests that came after.
+                let (lock, _) = queue;
+                lock.lock().expect("queue lock").jobs.extend(unfinished);
             }
             Err(e) => {
                 let message = e.to_string();
-                for job in batch {
-                    let _ = job
+                for (waiting, _) in batch {
+                    let _ = waiting
+                        .job
                         .reply
                         .send(Err(market_engine::Error::Gpu(message.clone())));
                 }
@@ -236,5 +271,42 @@ mod tests {
             .unwrap();
         assert!(bits(&one) == alone[0]);
         assert_eq!(embedder.passes(), 2);
+    }
+
+    /// A request too large for one pass does not hold the model for all its passes: a
+    /// small request sent behind it is answered after one of them, while the large one is
+    /// still going; the large one's embeddings are still the bits each input gets alone.
+    #[test]
+    fn a_small_request_behind_a_large_one_waits_one_pass_not_all() {
+        let mut model = minilm();
+        let text = model.text_handle();
+        // 102 tokens an input: five fill a pass of 512; twenty need four passes.
+        let long = "word ".repeat(100);
+        let large: Vec<Vec<u32>> = (0..20)
+            .map(|i| text.tokenize(&format!("{long}{i}")).unwrap())
+            .collect();
+        let small = vec![text.tokenize("A man is playing a guitar.").unwrap()];
+        let alone = bits(&model.embed_tokens(&large).unwrap());
+        let embedder = Embedder::start(model).unwrap();
+        let (large_reply, large_answer) = mpsc::channel();
+        let (small_reply, small_answer) = mpsc::channel();
+        embedder.submit([
+            Job {
+                ids: large,
+                reply: large_reply,
+            },
+            Job {
+                ids: small,
+                reply: small_reply,
+            },
+        ]);
+        assert_eq!(small_answer.recv().unwrap().unwrap().len(), 1);
+        assert!(
+            large_answer.try_recv().is_err(),
+            "the small request was answered before the large one's last pass"
+        );
+        assert!(embedder.passes() < 4, "after {} passes", embedder.passes());
+        let large = large_answer.recv().unwrap().unwrap();
+        assert!(bits(&large) == alone, "the large request's bits, in pieces");
     }
 }
