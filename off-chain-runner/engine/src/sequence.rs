@@ -255,10 +255,12 @@ impl Sequence {
         }
     }
 
-    /// The result, once finished (or as it stands).
+    /// The result, once finished (or as it stands). Its prompt tokens are those the slot
+    /// holds: all of them unless it was cancelled during its prefill, when only the
+    /// positions run (or copied from the public prefix) count, which is what is metered.
     pub fn into_generation(self) -> Generation {
         Generation {
-            prompt_tokens: self.prompt_len,
+            prompt_tokens: self.prompt_len.min(self.fed),
             tokens: self.tokens[self.prompt_len..].to_vec(),
             text: self.text,
             finish_reason: self.finish.unwrap_or(FinishReason::Length),

@@ -439,6 +439,32 @@ fn generate_is_one_sequence_and_sequences_step_together_to_the_same_results() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A sequence cancelled during its prefill counts the prompt tokens it ran, not its whole
+/// prompt: its client is charged for what was computed.
+#[test]
+fn a_sequence_cancelled_during_prefill_counts_the_prompt_it_ran() {
+    let dir = tiny(Format::F32, "cancelled-prefill");
+    let mut model = chat(&dir, Backend::Cpu, 1);
+    let mut seq = model
+        .start_sequence(0, &PROMPT, &GenerateOptions::default())
+        .unwrap();
+    let input = seq.next_input(5).unwrap();
+    let logits = model.step(&[input]).unwrap().remove(0);
+    model.advance(&mut seq, &logits).unwrap();
+    seq.cancel();
+    let cancelled = seq.into_generation();
+    assert_eq!((cancelled.prompt_tokens, cancelled.tokens.len()), (5, 0));
+    let mut whole = model
+        .start_sequence(0, &PROMPT, &GenerateOptions::default())
+        .unwrap();
+    while let Some(input) = whole.next_input(64) {
+        let logits = model.step(&[input]).unwrap().remove(0);
+        model.advance(&mut whole, &logits).unwrap();
+    }
+    assert_eq!(whole.into_generation().prompt_tokens, PROMPT.len());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Greedy through the `Sequence` API in `slot`: where the sequence starts (the positions
 /// its slot already holds), then the bits of every logit vector a token was picked from.
 fn sequence_bits(model: &mut ChatModel, slot: usize, prompt: &[u32]) -> (usize, Vec<Vec<u32>>) {
