@@ -130,7 +130,9 @@ impl Matrix {
         })
     }
 
-    /// `parts` in one format, with one row length.
+    /// `parts` in one format, with one row length. Formats the GPU reads alike are made one
+    /// without loss (Q4_0 as Q4_1, BF16 as F32); others (a file quantizing its projections
+    /// differently, which llama.cpp's plain types do not) are widened to f32, at f32's cost.
     fn common_format<'a>(parts: &[&'a Matrix]) -> Result<Vec<Cow<'a, Matrix>>> {
         if let Some(m) = parts.iter().find(|m| m.k != parts[0].k) {
             return Err(Error::Format(format!(
@@ -138,19 +140,33 @@ impl Matrix {
                 m.name, m.k, parts[0].name, parts[0].k
             )));
         }
-        let same = parts.iter().all(|m| m.format == parts[0].format);
+        let first = parts[0].format;
+        if parts.iter().all(|m| m.format == first) {
+            return Ok(parts.iter().map(|&m| Cow::Borrowed(m)).collect());
+        }
+        let target = if parts.iter().all(|m| m.format.gpu() == first.gpu()) {
+            match first.gpu() {
+                crate::quant::GpuFormat::Q4 => Format::Q4_1,
+                _ => Format::F32,
+            }
+        } else {
+            Format::F32
+        };
         Ok(parts
             .iter()
             .map(|&m| {
-                if same {
-                    Cow::Borrowed(m)
-                } else {
-                    Cow::Owned(Matrix {
-                        format: Format::F32,
-                        bytes: crate::quant::quantize(Format::F32, &dequantize(m.format, &m.bytes)),
-                        ..m.clone()
-                    })
+                if m.format == target {
+                    return Cow::Borrowed(m);
                 }
+                let bytes = match (m.format, target) {
+                    (Format::Q4_0, Format::Q4_1) => crate::quant::q4_0_as_q4_1(&m.bytes),
+                    _ => crate::quant::quantize(Format::F32, &dequantize(m.format, &m.bytes)),
+                };
+                Cow::Owned(Matrix {
+                    format: target,
+                    bytes,
+                    ..m.clone()
+                })
             })
             .collect())
     }
@@ -193,8 +209,26 @@ pub struct Block<M, V> {
 }
 
 impl Layer {
-    /// The layer as a [`Block`] of file matrices (the fused ones new, the others borrowed).
-    fn block(&self) -> Result<Block<Cow<'_, Matrix>, &Vec<f32>>> {
+    /// The layer as a [`Block`] of file matrices (the fused ones new, the others borrowed),
+    /// its shapes checked against `c`: a file whose shapes disagree with its own config is
+    /// refused here rather than read out of bounds.
+    fn block(&self, c: &LlamaConfig) -> Result<Block<Cow<'_, Matrix>, &Vec<f32>>> {
+        let kv = c.kv_heads * c.head_dim;
+        let shapes = [
+            (&self.q, c.dim, c.dim),
+            (&self.k, kv, c.dim),
+            (&self.v, kv, c.dim),
+            (&self.o, c.dim, c.dim),
+            (&self.gate, c.ffn, c.dim),
+            (&self.up, c.ffn, c.dim),
+            (&self.down, c.dim, c.ffn),
+        ];
+        if let Some((m, n, k)) = shapes.iter().find(|(m, n, k)| (m.n, m.k) != (*n, *k)) {
+            return Err(Error::Format(format!(
+                "tensor {} is {}×{}; the model's config makes it {n}×{k}",
+                m.name, m.n, m.k
+            )));
+        }
         Ok(Block {
             attn_norm: &self.attn_norm,
             qkv: Cow::Owned(Matrix::stack(&[&self.q, &self.k, &self.v])?),
@@ -281,6 +315,11 @@ impl ChatText {
 }
 
 fn matrix(name: &str, format: Format, n: usize, k: usize, bytes: &[u8]) -> Result<Matrix> {
+    if format.bytes_for(k as u64).is_none() {
+        return Err(Error::Format(format!(
+            "tensor {name}: rows of {k} are not whole {format:?} blocks"
+        )));
+    }
     if format.bytes_for((n * k) as u64) != Some(bytes.len()) {
         return Err(Error::Format(format!(
             "tensor {name}: {} bytes do not hold {n}×{k} {format:?}",
@@ -599,7 +638,7 @@ impl CpuLlama {
             .layers
             .iter()
             .map(|l| {
-                l.block()?
+                l.block(&cfg)?
                     .try_map(|m| Ok(Dense::of(m)), |v| Ok((*v).clone()))
             })
             .collect::<Result<_>>()?;
@@ -751,7 +790,7 @@ impl GpuLlama {
             .iter()
             .map(|l| {
                 let layer = l
-                    .block()?
+                    .block(c)?
                     .try_map(|m| m.upload(gpu), |v| gpu.upload("norm", v));
                 bar.inc(1);
                 layer

@@ -182,6 +182,20 @@ pub fn repack(format: Format, bytes: &[u8]) -> Vec<u32> {
     }
 }
 
+/// Q4_0 blocks rewritten as the Q4_1 blocks of the same values (`m = -8·d`, exact in f16
+/// as `repack` computes it for the GPU): so Q4_0 and Q4_1 matrices can be stacked.
+pub fn q4_0_as_q4_1(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() / 18 * 20);
+    for block in bytes.chunks_exact(18) {
+        let d = f16::from_le_bytes([block[0], block[1]]);
+        let m = f16::from_f32(-8.0 * d.to_f32());
+        out.extend_from_slice(&block[..2]);
+        out.extend_from_slice(&m.to_le_bytes());
+        out.extend_from_slice(&block[2..18]);
+    }
+    out
+}
+
 /// Quantizes f32 values into a ggml block format the way llama.cpp's reference quantizers
 /// do; used to make test tensors and tiny models in every format.
 pub fn quantize(format: Format, values: &[f32]) -> Vec<u8> {
@@ -240,6 +254,23 @@ pub fn quantize(format: Format, values: &[f32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Q4_0 rewritten as Q4_1 holds the very same values, so stacking the two formats
+    /// changes no weight.
+    #[test]
+    fn q4_0_as_q4_1_keeps_every_value() {
+        let values: Vec<f32> = (0..128)
+            .map(|i| ((i * 37) % 29) as f32 / 7.0 - 2.0)
+            .collect();
+        let q4_0 = quantize(Format::Q4_0, &values);
+        let as_q4_1 = q4_0_as_q4_1(&q4_0);
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert_eq!(
+            bits(dequantize(Format::Q4_1, &as_q4_1)),
+            bits(dequantize(Format::Q4_0, &q4_0))
+        );
+        assert_eq!(repack(Format::Q4_1, &as_q4_1), repack(Format::Q4_0, &q4_0));
+    }
 
     #[test]
     fn block_formats_round_trip_within_their_step() {

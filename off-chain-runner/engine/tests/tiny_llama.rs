@@ -241,6 +241,24 @@ fn weights_hash_is_checked_and_bad_input_refused() {
     // The model still answers after refusing.
     assert_eq!(m.logits(&PROMPT).unwrap().len(), 259);
 
+    // A config that disagrees with the tensors' shapes is refused with what disagrees, on
+    // both backends, rather than run out of bounds.
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let mut wrong: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let ffn = wrong["intermediate_size"].as_u64().unwrap();
+    wrong["intermediate_size"] = (ffn + 32).into();
+    std::fs::write(dir.join("config.json"), wrong.to_string()).unwrap();
+    for (backend, device) in [(Backend::Cpu, None), (Backend::Gpu, Some(&gpu))] {
+        let err = Model::load(&dir, backend, device, market_engine::Sha256::Compute)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, Error::Format(_)) && err.to_string().contains("config makes it"),
+            "{err}"
+        );
+    }
+    std::fs::write(dir.join("config.json"), config).unwrap();
+
     std::fs::remove_file(dir.join("config.json")).unwrap();
     let err = Model::load(&dir, Backend::Cpu, None, market_engine::Sha256::Compute)
         .err()

@@ -117,6 +117,13 @@ fn run(mut model: EmbeddingModel, queue: &(Mutex<Queue>, Condvar), passes: &Atom
             let mut batch = Vec::new();
             while let Some(next) = q.jobs.front() {
                 let remaining = &next.job.ids[next.done.len()..];
+                if remaining.is_empty() {
+                    // Nothing to embed (the runner never sends such a job): answered as is.
+                    if let Some(empty) = q.jobs.pop_front() {
+                        let _ = empty.job.reply.send(Ok(empty.done));
+                    }
+                    continue;
+                }
                 // Inputs of this request that fit what is left (one at least in an empty
                 // pass: none is over the model's length, which a pass holds).
                 let mut take = 0;
@@ -138,6 +145,9 @@ fn run(mut model: EmbeddingModel, queue: &(Mutex<Queue>, Condvar), passes: &Atom
             }
             batch
         };
+        if batch.is_empty() {
+            continue;
+        }
         let ids: Vec<Vec<u32>> = batch
             .iter()
             .flat_map(|(w, take)| w.job.ids[w.done.len()..w.done.len() + take].iter().cloned())
@@ -308,5 +318,9 @@ mod tests {
         assert!(embedder.passes() < 4, "after {} passes", embedder.passes());
         let large = large_answer.recv().unwrap().unwrap();
         assert!(bits(&large) == alone, "the large request's bits, in pieces");
+        assert!(
+            embedder.embed(Vec::new()).unwrap().is_empty(),
+            "a job of no inputs is answered, not spun on"
+        );
     }
 }

@@ -296,8 +296,8 @@ impl Inference for Engine {
                     return Err(Error::overloaded(
                         "queue_timeout",
                         format!(
-                            "model `{model}` had no free sequence slot within {} s; nothing \
-                             was charged",
+                            "model `{model}` had no free sequence slot within {} s (or none \
+                             within this user's share of the slots); nothing was charged",
                             waited.as_secs_f64()
                         ),
                     )

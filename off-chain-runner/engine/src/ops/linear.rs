@@ -270,6 +270,7 @@ impl Program {
     /// `y = silu(x · Wgᵀ) · (x · Wuᵀ)` in one pass: `w` interleaves the gate's and the up
     /// projection's rows ([`interleave_rows`]).
     pub fn linear_swiglu(&mut self, x: &wgpu::Buffer, w: &Weight, y: &wgpu::Buffer) {
+        assert!(w.n.is_multiple_of(2), "SwiGLU pairs rows: {} rows", w.n);
         let params = LinearParams::new(w, Bias(None), false, false);
         let tiles = tiles(self.gpu().cpu, w.format);
         self.push_linear(tiles, Epilogue::SwiGlu, x, w, Bias(None), y, params, &[]);
