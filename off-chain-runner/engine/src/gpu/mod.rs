@@ -369,6 +369,8 @@ pub struct Program {
     dispatches: Vec<Dispatch>,
     /// Dispatches encoded so far, for tests that check a step's cost.
     encoded: AtomicU64,
+    /// The tile every linear dispatch recorded runs on, instead of the adapter's table.
+    tile: Option<Tile>,
 }
 
 /// A buffer that may stand for "none" (an unused binding).
@@ -392,6 +394,7 @@ impl Program {
             max_rows,
             dispatches: Vec::new(),
             encoded: AtomicU64::new(0),
+            tile: None,
         }
     }
 
@@ -407,6 +410,16 @@ impl Program {
     /// The [`Row`] table of a step.
     pub(crate) fn rows(&self) -> &wgpu::Buffer {
         &self.rows
+    }
+
+    /// Every linear dispatch recorded from now on runs on `tile` whatever the step's rows:
+    /// to check that every tile gives the same bits, the linear kernel's promise.
+    pub fn force_tile(&mut self, tile: Tile) {
+        self.tile = Some(tile);
+    }
+
+    pub(crate) fn forced_tile(&self) -> Option<Tile> {
+        self.tile
     }
 
     /// Appends a dispatch of `kernel` over `buffers` (bound in order).

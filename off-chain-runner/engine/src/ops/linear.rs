@@ -214,24 +214,8 @@ impl Program {
         accumulate: bool,
         to_cache: bool,
     ) {
-        let tiles = tiles(self.gpu().cpu, w.format);
-        self.linear_tiles(tiles, x, w, bias, y, accumulate, to_cache);
-    }
-
-    /// [`Program::linear`] on `tile` whatever the step's rows: to check that every tile
-    /// gives the same bits, the kernel's promise.
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear_on_tile(
-        &mut self,
-        tile: Tile,
-        x: &wgpu::Buffer,
-        w: &Weight,
-        bias: Bias,
-        y: &wgpu::Buffer,
-        accumulate: bool,
-        to_cache: bool,
-    ) {
-        self.linear_tiles(&[(u32::MAX, tile)], x, w, bias, y, accumulate, to_cache);
+        let params = LinearParams::new(w, bias, accumulate, to_cache);
+        self.push_linear(Epilogue::Store, x, w, bias, y, params, &[]);
     }
 
     /// The query, key and value projections at once: `w` stacks their rows (`q_width`,
@@ -254,17 +238,7 @@ impl Program {
             kv_width: kv_width as u32,
             ..LinearParams::new(w, Bias(None), false, true)
         };
-        let tiles = tiles(self.gpu().cpu, w.format);
-        self.push_linear(
-            tiles,
-            Epilogue::Qkv,
-            x,
-            w,
-            Bias(None),
-            q,
-            params,
-            &[keys, values],
-        );
+        self.push_linear(Epilogue::Qkv, x, w, Bias(None), q, params, &[keys, values]);
     }
 
     /// `y = silu(x · Wgᵀ) · (x · Wuᵀ)` in one pass: `w` interleaves the gate's and the up
@@ -272,23 +246,7 @@ impl Program {
     pub fn linear_swiglu(&mut self, x: &wgpu::Buffer, w: &Weight, y: &wgpu::Buffer) {
         assert!(w.n.is_multiple_of(2), "SwiGLU pairs rows: {} rows", w.n);
         let params = LinearParams::new(w, Bias(None), false, false);
-        let tiles = tiles(self.gpu().cpu, w.format);
-        self.push_linear(tiles, Epilogue::SwiGlu, x, w, Bias(None), y, params, &[]);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn linear_tiles(
-        &mut self,
-        tiles: &[(u32, Tile)],
-        x: &wgpu::Buffer,
-        w: &Weight,
-        bias: Bias,
-        y: &wgpu::Buffer,
-        accumulate: bool,
-        to_cache: bool,
-    ) {
-        let params = LinearParams::new(w, bias, accumulate, to_cache);
-        self.push_linear(tiles, Epilogue::Store, x, w, bias, y, params, &[]);
+        self.push_linear(Epilogue::SwiGlu, x, w, Bias(None), y, params, &[]);
     }
 
     /// Appends the dispatch, bound as the kernel declares: x, w, bias, y, params, step,
@@ -296,7 +254,6 @@ impl Program {
     #[allow(clippy::too_many_arguments)]
     fn push_linear(
         &mut self,
-        tiles: &[(u32, Tile)],
         epilogue: Epilogue,
         x: &wgpu::Buffer,
         w: &Weight,
@@ -319,6 +276,14 @@ impl Program {
             buffers.push(&rows);
         }
         buffers.extend_from_slice(more);
+        let forced;
+        let tiles = match self.forced_tile() {
+            Some(tile) => {
+                forced = [(u32::MAX, tile)];
+                &forced[..]
+            }
+            None => tiles(self.gpu().cpu, w.format),
+        };
         let variants = tiles
             .iter()
             .map(|&(up_to, tile)| {
