@@ -642,11 +642,35 @@ async fn one_channel_cannot_take_every_place() {
     running.stop().await;
 }
 
+/// Asks for a long stream (2,000 pieces of 5 KB, from a 60 KB prompt) on a socket with a
+/// small receive buffer, and does not read it: the kernel's buffers (a few MB at most) fill
+/// long before its end.
+async fn long_stream_unread(addr: std::net::SocketAddr, token: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let word = format!("{} ", "w".repeat(5_000));
+    let body = json!({"model": MODEL, "stream": true, "max_tokens": 2000,
+        "messages": [{"role": "user", "content": word.repeat(12)}]})
+    .to_string();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream
+}
+
 /// A streaming client that stops reading does not hold the model: past the read bound
 /// its request is cancelled, and another client's request is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_stops_reading_does_not_hold_the_model() {
-    use tokio::io::AsyncWriteExt;
     let net = Net::start("stalled", 2).await;
     let running = net
         .runner(
@@ -659,25 +683,7 @@ async fn a_client_that_stops_reading_does_not_hold_the_model() {
         .await;
     let addr = running.addr;
     let stalled = token::encode(&net.authorization(0, NEAR).await);
-    // A long stream (2,000 pieces of 5 KB, from a 60 KB prompt) to a socket with a small receive buffer that is
-    // never read: the kernel's buffers (a few MB at most) fill long before its end.
-    let word = format!("{} ", "w".repeat(5_000));
-    let body = json!({"model": MODEL, "stream": true, "max_tokens": 2000,
-        "messages": [{"role": "user", "content": word.repeat(12)}]})
-    .to_string();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {stalled}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let stream = long_stream_unread(addr, &stalled).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let other = token::encode(&net.authorization(1, NEAR).await);
     let served = tokio::time::timeout(Duration::from_secs(20), chat_once(addr, &other))
@@ -764,7 +770,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 /// hashes and the usage counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_stream_gets_all_it_is_charged_for() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let net = Net::start("stalled-charge", 1).await;
     let running = net
         .runner(
@@ -777,23 +783,7 @@ async fn a_stalled_stream_gets_all_it_is_charged_for() {
         .await;
     let addr = running.addr;
     let token = token::encode(&net.authorization(0, NEAR).await);
-    let word = format!("{} ", "w".repeat(5_000));
-    let body = json!({"model": MODEL, "stream": true, "max_tokens": 2000,
-        "messages": [{"role": "user", "content": word.repeat(12)}]})
-    .to_string();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut stream = long_stream_unread(addr, &token).await;
     // Stalled past the bound: the stream is cancelled.
     eventually(20, || async {
         !metrics_of(addr)
